@@ -1,0 +1,56 @@
+"""Every setting, read from environment variables, with its documented default (.env.example).
+
+One home for names shared by services: topic names, ports, windows, thresholds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Final
+
+WINDOWS: Final[dict[str, int]] = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
+SL_THRESHOLDS_S: Final[tuple[int, ...]] = (30, 180)
+SLOW_REPLY_S: Final = 100.0  # Qianniu counts replies slower than 100 s as slow (慢响应)
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} must be an integer") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} must be a number") from None
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str = field(default_factory=lambda: env_str("TOPIC_EVENTS", "floor.chat-events"))
+    dead_letter: str = field(default_factory=lambda: env_str("TOPIC_DEAD_LETTER", "floor.dead-letter"))
+    agent_changes: str = field(default_factory=lambda: env_str("TOPIC_AGENT_CHANGES", "floor.agent-changes"))
+    partials: str = field(default_factory=lambda: env_str("TOPIC_PARTIALS", "floor.queue-partials"))
+    views: str = field(default_factory=lambda: env_str("TOPIC_VIEWS", "floor.queue-views"))
+    alerts: str = field(default_factory=lambda: env_str("TOPIC_ALERTS", "floor.alerts"))
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str = field(default_factory=lambda: env_str("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    event_partitions: int = field(default_factory=lambda: env_int("EVENT_PARTITIONS", 6))
+    queue_partitions: int = field(default_factory=lambda: env_int("QUEUE_PARTITIONS", 3))
+    topics: Topics = field(default_factory=Topics)

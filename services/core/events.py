@@ -1,0 +1,278 @@
+"""The chat event contract, version 1 (shared/EVENTS.md): parsing, validation, normalisation.
+
+`parse_event` turns one decoded JSON object into a `ChatEvent` or raises `EventError` with a
+reason a person can act on. `ChatEvent.to_record` is the normalised Kafka value: `ts` becomes
+integer epoch milliseconds so the scorer never parses dates on its hot path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+import orjson
+
+EVENT_TYPES: Final = frozenset(
+    {
+        "conversation.opened",
+        "message",
+        "conversation.assigned",
+        "conversation.handoff",
+        "conversation.transferred",
+        "conversation.closed",
+        "csat.rated",
+        "order.placed",
+        "agent.status",
+    }
+)
+SENDERS: Final = frozenset({"customer", "agent", "bot"})
+CLOSE_REASONS: Final = frozenset({"resolved", "abandoned", "timeout", "bot_resolved"})
+AGENT_STATUSES: Final = frozenset({"online", "busy", "away", "offline"})
+
+MAX_ID_LEN: Final = 128
+MAX_NAME_LEN: Final = 128
+MAX_QUEUES_PER_AGENT: Final = 64
+# Epoch-ms bounds that catch seconds-vs-milliseconds mistakes (2001-09-09 .. 2286-11-20).
+_MIN_EPOCH_MS: Final = 1_000_000_000_000
+_MAX_EPOCH_MS: Final = 9_999_999_999_999
+_RFC3339: Final = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_CURRENCY: Final = re.compile(r"^[A-Z]{3}$")
+
+
+class EventError(ValueError):
+    """An event that breaks the contract; `str(err)` is the reason shown to the sender."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEvent:
+    event_id: str
+    type: str
+    ts_ms: int
+    tenant: str
+    shop_id: str
+    platform: str
+    conversation_id: str | None = None
+    queue: str | None = None
+    customer_id: str | None = None
+    channel: str | None = None
+    sender: str | None = None
+    agent_id: str | None = None
+    chars: int | None = None
+    to_queue: str | None = None
+    to_agent_id: str | None = None
+    reason: str | None = None
+    score: int | None = None
+    amount: str | None = None
+    currency: str | None = None
+    status: str | None = None
+    capacity: int | None = None
+    queues: tuple[str, ...] | None = None
+
+    @property
+    def key(self) -> str:
+        """The Kafka record key: the conversation, or the agent for `agent.status`."""
+        if self.type == "agent.status":
+            assert self.agent_id is not None
+            return self.agent_id
+        assert self.conversation_id is not None
+        return self.conversation_id
+
+    def to_record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "type": self.type,
+            "ts": self.ts_ms,
+            "tenant": self.tenant,
+            "shop_id": self.shop_id,
+            "platform": self.platform,
+        }
+        for name in _OPTIONAL_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = list(value) if name == "queues" else value
+        return out
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_record())
+
+
+_OPTIONAL_FIELDS: Final = (
+    "conversation_id",
+    "queue",
+    "customer_id",
+    "channel",
+    "sender",
+    "agent_id",
+    "chars",
+    "to_queue",
+    "to_agent_id",
+    "reason",
+    "score",
+    "amount",
+    "currency",
+    "status",
+    "capacity",
+    "queues",
+)
+
+
+def parse_ts(value: object) -> int:
+    """RFC 3339 with an offset, or integer epoch milliseconds -> epoch milliseconds."""
+    if isinstance(value, bool):
+        raise EventError("ts must be an RFC 3339 string with offset or integer epoch milliseconds")
+    if isinstance(value, int):
+        if not _MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS:
+            raise EventError(
+                f"ts {value} is not epoch milliseconds (expected 13 digits; seconds need *1000)"
+            )
+        return value
+    if isinstance(value, str):
+        if not _RFC3339.match(value):
+            raise EventError(
+                f"ts {value[:40]!r} is not RFC 3339 with an offset, e.g. 2026-11-11T00:00:05.120+08:00"
+            )
+        text = value
+        frac = re.search(r"\.(\d+)", text)
+        if frac and len(frac.group(1)) > 6:  # Python parses at most microseconds
+            text = text.replace(frac.group(0), "." + frac.group(1)[:6], 1)
+        try:
+            parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        except ValueError as exc:
+            raise EventError(f"ts {value[:40]!r} is not a valid date: {exc}") from None
+        return int(parsed.timestamp() * 1000 + (0.5 if parsed.timestamp() >= 0 else -0.5))
+    raise EventError("ts must be an RFC 3339 string with offset or integer epoch milliseconds")
+
+
+def _text(obj: dict[str, Any], name: str, *, required: bool, limit: int = MAX_NAME_LEN) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise EventError(f"{name} is required for {obj.get('type')}")
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"{name} must be a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= limit:
+        raise EventError(f"{name} must be 1..{limit} characters, got {len(value)}")
+    if not value.isprintable():
+        raise EventError(f"{name} must not contain control characters")
+    return value
+
+
+def _int(obj: dict[str, Any], name: str, *, required: bool, low: int, high: int) -> int | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise EventError(f"{name} is required for {obj.get('type')}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EventError(f"{name} must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise EventError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _choice(obj: dict[str, Any], name: str, allowed: frozenset[str], *, required: bool) -> str | None:
+    value = _text(obj, name, required=required)
+    if value is not None and value not in allowed:
+        raise EventError(f"{name} must be one of {', '.join(sorted(allowed))}; got {value!r}")
+    return value
+
+
+def _amount(obj: dict[str, Any]) -> str:
+    value = obj.get("amount")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise EventError("amount is required for order.placed as a decimal number or string")
+    try:
+        dec = Decimal(str(value))
+    except InvalidOperation:
+        raise EventError(f"amount {str(value)[:40]!r} is not a decimal number") from None
+    if not dec.is_finite() or dec < 0:
+        raise EventError("amount must be a finite, non-negative decimal")
+    return str(dec)
+
+
+def _queues(obj: dict[str, Any]) -> tuple[str, ...]:
+    value = obj.get("queues")
+    if not isinstance(value, list):
+        raise EventError("queues is required for agent.status as a list of queue names")
+    if len(value) > MAX_QUEUES_PER_AGENT:
+        raise EventError(f"queues may list at most {MAX_QUEUES_PER_AGENT} names")
+    out: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not 1 <= len(item) <= MAX_NAME_LEN or not item.isprintable():
+            raise EventError("queues must hold queue names (1..128 printable characters)")
+        out.append(item)
+    return tuple(dict.fromkeys(out))
+
+
+def parse_event(obj: object) -> ChatEvent:
+    """Validate one decoded JSON object against the contract."""
+    if not isinstance(obj, dict):
+        raise EventError(f"an event must be a JSON object, got {type(obj).__name__}")
+    event_id = _text(obj, "event_id", required=True, limit=MAX_ID_LEN)
+    etype = obj.get("type")
+    if not isinstance(etype, str) or etype not in EVENT_TYPES:
+        raise EventError(f"type must be one of {', '.join(sorted(EVENT_TYPES))}; got {str(etype)[:40]!r}")
+    if "ts" not in obj:
+        raise EventError("ts is required")
+    ts_ms = parse_ts(obj["ts"])
+    tenant = _text(obj, "tenant", required=False) or "default"
+    shop_id = _text(obj, "shop_id", required=True)
+    platform = _text(obj, "platform", required=True)
+    assert event_id is not None and shop_id is not None and platform is not None
+    if platform != platform.lower():
+        raise EventError(f"platform must be lower-case, got {platform!r}")
+
+    is_agent_status = etype == "agent.status"
+    fields: dict[str, Any] = {
+        "conversation_id": _text(obj, "conversation_id", required=not is_agent_status, limit=MAX_ID_LEN),
+        "queue": _text(obj, "queue", required=etype == "conversation.opened"),
+        "customer_id": _text(obj, "customer_id", required=False, limit=MAX_ID_LEN),
+        "channel": _text(obj, "channel", required=False),
+        "agent_id": _text(obj, "agent_id", required=False, limit=MAX_ID_LEN),
+    }
+    if etype == "message":
+        sender = _choice(obj, "sender", SENDERS, required=True)
+        fields["sender"] = sender
+        if sender == "agent" and fields["agent_id"] is None:
+            raise EventError("agent_id is required when sender is agent")
+        fields["chars"] = _int(obj, "chars", required=False, low=0, high=1_000_000)
+    elif etype == "conversation.assigned":
+        fields["agent_id"] = _text(obj, "agent_id", required=True, limit=MAX_ID_LEN)
+    elif etype == "conversation.transferred":
+        fields["to_queue"] = _text(obj, "to_queue", required=True)
+        fields["to_agent_id"] = _text(obj, "to_agent_id", required=False, limit=MAX_ID_LEN)
+        fields["reason"] = _text(obj, "reason", required=False, limit=256)
+    elif etype == "conversation.closed":
+        fields["reason"] = _choice(obj, "reason", CLOSE_REASONS, required=True)
+    elif etype == "csat.rated":
+        fields["score"] = _int(obj, "score", required=True, low=1, high=5)
+    elif etype == "order.placed":
+        fields["amount"] = _amount(obj)
+        currency = _text(obj, "currency", required=True)
+        if currency is None or not _CURRENCY.match(currency):
+            raise EventError(f"currency must be an ISO 4217 code like CNY, got {currency!r}")
+        fields["currency"] = currency
+    elif is_agent_status:
+        fields["agent_id"] = _text(obj, "agent_id", required=True, limit=MAX_ID_LEN)
+        fields["status"] = _choice(obj, "status", AGENT_STATUSES, required=True)
+        fields["capacity"] = _int(obj, "capacity", required=True, low=1, high=1000)
+        fields["queues"] = _queues(obj)
+    return ChatEvent(
+        event_id=event_id, type=etype, ts_ms=ts_ms, tenant=tenant, shop_id=shop_id, platform=platform,
+        **fields,
+    )
+
+
+def event_from_record(raw: bytes) -> ChatEvent:
+    """Decode a normalised Kafka value back into an event (the scorer's entry point)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventError(f"record is not JSON: {exc}") from None
+    return parse_event(obj)
