@@ -1,0 +1,177 @@
+"""Facts and the time-bucket aggregate they add into (shared/METRICS.md, rolling windows).
+
+A fact is one thing the conversation state machine recorded: (kind, ts_ms, queue, value).
+A `Bucket` holds the exact, mergeable sums of the facts whose ts falls in one bucket of
+event time for one scope; windows are sums of buckets. Every operation has an inverse
+(sign = -1), so a fact retracted by an out-of-order event leaves no trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, NamedTuple
+
+from .config import SL_THRESHOLDS_S, SLOW_REPLY_S
+from .dist import Dist
+
+
+class Fact(NamedTuple):
+    kind: str
+    ts: int
+    queue: str
+    value: int = 0
+
+
+# Fact kinds. `left` = the conversation left the unanswered state: value = FRT ms, or -1 if abandoned.
+ARRIVAL: Final = "arrival"
+FRT: Final = "frt"
+LEFT: Final = "left"
+REPLY: Final = "reply"
+TRANSFER_OUT: Final = "transfer_out"
+CSAT: Final = "csat"
+MSG_CUSTOMER: Final = "msg_customer"
+MSG_AGENT: Final = "msg_agent"
+# Distinct-conversation facts: a conversation keeps one, at its latest reply / order, so a window's
+# sum is the number of distinct conversations with a reply / an order inside it.
+LAST_REPLY: Final = "last_reply"
+LAST_ORDER: Final = "last_order"
+CLOSED_PREFIX: Final = "closed_"  # closed_<reason>; value = handle time ms, or -1 if no agent handled it
+
+COUNTERS: Final = (
+    "arrivals",
+    "left",
+    "abandoned",
+    *(f"sl_{t}" for t in SL_THRESHOLDS_S),
+    "slow_replies",
+    "closed",
+    "closed_resolved",
+    "closed_bot",
+    "handled",
+    "handle_ms",
+    "transfers_out",
+    "csat_n",
+    "csat_sum",
+    "csat_satisfied",
+    "replied_convs",
+    "ordered_convs",
+    "msgs_customer",
+    "msgs_agent",
+)
+_SLOW_MS: Final = int(SLOW_REPLY_S * 1000)
+_SL_MS: Final = tuple((f"sl_{t}", t * 1000) for t in SL_THRESHOLDS_S)
+
+
+class Bucket:
+    __slots__ = ("c", "frt", "reply")
+
+    def __init__(self) -> None:
+        self.c: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.frt = Dist()
+        self.reply = Dist()
+
+    def apply(self, fact: Fact, sign: int) -> None:
+        c, kind, v = self.c, fact.kind, fact.value
+        if kind == MSG_CUSTOMER:
+            c["msgs_customer"] += sign
+        elif kind == MSG_AGENT:
+            c["msgs_agent"] += sign
+        elif kind == REPLY:
+            (self.reply.add if sign > 0 else self.reply.remove)(v)
+            if v > _SLOW_MS:
+                c["slow_replies"] += sign
+        elif kind == ARRIVAL:
+            c["arrivals"] += sign
+        elif kind == FRT:
+            (self.frt.add if sign > 0 else self.frt.remove)(v)
+        elif kind == LEFT:
+            c["left"] += sign
+            if v < 0:
+                c["abandoned"] += sign
+            else:
+                for name, limit in _SL_MS:
+                    if v <= limit:
+                        c[name] += sign
+        elif kind == LAST_REPLY:
+            c["replied_convs"] += sign
+        elif kind == LAST_ORDER:
+            c["ordered_convs"] += sign
+        elif kind == TRANSFER_OUT:
+            c["transfers_out"] += sign
+        elif kind == CSAT:
+            c["csat_n"] += sign
+            c["csat_sum"] += sign * v
+            if v >= 4:
+                c["csat_satisfied"] += sign
+        elif kind.startswith(CLOSED_PREFIX):
+            c["closed"] += sign
+            reason = kind[len(CLOSED_PREFIX) :]
+            if reason == "resolved":
+                c["closed_resolved"] += sign
+            elif reason == "bot_resolved":
+                c["closed_bot"] += sign
+            if v >= 0:
+                c["handled"] += sign
+                c["handle_ms"] += sign * v
+        else:
+            raise ValueError(f"unknown fact kind {kind!r}")
+
+    def merge(self, other: Bucket, sign: int = 1) -> None:
+        c = self.c
+        for k, n in other.c.items():
+            c[k] += sign * n
+        self.frt.merge(other.frt, sign)
+        self.reply.merge(other.reply, sign)
+
+    def is_empty(self) -> bool:
+        return self.frt.count == 0 and self.reply.count == 0 and not any(self.c.values())
+
+    def copy(self) -> Bucket:
+        out = Bucket()
+        out.c = dict(self.c)
+        out.frt = self.frt.copy()
+        out.reply = self.reply.copy()
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"c": {k: n for k, n in self.c.items() if n}, "frt": self.frt.to_json(), "reply": self.reply.to_json()}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Bucket:
+        out = cls()
+        for k, n in raw["c"].items():
+            if k in out.c:
+                out.c[k] = int(n)
+        out.frt = Dist.from_json(raw["frt"])
+        out.reply = Dist.from_json(raw["reply"])
+        return out
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den > 0 else None
+
+
+def window_figures(total: Bucket, window_ms: int) -> dict[str, Any]:
+    """The API's per-window figures from the sum of a window's buckets (null where no data)."""
+    c = total.c
+    reply = total.reply.summary()
+    reply["slow"] = c["slow_replies"] if total.reply.count else None
+    return {
+        "arrivals": c["arrivals"],
+        "arrivals_per_min": c["arrivals"] / (window_ms / 60_000),
+        "frt": total.frt.summary(),
+        "reply": reply,
+        "sl": {str(t): _ratio(c[f"sl_{t}"], c["left"]) for t in SL_THRESHOLDS_S},
+        "left_unanswered": c["left"],
+        "abandoned": c["abandoned"],
+        "abandon_rate": _ratio(c["abandoned"], c["left"]),
+        "aht_s": None if c["handled"] <= 0 else c["handle_ms"] / c["handled"] / 1000,
+        "transfer_rate": _ratio(c["transfers_out"], c["arrivals"]),
+        "self_service_rate": _ratio(c["closed_bot"], c["closed"]),
+        "resolution_rate": _ratio(c["closed_resolved"] + c["closed_bot"], c["closed"]),
+        "csat": {
+            "mean": _ratio(c["csat_sum"], c["csat_n"]),
+            "satisfied_share": _ratio(c["csat_satisfied"], c["csat_n"]),
+            "participation": _ratio(c["csat_n"], c["closed"]),
+        },
+        "conversion_rate": _ratio(c["ordered_convs"], c["replied_convs"]),
+        "answer_question_ratio": _ratio(c["msgs_agent"], c["msgs_customer"]),
+    }

@@ -1,0 +1,157 @@
+"""Stage 1's per-partition partial aggregates (DESIGN.md, two-stage aggregation).
+
+One `PartitionPartials` per input partition holds, per scope (tenant, shop, platform, queue),
+the time buckets of facts and the live counters of the conversations it owns. Everything
+is a sum, so stage 2 gets exact per-queue figures by adding the partitions' partials.
+Each tick, only what changed is handed on, as full values (idempotent to re-send).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .buckets import Bucket, Fact
+from .conversation import ConvState
+
+
+class Scope(NamedTuple):
+    tenant: str
+    shop_id: str
+    platform: str
+    queue: str
+
+
+class LiveKey(NamedTuple):
+    """What one open conversation contributes to its queue's live figures."""
+
+    queue: str
+    unanswered: bool
+    assigned: bool
+    waiting_since: int | None
+
+
+def live_key(state: ConvState) -> LiveKey | None:
+    if not state.opened or state.closed:
+        return None
+    return LiveKey(state.queue, state.unanswered, state.assignee is not None, state.waiting_since)
+
+
+@dataclass(slots=True)
+class Live:
+    open: int = 0
+    unanswered: int = 0
+    unassigned: int = 0
+    awaiting_reply: int = 0
+    waiting: Counter[int] = field(default_factory=Counter)  # waiting_since ms -> conversations
+
+    def apply(self, key: LiveKey, sign: int) -> None:
+        self.open += sign
+        if key.unanswered:
+            self.unanswered += sign
+            if not key.assigned:
+                self.unassigned += sign
+        if key.waiting_since is not None:
+            self.awaiting_reply += sign
+            n = self.waiting[key.waiting_since] + sign
+            if n:
+                self.waiting[key.waiting_since] = n
+            else:
+                del self.waiting[key.waiting_since]
+
+    def merge(self, other: Live) -> None:
+        self.open += other.open
+        self.unanswered += other.unanswered
+        self.unassigned += other.unassigned
+        self.awaiting_reply += other.awaiting_reply
+        self.waiting.update(other.waiting)
+
+    def is_empty(self) -> bool:
+        return self.open == 0 and not self.waiting
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "open": self.open,
+            "unanswered": self.unanswered,
+            "unassigned": self.unassigned,
+            "awaiting_reply": self.awaiting_reply,
+            "waiting": [[ts, n] for ts, n in self.waiting.items()],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Live:
+        return cls(
+            open=raw["open"],
+            unanswered=raw["unanswered"],
+            unassigned=raw["unassigned"],
+            awaiting_reply=raw["awaiting_reply"],
+            waiting=Counter({int(ts): int(n) for ts, n in raw["waiting"]}),
+        )
+
+
+LIVE = -1  # the bucket slot that carries a scope's live counters in a partial's key
+
+
+class PartitionPartials:
+    """The partial aggregates of one input partition."""
+
+    def __init__(self, bucket_ms: int) -> None:
+        self.bucket_ms = bucket_ms
+        self.buckets: dict[Scope, dict[int, Bucket]] = {}
+        self.live: dict[Scope, Live] = {}
+        self.dirty: set[tuple[Scope, int]] = set()
+        self.watermark = 0
+
+    def apply_facts(self, tenant: str, shop_id: str, platform: str, delta: list[tuple[Fact, int]]) -> None:
+        size = self.bucket_ms
+        for fact, sign in delta:
+            scope = Scope(tenant, shop_id, platform, fact.queue)
+            start = fact.ts - fact.ts % size
+            per_scope = self.buckets.get(scope)
+            if per_scope is None:
+                per_scope = self.buckets[scope] = {}
+            bucket = per_scope.get(start)
+            if bucket is None:
+                bucket = per_scope[start] = Bucket()
+            bucket.apply(fact, sign)
+            self.dirty.add((scope, start))
+
+    def apply_live(self, tenant: str, shop_id: str, platform: str, old: LiveKey | None, new: LiveKey | None) -> None:
+        if old == new:
+            return
+        for key, sign in ((old, -1), (new, 1)):
+            if key is None:
+                continue
+            scope = Scope(tenant, shop_id, platform, key.queue)
+            live = self.live.get(scope)
+            if live is None:
+                live = self.live[scope] = Live()
+            live.apply(key, sign)
+            self.dirty.add((scope, LIVE))
+
+    def prune(self, before: int) -> None:
+        """Drop buckets that ended before `before` (out of every window); stage 2 gets tombstones."""
+        for scope, per_scope in self.buckets.items():
+            for start in [s for s in per_scope if s + self.bucket_ms <= before]:
+                del per_scope[start]
+                self.dirty.add((scope, start))
+
+    def mark_all_dirty(self) -> None:
+        """After a rebuild, hand everything on again (stage 2 replaces what it had)."""
+        for scope, per_scope in self.buckets.items():
+            self.dirty.update((scope, start) for start in per_scope)
+        self.dirty.update((scope, LIVE) for scope in self.live)
+
+    def drain(self) -> list[tuple[Scope, int, dict[str, Any] | None]]:
+        """The changed partials since the last drain: (scope, bucket start or LIVE, value or None)."""
+        out: list[tuple[Scope, int, dict[str, Any] | None]] = []
+        for scope, start in self.dirty:
+            if start == LIVE:
+                live = self.live.get(scope)
+                out.append((scope, start, None if live is None or live.is_empty() else live.to_json()))
+            else:
+                bucket = self.buckets.get(scope, {}).get(start)
+                out.append((scope, start, None if bucket is None or bucket.is_empty() else bucket.to_json()))
+        self.dirty.clear()
+        return out
