@@ -1,0 +1,65 @@
+"""Ingest settings, read from environment variables (each documented in .env.example).
+
+`IngestSettings()` reads the environment; tests pass explicit values instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from services.core.config import KafkaSettings, Topics, env_float, env_int, env_str
+
+MIB = 1024 * 1024
+DAY_S = 86_400
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise SystemExit(f"{name}={raw!r} must be true or false")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    host: str = field(default_factory=lambda: env_str("INGEST_HOST", "127.0.0.1"))
+    port: int = field(default_factory=lambda: env_int("INGEST_PORT", 8081))
+    # Bearer token for POST /v1/events. Empty: refuse all traffic unless allow_unauthenticated.
+    token: str = field(default_factory=lambda: env_str("INGEST_TOKEN", ""))
+    allow_unauthenticated: bool = field(default_factory=lambda: env_bool("INGEST_ALLOW_UNAUTHENTICATED", False))
+    max_body_bytes: int = field(default_factory=lambda: env_int("INGEST_MAX_BODY_BYTES", 5 * MIB))
+    max_batch: int = field(default_factory=lambda: env_int("INGEST_MAX_BATCH", 5000))
+    send_timeout_s: float = field(default_factory=lambda: env_float("INGEST_SEND_TIMEOUT_S", 10.0))
+    dedupe_size: int = field(default_factory=lambda: env_int("INGEST_DEDUPE_SIZE", 1_000_000))
+    dedupe_ttl_s: float = field(default_factory=lambda: env_float("INGEST_DEDUPE_TTL_S", 3600.0))
+    # Event-time policy: reject ts further than this in the future / past (0 disables a check).
+    max_future_s: float = field(default_factory=lambda: env_float("INGEST_MAX_FUTURE_S", 300.0))
+    max_past_s: float = field(default_factory=lambda: env_float("INGEST_MAX_PAST_S", 7.0 * DAY_S))
+    # /healthz asks the broker at most once per this many seconds.
+    health_cache_s: float = field(default_factory=lambda: env_float("INGEST_HEALTH_CACHE_S", 2.0))
+    # Producer tuning. One record batch per partition per request holds up to this many bytes;
+    # keep it below the broker's message.max.bytes (1048588 by default).
+    kafka_linger_ms: int = field(default_factory=lambda: env_int("INGEST_KAFKA_LINGER_MS", 5))
+    kafka_max_batch_bytes: int = field(default_factory=lambda: env_int("INGEST_KAFKA_MAX_BATCH_BYTES", 1_000_000))
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topic: str = field(default_factory=lambda: Topics().events)
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_batch", "dedupe_size", "kafka_max_batch_bytes"):
+            if getattr(self, name) < 1:
+                raise SystemExit(f"ingest setting {name} must be at least 1")
+        if self.send_timeout_s <= 0:
+            raise SystemExit("INGEST_SEND_TIMEOUT_S must be positive")
+
+    @property
+    def auth_mode(self) -> str:
+        """`token`, `open` (explicitly unauthenticated) or `unconfigured` (refuse everything)."""
+        if self.token:
+            return "token"
+        return "open" if self.allow_unauthenticated else "unconfigured"
