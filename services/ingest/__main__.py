@@ -1,0 +1,27 @@
+"""Run the ingest service: `python -m services.ingest` (127.0.0.1:INGEST_PORT, default 8081)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.core.logs import setup_logging
+
+from .app import create_app
+from .settings import IngestSettings
+
+
+def main() -> None:
+    setup_logging("ingest")
+    settings = IngestSettings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep our JSON logging
+        access_log=False,  # quiet at INFO: no line per request
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

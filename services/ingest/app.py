@@ -1,0 +1,155 @@
+"""The ingest HTTP service: POST /v1/events, GET /healthz, GET /metrics (see shared/EVENTS.md)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from starlette.requests import ClientDisconnect
+
+from .body import BodyError, check_content_length, is_ndjson, read_limited
+from .dedupe import RecentIds
+from .health import HealthCache
+from .metrics import CONTENT_TYPE, IngestMetrics
+from .producer import EventProducer, KafkaEventProducer
+from .service import Ingestor, Outcome
+from .settings import IngestSettings
+
+log = logging.getLogger("floorwatch.ingest")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _unauthorized(settings: IngestSettings, header: str | None) -> Outcome | None:
+    """None if the caller may post; else the answer (401, or 503 when no token is configured)."""
+    mode = settings.auth_mode
+    if mode == "open":
+        return None
+    if mode == "unconfigured":
+        return Outcome(
+            503,
+            {"detail": "ingest token not configured (set INGEST_TOKEN)"},
+            {"Retry-After": "30"},
+        )
+    scheme, _, presented = (header or "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), settings.token.encode()):
+        return None
+    return Outcome(401, {"detail": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
+
+
+def _log_auth_mode(settings: IngestSettings) -> None:
+    mode = settings.auth_mode
+    if mode == "unconfigured":
+        log.error("INGEST_TOKEN is not set: POST /v1/events refuses all traffic with 503")
+    elif mode == "open":
+        log.warning("INGEST_ALLOW_UNAUTHENTICATED=true: POST /v1/events accepts requests without a token")
+
+
+def create_app(
+    settings: IngestSettings | None = None,
+    producer: EventProducer | None = None,
+    *,
+    wall_clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    settings = settings or IngestSettings()
+    if producer is None:
+        producer = KafkaEventProducer(
+            settings.kafka.bootstrap,
+            settings.topic,
+            linger_ms=settings.kafka_linger_ms,
+            max_batch_bytes=settings.kafka_max_batch_bytes,
+        )
+    metrics = IngestMetrics()
+    seen = RecentIds(settings.dedupe_size, settings.dedupe_ttl_s)
+    ingestor = Ingestor(settings, producer, seen, metrics, wall_clock=wall_clock)
+    health = HealthCache(producer, ttl_s=settings.health_cache_s)
+    metrics.track(lambda: producer.connected, lambda: len(seen))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        _log_auth_mode(settings)
+        await producer.start()
+        try:
+            yield
+        finally:
+            await producer.stop()
+
+    app = FastAPI(title="floorwatch ingest", version="1", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.producer = producer
+    app.state.metrics = metrics
+    app.state.seen = seen
+    app.state.health = health
+
+    async def handle(request: Request) -> Outcome:
+        denied = _unauthorized(settings, request.headers.get("authorization"))
+        if denied is not None:
+            metrics.reject("unauthorized" if denied.status == 401 else "token_not_configured")
+            return denied
+        atomic_raw = request.query_params.get("atomic", "").strip().lower()
+        if atomic_raw not in _TRUE | _FALSE:
+            return ingestor.refuse(BodyError(400, "bad_request", "atomic must be true or false"))
+        try:
+            check_content_length(request.headers.get("content-length"), settings.max_body_bytes)
+            raw = await read_limited(request.stream(), settings.max_body_bytes)
+        except BodyError as err:
+            return ingestor.refuse(err)
+        return await ingestor.ingest(
+            raw, ndjson=is_ndjson(request.headers.get("content-type")), atomic=atomic_raw in _TRUE
+        )
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        summary="Post chat events: one JSON object, a JSON array, or NDJSON",
+        responses={
+            401: {"description": "missing or wrong bearer token"},
+            413: {"description": "body or batch too large"},
+            422: {"description": "invalid events: errors[] lists index, event_id, reason"},
+            503: {"description": "Kafka unavailable (Retry-After) or no token configured"},
+        },
+    )
+    async def post_events(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            outcome = await handle(request)
+            code = str(outcome.status)
+            response = _json(outcome.status, outcome.body, outcome.headers)
+        except ClientDisconnect:
+            code = "499"  # the client went away mid-body; nobody to answer
+            response = Response(status_code=400)
+        except Exception:
+            log.exception("bug while handling POST /v1/events")
+            code = "500"
+            response = _json(500, {"detail": "internal error (logged); please report it"})
+        metrics.requests.labels(code).inc()
+        metrics.request_seconds.observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz", summary="200 when the producer is connected and Kafka answers")
+    async def healthz() -> Response:
+        state = await health.kafka_state()
+        if state == "connected":
+            return _json(200, {"status": "ok", "kafka": state})
+        return _json(503, {"status": "unavailable", "kafka": state})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.exception_handler(Exception)
+    async def on_bug(_request: Request, exc: Exception) -> Response:
+        log.error("unhandled error", exc_info=exc)
+        return _json(500, {"detail": "internal error (logged); please report it"})
+
+    return app

@@ -1,0 +1,86 @@
+"""Prometheus metrics of the ingest service, in a registry of its own (one per app instance).
+
+Units: `floorwatch_ingest_events_total` and the per-event reasons of
+`floorwatch_ingest_rejected_total` (invalid_json for an NDJSON line, not_object, bad_field,
+unknown_type, ts_future, ts_past, kafka_unavailable, atomic_batch) count events; the
+request-level reasons (unauthorized, token_not_configured, body_too_large, batch_too_large,
+bad_request, and invalid_json / not_object for a whole body) count requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+EVENT_RESULTS = ("accepted", "duplicate", "rejected")
+REJECT_REASONS = (
+    "invalid_json",
+    "not_object",
+    "bad_field",
+    "unknown_type",
+    "ts_future",
+    "ts_past",
+    "body_too_large",
+    "batch_too_large",
+    "unauthorized",
+    "token_not_configured",
+    "bad_request",
+    "kafka_unavailable",
+    "atomic_batch",
+)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class IngestMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "floorwatch_ingest_events", "Events posted to /v1/events, by outcome", ["result"], registry=r
+        )
+        self.rejected = Counter(
+            "floorwatch_ingest_rejected",
+            "Rejected events (or whole requests, for request-level reasons), by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "floorwatch_ingest_requests", "POST /v1/events requests, by HTTP status", ["code"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "floorwatch_ingest_request_seconds",
+            "Time to answer POST /v1/events",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.kafka_send_seconds = Histogram(
+            "floorwatch_ingest_kafka_send_seconds",
+            "Time from handing a batch to the producer until Kafka acknowledged all of it",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.kafka_connected = Gauge(
+            "floorwatch_ingest_kafka_connected", "1 once the producer has reached Kafka", registry=r
+        )
+        self.dedupe_entries = Gauge(
+            "floorwatch_ingest_dedupe_entries", "Acknowledged event_ids remembered for dedupe", registry=r
+        )
+        for result in EVENT_RESULTS:
+            self.events.labels(result)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+
+    def track(self, connected: Callable[[], bool], dedupe_size: Callable[[], int]) -> None:
+        self.kafka_connected.set_function(lambda: 1.0 if connected() else 0.0)
+        self.dedupe_entries.set_function(lambda: float(dedupe_size()))
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.rejected.labels(reason).inc(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,195 @@
+"""The Kafka side of ingest behind a small interface, so the HTTP layer can be tested alone.
+
+`KafkaEventProducer` connects in the background (the service starts and answers /healthz 503
+until the broker is reachable), sends a whole batch with `send()` per record and then awaits
+all delivery futures together, so one batch costs one produce round trip per broker (as long
+as each partition's share fits in one record batch, `kafka_max_batch_bytes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.codec import has_lz4
+
+log = logging.getLogger("floorwatch.ingest.producer")
+
+Record = tuple[bytes, bytes]  # (key, value)
+
+
+class ProduceError(Exception):
+    """A batch was not (fully) acknowledged. `acked` holds the positions that were."""
+
+    def __init__(self, reason: str, acked: frozenset[int] = frozenset()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.acked = acked
+
+
+class EventProducer(Protocol):
+    """What the HTTP layer needs from Kafka."""
+
+    async def start(self) -> None:
+        """Begin connecting; must return promptly even if the broker is down."""
+
+    async def stop(self) -> None:
+        """Flush what is pending and disconnect."""
+
+    @property
+    def connected(self) -> bool:
+        """True once the producer has reached the broker at least once."""
+
+    async def send_batch(self, records: Sequence[Record], timeout_s: float) -> None:
+        """Return only when every record is acknowledged; else raise `ProduceError`."""
+
+    async def ping(self, timeout_s: float) -> bool:
+        """Is the broker reachable right now (one metadata round trip)?"""
+
+
+def _error_of(fut: asyncio.Future[Any]) -> BaseException | None:
+    if fut.cancelled():
+        return asyncio.CancelledError()
+    return fut.exception()
+
+
+def _consume_result(fut: asyncio.Future[Any]) -> None:
+    # Keeps asyncio from logging "exception was never retrieved" for abandoned futures.
+    if not fut.cancelled():
+        fut.exception()
+
+
+class KafkaEventProducer:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        linger_ms: int = 5,
+        max_batch_bytes: int = 1_000_000,
+        client_id: str = "floorwatch-ingest",
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.compression = "lz4" if has_lz4() else None
+        self._options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "client_id": client_id,
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": linger_ms,
+            "compression_type": self.compression,
+            "max_batch_size": max_batch_bytes,
+            "max_request_size": max(max_batch_bytes, 1_048_576),
+        }
+        self._retry_max_s = retry_max_s
+        self._producer: AIOKafkaProducer | None = None
+        self._connector: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    @property
+    def kafka(self) -> AIOKafkaProducer | None:
+        """The underlying aiokafka producer once connected (tests count its requests)."""
+        return self._producer
+
+    async def start(self) -> None:
+        if self._connector is None:
+            self._connector = asyncio.create_task(self._connect(), name="ingest-kafka-connect")
+
+    async def _connect(self) -> None:
+        delay = 0.25
+        attempt = 0
+        while True:
+            attempt += 1
+            producer = AIOKafkaProducer(**self._options)
+            try:
+                await producer.start()
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                # Quiet: the first failure and then about once a minute.
+                if attempt == 1 or attempt % 12 == 0:
+                    log.warning(
+                        "kafka not reachable yet, retrying",
+                        extra={"bootstrap": self.bootstrap, "attempt": attempt, "error": str(exc)},
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max_s)
+                continue
+            self._producer = producer
+            log.info(
+                "kafka producer connected",
+                extra={
+                    "bootstrap": self.bootstrap,
+                    "topic": self.topic,
+                    "attempts": attempt,
+                    "compression": self.compression or "none",
+                },
+            )
+            return
+
+    async def stop(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+            self._connector = None
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def send_batch(self, records: Sequence[Record], timeout_s: float) -> None:
+        producer = self._producer
+        if producer is None:
+            raise ProduceError("not connected to Kafka yet")
+        if not records:
+            return
+        futures: list[asyncio.Future[Any]] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                # Queue every record first (no round trip per record), then wait for all acks.
+                for key, value in records:
+                    futures.append(await producer.send(self.topic, value=value, key=key))
+        except TimeoutError:
+            reason = f"Kafka did not take the batch within {timeout_s:g} s"
+            if producer.client.cluster.partitions_for_topic(self.topic) is None:
+                reason += f" (topic {self.topic!r} is not known to the broker: is it created?)"
+            raise self._failed(futures, reason) from None
+        except Exception as exc:
+            raise self._failed(futures, f"Kafka refused the batch: {exc!r}") from None
+        remaining = max(deadline - time.monotonic(), 0.001)
+        _done, pending = await asyncio.wait(futures, timeout=remaining)
+        if pending:
+            raise self._failed(futures, f"Kafka did not acknowledge the batch within {timeout_s:g} s")
+        errors = [err for f in futures if (err := _error_of(f)) is not None]
+        if errors:
+            reason = f"Kafka failed {len(errors)} of {len(records)} records: {errors[0]!r}"
+            raise self._failed(futures, reason)
+
+    @staticmethod
+    def _failed(futures: list[asyncio.Future[Any]], reason: str) -> ProduceError:
+        acked = frozenset(i for i, f in enumerate(futures) if f.done() and _error_of(f) is None)
+        for fut in futures:
+            fut.add_done_callback(_consume_result)
+        return ProduceError(reason, acked)
+
+    async def ping(self, timeout_s: float) -> bool:
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout_s):
+                await producer.client.fetch_all_metadata()
+        except Exception:
+            return False
+        return True

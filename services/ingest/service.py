@@ -1,0 +1,150 @@
+"""The batch logic of POST /v1/events, free of HTTP: split, validate, dedupe, produce, answer.
+
+Order of events inside a batch is kept on the way to Kafka. A 2xx answer is only given after
+Kafka acknowledged every record written (acks=all); only then are their event_ids remembered
+as seen, so a retry after a 503 sends whatever was not acknowledged again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.core.events import ChatEvent
+
+from .body import BodyError, split_body
+from .dedupe import RecentIds
+from .metrics import IngestMetrics
+from .producer import EventProducer, ProduceError
+from .settings import IngestSettings
+from .validate import Rejected, TimePolicy, validate
+
+log = logging.getLogger("floorwatch.ingest")
+
+RETRY_AFTER_S = "2"
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Ingestor:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        producer: EventProducer,
+        seen: RecentIds,
+        metrics: IngestMetrics,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.seen = seen
+        self.metrics = metrics
+        self.policy = TimePolicy.from_seconds(settings.max_future_s, settings.max_past_s)
+        self._wall_clock = wall_clock
+        self._last_kafka_warning = 0.0
+
+    def refuse(self, err: BodyError) -> Outcome:
+        self.metrics.reject(err.code)
+        return Outcome(err.status, {"detail": err.reason, "errors": [], "accepted": 0, "duplicates": 0})
+
+    async def ingest(self, raw: bytes, *, ndjson: bool, atomic: bool) -> Outcome:
+        try:
+            items = split_body(raw, ndjson=ndjson, max_batch=self.settings.max_batch)
+        except BodyError as err:
+            return self.refuse(err)
+        valid, rejected = validate(items, self.policy, int(self._wall_clock() * 1000))
+        for bad in rejected:
+            self.metrics.rejected.labels(bad.code).inc()
+        self.metrics.events.labels("rejected").inc(len(rejected))
+
+        fresh, duplicates = self._dedupe(valid)
+        self.metrics.events.labels("duplicate").inc(duplicates)
+        if rejected and atomic:
+            self.metrics.reject("atomic_batch", len(fresh))
+            self.metrics.events.labels("rejected").inc(len(fresh))
+            return self._invalid(rejected, len(items), 0, duplicates, atomic=True)
+
+        accepted, failure = await self._produce(fresh)
+        self.metrics.events.labels("accepted").inc(accepted)
+        if failure is not None:
+            unsent = len(fresh) - accepted
+            self.metrics.reject("kafka_unavailable", unsent)
+            self.metrics.events.labels("rejected").inc(unsent)
+            body: dict[str, Any] = {
+                "detail": (
+                    f"Kafka unavailable: {failure}; {unsent} events not written, retry the same "
+                    "batch (event_ids make retries safe)"
+                ),
+                "accepted": accepted,
+                "duplicates": duplicates,
+            }
+            if rejected:
+                body["errors"] = [r.to_json() for r in rejected]
+            return Outcome(503, body, {"Retry-After": RETRY_AFTER_S})
+        if rejected:
+            return self._invalid(rejected, len(items), accepted, duplicates, atomic=False)
+        return Outcome(202, {"accepted": accepted, "duplicates": duplicates})
+
+    def _dedupe(self, events: list[ChatEvent]) -> tuple[list[ChatEvent], int]:
+        """Drop events already acknowledged earlier, and repeats within this batch (first wins)."""
+        fresh: list[ChatEvent] = []
+        in_batch: set[str] = set()
+        seen = self.seen
+        for event in events:
+            event_id = event.event_id
+            if event_id in in_batch or event_id in seen:
+                continue
+            in_batch.add(event_id)
+            fresh.append(event)
+        return fresh, len(events) - len(fresh)
+
+    async def _produce(self, events: list[ChatEvent]) -> tuple[int, str | None]:
+        """Send and wait for every ack; returns (acknowledged count, failure reason or None)."""
+        if not events:
+            return 0, None
+        if not self.producer.connected:
+            self._warn_kafka("not connected to Kafka yet", len(events))
+            return 0, "not connected to Kafka yet"
+        records = [(event.key.encode(), event.to_json()) for event in events]
+        started = time.perf_counter()
+        try:
+            await self.producer.send_batch(records, self.settings.send_timeout_s)
+        except ProduceError as err:
+            self.metrics.kafka_send_seconds.observe(time.perf_counter() - started)
+            self.seen.add(events[i].event_id for i in sorted(err.acked))
+            self._warn_kafka(err.reason, len(events) - len(err.acked))
+            return len(err.acked), err.reason
+        self.metrics.kafka_send_seconds.observe(time.perf_counter() - started)
+        self.seen.add(event.event_id for event in events)
+        return len(events), None
+
+    def _warn_kafka(self, reason: str, unsent: int) -> None:
+        now = time.monotonic()
+        if now - self._last_kafka_warning >= 10.0:  # at most one line per 10 s while Kafka is down
+            self._last_kafka_warning = now
+            log.warning("events not written to Kafka", extra={"reason": reason, "unsent": unsent})
+
+    @staticmethod
+    def _invalid(rejected: list[Rejected], total: int, accepted: int, duplicates: int, *, atomic: bool) -> Outcome:
+        if atomic:
+            summary = f"{len(rejected)} of {total} events are invalid; nothing was written (atomic=true)"
+        else:
+            summary = f"{len(rejected)} of {total} events are invalid; the other {accepted + duplicates}"
+            summary += f" were accepted ({duplicates} of them duplicates)" if duplicates else " were accepted"
+        return Outcome(
+            422,
+            {
+                "detail": summary,
+                "errors": [r.to_json() for r in rejected],
+                "accepted": accepted,
+                "duplicates": duplicates,
+            },
+        )
