@@ -53,4 +53,5 @@ class KafkaSettings:
     bootstrap: str = field(default_factory=lambda: env_str("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     event_partitions: int = field(default_factory=lambda: env_int("EVENT_PARTITIONS", 6))
     queue_partitions: int = field(default_factory=lambda: env_int("QUEUE_PARTITIONS", 3))
+    replication: int = field(default_factory=lambda: env_int("TOPIC_REPLICATION", 1))
     topics: Topics = field(default_factory=Topics)

@@ -1,0 +1,46 @@
+"""Record formats on the scorer's internal topics and the views topic the API reads."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Final
+
+import orjson
+
+from .partials import Scope
+
+# Slots of a partial record besides a bucket start (which is >= 0).
+SLOT_LIVE: Final = -1
+SLOT_AGENTS: Final = -2
+SLOT_WATERMARK: Final = -3
+
+SRC_CONVERSATIONS: Final = "c"
+SRC_AGENTS: Final = "a"
+
+
+def queue_partition(queue: str, partitions: int) -> int:
+    """Stage 2's partition for a queue: every partial and view of one queue lands in one place."""
+    return zlib.crc32(queue.encode()) % partitions
+
+
+def partial_key(src: str, part: int, scope: Scope, slot: int) -> bytes:
+    return orjson.dumps([src, part, *scope, slot])
+
+
+def parse_partial_key(raw: bytes) -> tuple[str, int, Scope, int]:
+    src, part, tenant, shop, platform, queue, slot = orjson.loads(raw)
+    return str(src), int(part), Scope(tenant, shop, platform, queue), int(slot)
+
+
+def view_key(key: tuple[str, str, str, str]) -> bytes:
+    """(queue, tenant, shop, platform) with '*' for all."""
+    return orjson.dumps(list(key))
+
+
+def parse_view_key(raw: bytes) -> tuple[str, str, str, str]:
+    queue, tenant, shop, platform = orjson.loads(raw)
+    return str(queue), str(tenant), str(shop), str(platform)
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)

@@ -1,0 +1,28 @@
+"""Run one scorer worker: `python -m services.scorer` (settings from the environment)."""
+
+from __future__ import annotations
+
+import faust
+
+from services.core.logs import setup_logging
+
+from .app import build_app
+from .settings import ScorerSettings, worker_data_dir
+
+
+class Worker(faust.Worker):
+    def _setup_logging(self) -> None:
+        # Our structured JSON logs instead of mode's console format.
+        setup_logging("scorer")
+
+
+def main() -> None:
+    setup_logging("scorer")
+    settings = ScorerSettings()
+    worker_data_dir(settings).mkdir(parents=True, exist_ok=True)
+    app = build_app(settings)
+    Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Faust wiring of the scorer: topics, tables, agents, ticks and the worker's web pages.
+
+All logic is in `stages.py` and `services.core`; this module only moves bytes.
+Processing is at-least-once with concurrency 1 per agent: Faust flushes the changelog
+before it commits offsets, and replayed events are recognised by event_id in the
+conversation state, so a crash neither loses nor double-counts an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .metrics import PipelineMetrics, ViewsCollector
+from .settings import ScorerSettings, worker_data_dir
+from .stages import AgentStage, ConversationStage, Out, QueueStage
+
+log = logging.getLogger(__name__)
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def build_app(settings: ScorerSettings) -> faust.App:
+    k = settings.kafka
+    topics = k.topics
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{k.bootstrap}",
+        store=settings.store,
+        datadir=str(worker_data_dir(settings)),
+        topic_partitions=k.event_partitions,
+        topic_replication_factor=k.replication,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=settings.metrics_port,
+        web_in_thread=False,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=4096,
+        table_standby_replicas=0,
+        logging_config=None,
+    )
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    events_topic = app.topic(topics.events, partitions=k.event_partitions, **raw)
+    agent_topic = app.topic(topics.agent_changes, partitions=k.event_partitions, **raw)
+    partials_topic = app.topic(topics.partials, partitions=k.queue_partitions, **raw)
+    out_topics = {
+        "agent_changes": agent_topic,
+        "partials": partials_topic,
+        "views": app.topic(topics.views, partitions=k.queue_partitions, **raw),
+        "dead_letter": app.topic(topics.dead_letter, partitions=k.event_partitions, **raw),
+    }
+    table_args: dict[str, Any] = {
+        "schema": faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    }
+    conv_table = app.Table("conversations", partitions=k.event_partitions, **table_args)
+    agent_table = app.Table("agents", partitions=k.event_partitions, **table_args)
+    partials_table = app.Table("queue-partials", partitions=k.queue_partitions, **table_args)
+
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    conversations = ConversationStage(
+        conv_table, metrics, bucket_ms=settings.bucket_ms, grace_ms=settings.grace_ms,
+        horizon_ms=settings.horizon_ms, retention_ms=settings.retention_ms, queue_partitions=k.queue_partitions,
+    )
+    agents = AgentStage(agent_table, metrics, queue_partitions=k.queue_partitions)
+    queues = QueueStage(
+        partials_table, metrics, bucket_ms=settings.bucket_ms, horizon_ms=settings.horizon_ms,
+        queue_partitions=k.queue_partitions, event_clock=settings.clock == "event",
+    )
+    registry.register(ViewsCollector(queues.current_views))
+    state = {"ready": False}
+
+    def assigned(topic: str) -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+    async def send(records: list[Out]) -> None:
+        for r in records:
+            await out_topics[r.topic].send(key=r.key, value=r.value, partition=r.partition, force=True)
+            metrics.published.labels(r.topic).inc()
+
+    @app.agent(events_topic, concurrency=1)
+    async def score_conversations(stream: Any) -> None:
+        async for event in stream.events():
+            partition = event.message.partition
+            if partition not in conversations.parts:
+                await send(conversations.rebuild(assigned(topics.events) | {partition}))
+            await send(conversations.on_event(event.key, event.value, partition, wall_ms()))
+
+    @app.agent(agent_topic, concurrency=1)
+    async def score_agents(stream: Any) -> None:
+        async for event in stream.events():
+            partition = event.message.partition
+            if partition not in agents.parts:
+                agents.rebuild(assigned(topics.agent_changes) | {partition})
+            agents.on_event(event.key, event.value, partition)
+
+    @app.agent(partials_topic, concurrency=1)
+    async def merge_queues(stream: Any) -> None:
+        async for event in stream.events():
+            queues.rebuild(assigned(topics.partials))
+            queues.on_event(event.key, event.value)
+
+    @app.timer(interval=settings.tick_s)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        if app.rebalancing or not state["ready"]:
+            return
+        started = time.perf_counter()
+        now = wall_ms()
+        await send(conversations.tick(now) + agents.tick())
+        metrics.tick_seconds.labels("partials").observe(time.perf_counter() - started)
+        started = time.perf_counter()
+        owned = assigned(topics.partials)
+        if owned:
+            queues.rebuild(owned)
+            await send(queues.tick(now))
+            metrics.views_published_at.set(time.time())
+        metrics.tick_seconds.labels("views").observe(time.perf_counter() - started)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
+        state["ready"] = False
+        conversations.revoke({tp.partition for tp in revoked if tp.topic == topics.events})
+        agents.revoke({tp.partition for tp in revoked if tp.topic == topics.agent_changes})
+        if any(tp.topic == topics.partials for tp in revoked):
+            queues.revoke()
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def on_rebalanced(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        state["ready"] = True
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        recovered = getattr(app.tables, "recovery").completed.is_set()  # noqa: B009 (not in the stubs)
+        ok = state["ready"] and recovered and not app.rebalancing
+        body = {"status": "ok" if ok else "starting", "rebalancing": app.rebalancing, "recovered": recovered,
+                "partitions": sorted(assigned(topics.events))}
+        return web.json(body, status=200 if ok else 503)
+
+    return app

@@ -1,0 +1,148 @@
+"""The scorer's Prometheus metrics: pipeline counters, and the queue figures of its views.
+
+Queue figures are exported by the worker that owns the queue in stage 2, so no figure is
+exported twice. Labels: queue, tenant, shop, platform, where '*' means "all" (a roll-up):
+`shop="*"` rows are queue totals; sum over `shop!="*"` rows to aggregate yourself.
+A figure that is null (no data) is absent, never 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LABELS: Final = ["queue", "tenant", "shop", "platform"]
+
+# (metric name, help, path into the view's "live" block)
+LIVE_GAUGES: Final = (
+    ("floorwatch_queue_unanswered", "Open conversations with a customer message and no human reply yet", "unanswered"),
+    ("floorwatch_queue_unassigned", "Unanswered conversations no agent is assigned to", "unassigned"),
+    ("floorwatch_queue_awaiting_reply", "Open conversations whose buyer waits for a reply", "awaiting_reply"),
+    ("floorwatch_queue_oldest_wait_seconds", "Longest current wait among awaiting_reply", "oldest_wait_s"),
+    ("floorwatch_queue_wait_p50_seconds", "Median current wait among awaiting_reply", "wait_p50_s"),
+    ("floorwatch_queue_wait_p90_seconds", "90th percentile current wait among awaiting_reply", "wait_p90_s"),
+    ("floorwatch_queue_open_conversations", "Conversations opened and not closed", "open"),
+    ("floorwatch_queue_agents_online", "Agents whose last status is not offline", "agents_online"),
+    ("floorwatch_queue_agents_available", "Online agents with a free chat slot", "agents_available"),
+    ("floorwatch_queue_agents_away", "Agents whose status is away", "agents_away"),
+    ("floorwatch_queue_slots_capacity", "Chat slots of online or busy agents", "slots_capacity"),
+    ("floorwatch_queue_slots_active", "Active chats of online or busy agents", "slots_active"),
+    ("floorwatch_queue_slot_utilization_ratio", "slots_active / slots_capacity", "slot_utilization"),
+)
+
+
+def _frt(stat: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda w: w["frt"][stat]
+
+
+def _reply(stat: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda w: w["reply"][stat]
+
+
+# (metric name, help, extra label name or None, {label value: getter from a window's figures})
+WINDOW_GAUGES: Final[tuple[tuple[str, str, str | None, dict[str, Callable[[dict[str, Any]], Any]]], ...]] = (
+    ("floorwatch_queue_arrivals", "Conversations opened in the window", None, {"": lambda w: w["arrivals"]}),
+    ("floorwatch_queue_frt_seconds", "First response time in the window", "stat",
+     {"mean": _frt("mean_s"), "p50": _frt("p50_s"), "p90": _frt("p90_s"), "max": _frt("max_s")}),
+    ("floorwatch_queue_frt_samples", "First responses in the window", None, {"": _frt("count")}),
+    ("floorwatch_queue_reply_seconds", "Reply time in the window", "stat",
+     {"mean": _reply("mean_s"), "p50": _reply("p50_s"), "p90": _reply("p90_s"), "max": _reply("max_s")}),
+    ("floorwatch_queue_reply_samples", "Human replies that cleared a wait in the window", None, {"": _reply("count")}),
+    ("floorwatch_queue_slow_replies", "Replies slower than 100 s in the window", None, {"": _reply("slow")}),
+    ("floorwatch_queue_service_level_ratio", "Answered within the threshold / left unanswered", "threshold_s",
+     {"30": lambda w: w["sl"]["30"], "180": lambda w: w["sl"]["180"]}),
+    ("floorwatch_queue_abandoned", "Abandoned conversations in the window", None, {"": lambda w: w["abandoned"]}),
+    ("floorwatch_queue_abandon_rate_ratio", "Abandoned / left unanswered", None, {"": lambda w: w["abandon_rate"]}),
+    ("floorwatch_queue_aht_seconds", "Mean handle time of closed, agent-handled conversations", None,
+     {"": lambda w: w["aht_s"]}),
+    ("floorwatch_queue_transfer_rate_ratio", "Transfers out / opened", None, {"": lambda w: w["transfer_rate"]}),
+    ("floorwatch_queue_self_service_rate_ratio", "Closed bot_resolved / closed", None,
+     {"": lambda w: w["self_service_rate"]}),
+    ("floorwatch_queue_resolution_rate_ratio", "Closed resolved or bot_resolved / closed", None,
+     {"": lambda w: w["resolution_rate"]}),
+    ("floorwatch_queue_csat_mean_score", "Mean CSAT score (1-5)", None, {"": lambda w: w["csat"]["mean"]}),
+    ("floorwatch_queue_csat_satisfied_ratio", "Share of CSAT scores >= 4", None,
+     {"": lambda w: w["csat"]["satisfied_share"]}),
+    ("floorwatch_queue_conversion_rate_ratio", "Conversations with an order / conversations with a human reply", None,
+     {"": lambda w: w["conversion_rate"]}),
+    ("floorwatch_queue_answer_question_ratio", "Agent messages / customer messages", None,
+     {"": lambda w: w["answer_question_ratio"]}),
+)
+
+
+class ViewsCollector(Collector):
+    """Exports the latest views this worker computed (a callable returns them at scrape time)."""
+
+    def __init__(self, views: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self._views = views
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        views = list(self._views())
+        for name, doc, field in LIVE_GAUGES:
+            fam = GaugeMetricFamily(name, doc, labels=LABELS)
+            for v in views:
+                value = v["live"].get(field)
+                if value is not None:
+                    fam.add_metric(_labels(v), float(value))
+            yield fam
+        for name, doc, extra, getters in WINDOW_GAUGES:
+            fam = GaugeMetricFamily(name, doc, labels=[*LABELS, "window", *([extra] if extra else [])])
+            for v in views:
+                for window, figures in v["windows"].items():
+                    for label, get in getters.items():
+                        value = get(figures)
+                        if value is not None:
+                            fam.add_metric([*_labels(v), window, *([label] if extra else [])], float(value))
+            yield fam
+
+
+def _labels(view: dict[str, Any]) -> list[str]:
+    s = view["scope"]
+    return [view["queue"], s["tenant"], s["shop_id"], s["platform"]]
+
+
+class PipelineMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "floorwatch_scorer_events_total", "Chat events by outcome", ["result"], registry=registry
+        )
+        self.late_events = Counter(
+            "floorwatch_scorer_late_events_total",
+            "Events older than the watermark minus the grace period (still applied where the state allows)",
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "floorwatch_scorer_dead_letters_total", "Records sent to the dead-letter topic", ["reason"],
+            registry=registry,
+        )
+        self.event_age = Histogram(
+            "floorwatch_scorer_event_age_seconds", "Wall clock minus event time when the scorer applied an event",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600), registry=registry,
+        )
+        self.tick_seconds = Histogram(
+            "floorwatch_scorer_tick_seconds", "Time to publish one tick of partials or views", ["stage"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=registry,
+        )
+        self.published = Counter(
+            "floorwatch_scorer_records_published_total", "Records published to internal topics", ["topic"],
+            registry=registry,
+        )
+        self.views_published_at = Gauge(
+            "floorwatch_scorer_views_published_timestamp_seconds", "When this worker last published queue views",
+            registry=registry,
+        )
+        self.rebuilds = Counter(
+            "floorwatch_scorer_state_rebuilds_total", "In-memory aggregates rebuilt from tables after a rebalance",
+            ["stage"], registry=registry,
+        )
+        self.conversations_cached = Gauge(
+            "floorwatch_scorer_conversations_cached", "Conversation states held in memory", registry=registry
+        )
+        self.evicted = Counter(
+            "floorwatch_scorer_conversations_evicted_total", "Closed conversations removed after retention",
+            registry=registry,
+        )

@@ -1,0 +1,45 @@
+"""Scorer settings from the environment (documented in .env.example)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.core.config import KafkaSettings, env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    app_id: str = field(default_factory=lambda: env_str("SCORER_APP_ID", "floorwatch-scorer"))
+    store: str = field(default_factory=lambda: env_str("SCORER_STORE", "rocksdb://"))
+    # "wall": now is the wall clock (live floors); "event": now is the newest event time seen (replays, tests).
+    clock: str = field(default_factory=lambda: env_str("SCORER_CLOCK", "wall"))
+    grace_ms: int = field(default_factory=lambda: int(env_float("GRACE_S", 60) * 1000))
+    bucket_ms: int = field(default_factory=lambda: int(env_float("BUCKET_S", 5) * 1000))
+    tick_s: float = field(default_factory=lambda: env_float("TICK_S", 1.0))
+    # Closed conversations stay this long after their last event, so late events still find them.
+    retention_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_RETENTION_S", 3900) * 1000))
+    worker_index: int = field(default_factory=lambda: env_int("SCORER_WORKER_INDEX", 0))
+    metrics_port: int = field(default_factory=lambda: env_int("SCORER_METRICS_PORT", 6066))
+    data_dir: Path = field(
+        default_factory=lambda: Path(env_str("RUN_DIR", str(Path.cwd() / ".run" / "local"))) / "scorer"
+    )
+
+    def __post_init__(self) -> None:
+        if self.clock not in ("wall", "event"):
+            raise SystemExit(f"SCORER_CLOCK must be 'wall' or 'event', got {self.clock!r}")
+        if self.bucket_ms <= 0 or 60_000 % self.bucket_ms:
+            raise SystemExit("BUCKET_S must divide 60 (e.g. 1, 5, 10, 15, 30)")
+
+    @property
+    def horizon_ms(self) -> int:
+        """How far back any window can reach: the longest window plus the grace period."""
+        return 3_600_000 + 60_000 + self.grace_ms
+
+
+def worker_data_dir(s: ScorerSettings) -> Path:
+    return s.data_dir / f"worker-{s.worker_index}"
+
+
+

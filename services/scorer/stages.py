@@ -1,0 +1,357 @@
+"""The scorer's three stages as plain classes: bytes in, records out, state in a mapping.
+
+Faust only moves bytes between these and Kafka (see app.py), so the stages run the same
+under a test harness with a dict as the table. Each stage keeps its durable state in a
+table (a changelogged mapping) and derives its in-memory aggregates from it, rebuilding
+them after a rebalance; that is what makes a SIGKILL and a replay change no number.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator, MutableMapping
+from typing import NamedTuple
+
+import orjson
+
+from services.core.agents import AgentLive, AgentState, PartitionAgents
+from services.core.buckets import Bucket
+from services.core.conversation import Conversation, ConvEvent
+from services.core.events import EventError, event_from_record
+from services.core.merge import QueueMerger
+from services.core.partials import Live, PartitionPartials, Scope, live_key
+from services.core.wire import (
+    SLOT_AGENTS,
+    SLOT_LIVE,
+    SLOT_WATERMARK,
+    SRC_AGENTS,
+    SRC_CONVERSATIONS,
+    parse_partial_key,
+    partial_key,
+    queue_partition,
+    view_key,
+)
+
+from .metrics import PipelineMetrics
+
+log = logging.getLogger(__name__)
+
+Table = MutableMapping[bytes, bytes]
+NO_SCOPE = Scope("", "", "", "")
+
+
+class Out(NamedTuple):
+    topic: str  # "agent_changes", "partials", "views", "dead_letter"
+    key: bytes
+    value: bytes | None
+    partition: int | None = None
+
+
+class ConversationStage:
+    """Stage 1: conversation state per key, partial aggregates per input partition."""
+
+    def __init__(
+        self, table: Table, metrics: PipelineMetrics, *, bucket_ms: int, grace_ms: int, horizon_ms: int,
+        retention_ms: int, queue_partitions: int, cache_max: int = 200_000,
+    ) -> None:
+        self.table = table
+        self.m = metrics
+        self.bucket_ms, self.grace_ms, self.horizon_ms = bucket_ms, grace_ms, horizon_ms
+        self.retention_ms = retention_ms
+        self.queue_partitions = queue_partitions
+        self.cache: dict[bytes, Conversation] = {}
+        self.cache_max = cache_max
+        self.parts: dict[int, PartitionPartials] = {}
+        self.closed: dict[int, deque[tuple[int, bytes]]] = {}
+        self.sent_watermark: dict[int, int] = {}
+
+    # --- rebalance -------------------------------------------------------------------------
+    def revoke(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.parts.pop(p, None)
+            self.closed.pop(p, None)
+            self.sent_watermark.pop(p, None)
+        self.cache.clear()
+
+    def rebuild(self, partitions: set[int]) -> list[Out]:
+        """Derive the partials of newly owned partitions from the table, and re-send them whole."""
+        todo = {p for p in partitions if p not in self.parts}
+        if not todo:
+            return []
+        for p in todo:
+            self.parts[p] = PartitionPartials(self.bucket_ms)
+            self.closed[p] = deque()
+        out: list[Out] = []
+        closed: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
+        for key, raw in self.table.items():
+            record = orjson.loads(raw)
+            p = record["pt"]
+            if p not in todo:
+                continue
+            conv = Conversation.from_json(record["c"])
+            part = self.parts[p]
+            part.watermark = max(part.watermark, conv.last_event_ts)
+            part.apply_facts(conv.tenant, conv.shop_id, conv.platform, [(f, n) for f, n in conv.facts.items()])
+            part.apply_live(conv.tenant, conv.shop_id, conv.platform, None, live_key(conv.state))
+            # Re-assert each conversation's slot: idempotent, and repairs a change lost in a crash.
+            if conv.state.assignee:
+                out.append(self._assignment(conv.state.assignee, key, conv.state.active_agent is not None))
+            if conv.state.closed:
+                closed[p].append((conv.last_event_ts, key))
+        for p in todo:
+            self.closed[p].extend(sorted(closed[p]))
+            self.parts[p].mark_all_dirty()
+        self.m.rebuilds.labels("conversations").inc()
+        return out
+
+    # --- events ----------------------------------------------------------------------------
+    def on_event(self, key: bytes | None, value: bytes | None, partition: int, now_ms: int) -> list[Out]:
+        try:
+            if value is None:
+                raise EventError("record has no value")
+            ev = event_from_record(value)
+        except EventError as exc:
+            self.m.events.labels("dead_letter").inc()
+            self.m.dead_letters.labels("invalid_event").inc()
+            return [_dead_letter(key, value, partition, str(exc))]
+        part = self.parts[partition]
+        part.watermark = max(part.watermark, ev.ts_ms)
+        self.m.event_age.observe(max(0.0, (now_ms - ev.ts_ms) / 1000))
+        if ev.type == "agent.status":
+            self.m.events.labels("forwarded").inc()
+            return [Out("agent_changes", ev.key.encode(), orjson.dumps({"k": "status", "e": ev.to_record()}))]
+        ckey = ev.key.encode()
+        conv = self._load(ckey)
+        wm = part.watermark
+        if conv is None:
+            if ev.ts_ms < wm - self.horizon_ms:
+                # Unknown and older than every window: a straggler of an evicted conversation.
+                self.m.events.labels("too_old").inc()
+                self.m.late_events.inc()
+                return []
+            conv = Conversation(ev.tenant, ev.shop_id, ev.platform)
+        old_live, old_agent = live_key(conv.state), conv.state.active_agent
+        if ev.event_id in conv.seen:
+            self.m.events.labels("duplicate").inc()
+            return []
+        delta, late = conv.apply(ConvEvent.of(ev), wm, self.grace_ms)
+        self.m.events.labels("applied").inc()
+        if late:
+            self.m.late_events.inc()
+        part.apply_facts(conv.tenant, conv.shop_id, conv.platform, delta)
+        part.apply_live(conv.tenant, conv.shop_id, conv.platform, old_live, live_key(conv.state))
+        out: list[Out] = []
+        new_agent = conv.state.active_agent
+        if new_agent != old_agent:
+            if old_agent:
+                out.append(self._assignment(old_agent, ckey, False))
+            if new_agent:
+                out.append(self._assignment(new_agent, ckey, True))
+        conv.prune_facts(wm - self.horizon_ms)
+        self._store(ckey, conv, partition)
+        if conv.state.closed and ev.type == "conversation.closed":
+            self.closed[partition].append((conv.last_event_ts, ckey))
+        self._evict(partition, wm)
+        return out
+
+    def _assignment(self, agent_id: str, conversation_key: bytes, active: bool) -> Out:
+        value = orjson.dumps({"k": "assign", "c": conversation_key.decode(), "active": active})
+        return Out("agent_changes", agent_id.encode(), value)
+
+    def _load(self, key: bytes) -> Conversation | None:
+        conv = self.cache.get(key)
+        if conv is None:
+            raw = self.table.get(key)
+            if raw is None:
+                return None
+            conv = Conversation.from_json(orjson.loads(raw)["c"])
+            self._cache(key, conv)
+        return conv
+
+    def _cache(self, key: bytes, conv: Conversation) -> None:
+        if len(self.cache) >= self.cache_max:
+            self.cache.pop(next(iter(self.cache)))
+        self.cache[key] = conv
+
+    def _store(self, key: bytes, conv: Conversation, partition: int) -> None:
+        self.table[key] = orjson.dumps({"pt": partition, "c": conv.to_json()})
+        if key not in self.cache:
+            self._cache(key, conv)
+
+    def _evict(self, partition: int, watermark: int) -> None:
+        closed = self.closed[partition]
+        limit = watermark - self.retention_ms
+        while closed and closed[0][0] < limit:
+            _ts, key = closed.popleft()
+            conv = self._load(key)
+            if conv is None:
+                continue
+            if conv.last_event_ts >= limit:  # touched again since it closed: look again later
+                closed.append((conv.last_event_ts, key))
+                continue
+            self.cache.pop(key, None)
+            del self.table[key]
+            self.m.evicted.inc()
+
+    # --- ticks -----------------------------------------------------------------------------
+    def tick(self, now_ms: int) -> list[Out]:
+        out: list[Out] = []
+        for p, part in self.parts.items():
+            part.prune(max(now_ms, part.watermark) - self.horizon_ms)
+            for scope, slot, value in part.drain():
+                out.append(
+                    Out("partials", partial_key(SRC_CONVERSATIONS, p, scope, slot),
+                        None if value is None else orjson.dumps(value),
+                        queue_partition(scope.queue, self.queue_partitions))
+                )
+            if part.watermark > self.sent_watermark.get(p, 0):
+                self.sent_watermark[p] = part.watermark
+                wm_key = partial_key(SRC_CONVERSATIONS, p, NO_SCOPE, SLOT_WATERMARK)
+                wm_value = orjson.dumps(part.watermark)
+                out.extend(Out("partials", wm_key, wm_value, qp) for qp in range(self.queue_partitions))
+        self.m.conversations_cached.set(len(self.cache))
+        return out
+
+
+def _dead_letter(key: bytes | None, value: bytes | None, partition: int, reason: str) -> Out:
+    body = {
+        "reason": reason,
+        "partition": partition,
+        "key": None if key is None else key.decode("utf-8", "replace"),
+        "value": None if value is None else value[:65536].decode("utf-8", "replace"),
+    }
+    return Out("dead_letter", key or b"", orjson.dumps(body))
+
+
+class AgentStage:
+    """Agent-keyed stage: presence, capacity and active chats joined per agent."""
+
+    def __init__(self, table: Table, metrics: PipelineMetrics, *, queue_partitions: int) -> None:
+        self.table = table
+        self.m = metrics
+        self.queue_partitions = queue_partitions
+        self.parts: dict[int, PartitionAgents] = {}
+
+    def revoke(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.parts.pop(p, None)
+
+    def rebuild(self, partitions: set[int]) -> None:
+        todo = {p for p in partitions if p not in self.parts}
+        if not todo:
+            return
+        for p in todo:
+            self.parts[p] = PartitionAgents()
+        for _key, raw in self.table.items():
+            record = orjson.loads(raw)
+            if record["pt"] in todo:
+                self.parts[record["pt"]].replace({}, AgentState.from_json(record["a"]).contribution())
+        for p in todo:
+            self.parts[p].mark_all_dirty()
+        self.m.rebuilds.labels("agents").inc()
+
+    def on_event(self, key: bytes | None, value: bytes | None, partition: int) -> list[Out]:
+        if key is None or value is None:
+            return []
+        raw = self.table.get(key)
+        agent = AgentState() if raw is None else AgentState.from_json(orjson.loads(raw)["a"])
+        before = agent.contribution()
+        change = orjson.loads(value)
+        if change["k"] == "status":
+            e = change["e"]
+            changed = agent.apply_status(
+                e["ts"], e["event_id"], e["tenant"], e["shop_id"], e["platform"], e["status"], e["capacity"],
+                tuple(e["queues"]),
+            )
+        else:
+            changed = agent.set_active(change["c"], bool(change["active"]))
+        if changed:
+            self.parts[partition].replace(before, agent.contribution())
+            self.table[key] = orjson.dumps({"pt": partition, "a": agent.to_json()})
+        return []
+
+    def tick(self) -> list[Out]:
+        out: list[Out] = []
+        for p, part in self.parts.items():
+            for scope, value in part.drain():
+                out.append(
+                    Out("partials", partial_key(SRC_AGENTS, p, scope, SLOT_AGENTS),
+                        None if value is None else orjson.dumps(value),
+                        queue_partition(scope.queue, self.queue_partitions))
+                )
+        return out
+
+
+class QueueStage:
+    """Stage 2: merges partials per queue and publishes the queue views."""
+
+    def __init__(self, table: Table, metrics: PipelineMetrics, *, bucket_ms: int, horizon_ms: int,
+                 queue_partitions: int, event_clock: bool) -> None:
+        self.table = table
+        self.m = metrics
+        self.bucket_ms, self.horizon_ms = bucket_ms, horizon_ms
+        self.queue_partitions = queue_partitions
+        self.event_clock = event_clock
+        self.merger = QueueMerger(bucket_ms)
+        self.owned: set[int] | None = None  # None: must rebuild from the table
+        self.latest: dict[tuple[str, str, str, str], dict[str, object]] = {}
+
+    def revoke(self) -> None:
+        self.owned = None
+        self.merger = QueueMerger(self.bucket_ms)
+        self.latest = {}
+
+    def rebuild(self, partitions: set[int]) -> None:
+        if self.owned == partitions:
+            return
+        self.merger = QueueMerger(self.bucket_ms)
+        self.latest = {}
+        self.owned = set(partitions)
+        for key, value in self.table.items():
+            self._apply(key, value, rebuilding=True)
+        self.m.rebuilds.labels("queues").inc()
+
+    def on_event(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        if value is None:
+            self.table.pop(key, None)
+        else:
+            self.table[key] = value
+        self._apply(key, value, rebuilding=False)
+
+    def _apply(self, key: bytes, value: bytes | None, rebuilding: bool) -> None:
+        src, part, scope, slot = parse_partial_key(key)
+        if slot == SLOT_WATERMARK:
+            if value is not None:
+                self.merger.put_watermark(src, part, int(orjson.loads(value)))
+            return
+        owned = self.owned
+        if rebuilding and owned is not None and queue_partition(scope.queue, self.queue_partitions) not in owned:
+            return
+        data = None if value is None else orjson.loads(value)
+        if slot == SLOT_LIVE:
+            self.merger.put_live(src, part, scope, None if data is None else Live.from_json(data))
+        elif slot == SLOT_AGENTS:
+            self.merger.put_agents(src, part, scope, None if data is None else AgentLive(*data))
+        else:
+            self.merger.put_bucket(src, part, scope, slot, None if data is None else Bucket.from_json(data))
+
+    def now(self, wall_ms: int) -> int:
+        return self.merger.watermark if self.event_clock else wall_ms
+
+    def tick(self, wall_ms: int) -> list[Out]:
+        now = self.now(wall_ms)
+        if now <= 0:
+            return []
+        self.merger.prune(now - self.horizon_ms)
+        views = self.merger.views(now)
+        self.latest = views
+        return [
+            Out("views", view_key(k), orjson.dumps(v), queue_partition(k[0], self.queue_partitions))
+            for k, v in views.items()
+        ]
+
+    def current_views(self) -> Iterator[dict[str, object]]:
+        return iter(self.latest.values())
