@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uvicorn
+from prometheus_client import disable_created_metrics
 
 from services.core.logs import setup_logging
 
@@ -12,6 +13,7 @@ from .settings import IngestSettings
 
 def main() -> None:
     setup_logging("ingest")
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
     settings = IngestSettings()
     uvicorn.run(
         create_app(settings),

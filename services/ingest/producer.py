@@ -64,6 +64,20 @@ def _consume_result(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
+class _QuietWhileConnecting(logging.Filter):
+    """aiokafka logs an ERROR per failed bootstrap; while we retry, our own warning says it."""
+
+    def __init__(self, producer: KafkaEventProducer) -> None:
+        super().__init__()
+        self._producer = producer
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self._producer.connected or not record.getMessage().startswith("Unable connect to")
+
+
+_AIOKAFKA_LOGGERS = ("aiokafka", "aiokafka.client")
+
+
 class KafkaEventProducer:
     def __init__(
         self,
@@ -91,6 +105,7 @@ class KafkaEventProducer:
         self._retry_max_s = retry_max_s
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
+        self._log_filter = _QuietWhileConnecting(self)
 
     @property
     def connected(self) -> bool:
@@ -103,6 +118,8 @@ class KafkaEventProducer:
 
     async def start(self) -> None:
         if self._connector is None:
+            for name in _AIOKAFKA_LOGGERS:
+                logging.getLogger(name).addFilter(self._log_filter)
             self._connector = asyncio.create_task(self._connect(), name="ingest-kafka-connect")
 
     async def _connect(self) -> None:
@@ -143,6 +160,8 @@ class KafkaEventProducer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connector
             self._connector = None
+        for name in _AIOKAFKA_LOGGERS:
+            logging.getLogger(name).removeFilter(self._log_filter)
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()

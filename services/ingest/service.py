@@ -136,9 +136,11 @@ class Ingestor:
     def _invalid(rejected: list[Rejected], total: int, accepted: int, duplicates: int, *, atomic: bool) -> Outcome:
         if atomic:
             summary = f"{len(rejected)} of {total} events are invalid; nothing was written (atomic=true)"
+        elif accepted + duplicates == 0:
+            summary = f"all {total} events are invalid; nothing was written"
         else:
-            summary = f"{len(rejected)} of {total} events are invalid; the other {accepted + duplicates}"
-            summary += f" were accepted ({duplicates} of them duplicates)" if duplicates else " were accepted"
+            summary = f"{len(rejected)} of {total} events are invalid; {accepted} accepted"
+            summary += f", {duplicates} duplicates" if duplicates else ""
         return Outcome(
             422,
             {
