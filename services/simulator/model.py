@@ -19,7 +19,8 @@ What the floor does (numbers from DESIGN.md and the field):
 - Agents reply after a lognormal delay (median ~7 s, slower the more chats they hold, faster on JD).
 - A buyer leaves when a wait for a reply exceeds their patience (lognormal, median 150 s): closed
   `abandoned` if no human ever replied, else `timeout`. Some go silent and the chat times out.
-- Some presales chats are transferred to aftersales; ~20% of answered presales chats place an
+- Some presales chats are transferred to aftersales (no `to_agent_id`: the agent keeps the chat
+  and its slot until an aftersales agent is assigned); ~20% of answered presales chats place an
   order (CNY); ~30% of closed chats are rated (worse after long waits); chats close `resolved`.
 
 Ids: conversations are `{run_id}-{shop_id}-{n:06d}`, their events `{conversation_id}-{k:03d}`;
@@ -481,6 +482,9 @@ class FloorModel:
         self._dispatch(conv.shop.shop_id, conv.queue)
 
     def _assign(self, conv: _Conv, agent: _Agent) -> None:
+        previous = conv.agent  # after a transfer, the agent who still holds the chat
+        if previous is not None:
+            previous.active -= 1
         conv.phase = "assigned"
         conv.agent = agent
         conv.assign_seq += 1
@@ -489,6 +493,8 @@ class FloorModel:
         self._conv_event(conv, "conversation.assigned", agent_id=agent.agent_id)
         if conv.awaiting:
             self._schedule_reply(conv)
+        if previous is not None and previous is not agent:
+            self._fill_slots(previous)
 
     def _schedule_reply(self, conv: _Conv) -> None:
         agent = conv.agent
@@ -565,7 +571,8 @@ class FloorModel:
         conv.transferred = True
         conv.reply_pending = False
         conv.msgs_left = max(1, conv.msgs_left)
-        self._release(conv)
+        # The agent keeps the chat (and its slot) until someone in the new queue takes it, as the
+        # contract reads a transfer without `to_agent_id`: the assignee stays until the next assignment.
         self._enqueue(conv)
         self._after_s(self._uniform_s(2.0, 10.0), self._customer_message, conv)
 
