@@ -1,7 +1,8 @@
 """Drive the floor model against an ingest service: `python -m services.simulator --help`.
 
 Runs `FloorModel` from wall-clock now, in real time (events are sent as they happen, `ts` = real
-time) or as fast as the ingest takes them (`--fast`: event time runs ahead of the clock). Batches
+time) or as fast as the ingest takes them (`--fast`; with `--duration-s` the run is laid in the past
+so that it ends now, without it event time runs ahead of the clock). Batches
 are POSTed as a JSON array to `{ingest}/v1/events`. Retries (429, 5xx, connection errors) resend the
 same bytes, so the same event_ids: the ingest deduplicates. Any other 4xx stops the run with the
 server's reason. Ctrl-C or SIGTERM stops generating, delivers what was already generated (for up
@@ -80,14 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--realtime", dest="fast", action="store_false", help="events happen at wall-clock time (default)"
     )
-    mode.add_argument("--fast", dest="fast", action="store_true", help="as fast as the ingest takes them")
+    mode.add_argument(
+        "--fast",
+        dest="fast",
+        action="store_true",
+        help="as fast as the ingest takes them; with --duration-s the run ends now, else it runs ahead",
+    )
     parser.set_defaults(fast=False)
     parser.add_argument("--batch", type=int, default=200, help="max events per POST (default: 200)")
     parser.add_argument(
         "--start-ms",
         type=int,
         default=None,
-        help="floor start in epoch ms (default: now); same seed and start replay the same event_ids",
+        help=(
+            "floor start in epoch ms; same seed and start replay the same event_ids (default: now; with "
+            "--fast and --duration-s: now minus the duration, so the run ends now)"
+        ),
     )
     return parser
 
@@ -173,10 +182,13 @@ def server_reason(response: httpx.Response, limit: int = 600) -> str:
         text = response.text.strip()
         return text[:limit] if text else "(empty body)"
     if isinstance(body, dict):
+        errors = body.get("errors")
         for key in ("detail", "reason", "error", "errors", "message"):
             if key in body:
                 body = body[key]
                 break
+        if isinstance(body, str) and isinstance(errors, list) and errors:
+            body = f"{body}; first: {orjson.dumps(errors[:3]).decode()}"  # 422: which event and why
     if isinstance(body, str):
         return body[:limit]
     return orjson.dumps(body).decode()[:limit]
@@ -282,6 +294,19 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def default_start_ms(args: argparse.Namespace) -> int:
+    """Now; but a bounded fast run is laid in the past so that it ends now.
+
+    The ingest rejects events more than INGEST_MAX_FUTURE_S (default 300 s) ahead of its clock, and
+    windows ending "now" then hold the whole run. An unbounded --fast run starts now and runs ahead
+    of the clock: give the ingest INGEST_MAX_FUTURE_S=0 for that.
+    """
+    now = _wall_ms()
+    if args.fast and args.duration_s is not None:
+        return now - int(args.duration_s * 1000)
+    return now
+
+
 def progress_line(counters: Counters, model: FloorModel, rate: float) -> str:
     stats = model.stats()
     return (
@@ -348,7 +373,7 @@ async def run(
     backoff_base_s: float = 0.5,
 ) -> int:
     console = Console(stream if stream is not None else sys.stderr)
-    start_ms = args.start_ms if args.start_ms is not None else _wall_ms()
+    start_ms = default_start_ms(args) if args.start_ms is None else args.start_ms
     model = FloorModel(
         SimConfig(
             start_ms=start_ms,
