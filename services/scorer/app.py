@@ -65,6 +65,10 @@ def build_app(settings: ScorerSettings) -> faust.App:
     conv_table = app.Table("conversations", partitions=k.event_partitions, **table_args)
     agent_table = app.Table("agents", partitions=k.event_partitions, **table_args)
     partials_table = app.Table("queue-partials", partitions=k.queue_partitions, **table_args)
+    for table in (conv_table, agent_table, partials_table):
+        # Faust derives table codecs from key/value types and falls back to JSON; ours are bytes.
+        table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
+        table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
 
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)

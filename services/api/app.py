@@ -1,0 +1,169 @@
+"""The API: queue views, staffing answers; a reader of stage 2's topics only."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import ORJSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from services.core import erlang
+from services.core.merge import iso
+
+from .settings import ApiSettings
+from .views import ViewStore
+
+
+def create_app(settings: ApiSettings | None = None, store: ViewStore | None = None) -> FastAPI:
+    cfg = settings or ApiSettings()
+    views = store or ViewStore(cfg.kafka.bootstrap, cfg.kafka.topics.views)
+    registry = CollectorRegistry()
+    requests = Counter("floorwatch_api_requests_total", "API requests", ["route", "code"], registry=registry)
+    views_held = Gauge("floorwatch_api_views", "Queue views held", registry=registry)
+    views_held.set_function(lambda: len(views.views))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if store is None:
+            views.start()
+        yield
+        if store is None:
+            await views.stop()
+
+    app = FastAPI(
+        title="Floorwatch API",
+        version="0.1.0",
+        description="Live queue figures, staffing and alerts for e-commerce customer-service floors.",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    app.state.views = views
+    app.state.settings = cfg
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> ORJSONResponse:
+        ready = views.caught_up.is_set()
+        newest = max((v["as_of"] for v in views.views.values()), default=None)
+        body = {"status": "ok" if ready else "starting", "views": len(views.views), "newest_as_of": newest}
+        return ORJSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    Filter = Annotated[str | None, Query(max_length=128)]
+
+    @app.get("/v1/queues")
+    async def list_queues(tenant: Filter = None, shop_id: Filter = None, platform: Filter = None) -> dict[str, Any]:
+        """Every queue's view; filters pick the roll-up for a tenant, a platform or one shop."""
+        selected = views.select(None, tenant, shop_id, platform)
+        as_of = max((v["as_of"] for v in selected), default=None)
+        return {"as_of": as_of or iso(int(time.time() * 1000)), "queues": selected}
+
+    @app.get("/v1/queues/{queue}")
+    async def get_queue(
+        queue: str, tenant: Filter = None, shop_id: Filter = None, platform: Filter = None
+    ) -> dict[str, Any]:
+        selected = views.select(queue, tenant, shop_id, platform)
+        if not selected:
+            raise HTTPException(404, f"no figures for queue {queue!r} with these filters yet")
+        if len(selected) > 1:
+            raise HTTPException(
+                409, f"shop_id {shop_id!r} is ambiguous across tenants/platforms: add tenant and platform"
+            )
+        return selected[0]
+
+    @app.get("/v1/staffing")
+    async def staffing(
+        queue: Annotated[str, Query(max_length=128)],
+        tenant: Filter = None,
+        shop_id: Filter = None,
+        platform: Filter = None,
+        sl_target: Annotated[float, Query(gt=0, lt=1)] = 0.8,
+        sl_seconds: Annotated[float, Query(ge=0, le=86_400)] = 30,
+        max_occupancy: Annotated[float, Query(gt=0, le=1)] = 0.85,
+        shrinkage: Annotated[float, Query(ge=0, lt=1)] = 0.3,
+        drain_minutes: Annotated[float, Query(gt=0, le=1440)] = 10,
+    ) -> dict[str, Any]:
+        """Agents needed now for this queue, from its live arrival rate, AHT and concurrency."""
+        view = await get_queue(queue, tenant, shop_id, platform)
+        live, w15, w1h = view["live"], view["windows"]["15m"], view["windows"]["1h"]
+        arrivals_per_hour = w15["arrivals_per_min"] * 60
+        aht_s, aht_source = (w1h["aht_s"], "measured_1h") if w1h["aht_s"] else (cfg.default_aht_s, "default")
+        conc, conc_source = (
+            (live["concurrency"], "mean_agent_capacity") if live.get("concurrency")
+            else (cfg.default_concurrency, "default")
+        )
+        available = live["agents_available"] or 0
+        backlog = live["awaiting_reply"] or 0
+        try:
+            need = erlang.required_agents(
+                arrivals_per_hour, aht_s, conc, sl_target, sl_seconds, max_occupancy, shrinkage
+            )
+            proj = erlang.projected(available, conc, arrivals_per_hour, aht_s, sl_seconds)
+            drain = erlang.backlog_drain(backlog, drain_minutes, arrivals_per_hour, aht_s, conc, available)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {
+            "queue": queue,
+            "as_of": view["as_of"],
+            "inputs": {
+                "arrivals_per_hour": arrivals_per_hour,
+                "aht_s": aht_s,
+                "aht_source": aht_source,
+                "concurrency": conc,
+                "concurrency_source": conc_source,
+                "agents_available": available,
+                "backlog": backlog,
+            },
+            "target": {"sl_target": sl_target, "sl_seconds": sl_seconds, "max_occupancy": max_occupancy,
+                       "shrinkage": shrinkage},
+            "required_agents": need.required_agents,
+            "required_rostered": need.required_rostered,
+            "backlog_drain": {"agents": drain.agents, "minutes_at_current": drain.minutes_at_current},
+            "projected_sl": proj.service_level,
+            "utilization": proj.utilization,
+            "overload": proj.overload,
+            "queue_growth_per_min": proj.queue_growth_per_min,
+        }
+
+    @app.get("/v1/staffing/erlang")
+    async def erlang_calculator(
+        arrivals_per_hour: Annotated[float, Query(ge=0)],
+        aht_s: Annotated[float, Query(gt=0)],
+        concurrency: Annotated[float, Query(ge=1)] = 1,
+        sl_target: Annotated[float, Query(gt=0, lt=1)] = 0.8,
+        sl_seconds: Annotated[float, Query(ge=0)] = 20,
+        max_occupancy: Annotated[float, Query(gt=0, le=1)] = 1,
+        shrinkage: Annotated[float, Query(ge=0, lt=1)] = 0,
+    ) -> dict[str, Any]:
+        """The what-if calculator: the same Erlang C slot model as /v1/staffing."""
+        try:
+            need = erlang.required_agents(
+                arrivals_per_hour, aht_s, concurrency, sl_target, sl_seconds, max_occupancy, shrinkage
+            )
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {
+            "required_agents": need.required_agents,
+            "required_rostered": need.required_rostered,
+            "service_level": need.service_level,
+            "occupancy": need.occupancy,
+            "p_wait": need.p_wait,
+            "asa_s": need.asa_s,
+            "slots": need.slots,
+            "load_erlangs": need.load_erlangs,
+        }
+
+    return app
