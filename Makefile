@@ -1,0 +1,108 @@
+# Floorwatch: `make demo` and `make test` set up everything a fresh machine needs, then run.
+# Settings: environment variables documented in .env.example (e.g. `make up INGEST_PORT=18081`).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.floorwatch-installed
+STACK := $(PY) deploy/local/stack.py
+PYTEST_ARGS ?= -q -rfE --junitxml=test-artifacts/junit.xml
+
+# Debian packages behind each command the stack needs (command=package).
+SYSTEM_DEPS := prometheus=prometheus prometheus-alertmanager=prometheus-alertmanager \
+	promtool=prometheus amtool=prometheus-alertmanager chromium=chromium \
+	java=openjdk-17-jre-headless mvn=maven
+
+.PHONY: help venv system-deps kafka-jars up down status demo lint typecheck check-configs test
+
+help:
+	@echo "make demo      start the whole stack and the traffic simulator (Ctrl-C stops everything)"
+	@echo "make test      set up everything and run the whole test suite"
+	@echo "make up|down   start the stack detached / stop it (make down WIPE=1 also deletes its data)"
+	@echo "make status    show each part of the local stack"
+	@echo "make lint typecheck check-configs venv system-deps kafka-jars"
+
+# ---- setup ----------------------------------------------------------------------------------
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# Installs what is missing, never starts anything (no init scripts run: policy-rc.d says no).
+system-deps:
+	@missing=""
+	for pair in $(SYSTEM_DEPS); do
+	  command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"
+	done
+	if [ -z "$$missing" ]; then exit 0; fi
+	missing=$$(tr ' ' '\n' <<<"$$missing" | sort -u | xargs)
+	echo "installing Debian packages: $$missing"
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+	  printf '#!/bin/sh\nexit 101\n' | $$sudo tee /usr/sbin/policy-rc.d >/dev/null
+	  $$sudo chmod +x /usr/sbin/policy-rc.d
+	  trap "$$sudo rm -f /usr/sbin/policy-rc.d" EXIT
+	fi
+	$$sudo apt-get update
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
+
+kafka-jars: venv system-deps
+	$(STACK) jars
+
+# ---- local stack ----------------------------------------------------------------------------
+up: venv system-deps kafka-jars
+	$(STACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down $(if $(WIPE),--wipe); else echo "no venv: nothing was started"; fi
+
+status: venv
+	$(STACK) status
+
+# Whole stack plus the traffic simulator in the foreground; Ctrl-C (or any exit) stops the stack.
+demo: up
+	@eval "$$($(STACK) env)"
+	cleanup() { trap - EXIT INT TERM; echo; echo "stopping the stack..."; $(MAKE) --no-print-directory down; }
+	trap cleanup EXIT INT TERM
+	echo
+	echo "Wallboard: $$API_URL/   API docs: $$API_URL/docs   Ingest: $$INGEST_URL"
+	echo "Prometheus: $$PROMETHEUS_URL   Alertmanager: $$ALERTMANAGER_URL"
+	echo "Simulator sending traffic to $$INGEST_URL; Ctrl-C stops the simulator and the stack."
+	$(PY) -m services.simulator --ingest "$$INGEST_URL"
+
+# ---- checks ---------------------------------------------------------------------------------
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+# Render the Prometheus/Alertmanager templates with the current settings and check them offline.
+check-configs: venv system-deps
+	@rendered=$$($(STACK) render)
+	prom=$$(sed -n 1p <<<"$$rendered"); am=$$(sed -n 2p <<<"$$rendered")
+	promtool check config "$$prom"
+	promtool check rules deploy/prometheus/rules/*.yml
+	amtool check-config "$$am"
+
+test: export PYTHONUNBUFFERED := 1
+test: export PYTHONFAULTHANDLER := 1
+test: export PYTHONDONTWRITEBYTECODE := 1
+test: export HYPOTHESIS_PROFILE ?= $(if $(CI),ci,dev)
+test: venv system-deps kafka-jars lint typecheck check-configs
+	@mkdir -p test-artifacts
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+ifneq ($(wildcard benchmarks/__main__.py),)
+.PHONY: bench
+bench: venv
+	$(PY) -m benchmarks
+endif
+
+.ONESHELL:

@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): `python -m benchmarks` writes figures to benchmarks/results/; never fails on speed."""
