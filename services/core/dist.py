@@ -60,9 +60,8 @@ class Dist:
             self.bins[b] = left
         else:
             self.bins.pop(b, None)
-        if value_ms >= self.max_ms:
-            # The exact runner-up is not kept; the top bin's upper edge bounds it (within 2*ALPHA).
-            self.max_ms = int(bin_upper(max(self.bins))) if self.bins else 0
+        # The exact runner-up is not kept; the top bin's upper edge bounds it (within 2*ALPHA).
+        self.max_ms = min(self.max_ms, math.ceil(bin_upper(max(self.bins)))) if self.bins else 0
 
     def merge(self, other: Dist, sign: int = 1) -> None:
         self.count += sign * other.count

@@ -1,0 +1,74 @@
+"""The mergeable distribution: percentiles within the stated 2%, exact counts and sums, inverses."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.core.dist import ALPHA, Dist
+
+values = st.lists(st.integers(min_value=1000, max_value=86_400_000), min_size=1, max_size=300)
+
+
+def nearest_rank(xs: list[int], q: float) -> int:
+    s = sorted(xs)
+    return s[max(1, math.ceil(q * len(s))) - 1]
+
+
+def dist_of(xs: list[int]) -> Dist:
+    d = Dist()
+    for x in xs:
+        d.add(x)
+    return d
+
+
+@given(values, st.sampled_from([0.5, 0.9, 0.99]))
+@settings(max_examples=300)
+def test_percentile_within_stated_error(xs: list[int], q: float) -> None:
+    got = dist_of(xs).quantile_ms(q)
+    want = nearest_rank(xs, q)
+    assert got is not None
+    assert abs(got - want) <= ALPHA * want + 1e-9
+
+
+@given(values, values)
+def test_merge_equals_one_distribution_of_both(xs: list[int], ys: list[int]) -> None:
+    merged = dist_of(xs)
+    merged.merge(dist_of(ys))
+    both = dist_of(xs + ys)
+    assert (merged.count, merged.total_ms, merged.max_ms, merged.bins) == (
+        both.count, both.total_ms, both.max_ms, both.bins
+    )
+
+
+@given(values, values)
+def test_remove_and_negative_merge_are_inverses(xs: list[int], ys: list[int]) -> None:
+    d = dist_of(xs + ys)
+    for y in ys:
+        d.remove(y)
+    only = dist_of(xs)
+    assert (d.count, d.total_ms, d.bins) == (only.count, only.total_ms, only.bins)
+    assert d.max_ms >= only.max_ms  # the max may stay conservative after a retraction...
+    assert d.max_ms <= only.max_ms * (1 + 2 * ALPHA) + 1  # ...but within the top bin
+    e = dist_of(xs + ys)
+    e.merge(dist_of(ys), -1)
+    assert (e.count, e.total_ms, e.bins) == (only.count, only.total_ms, only.bins)
+
+
+def test_empty_is_null_not_zero() -> None:
+    s = Dist().summary()
+    assert s == {"count": 0, "mean_s": None, "p50_s": None, "p90_s": None, "max_s": None}
+
+
+def test_summary_of_known_samples() -> None:
+    s = dist_of([3000, 10_000, 17_500, 45_000, 159_000]).summary()
+    assert s["count"] == 5 and s["mean_s"] == 46.9 and s["max_s"] == 159.0
+    assert abs((s["p50_s"] or 0) - 17.5) <= 17.5 * ALPHA
+
+
+def test_json_round_trip() -> None:
+    d = dist_of([1, 999, 5000, 5000, 123_456])
+    back = Dist.from_json(d.to_json())
+    assert (back.count, back.total_ms, back.max_ms, back.bins) == (d.count, d.total_ms, d.max_ms, d.bins)
