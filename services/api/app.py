@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from services.core import erlang
@@ -16,6 +16,8 @@ from services.core.merge import iso
 
 from .settings import ApiSettings
 from .views import ViewStore
+
+Filter = Annotated[str | None, Query(max_length=128)]
 
 
 def create_app(settings: ApiSettings | None = None, store: ViewStore | None = None) -> FastAPI:
@@ -38,7 +40,6 @@ def create_app(settings: ApiSettings | None = None, store: ViewStore | None = No
         title="Floorwatch API",
         version="0.1.0",
         description="Live queue figures, staffing and alerts for e-commerce customer-service floors.",
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     app.state.views = views
@@ -52,17 +53,15 @@ def create_app(settings: ApiSettings | None = None, store: ViewStore | None = No
         return response
 
     @app.get("/healthz")
-    async def healthz() -> ORJSONResponse:
+    async def healthz() -> JSONResponse:
         ready = views.caught_up.is_set()
         newest = max((v["as_of"] for v in views.views.values()), default=None)
         body = {"status": "ok" if ready else "starting", "views": len(views.views), "newest_as_of": newest}
-        return ORJSONResponse(body, status_code=200 if ready else 503)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    Filter = Annotated[str | None, Query(max_length=128)]
 
     @app.get("/v1/queues")
     async def list_queues(tenant: Filter = None, shop_id: Filter = None, platform: Filter = None) -> dict[str, Any]:
