@@ -85,7 +85,8 @@ typecheck: venv
 
 # Render the Prometheus/Alertmanager templates with the current settings and check them offline.
 check-configs: venv system-deps
-	@rendered=$$($(STACK) render)
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT
+	rendered=$$($(STACK) render --out "$$out")
 	prom=$$(sed -n 1p <<<"$$rendered"); am=$$(sed -n 2p <<<"$$rendered")
 	promtool check config "$$prom"
 	promtool check rules deploy/prometheus/rules/*.yml

@@ -801,9 +801,9 @@ def _render(template: Path, values: Mapping[str, str]) -> str:
         raise StackError(f"{template}: bad placeholder {exc}") from exc
 
 
-def render_configs(cfg: StackConfig) -> tuple[Path, Path]:
+def render_configs(cfg: StackConfig, out_dir: Path | None = None) -> tuple[Path, Path]:
     """Render deploy/prometheus/prometheus.yml and deploy/alertmanager/alertmanager.yml (templates
-    with ${...} placeholders) into RUN_DIR/config. Returns their paths."""
+    with ${NAME} placeholders) into RUN_DIR/config, or `out_dir`. Returns their paths."""
     scorer_targets = ", ".join(f"'127.0.0.1:{p}'" for p in cfg.scorer_ports)
     prom = _render(
         cfg.repo / "deploy" / "prometheus" / "prometheus.yml",
@@ -820,8 +820,9 @@ def render_configs(cfg: StackConfig) -> tuple[Path, Path]:
         cfg.repo / "deploy" / "alertmanager" / "alertmanager.yml",
         {"ALERT_WEBHOOK_URL": cfg.alert_webhook_url},
     )
-    prom_path = cfg.config_dir / "prometheus.yml"
-    am_path = cfg.config_dir / "alertmanager.yml"
+    folder = cfg.config_dir if out_dir is None else out_dir
+    prom_path = folder / "prometheus.yml"
+    am_path = folder / "alertmanager.yml"
     _write_if_changed(prom_path, prom)
     _write_if_changed(am_path, am)
     return prom_path, am_path
@@ -1206,7 +1207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_down.add_argument("--wipe", action="store_true", help=f"also delete RUN_DIR (default {StackConfig().run_dir})")
     sub.add_parser("status", help="show each part: pid, health, URL, log")
     sub.add_parser("jars", help="fetch the Kafka jars into KAFKA_CACHE if missing")
-    sub.add_parser("render", help="render the Prometheus/Alertmanager configs into RUN_DIR/config")
+    p_render = sub.add_parser("render", help="render the Prometheus/Alertmanager configs into RUN_DIR/config")
+    p_render.add_argument("--out", type=Path, help="write them here instead (e.g. to check them)")
     sub.add_parser("env", help="print `export` lines of the services' environment (for make demo)")
     args = parser.parse_args(argv)
 
@@ -1227,7 +1229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "jars":
             print(ensure_jars(cfg))
         elif args.cmd == "render":
-            for path in render_configs(cfg):
+            for path in render_configs(cfg, args.out):
                 print(path)
         elif args.cmd == "env":
             sys.stdout.write(_shell_env(cfg))
