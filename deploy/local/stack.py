@@ -226,18 +226,23 @@ class StackConfig:
 
 
 def config_for_tests(**overrides: object) -> StackConfig:
-    """The test session's stack: its own ports and RUN_DIR, fresh secrets, in-memory scorer tables."""
-    run_dir = REPO / ".run" / "test"
+    """The test session's stack: its own ports and RUN_DIR, fresh secrets, in-memory scorer tables.
+
+    TEST_PORT_OFFSET (default 0) shifts every port and the RUN_DIR, so two test sessions on one
+    machine (two developers' trees, say) never share a broker.
+    """
+    off = int(os.environ.get("TEST_PORT_OFFSET", "0") or 0)
+    run_dir = REPO / ".run" / ("test" if off == 0 else f"test-{off}")
     cfg = StackConfig(
         run_dir=run_dir,
-        kafka_port=29092,
-        kafka_controller_port=29094,
-        ingest_port=28081,
-        api_port=28080,
-        scorer_metrics_port=26066,
-        prometheus_port=29090,
-        alertmanager_port=29095,
-        alert_webhook_url="http://127.0.0.1:29099/alerts",
+        kafka_port=29092 + off,
+        kafka_controller_port=29094 + off,
+        ingest_port=28081 + off,
+        api_port=28080 + off,
+        scorer_metrics_port=26066 + off,
+        prometheus_port=29090 + off,
+        alertmanager_port=29095 + off,
+        alert_webhook_url=f"http://127.0.0.1:{29099 + off}/alerts",
         env_file=run_dir / ".env",  # RUN_DIR is wiped first, so every session gets new tokens
         extra_env={"SCORER_STORE": "memory://"},
     )
