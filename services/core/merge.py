@@ -53,26 +53,25 @@ def _nearest_rank(sorted_values: list[int], counts: list[int], total: int, q: fl
 
 
 def live_figures(live: Live | None, agents: AgentLive | None, now: int) -> dict[str, Any]:
+    # Counts are numbers (0 when nothing is open in the view); only the wait figures are null when none wait.
+    if live is None:
+        live = Live()
     out: dict[str, Any] = {
-        "unanswered": None, "unassigned": None, "assigned": None, "awaiting_reply": None,
-        "oldest_wait_s": None, "wait_p50_s": None, "wait_p90_s": None, "open": None,
+        "unanswered": live.unanswered,
+        "unassigned": live.unassigned,
+        "assigned": live.unanswered - live.unassigned,
+        "awaiting_reply": live.awaiting_reply,
+        "oldest_wait_s": None, "wait_p50_s": None, "wait_p90_s": None,
+        "open": live.open,
     }
-    if live is not None:
-        out.update(
-            unanswered=live.unanswered,
-            unassigned=live.unassigned,
-            assigned=live.unanswered - live.unassigned,
-            awaiting_reply=live.awaiting_reply,
-            open=live.open,
-        )
-        if live.waiting:
-            since = sorted(live.waiting, reverse=True)  # newest first = shortest wait first
-            waits = [max(0, now - ts) for ts in since]
-            counts = [live.waiting[ts] for ts in since]
-            total = sum(counts)
-            out["oldest_wait_s"] = waits[-1] / 1000
-            out["wait_p50_s"] = _nearest_rank(waits, counts, total, 0.5) / 1000
-            out["wait_p90_s"] = _nearest_rank(waits, counts, total, 0.9) / 1000
+    if live.waiting:
+        since = sorted(live.waiting, reverse=True)  # newest first = shortest wait first
+        waits = [max(0, now - ts) for ts in since]
+        counts = [live.waiting[ts] for ts in since]
+        total = sum(counts)
+        out["oldest_wait_s"] = waits[-1] / 1000
+        out["wait_p50_s"] = _nearest_rank(waits, counts, total, 0.5) / 1000
+        out["wait_p90_s"] = _nearest_rank(waits, counts, total, 0.9) / 1000
     a = agents
     out.update(
         agents_online=None if a is None else a.online,
