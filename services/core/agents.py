@@ -20,6 +20,7 @@ class AgentLive(NamedTuple):
     serving: int = 0  # online or busy: their slots count
     slots_capacity: int = 0
     slots_active: int = 0
+    known: int = 0  # agents with a status event, offline ones too: all offline is agent data (zeros), not null
 
     def add(self, other: AgentLive, sign: int = 1) -> AgentLive:
         return AgentLive(*(a + sign * b for a, b in zip(self, other, strict=True)))
@@ -58,8 +59,10 @@ class AgentState:
 
     def contribution(self) -> dict[Scope, AgentLive]:
         status = self.status
-        if status is None or status == "offline":
+        if status is None:
             return {}
+        if status == "offline":
+            return {Scope(self.tenant, self.shop_id, self.platform, q): AgentLive(known=1) for q in self.queues}
         serving = status in ("online", "busy")
         one = AgentLive(
             online=1,
@@ -68,6 +71,7 @@ class AgentState:
             serving=1 if serving else 0,
             slots_capacity=self.capacity if serving else 0,
             slots_active=len(self.active) if serving else 0,
+            known=1,
         )
         return {Scope(self.tenant, self.shop_id, self.platform, q): one for q in self.queues}
 
