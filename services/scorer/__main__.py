@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
 
 from services.core.logs import setup_logging
 
 from .app import build_app
 from .settings import ScorerSettings, worker_data_dir
+from .topics import ensure_changelog_topics
 
 
 class Worker(faust.Worker):
@@ -20,6 +23,7 @@ def main() -> None:
     setup_logging("scorer")
     settings = ScorerSettings()
     worker_data_dir(settings).mkdir(parents=True, exist_ok=True)
+    asyncio.run(ensure_changelog_topics(settings))
     app = build_app(settings)
     Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
 

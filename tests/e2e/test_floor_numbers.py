@@ -155,7 +155,7 @@ async def test_scripted_floor_numbers_at_api_and_metrics(stack: Any) -> None:
         listed = (await client.get(f"{stack.api_url}/v1/queues", params={"platform": PLATFORM})).json()
         assert queue in {v["queue"] for v in listed["queues"]}
 
-        text = (await client.get(f"{stack.scorer_metrics_url}/metrics")).text
+        text = (await client.get(stack.scorer_metrics_url)).text
         total = {"queue": queue, "tenant": "*", "shop": "*", "platform": "*"}
         assert metric(text, "floorwatch_queue_unanswered", **total) == 1
         assert metric(text, "floorwatch_queue_awaiting_reply", **total) == 2
@@ -201,7 +201,7 @@ async def test_duplicates_change_nothing(stack: Any) -> None:
 
 
 async def scorer_count(client: httpx.AsyncClient, url: str, result: str) -> float:
-    text = (await client.get(f"{url}/metrics")).text
+    text = (await client.get(url)).text
     return metric(text, "floorwatch_scorer_events_total", result=result) or 0.0
 
 
