@@ -1,0 +1,606 @@
+"""Alert rules: thresholds, inputs and verdicts (shared/METRICS.md, "Alerts" and "Staffing").
+
+Pure apart from `load_rules` (reads the rules file) and `StaffingDefaults.from_env`; no clock. Time
+and episodes are `alerts.AlertEngine`'s business; here a rule is judged on one reading.
+
+* `Thresholds`: the one home of every alert threshold.
+* `signals_from_view(view, thresholds, defaults)` reduces one view of `QueueMerger.views()` to the
+  figures the rules judge (`Signals`); `signals_for_views` does a whole tick.
+* `judge(rule, signals, thresholds)`: fire (at which level), hold (hysteresis band), clear, or gap.
+
+The alert engine (`alerts.py`), the wallboard colours and the Prometheus annotations all read the
+thresholds from here: `thresholds_for(queue)` gives a queue's `Thresholds`, `Thresholds.to_json()`
+and `AlertRules.to_json()` give them as plain JSON.
+
+Thresholds are configuration, per queue: the file named by ALERT_RULES_FILE (TOML by its `.toml`
+suffix, JSON otherwise) holds a `default` section and per-queue overrides under `queues`; a queue
+override changes only the settings it names. Every setting is validated and an error names the file,
+the path of the bad setting and what is wrong. Without the variable, the built-in defaults apply.
+See deploy/alerts.example.toml.
+
+Durations are seconds here; the engine works in epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Literal, NamedTuple
+
+from . import erlang
+from .config import SL_THRESHOLDS_S, env_float
+from .merge import ALL
+
+__all__ = [
+    "DEFAULT_REPLY_LIMIT_S",
+    "ENV_RULES_FILE",
+    "PLATFORM_REPLY_LIMITS_S",
+    "RULES",
+    "AlertRules",
+    "AlertRulesError",
+    "Judgement",
+    "OldestWait",
+    "PeakLoad",
+    "Rule",
+    "ScopeKey",
+    "Severity",
+    "Signals",
+    "SlaBreach",
+    "StaffingDefaults",
+    "StaffingGap",
+    "Thresholds",
+    "judge",
+    "load_rules",
+    "parse_rules",
+    "reply_limit_s",
+    "rules_from_env",
+    "signals_for_views",
+    "signals_from_view",
+    "thresholds_for",
+]
+
+ENV_RULES_FILE: Final = "ALERT_RULES_FILE"
+
+Rule = Literal["peak_load", "oldest_wait", "sla_breach", "staffing_gap"]
+Severity = Literal["warning", "critical"]
+ScopeKey = tuple[str, str, str, str]  # (queue, tenant, shop_id, platform), '*' = all: merge.view_keys
+RULES: Final[tuple[Rule, ...]] = ("peak_load", "oldest_wait", "sla_breach", "staffing_gap")
+
+# Platform reply-time rules (METRICS.md, DESIGN.md): the wait after which a platform counts a reply
+# as late. JD counts first replies within 30 s; Pinduoduo, Taobao and Tmall count human replies within
+# 3 minutes. Qianniu's 100 s "slow reply" is a flag, not a breach: it is the oldest_wait warning level.
+PLATFORM_REPLY_LIMITS_S: Final[Mapping[str, float]] = MappingProxyType(
+    {"jd": 30.0, "pdd": 180.0, "taobao": 180.0, "tmall": 180.0}
+)
+DEFAULT_REPLY_LIMIT_S: Final = 180.0
+
+
+def reply_limit_s(platform: str, platforms_in_scope: Collection[str] | None = None) -> float:
+    """The strictest platform reply limit in a scope. For an all-platform scope ('*') it is the
+    strictest of `platforms_in_scope` when known, else the strictest of the whole table."""
+    if platform != ALL:
+        return PLATFORM_REPLY_LIMITS_S.get(platform, DEFAULT_REPLY_LIMIT_S)
+    named = [p for p in platforms_in_scope or () if p != ALL]
+    if named:
+        return min(reply_limit_s(p) for p in named)
+    return min(DEFAULT_REPLY_LIMIT_S, *PLATFORM_REPLY_LIMITS_S.values())
+
+
+class AlertRulesError(ValueError):
+    """A threshold or rules file that cannot be used; the message says where and why."""
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise AlertRulesError(what)
+
+
+def _durations(section: str, hold_s: float, clear_s: float) -> None:
+    _require(0 <= hold_s <= 86_400, f"{section}.hold_s must be between 0 and 86400 s, got {hold_s!r}")
+    _require(0 <= clear_s <= 86_400, f"{section}.clear_s must be between 0 and 86400 s, got {clear_s!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PeakLoad:
+    """ρ = A / chat slots. Fires at ρ ≥ rho_warning (warning) / ≥ rho_critical (critical) held for
+    hold_s, or on a surge (5m arrivals per minute ≥ surge_ratio × the 1h rate, with at least
+    surge_min_arrivals_5m arrivals in 5m: warning, same hold); clears when ρ < clear_rho and no
+    surge, for clear_s."""
+
+    rho_warning: float = 0.9
+    rho_critical: float = 1.0
+    hold_s: float = 30.0
+    surge_ratio: float = 2.0
+    surge_min_arrivals_5m: int = 5
+    clear_rho: float = 0.8
+    clear_s: float = 60.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _require(
+            0 < self.clear_rho <= self.rho_warning <= self.rho_critical,
+            "peak_load needs 0 < clear_rho ≤ rho_warning ≤ rho_critical, got "
+            f"{self.clear_rho!r}, {self.rho_warning!r}, {self.rho_critical!r}",
+        )
+        _require(self.surge_ratio > 1, f"peak_load.surge_ratio must be > 1, got {self.surge_ratio!r}")
+        _require(
+            self.surge_min_arrivals_5m >= 1,
+            f"peak_load.surge_min_arrivals_5m must be ≥ 1, got {self.surge_min_arrivals_5m!r}",
+        )
+        _durations("peak_load", self.hold_s, self.clear_s)
+
+
+@dataclass(frozen=True, slots=True)
+class OldestWait:
+    """Fires at oldest_wait_s ≥ warning_s (warning) / ≥ critical_s (critical) held for hold_s;
+    clears when below warning_s (or nobody waits) for clear_s."""
+
+    warning_s: float = 100.0
+    critical_s: float = 180.0
+    hold_s: float = 0.0
+    clear_s: float = 30.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _require(
+            0 < self.warning_s <= self.critical_s,
+            f"oldest_wait needs 0 < warning_s ≤ critical_s, got {self.warning_s!r}, {self.critical_s!r}",
+        )
+        _durations("oldest_wait", self.hold_s, self.clear_s)
+
+
+@dataclass(frozen=True, slots=True)
+class SlaBreach:
+    """Fires (warning) when the 5m service level at threshold_s is below target, judged only with at
+    least min_conversations that left the unanswered state in 5m; clears when at/above target (or
+    the floor is quiet: too few to judge and nobody unanswered) for clear_s."""
+
+    threshold_s: int = 30
+    target: float = 0.8
+    min_conversations: int = 5
+    hold_s: float = 0.0
+    clear_s: float = 60.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _require(
+            self.threshold_s in SL_THRESHOLDS_S,
+            f"sla_breach.threshold_s must be one of the measured thresholds {list(SL_THRESHOLDS_S)}, "
+            f"got {self.threshold_s!r}",
+        )
+        _require(0 < self.target <= 1, f"sla_breach.target must be in (0, 1], got {self.target!r}")
+        _require(
+            self.min_conversations >= 1, f"sla_breach.min_conversations must be ≥ 1, got {self.min_conversations!r}"
+        )
+        _durations("sla_breach", self.hold_s, self.clear_s)
+
+
+@dataclass(frozen=True, slots=True)
+class StaffingGap:
+    """Fires (warning) when Erlang C's required_agents for sl_target within sl_seconds (occupancy ≤
+    max_occupancy) exceeds the agents staffing the queue (online or busy); clears when the gap is
+    closed for clear_s. Defaults match the API's /v1/staffing defaults."""
+
+    sl_target: float = 0.8
+    sl_seconds: float = 30.0
+    max_occupancy: float = 0.85
+    hold_s: float = 0.0
+    clear_s: float = 60.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _require(0 < self.sl_target < 1, f"staffing_gap.sl_target must be in (0, 1), got {self.sl_target!r}")
+        _require(
+            0 <= self.sl_seconds <= 86_400, f"staffing_gap.sl_seconds must be in [0, 86400], got {self.sl_seconds!r}"
+        )
+        _require(
+            0 < self.max_occupancy <= 1,
+            f"staffing_gap.max_occupancy must be in (0, 1], got {self.max_occupancy!r}",
+        )
+        _durations("staffing_gap", self.hold_s, self.clear_s)
+
+
+_SECTIONS: Final[dict[str, type[Any]]] = {
+    "peak_load": PeakLoad,
+    "oldest_wait": OldestWait,
+    "sla_breach": SlaBreach,
+    "staffing_gap": StaffingGap,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Every alert threshold of one queue."""
+
+    peak_load: PeakLoad = field(default_factory=PeakLoad)
+    oldest_wait: OldestWait = field(default_factory=OldestWait)
+    sla_breach: SlaBreach = field(default_factory=SlaBreach)
+    staffing_gap: StaffingGap = field(default_factory=StaffingGap)
+
+    def hold_ms(self, rule: Rule) -> int:
+        return round(float(getattr(self, rule).hold_s) * 1000)
+
+    def clear_ms(self, rule: Rule) -> int:
+        return round(float(getattr(self, rule).clear_s) * 1000)
+
+    def enabled(self, rule: Rule) -> bool:
+        return bool(getattr(self, rule).enabled)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRules:
+    """The default thresholds and the per-queue ones (each complete, overrides already applied)."""
+
+    default: Thresholds = field(default_factory=Thresholds)
+    queues: Mapping[str, Thresholds] = field(default_factory=dict)
+
+    def thresholds_for(self, queue: str) -> Thresholds:
+        return self.queues.get(queue, self.default)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"default": self.default.to_json(), "queues": {q: t.to_json() for q, t in sorted(self.queues.items())}}
+
+
+@dataclass(frozen=True, slots=True)
+class StaffingDefaults:
+    """Inputs used when the view has no measurement: AHT when no chat closed in the 1h window and
+    concurrency when no agent serves the queue. Same variables and defaults as the API's staffing."""
+
+    aht_s: float = 300.0
+    concurrency: float = 3.0
+
+    def __post_init__(self) -> None:
+        _require(math.isfinite(self.aht_s) and self.aht_s > 0, f"default AHT must be > 0 s, got {self.aht_s!r}")
+        _require(1 <= self.concurrency <= 1000, f"default concurrency must be in [1, 1000], got {self.concurrency!r}")
+
+    @classmethod
+    def from_env(cls) -> StaffingDefaults:
+        return cls(
+            aht_s=env_float("STAFFING_DEFAULT_AHT_S", 300.0),
+            concurrency=env_float("STAFFING_DEFAULT_CONCURRENCY", 3.0),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and loading
+
+
+def _setting(path: str, raw: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        _require(isinstance(raw, bool), f"{path}: must be true or false, got {raw!r}")
+        return raw
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise AlertRulesError(f"{path}: must be a number, got {raw!r}")
+    _require(math.isfinite(raw), f"{path}: must be a finite number, got {raw!r}")
+    if isinstance(default, int):
+        _require(float(raw).is_integer(), f"{path}: must be a whole number, got {raw!r}")
+        return int(raw)
+    return float(raw)
+
+
+def _mapping(path: str, raw: Any) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise AlertRulesError(f"{path}: must be a table/object, got {type(raw).__name__}")
+    return raw
+
+
+def _known(path: str, raw: Mapping[str, Any], names: Collection[str]) -> None:
+    for key in raw:
+        if not isinstance(key, str) or (key not in names and not key.startswith("_")):
+            raise AlertRulesError(f"{path}.{key}: unknown setting (known: {', '.join(names)})")
+
+
+def _apply(path: str, base: Thresholds, raw: Any) -> Thresholds:
+    """`base` with the settings of `raw` (a mapping of rule section → settings) applied."""
+    sections = _mapping(path, raw)
+    _known(path, sections, _SECTIONS)
+    out = base
+    for name, cls in _SECTIONS.items():
+        if name not in sections:
+            continue
+        spath = f"{path}.{name}"
+        settings = _mapping(spath, sections[name])
+        current = getattr(out, name)
+        names = [f.name for f in fields(cls)]
+        _known(spath, settings, names)
+        values = {k: _setting(f"{spath}.{k}", v, getattr(current, k)) for k, v in settings.items() if k in names}
+        try:
+            out = replace(out, **{name: replace(current, **values)})
+        except AlertRulesError as exc:
+            raise AlertRulesError(f"{path}: {exc}") from None
+    return out
+
+
+def parse_rules(data: Mapping[str, Any], source: str = "alert rules") -> AlertRules:
+    """Rules from a parsed file: {"default": {rule: {setting: value}}, "queues": {queue: {rule: {…}}}}.
+    Keys starting with "_" are comments and ignored. Raises AlertRulesError naming `source`."""
+    try:
+        top = _mapping("(top level)", data)
+        _known("(top level)", top, ("default", "queues"))
+        default = _apply("default", Thresholds(), top.get("default", {}))
+        queues_raw = _mapping("queues", top.get("queues", {}))
+        queues: dict[str, Thresholds] = {}
+        for queue, raw in queues_raw.items():
+            if queue.startswith("_"):
+                continue
+            _require(queue != "", "queues: a queue name must not be empty")
+            queues[queue] = _apply(f"queues.{queue}", default, raw)
+    except AlertRulesError as exc:
+        raise AlertRulesError(f"{source}: {exc}") from None
+    return AlertRules(default=default, queues=MappingProxyType(queues))
+
+
+def load_rules(path: str | os.PathLike[str] | None = None) -> AlertRules:
+    """Rules from `path`, else from the file named by ALERT_RULES_FILE, else the defaults.
+    A named file that is missing or malformed is an error (AlertRulesError), never silently ignored."""
+    if path is None:
+        path = os.environ.get(ENV_RULES_FILE) or None
+        if path is None:
+            return AlertRules()
+    p = Path(path)
+    source = f"{ENV_RULES_FILE}={p}"
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AlertRulesError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
+    try:
+        data: Any = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        kind = "TOML" if p.suffix.lower() == ".toml" else "JSON"
+        raise AlertRulesError(f"{source}: not valid {kind}: {exc}") from None
+    return parse_rules(data, source)
+
+
+@lru_cache(maxsize=4)
+def _cached(path: str) -> AlertRules:
+    return load_rules(path) if path else AlertRules()
+
+
+def rules_from_env() -> AlertRules:
+    """The rules of ALERT_RULES_FILE, read once per process (per value of the variable)."""
+    return _cached(os.environ.get(ENV_RULES_FILE, ""))
+
+
+def thresholds_for(queue: str, rules: AlertRules | None = None) -> Thresholds:
+    """A queue's thresholds from `rules`, or from ALERT_RULES_FILE (defaults without it)."""
+    return (rules if rules is not None else rules_from_env()).thresholds_for(queue)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals: what the rules judge, from one queue view
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """One scope's figures now. None = no data (never 0 for unknown).
+
+    rho = A / slots with A = λ(15m) · AHT(1h, or the default); None with no load and no slots, or
+    when the load or the slots are unknown; `overload` when there is load and ρ ≥ 1 or no slots.
+    `oldest_wait_s` is None when nobody waits (`waiting` = 0) or when the live figures are missing.
+    `staffing_gap` = required_agents − agents_staffing (agents online or busy).
+    `time_to_breach_s`: seconds until the oldest waiting buyer passes `reply_limit_s`, the strictest
+    platform reply rule in scope (0 once passed; None when nobody waits).
+    """
+
+    rho: float | None = None
+    overload: bool = False
+    load_erlangs: float | None = None
+    slots: int | None = None
+    arrivals_per_min_15m: float | None = None
+    aht_s: float | None = None
+    aht_source: str = "default"
+    arrivals_5m: int | None = None
+    rate_5m_per_min: float | None = None
+    rate_1h_per_min: float | None = None
+    surge_ratio: float | None = None
+    waiting: int | None = None
+    unanswered: int | None = None
+    oldest_wait_s: float | None = None
+    sl_threshold_s: int = 30
+    sl_5m: float | None = None
+    sl_5m_left: int | None = None
+    required_agents: int | None = None
+    agents_staffing: int | None = None
+    concurrency: float | None = None
+    staffing_gap: int | None = None
+    reply_limit_s: float = 180.0
+    time_to_breach_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _num(d: Any, key: str) -> float | None:
+    v = d.get(key) if isinstance(d, Mapping) else None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _int(d: Any, key: str) -> int | None:
+    v = _num(d, key)
+    return None if v is None else int(v)
+
+
+def _section(d: Any, key: str) -> Mapping[str, Any]:
+    v = d.get(key) if isinstance(d, Mapping) else None
+    return v if isinstance(v, Mapping) else {}
+
+
+def signals_from_view(
+    view: Mapping[str, Any],
+    thresholds: Thresholds | None = None,
+    defaults: StaffingDefaults | None = None,
+    *,
+    platforms: Collection[str] | None = None,
+) -> Signals:
+    """The rules' inputs from one queue view. `platforms`: the platforms an all-platform ('*') view
+    covers, for its strictest reply rule (else the strictest of the whole platform table)."""
+    th = thresholds if thresholds is not None else Thresholds()
+    dft = defaults if defaults is not None else StaffingDefaults()
+    live, windows = _section(view, "live"), _section(view, "windows")
+    w5, w15, w1h = _section(windows, "5m"), _section(windows, "15m"), _section(windows, "1h")
+
+    apm15 = _num(w15, "arrivals_per_min")
+    measured = _num(w1h, "aht_s")
+    aht, aht_source = (measured, "measured_1h") if measured is not None and measured > 0 else (dft.aht_s, "default")
+    load = None if apm15 is None else apm15 / 60 * aht
+    slots = _int(live, "slots_capacity")
+    rho: float | None = None
+    overload = False
+    if load is not None and slots is not None:
+        if slots > 0:
+            rho = load / slots
+            overload = rho >= 1.0
+        else:
+            overload = load > 0
+
+    rate5, rate1h = _num(w5, "arrivals_per_min"), _num(w1h, "arrivals_per_min")
+    ratio = rate5 / rate1h if rate5 is not None and rate1h is not None and rate1h > 0 else None
+
+    live_conc = _num(live, "concurrency")
+    conc = live_conc if live_conc is not None and live_conc >= 1 else dft.concurrency
+    required: int | None = None
+    if apm15 is not None:
+        sg = th.staffing_gap
+        try:
+            required = erlang.required_agents(
+                apm15 * 60, aht, conc, sg.sl_target, sg.sl_seconds, sg.max_occupancy
+            ).required_agents
+        except ValueError:  # beyond the Erlang guard rails (a million slots): no answer, not a guess
+            required = None
+    staffing = _int(live, "agents_serving")
+
+    oldest = _num(live, "oldest_wait_s")
+    scope = _section(view, "scope")
+    platform = scope.get("platform", ALL)
+    limit = reply_limit_s(platform if isinstance(platform, str) else ALL, platforms)
+    return Signals(
+        rho=rho,
+        overload=overload,
+        load_erlangs=load,
+        slots=slots,
+        arrivals_per_min_15m=apm15,
+        aht_s=aht,
+        aht_source=aht_source,
+        arrivals_5m=_int(w5, "arrivals"),
+        rate_5m_per_min=rate5,
+        rate_1h_per_min=rate1h,
+        surge_ratio=ratio,
+        waiting=_int(live, "awaiting_reply"),
+        unanswered=_int(live, "unanswered"),
+        oldest_wait_s=oldest,
+        sl_threshold_s=th.sla_breach.threshold_s,
+        sl_5m=_num(_section(w5, "sl"), str(th.sla_breach.threshold_s)),
+        sl_5m_left=_int(w5, "left_unanswered"),
+        required_agents=required,
+        agents_staffing=staffing,
+        concurrency=conc,
+        staffing_gap=None if required is None or staffing is None else required - staffing,
+        reply_limit_s=limit,
+        time_to_breach_s=None if oldest is None else max(0.0, limit - oldest),
+    )
+
+
+def signals_for_views(
+    views: Mapping[ScopeKey, Mapping[str, Any]],
+    rules: AlertRules | None = None,
+    defaults: StaffingDefaults | None = None,
+) -> dict[ScopeKey, Signals]:
+    """`signals_from_view` for every view of one `QueueMerger.views()` tick, each with its queue's
+    thresholds; an all-platform view's reply limit comes from the platforms seen under it."""
+    r = rules if rules is not None else AlertRules()
+    seen: dict[tuple[str, str], set[str]] = {}
+    for queue, tenant, _shop, platform in views:
+        if platform != ALL:
+            seen.setdefault((queue, ALL), set()).add(platform)
+            seen.setdefault((queue, tenant), set()).add(platform)
+    return {
+        key: signals_from_view(view, r.thresholds_for(key[0]), defaults, platforms=seen.get((key[0], key[1])))
+        for key, view in views.items()
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Judging one rule on one reading
+
+
+class Judgement(NamedTuple):
+    """`fire`: at a firing level; `hold`: between the clear and firing levels; `clear`: at the clear
+    level; `gap`: no data. `value` and `threshold` are the comparison made; `reason` picks the text."""
+
+    kind: Literal["fire", "hold", "clear", "gap"]
+    level: Severity | None = None
+    value: float | None = None
+    threshold: float | None = None
+    reason: str = ""
+
+
+_GAP: Final = Judgement("gap")
+
+
+def _judge_peak(s: Signals, p: PeakLoad) -> Judgement:
+    surge = (
+        s.arrivals_5m is not None
+        and s.arrivals_5m >= p.surge_min_arrivals_5m
+        and s.surge_ratio is not None
+        and s.surge_ratio >= p.surge_ratio
+    )
+    if s.rho is not None:
+        if s.rho >= p.rho_critical:
+            return Judgement("fire", "critical", s.rho, p.rho_critical, "rho")
+        if s.rho >= p.rho_warning:
+            return Judgement("fire", "warning", s.rho, p.rho_warning, "rho")
+    elif s.overload:
+        return Judgement("fire", "critical", None, p.rho_critical, "overload")
+    if surge:
+        return Judgement("fire", "warning", s.surge_ratio, p.surge_ratio, "surge")
+    if s.rho is not None:
+        return Judgement("clear" if s.rho < p.clear_rho else "hold", None, s.rho, p.clear_rho, "rho")
+    if s.load_erlangs == 0:
+        return Judgement("clear", None, 0.0, p.clear_rho, "idle")
+    return _GAP
+
+
+def judge(rule: Rule, s: Signals, th: Thresholds) -> Judgement:
+    """One rule's verdict on one reading (no timers: `AlertEngine` adds those)."""
+    if rule == "peak_load":
+        return _judge_peak(s, th.peak_load)
+    if rule == "oldest_wait":
+        o = th.oldest_wait
+        if s.oldest_wait_s is None:
+            return Judgement("clear", None, 0.0, o.warning_s, "nobody") if s.waiting == 0 else _GAP
+        if s.oldest_wait_s >= o.critical_s:
+            return Judgement("fire", "critical", s.oldest_wait_s, o.critical_s, "wait")
+        if s.oldest_wait_s >= o.warning_s:
+            return Judgement("fire", "warning", s.oldest_wait_s, o.warning_s, "wait")
+        return Judgement("clear", None, s.oldest_wait_s, o.warning_s, "wait")
+    if rule == "sla_breach":
+        b = th.sla_breach
+        if s.sl_5m_left is None:
+            return _GAP
+        if s.sl_5m_left >= b.min_conversations and s.sl_5m is not None:
+            kind: Literal["fire", "clear"] = "fire" if s.sl_5m < b.target else "clear"
+            return Judgement(kind, "warning" if kind == "fire" else None, s.sl_5m, b.target, "sl")
+        # Too few to judge: a quiet floor with nobody unanswered misses nothing now.
+        return Judgement("clear", None, s.sl_5m, b.target, "quiet") if s.unanswered == 0 else _GAP
+    if s.required_agents == 0:  # no load: no gap, whoever is on duty
+        on_duty = None if s.agents_staffing is None else float(s.agents_staffing)
+        return Judgement("clear", None, 0.0, on_duty, "staffing")
+    if s.required_agents is None or s.agents_staffing is None:
+        return _GAP
+    short = s.required_agents > s.agents_staffing
+    return Judgement(
+        "fire" if short else "clear", "warning" if short else None,
+        float(s.required_agents), float(s.agents_staffing), "staffing",
+    )
