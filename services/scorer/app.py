@@ -16,7 +16,10 @@ import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from .metrics import PipelineMetrics, ViewsCollector
+from services.core.alerts import rules_from_env
+
+from .alert_log import AlertPublisher, read_engine_states
+from .metrics import AlertsCollector, PipelineMetrics, ViewsCollector
 from .settings import ScorerSettings, worker_data_dir
 from .stages import AgentStage, ConversationStage, Out, QueueStage
 
@@ -79,9 +82,11 @@ def build_app(settings: ScorerSettings) -> faust.App:
     agents = AgentStage(agent_table, metrics, queue_partitions=k.queue_partitions)
     queues = QueueStage(
         partials_table, metrics, bucket_ms=settings.bucket_ms, horizon_ms=settings.horizon_ms,
-        queue_partitions=k.queue_partitions, event_clock=settings.clock == "event",
+        queue_partitions=k.queue_partitions, event_clock=settings.clock == "event", rules=rules_from_env(),
     )
     registry.register(ViewsCollector(queues.current_views))
+    registry.register(AlertsCollector(queues.open_alerts))
+    alerts = AlertPublisher(k.bootstrap, topics.alerts, f"{settings.app_id}-alerts-{settings.worker_index}")
     state = {"ready": False}
 
     def assigned(topic: str) -> set[int]:
@@ -108,10 +113,16 @@ def build_app(settings: ScorerSettings) -> faust.App:
                 agents.rebuild(assigned(topics.agent_changes) | {partition})
             agents.on_event(event.key, event.value, partition)
 
+    async def rebuild_queues() -> None:
+        owned = assigned(topics.partials)
+        if queues.owned != owned:
+            states = await read_engine_states(k.bootstrap, topics.alerts, owned)
+            queues.rebuild(owned, states)
+
     @app.agent(partials_topic, concurrency=1)
     async def merge_queues(stream: Any) -> None:
         async for event in stream.events():
-            queues.rebuild(assigned(topics.partials))
+            await rebuild_queues()
             queues.on_event(event.key, event.value)
 
     @app.timer(interval=settings.tick_s)  # type: ignore[untyped-decorator]
@@ -123,10 +134,14 @@ def build_app(settings: ScorerSettings) -> faust.App:
         await send(conversations.tick(now) + agents.tick())
         metrics.tick_seconds.labels("partials").observe(time.perf_counter() - started)
         started = time.perf_counter()
-        owned = assigned(topics.partials)
-        if owned:
-            queues.rebuild(owned)
-            await send(queues.tick(now))
+        if assigned(topics.partials):
+            await rebuild_queues()
+            views, alert_records = queues.tick(now)
+            await send(views)
+            if not alerts.started:
+                await alerts.start()
+            await alerts.publish(alert_records)
+            metrics.published.labels("alerts").inc(len(alert_records))
             metrics.views_published_at.set(time.time())
         metrics.tick_seconds.labels("views").observe(time.perf_counter() - started)
 

@@ -42,6 +42,7 @@ class InProcessScorer:
         self.agents.rebuild(set(range(event_partitions)))
         self.queues.rebuild(set(range(queue_partitions)))
         self.dead_letters: list[Out] = []
+        self.alerts: list[Out] = []
         self._partitioner = DefaultPartitioner()
 
     def partition_of(self, key: bytes, partitions: int) -> int:
@@ -76,5 +77,6 @@ class InProcessScorer:
     def tick(self, now_ms: int) -> dict[tuple[str, str, str, str], dict[str, Any]]:
         """One tick of every stage; returns the views published (by view key)."""
         self._route(self.conversations.tick(now_ms) + self.agents.tick())
-        views = self.queues.tick(now_ms)
+        views, alerts = self.queues.tick(now_ms)
+        self.alerts.extend(alerts)
         return {tuple(orjson.loads(v.key)): orjson.loads(v.value) for v in views if v.value}  # type: ignore[misc]

@@ -100,6 +100,40 @@ class ViewsCollector(Collector):
             yield fam
 
 
+ALERT_LABELS: Final = ["alert_id", "rule", "severity", "queue", "tenant", "shop", "platform"]
+
+
+class AlertsCollector(Collector):
+    """Open floor alerts, for Prometheus to hand to Alertmanager with no threshold defined twice."""
+
+    def __init__(self, alerts: Callable[[], Iterable[Any]]) -> None:
+        self._alerts = alerts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        alerts = list(self._alerts())
+        firing = GaugeMetricFamily("floorwatch_alert_firing", "1 while a floor alert is firing", labels=ALERT_LABELS)
+        value = GaugeMetricFamily("floorwatch_alert_value", "The firing alert's measured value", labels=ALERT_LABELS)
+        threshold = GaugeMetricFamily("floorwatch_alert_threshold", "The firing alert's threshold", labels=ALERT_LABELS)
+        breach = GaugeMetricFamily(
+            "floorwatch_alert_time_to_breach_seconds", "Seconds until the platform reply rule breaks at this rate",
+            labels=ALERT_LABELS,
+        )
+        info = GaugeMetricFamily(
+            "floorwatch_alert_info", "A firing alert's summaries", labels=["alert_id", "summary_zh", "summary_en"]
+        )
+        for a in alerts:
+            labels = [a.id, a.rule, a.severity, a.queue, a.tenant, a.shop_id, a.platform]
+            firing.add_metric(labels, 1.0)
+            if a.value is not None:
+                value.add_metric(labels, float(a.value))
+            if a.threshold is not None:
+                threshold.add_metric(labels, float(a.threshold))
+            if a.time_to_breach_s is not None:
+                breach.add_metric(labels, float(a.time_to_breach_s))
+            info.add_metric([a.id, a.summary_zh, a.summary_en], 1.0)
+        yield from (firing, value, threshold, breach, info)
+
+
 def _labels(view: dict[str, Any]) -> list[str]:
     s = view["scope"]
     return [view["queue"], s["tenant"], s["shop_id"], s["platform"]]

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import orjson
 
 from services.core.agents import AgentLive, AgentState, PartitionAgents
+from services.core.alerts import Alert, AlertEngine, AlertRules, signals_for_views
 from services.core.buckets import Bucket
 from services.core.conversation import Conversation, ConvEvent
 from services.core.events import EventError, event_from_record
@@ -41,8 +42,11 @@ Table = MutableMapping[bytes, bytes]
 NO_SCOPE = Scope("", "", "", "")
 
 
+ENGINE_KEY_PREFIX = "__engine__:"  # alert engine snapshots share the alerts topic with the alerts
+
+
 class Out(NamedTuple):
-    topic: str  # "agent_changes", "partials", "views", "dead_letter"
+    topic: str  # "agent_changes", "partials", "views", "alerts", "dead_letter"
     key: bytes
     value: bytes | None
     partition: int | None = None
@@ -284,25 +288,36 @@ class AgentStage:
 
 
 class QueueStage:
-    """Stage 2: merges partials per queue and publishes the queue views."""
+    """Stage 2: merges partials per queue, publishes the queue views and evaluates the alert rules.
+
+    Alerts are evaluated once per queue partition, on the queue totals and on each shop; the engine's
+    state travels with the alert changes it produced (see app.py: one Kafka transaction), so a
+    restart continues the same episodes and neither loses nor repeats an alert.
+    """
+
+    SNAPSHOT_EVERY_MS = 10_000
 
     def __init__(self, table: Table, metrics: PipelineMetrics, *, bucket_ms: int, horizon_ms: int,
-                 queue_partitions: int, event_clock: bool) -> None:
+                 queue_partitions: int, event_clock: bool, rules: AlertRules | None = None) -> None:
         self.table = table
         self.m = metrics
         self.bucket_ms, self.horizon_ms = bucket_ms, horizon_ms
         self.queue_partitions = queue_partitions
         self.event_clock = event_clock
+        self.rules = rules or AlertRules()
         self.merger = QueueMerger(bucket_ms)
         self.owned: set[int] | None = None  # None: must rebuild from the table
         self.latest: dict[tuple[str, str, str, str], dict[str, object]] = {}
+        self.engines: dict[int, AlertEngine] = {}
+        self.snapshot_at: dict[int, int] = {}
 
     def revoke(self) -> None:
         self.owned = None
         self.merger = QueueMerger(self.bucket_ms)
         self.latest = {}
+        self.engines = {}
 
-    def rebuild(self, partitions: set[int]) -> None:
+    def rebuild(self, partitions: set[int], engine_states: dict[int, dict[str, object]] | None = None) -> None:
         if self.owned == partitions:
             return
         self.merger = QueueMerger(self.bucket_ms)
@@ -310,6 +325,11 @@ class QueueStage:
         self.owned = set(partitions)
         for key, value in self.table.items():
             self._apply(key, value, rebuilding=True)
+        states = engine_states or {}
+        self.engines = {
+            qp: AlertEngine.from_json(states[qp], self.rules) if qp in states else AlertEngine(self.rules)
+            for qp in partitions
+        }
         self.m.rebuilds.labels("queues").inc()
 
     def on_event(self, key: bytes | None, value: bytes | None) -> None:
@@ -341,17 +361,40 @@ class QueueStage:
     def now(self, wall_ms: int) -> int:
         return self.merger.watermark if self.event_clock else wall_ms
 
-    def tick(self, wall_ms: int) -> list[Out]:
+    def tick(self, wall_ms: int) -> tuple[list[Out], list[Out]]:
+        """(views to publish, alert changes and engine snapshots to publish in one transaction)."""
         now = self.now(wall_ms)
         if now <= 0:
-            return []
+            return [], []
         self.merger.prune(now - self.horizon_ms)
         views = self.merger.views(now)
         self.latest = views
-        return [
+        view_out = [
             Out("views", view_key(k), orjson.dumps(v), queue_partition(k[0], self.queue_partitions))
             for k, v in views.items()
         ]
+        return view_out, self._evaluate_alerts(views, now)
+
+    def _evaluate_alerts(self, views: dict[tuple[str, str, str, str], dict[str, object]], now: int) -> list[Out]:
+        by_partition: dict[int, dict[tuple[str, str, str, str], dict[str, object]]] = {qp: {} for qp in self.engines}
+        for key, view in views.items():
+            # Queue totals and single shops: the roll-ups in between would repeat the same alert.
+            if key[1:] == ("*", "*", "*") or key[2] != "*":
+                qp = queue_partition(key[0], self.queue_partitions)
+                if qp in by_partition:
+                    by_partition[qp][key] = view
+        out: list[Out] = []
+        for qp, engine in self.engines.items():
+            signals = signals_for_views(by_partition[qp], self.rules)  # type: ignore[arg-type]
+            changes = engine.evaluate(signals, now)
+            out.extend(Out("alerts", a.id.encode(), orjson.dumps(a.to_json()), qp) for a in changes)
+            if changes or now - self.snapshot_at.get(qp, 0) >= self.SNAPSHOT_EVERY_MS:
+                self.snapshot_at[qp] = now
+                out.append(Out("alerts", f"{ENGINE_KEY_PREFIX}{qp}".encode(), orjson.dumps(engine.to_json()), qp))
+        return out
+
+    def open_alerts(self) -> list[Alert]:
+        return [a for engine in self.engines.values() for a in engine.open_alerts()]
 
     def current_views(self) -> Iterator[dict[str, object]]:
         return iter(self.latest.values())

@@ -1,0 +1,117 @@
+"""Alerts in the API: a read_committed mirror of the alerts topic, and acknowledgements.
+
+Stage 2 writes alert changes and its engine snapshots in transactions; an acknowledgement is
+a record `ack:<alert id>` on the same topic, so every API replica shows the same ack.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Header, HTTPException
+from pydantic import BaseModel, Field
+
+from services.core.merge import iso
+from services.core.wire import queue_partition
+
+from .mirror import TopicMirror
+from .settings import ApiSettings
+
+ENGINE_PREFIX = b"__engine__:"
+ACK_PREFIX = b"ack:"
+
+
+class AlertStore(TopicMirror):
+    isolation_level = "read_committed"  # only alerts whose engine snapshot committed with them
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(bootstrap, topic)
+        self.alerts: dict[str, dict[str, Any]] = {}
+        self.acks: dict[str, dict[str, Any]] = {}
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if not key or key.startswith(ENGINE_PREFIX):
+            return
+        if key.startswith(ACK_PREFIX):
+            target = self.acks
+            name = key[len(ACK_PREFIX):].decode("utf-8", "replace")
+        else:
+            target = self.alerts
+            name = key.decode("utf-8", "replace")
+        if value is None:
+            target.pop(name, None)
+        else:
+            target[name] = orjson.loads(value)
+
+    def get(self, alert_id: str) -> dict[str, Any] | None:
+        alert = self.alerts.get(alert_id)
+        if alert is None:
+            return None
+        ack = self.acks.get(alert_id)
+        return {**alert, **ack} if ack else dict(alert)
+
+    def list(self, state: str) -> list[dict[str, Any]]:
+        out = [a for i in self.alerts if (a := self.get(i)) is not None and (state == "all" or a["state"] == state)]
+        out.sort(key=lambda a: (a["state"] != "firing", a["severity"] != "critical", a["started_at"]))
+        return out
+
+
+class AckBody(BaseModel):
+    by: str = Field(default="api", min_length=1, max_length=128, description="who acknowledges")
+
+
+def mount_alerts(app: FastAPI, store: AlertStore, cfg: ApiSettings) -> Callable[[], Awaitable[None]]:
+    """Adds the alert routes; returns the coroutine function that closes the ack producer."""
+    producer: dict[str, AIOKafkaProducer] = {}
+
+    async def ack_producer() -> AIOKafkaProducer:
+        if "p" not in producer:
+            p = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap, acks="all", enable_idempotence=True)
+            await p.start()
+            producer["p"] = p
+        return producer["p"]
+
+    @app.get("/v1/alerts")
+    async def list_alerts(state: Literal["firing", "resolved", "all"] = "firing") -> dict[str, Any]:
+        """Floor alerts: firing ones first, critical before warning."""
+        return {"alerts": store.list(state)}
+
+    @app.get("/v1/alerts/{alert_id}")
+    async def get_alert(alert_id: str) -> dict[str, Any]:
+        alert = store.get(alert_id)
+        if alert is None:
+            raise HTTPException(404, f"no alert {alert_id!r}")
+        return alert
+
+    @app.post("/v1/alerts/{alert_id}/ack", status_code=202)
+    async def ack_alert(
+        alert_id: str, body: AckBody | None = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Acknowledge an alert (needs `Authorization: Bearer $API_TOKEN`)."""
+        if not cfg.token:
+            raise HTTPException(503, "API_TOKEN is not configured: writes are refused")
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), cfg.token.encode()):
+            raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        alert = store.get(alert_id)
+        if alert is None:
+            raise HTTPException(404, f"no alert {alert_id!r}")
+        ack = {"acknowledged_by": (body or AckBody()).by, "acknowledged_at": iso(int(time.time() * 1000))}
+        p = await ack_producer()
+        await p.send_and_wait(
+            cfg.kafka.topics.alerts, key=ACK_PREFIX + alert_id.encode(), value=orjson.dumps(ack),
+            partition=queue_partition(alert["queue"], cfg.kafka.queue_partitions),
+        )
+        return {**alert, **ack}
+
+    async def close() -> None:
+        if "p" in producer:
+            await producer.pop("p").stop()
+
+    return close

@@ -1,0 +1,73 @@
+"""The alerts topic from the scorer's side: transactional publishing and restoring engine state.
+
+Alert changes and the engine snapshot that produced them are written in one Kafka transaction,
+so a reader with read_committed sees both or neither: after a crash, the restored engine knows
+every alert that was published, and nothing it did not publish.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from .stages import ENGINE_KEY_PREFIX, Out
+
+log = logging.getLogger(__name__)
+
+
+class AlertPublisher:
+    def __init__(self, bootstrap: str, topic: str, transactional_id: str) -> None:
+        self.topic = topic
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, transactional_id=transactional_id, enable_idempotence=True, acks="all"
+        )
+        self.started = False
+
+    async def start(self) -> None:
+        await self.producer.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        if self.started:
+            await self.producer.stop()
+
+    async def publish(self, records: list[Out]) -> None:
+        if not records:
+            return
+        async with self.producer.transaction():
+            for r in records:
+                await self.producer.send(self.topic, key=r.key, value=r.value, partition=r.partition)
+
+
+async def read_engine_states(bootstrap: str, topic: str, partitions: set[int]) -> dict[int, dict[str, Any]]:
+    """The latest committed engine snapshot of each queue partition (none for a fresh one)."""
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        isolation_level="read_committed", auto_offset_reset="earliest",
+    )
+    states: dict[int, dict[str, Any]] = {}
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if end[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batch.items():
+                for rec in records:
+                    if rec.key and rec.key.startswith(ENGINE_KEY_PREFIX.encode()) and rec.value:
+                        states[tp.partition] = orjson.loads(rec.value)
+            for tp in list(pending):
+                if await consumer.position(tp) >= end[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return states
