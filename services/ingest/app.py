@@ -1,24 +1,29 @@
-"""The ingest HTTP service: POST /v1/events, GET /healthz, GET /metrics (see shared/EVENTS.md)."""
+"""The ingest HTTP service: POST /v1/events, POST /v1/webhooks/{platform}, GET /healthz, GET /metrics.
+
+See shared/EVENTS.md for the event contract and adapters/README.md for the platform webhooks.
+"""
 
 from __future__ import annotations
 
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from starlette.requests import ClientDisconnect
 
 from .body import BodyError, check_content_length, is_ndjson, read_limited
 from .dedupe import RecentIds
 from .health import HealthCache
 from .metrics import CONTENT_TYPE, IngestMetrics
+from .openapi import EVENTS_BODY, WEBHOOK_EXTRA
 from .producer import EventProducer, KafkaEventProducer
 from .service import Ingestor, Outcome
 from .settings import IngestSettings
+from .webhooks import PLATFORMS, WebhookHandler, log_auth_modes
 
 log = logging.getLogger("floorwatch.ingest")
 
@@ -73,11 +78,13 @@ def create_app(
     seen = RecentIds(settings.dedupe_size, settings.dedupe_ttl_s)
     ingestor = Ingestor(settings, producer, seen, metrics, wall_clock=wall_clock)
     health = HealthCache(producer, ttl_s=settings.health_cache_s)
+    webhooks = WebhookHandler(settings, ingestor, metrics, wall_clock=wall_clock)
     metrics.track(lambda: producer.connected, lambda: len(seen))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _log_auth_mode(settings)
+        log_auth_modes(settings)
         await producer.start()
         try:
             yield
@@ -90,6 +97,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.seen = seen
     app.state.health = health
+    app.state.webhooks = webhooks
 
     async def handle(request: Request) -> Outcome:
         denied = _unauthorized(settings, request.headers.get("authorization"))
@@ -108,6 +116,17 @@ def create_app(
             raw, ndjson=is_ndjson(request.headers.get("content-type")), atomic=atomic_raw in _TRUE
         )
 
+    async def answer(what: str, run: Callable[[], Awaitable[Outcome]]) -> tuple[str, Response]:
+        """Run a handler; a client gone mid-body or a bug never escapes as a bare exception."""
+        try:
+            outcome = await run()
+            return str(outcome.status), _json(outcome.status, outcome.body, outcome.headers)
+        except ClientDisconnect:
+            return "499", Response(status_code=400)  # the client went away mid-body; nobody to answer
+        except Exception:
+            log.exception("bug while handling %s", what)
+            return "500", _json(500, {"detail": "internal error (logged); please report it"})
+
     @app.post(
         "/v1/events",
         status_code=202,
@@ -115,24 +134,41 @@ def create_app(
         responses={
             401: {"description": "missing or wrong bearer token"},
             413: {"description": "body or batch too large"},
-            422: {"description": "invalid events: errors[] lists index, event_id, reason"},
+            422: {"description": "invalid events (errors[] lists index, event_id, reason), invalid or too deep JSON"},
             503: {"description": "Kafka unavailable (Retry-After) or no token configured"},
         },
+        openapi_extra=EVENTS_BODY,
     )
     async def post_events(request: Request) -> Response:
         started = time.perf_counter()
-        try:
-            outcome = await handle(request)
-            code = str(outcome.status)
-            response = _json(outcome.status, outcome.body, outcome.headers)
-        except ClientDisconnect:
-            code = "499"  # the client went away mid-body; nobody to answer
-            response = Response(status_code=400)
-        except Exception:
-            log.exception("bug while handling POST /v1/events")
-            code = "500"
-            response = _json(500, {"detail": "internal error (logged); please report it"})
+        code, response = await answer("POST /v1/events", lambda: handle(request))
         metrics.requests.labels(code).inc()
+        metrics.request_seconds.observe(time.perf_counter() - started)
+        return response
+
+    @app.post(
+        "/v1/webhooks/{platform}",
+        status_code=202,
+        summary="A chat platform's webhook delivery (chatwoot, livechat, sunshine), mapped onto chat events",
+        responses={
+            400: {"description": "bad Content-Length or account parameter"},
+            401: {"description": "missing, wrong or stale signature / secret"},
+            404: {"description": "unknown platform"},
+            413: {"description": "body too large"},
+            422: {"description": "not JSON, too deep, or not a delivery the adapter can map (errors[] say why)"},
+            503: {"description": "Kafka unavailable (Retry-After), or no secret configured for the platform"},
+        },
+        openapi_extra=WEBHOOK_EXTRA,
+    )
+    async def post_webhook(
+        request: Request,
+        platform: str = Path(description="chat platform", json_schema_extra={"enum": list(PLATFORMS)}),
+    ) -> Response:
+        started = time.perf_counter()
+        code, response = await answer(
+            "POST /v1/webhooks/{platform}", lambda: webhooks.handle(platform, request)
+        )
+        metrics.webhook_requests.labels(platform if platform in PLATFORMS else "other", code).inc()
         metrics.request_seconds.observe(time.perf_counter() - started)
         return response
 

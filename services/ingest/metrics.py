@@ -1,10 +1,17 @@
 """Prometheus metrics of the ingest service, in a registry of its own (one per app instance).
 
 Units: `floorwatch_ingest_events_total` and the per-event reasons of
-`floorwatch_ingest_rejected_total` (invalid_json for an NDJSON line, not_object, bad_field,
-unknown_type, ts_future, ts_past, kafka_unavailable, atomic_batch) count events; the
+`floorwatch_ingest_rejected_total` (invalid_json / too_deep for an NDJSON line, not_object,
+bad_field, unknown_type, ts_future, ts_past, kafka_unavailable, atomic_batch) count events; the
 request-level reasons (unauthorized, token_not_configured, body_too_large, batch_too_large,
-bad_request, and invalid_json / not_object for a whole body) count requests.
+bad_request, invalid_json / too_deep / not_object for a whole body, and for webhooks
+unknown_platform, secret_not_configured, bad_signature, stale_signature, bad_payload) count
+requests. Events from webhooks count in the same series as those of /v1/events.
+
+Webhooks (POST /v1/webhooks/{platform}) also have `floorwatch_ingest_webhook_requests_total`
+{platform, code} and `floorwatch_ingest_webhook_ignored_total`{platform, event}: deliveries (or
+events inside one) acknowledged with 202 but mapped to nothing, by the platform's event name
+(names outside each adapter's known list are counted as `other`, so the label set stays bounded).
 """
 
 from __future__ import annotations
@@ -29,6 +36,12 @@ REJECT_REASONS = (
     "bad_request",
     "kafka_unavailable",
     "atomic_batch",
+    "too_deep",
+    "unknown_platform",
+    "secret_not_configured",
+    "bad_signature",
+    "stale_signature",
+    "bad_payload",
 )
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -40,7 +53,10 @@ class IngestMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter(
-            "floorwatch_ingest_events", "Events posted to /v1/events, by outcome", ["result"], registry=r
+            "floorwatch_ingest_events",
+            "Events posted to /v1/events or mapped from webhooks, by outcome",
+            ["result"],
+            registry=r,
         )
         self.rejected = Counter(
             "floorwatch_ingest_rejected",
@@ -65,6 +81,18 @@ class IngestMetrics:
         )
         self.kafka_connected = Gauge(
             "floorwatch_ingest_kafka_connected", "1 once the producer has reached Kafka", registry=r
+        )
+        self.webhook_requests = Counter(
+            "floorwatch_ingest_webhook_requests",
+            "POST /v1/webhooks/{platform} requests, by platform and HTTP status",
+            ["platform", "code"],
+            registry=r,
+        )
+        self.webhook_ignored = Counter(
+            "floorwatch_ingest_webhook_ignored",
+            "Webhook events acknowledged but not mapped to any chat event, by platform and event name",
+            ["platform", "event"],
+            registry=r,
         )
         self.dedupe_entries = Gauge(
             "floorwatch_ingest_dedupe_entries", "Acknowledged event_ids remembered for dedupe", registry=r

@@ -15,7 +15,7 @@ from typing import Any
 
 from services.core.events import ChatEvent
 
-from .body import BodyError, split_body
+from .body import BodyError, RawItem, split_body
 from .dedupe import RecentIds
 from .metrics import IngestMetrics
 from .producer import EventProducer, ProduceError
@@ -57,9 +57,15 @@ class Ingestor:
 
     async def ingest(self, raw: bytes, *, ndjson: bool, atomic: bool) -> Outcome:
         try:
-            items = split_body(raw, ndjson=ndjson, max_batch=self.settings.max_batch)
+            items = split_body(
+                raw, ndjson=ndjson, max_batch=self.settings.max_batch, max_depth=self.settings.max_json_depth
+            )
         except BodyError as err:
             return self.refuse(err)
+        return await self.ingest_items(items, atomic=atomic)
+
+    async def ingest_items(self, items: list[RawItem], *, atomic: bool) -> Outcome:
+        """Validate, dedupe and produce decoded events (the webhook adapters' output goes here too)."""
         valid, rejected = validate(items, self.policy, int(self._wall_clock() * 1000))
         for bad in rejected:
             self.metrics.rejected.labels(bad.code).inc()

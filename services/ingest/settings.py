@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from services.core.config import KafkaSettings, Topics, env_float, env_int, env_str
 
+from .adapters.common import AdapterConfig
+
 MIB = 1024 * 1024
 DAY_S = 86_400
 
@@ -49,13 +51,30 @@ class IngestSettings:
     kafka_max_batch_bytes: int = field(default_factory=lambda: env_int("INGEST_KAFKA_MAX_BATCH_BYTES", 1_000_000))
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topic: str = field(default_factory=lambda: Topics().events)
+    # JSON nesting deeper than this is refused (422 too_deep) on every endpoint.
+    max_json_depth: int = field(default_factory=lambda: env_int("INGEST_MAX_JSON_DEPTH", 64))
+    # Webhooks (POST /v1/webhooks/{platform}). An empty secret refuses that platform's traffic (503),
+    # except Chatwoot with CHATWOOT_ALLOW_UNSIGNED=true (servers before 4.11.2 do not sign).
+    chatwoot_webhook_secret: str = field(default_factory=lambda: env_str("CHATWOOT_WEBHOOK_SECRET", ""))
+    chatwoot_allow_unsigned: bool = field(default_factory=lambda: env_bool("CHATWOOT_ALLOW_UNSIGNED", False))
+    chatwoot_replay_window_s: float = field(default_factory=lambda: env_float("CHATWOOT_REPLAY_WINDOW_S", 300.0))
+    livechat_secret_key: str = field(default_factory=lambda: env_str("LIVECHAT_SECRET_KEY", ""))
+    sunshine_api_key: str = field(default_factory=lambda: env_str("SUNSHINE_API_KEY", ""))
+    # An identical delivery within this many seconds is a retry: it keeps the first one's arrival
+    # time, so events without a platform timestamp or id map to the same event_ids.
+    redelivery_window_s: float = field(default_factory=lambda: env_float("ADAPTER_REDELIVERY_WINDOW_S", 60.0))
+    adapters: AdapterConfig = field(default_factory=AdapterConfig.from_env)
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_batch", "dedupe_size", "kafka_max_batch_bytes"):
+        for name in ("max_body_bytes", "max_batch", "dedupe_size", "kafka_max_batch_bytes", "max_json_depth"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"ingest setting {name} must be at least 1")
         if self.send_timeout_s <= 0:
             raise SystemExit("INGEST_SEND_TIMEOUT_S must be positive")
+        if self.chatwoot_replay_window_s <= 0:
+            raise SystemExit("CHATWOOT_REPLAY_WINDOW_S must be positive")
+        if self.redelivery_window_s < 0:
+            raise SystemExit("ADAPTER_REDELIVERY_WINDOW_S must not be negative")
 
     @property
     def auth_mode(self) -> str:

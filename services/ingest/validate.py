@@ -20,7 +20,7 @@ from .body import RawItem
 class Rejected:
     index: int
     event_id: str | None
-    code: str  # stable metric label: invalid_json, not_object, unknown_type, bad_field, ts_future, ts_past
+    code: str  # stable metric label: invalid_json, too_deep, not_object, unknown_type, bad_field, ts_future, ts_past
     reason: str
     line: int | None = None
 
@@ -81,7 +81,7 @@ def validate(items: list[RawItem], policy: TimePolicy, now_ms: int) -> tuple[lis
     for item in items:
         value = item.value
         if item.error is not None:
-            rejected.append(Rejected(item.index, None, "invalid_json", item.error, item.line))
+            rejected.append(Rejected(item.index, None, item.code, item.error, item.line))
             continue
         if not isinstance(value, dict):
             reason = f"an event must be a JSON object, got {type(value).__name__}"

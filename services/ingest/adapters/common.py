@@ -1,0 +1,288 @@
+"""What the platform adapters share: their configuration, the result type, id and time helpers.
+
+An adapter is a pure function `adapt(payload, ctx) -> Mapped`: one decoded webhook delivery in,
+a list of contract events (plain dicts that `services.core.events.parse_event` accepts) out,
+plus the names of what it acknowledged without mapping. Bad input raises `AdapterError` (the
+delivery is answered 422 with its reason); nothing an adapter does may raise anything else.
+
+Ids: every platform id is scoped by platform and account (`chatwoot:{account}:{id}`), so two
+accounts never collide. An id that would be longer than the contract's 128 characters is
+replaced by a hash of it (`{platform}:~{40 hex}`), deterministic like the id it stands for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from services.core.events import MAX_ID_LEN, MAX_NAME_LEN
+
+DEFAULT_QUEUE: Final = "default"
+DEFAULT_TENANT: Final = "default"
+MAX_PLATFORM_ID_LEN: Final = 512  # longer "ids" are refused: no platform sends those
+# Epoch bounds for platform timestamps: 2001-09-09 .. 2286-11-20 (the contract's ms range).
+_MIN_MS: Final = 1_000_000_000_000
+_MAX_MS: Final = 9_999_999_999_999
+
+
+class AdapterError(ValueError):
+    """The delivery breaks what the adapter needs; `str(err)` is the reason sent back (422)."""
+
+
+@dataclass
+class Mapped:
+    """What one delivery became: events for the batch path, names of what was acknowledged only,
+    and per-event problems of a multi-event delivery (the others still go through)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _parse_json_object(name: str, raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a JSON object, got {raw[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _name(setting: str, value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME_LEN or not value.isprintable():
+        raise SystemExit(f"{setting}: {value!r} is not a name (1..{MAX_NAME_LEN} printable characters)")
+    return value
+
+
+def _csv(raw: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Mapping settings shared by the adapters (env names in `from_env`, documented in README.md).
+
+    `queue_map` keys: `{platform}:{account}:{kind}:{id}`, `{platform}:{kind}:{id}`,
+    `{platform}:{account}` or `{platform}`, kind being `inbox`/`team` (Chatwoot), `group`
+    (LiveChat) or `integration` (Sunshine). `tenants` keys: `{platform}:{account}` or `{platform}`.
+    """
+
+    queue_map: Mapping[str, str] = field(default_factory=dict)
+    tenant: str = DEFAULT_TENANT
+    tenants: Mapping[str, str] = field(default_factory=dict)
+    agent_capacity: int = 5
+    agent_queues: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    livechat_bot_agents: frozenset[str] = frozenset()
+    sunshine_agent_integrations: frozenset[str] = frozenset({"zd-agentWorkspace", "zd:agentWorkspace"})
+
+    @classmethod
+    def from_env(cls) -> AdapterConfig:
+        queue_raw = os.environ.get("ADAPTER_QUEUE_MAP", "").strip()
+        queue_map = {
+            _name("ADAPTER_QUEUE_MAP key", k): _name("ADAPTER_QUEUE_MAP", v)
+            for k, v in (_parse_json_object("ADAPTER_QUEUE_MAP", queue_raw) if queue_raw else {}).items()
+        }
+        tenant_raw = os.environ.get("ADAPTER_TENANT", "").strip()
+        tenant, tenants = DEFAULT_TENANT, {}
+        if tenant_raw.startswith("{"):
+            parsed = _parse_json_object("ADAPTER_TENANT", tenant_raw)
+            tenants = {_name("ADAPTER_TENANT key", k): _name("ADAPTER_TENANT", v) for k, v in parsed.items()}
+            tenant = tenants.pop("*", DEFAULT_TENANT)
+        elif tenant_raw:
+            tenant = _name("ADAPTER_TENANT", tenant_raw)
+        agent_raw = os.environ.get("ADAPTER_AGENT_QUEUES", "").strip()
+        agent_queues: dict[str, tuple[str, ...]] = {}
+        for key, queues in (_parse_json_object("ADAPTER_AGENT_QUEUES", agent_raw) if agent_raw else {}).items():
+            if not isinstance(queues, list) or not queues:
+                raise SystemExit(f"ADAPTER_AGENT_QUEUES[{key!r}] must be a non-empty list of queue names")
+            agent_queues[key] = tuple(_name("ADAPTER_AGENT_QUEUES", q) for q in queues)
+        capacity_raw = os.environ.get("ADAPTER_AGENT_CAPACITY", "").strip() or "5"
+        try:
+            capacity = int(capacity_raw)
+        except ValueError:
+            raise SystemExit(f"ADAPTER_AGENT_CAPACITY={capacity_raw!r} must be an integer") from None
+        if not 1 <= capacity <= 1000:
+            raise SystemExit("ADAPTER_AGENT_CAPACITY must be between 1 and 1000")
+        integrations = os.environ.get("SUNSHINE_AGENT_INTEGRATIONS")
+        return cls(
+            queue_map=queue_map,
+            tenant=tenant,
+            tenants=tenants,
+            agent_capacity=capacity,
+            agent_queues=agent_queues,
+            livechat_bot_agents=_csv(os.environ.get("LIVECHAT_BOT_AGENT_IDS", "")),
+            sunshine_agent_integrations=(
+                _csv(integrations) if integrations is not None else cls.sunshine_agent_integrations
+            ),
+        )
+
+    def tenant_for(self, platform: str, account: str) -> str:
+        return self.tenants.get(f"{platform}:{account}") or self.tenants.get(platform) or self.tenant
+
+    def queue_for(self, platform: str, account: str, *candidates: tuple[str, object]) -> str:
+        """The first mapped of (kind, id) candidates, then the account's and platform's default."""
+        qm = self.queue_map
+        for kind, ident in candidates:
+            if ident is None or isinstance(ident, bool) or not isinstance(ident, (str, int)):
+                continue
+            for key in (f"{platform}:{account}:{kind}:{ident}", f"{platform}:{kind}:{ident}"):
+                if key in qm:
+                    return qm[key]
+        return qm.get(f"{platform}:{account}") or qm.get(platform) or DEFAULT_QUEUE
+
+    def queues_of_agent(self, platform: str, account: str, agent: str, scoped_agent: str) -> list[str]:
+        """Queues an agent serves: ADAPTER_AGENT_QUEUES, else every queue mapped for the platform."""
+        for key in (scoped_agent, f"{platform}:{agent}", f"{platform}:{account}", platform):
+            if key in self.agent_queues:
+                return list(self.agent_queues[key])
+        mapped = sorted({q for k, q in self.queue_map.items() if k == platform or k.startswith(platform + ":")})
+        return mapped or [DEFAULT_QUEUE]
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything an adapter may read besides the payload (it reads no clock and no environment)."""
+
+    received_ms: int  # when this delivery (or the first identical one, for retries) arrived
+    config: AdapterConfig = field(default_factory=AdapterConfig)
+    account: str | None = None  # `?account=` of the webhook URL, for payloads that do not name it
+
+
+# --- reading payloads -------------------------------------------------------------------------
+
+
+def obj(value: object) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one (optional parts of a payload)."""
+    return value if isinstance(value, dict) else {}
+
+
+def ident(value: object, what: str) -> str:
+    """A platform id (string or integer) as text; AdapterError if it is missing or unusable."""
+    if isinstance(value, bool) or value is None:
+        raise AdapterError(f"{what} is missing")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    if not isinstance(value, str):
+        raise AdapterError(f"{what} must be a string or integer id, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_PLATFORM_ID_LEN:
+        raise AdapterError(f"{what} must be 1..{MAX_PLATFORM_ID_LEN} characters, got {len(value)}")
+    if not value.isprintable():
+        raise AdapterError(f"{what} contains control or invisible formatting characters")
+    return value
+
+
+def opt_ident(value: object, what: str) -> str | None:
+    return None if value is None or value == "" else ident(value, what)
+
+
+def scoped(platform: str, *parts: str) -> str:
+    """`platform:part:part…`, or `platform:~<hash>` when that would exceed the contract's limit."""
+    joined = ":".join((platform, *parts))
+    if len(joined) <= MAX_ID_LEN:
+        return joined
+    return f"{platform}:~{hashlib.sha256(joined.encode()).hexdigest()[:40]}"
+
+
+def canonical_hash(value: object, n: int = 24) -> str:
+    """A hash of a JSON value that ignores key order and formatting (a retry hashes the same)."""
+    try:
+        raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # not reachable for decoded JSON; keep the adapter total anyway
+        raw = repr(value).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(raw).hexdigest()[:n]
+
+
+def text_len(value: object) -> int | None:
+    """`chars` of a message: the length of its text, never the text itself."""
+    return min(len(value), 1_000_000) if isinstance(value, str) else None
+
+
+def clean_name(value: object, *, limit: int = MAX_NAME_LEN) -> str | None:
+    """A short label from the platform (channel, reason) if it is printable text, else None."""
+    if not isinstance(value, str) or not value.isprintable():
+        return None
+    value = value.strip()[:limit]
+    return value or None
+
+
+_SPACE_UTC = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*(?:UTC|GMT|Z|z)$")
+
+
+def to_ms(value: object, what: str) -> int:
+    """A platform timestamp as epoch ms: ISO 8601 / RFC 3339 (naive = UTC, `… UTC` too), or Unix
+    seconds (int or float; values above 1e11 are taken as milliseconds). AdapterError otherwise."""
+    if isinstance(value, bool):
+        raise AdapterError(f"{what} is not a timestamp")
+    if isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise AdapterError(f"{what} is not a timestamp")
+        ms = round(value * 1000) if abs(value) < 1e11 else round(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        m = _SPACE_UTC.match(text)
+        if m:
+            text = f"{m.group(1)}T{m.group(2)}+00:00"
+        frac = re.search(r"\.(\d{7,})", text)
+        if frac:  # Python parses at most microseconds
+            text = text.replace(frac.group(0), "." + frac.group(1)[:6], 1)
+        if len(text) > 40:
+            raise AdapterError(f"{what} is not a timestamp")
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise AdapterError(f"{what} {value[:40]!r} is not an ISO 8601 timestamp") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        try:
+            ms = round(parsed.timestamp() * 1000)
+        except (OverflowError, ValueError):
+            raise AdapterError(f"{what} is out of range") from None
+    else:
+        raise AdapterError(f"{what} is not a timestamp")
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise AdapterError(f"{what} is out of range (before 2001 or after 2286)")
+    return ms
+
+
+def ts_or(value: object, what: str, fallback: int) -> int:
+    """`to_ms(value)`, or `fallback` when the platform left it out (None, 0, "")."""
+    if value is None or value == 0 or value == "":
+        return fallback
+    return to_ms(value, what)
+
+
+@dataclass(frozen=True)
+class Base:
+    """The fields every event of one delivery shares."""
+
+    tenant: str
+    shop_id: str
+    platform: str
+
+    def event(self, etype: str, event_id: str, ts_ms: int, **fields: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event_id": event_id,
+            "type": etype,
+            "ts": ts_ms,
+            "tenant": self.tenant,
+            "shop_id": self.shop_id,
+            "platform": self.platform,
+        }
+        out.update({k: v for k, v in fields.items() if v is not None})
+        return out
+
+
+def known_name(name: object, known: Iterable[str]) -> str:
+    """A bounded metric label: the event name if the adapter knows it, else `other`."""
+    return name if isinstance(name, str) and name in frozenset(known) else "other"

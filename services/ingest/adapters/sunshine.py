@@ -1,0 +1,153 @@
+"""Zendesk Sunshine Conversations (v2 webhooks) -> chat events (see README.md in this folder).
+
+One delivery `{app, webhook, events: [...]}` carries several events; each maps on its own and a
+bad one is reported (422 with its index) without holding back the others. Ids are scoped by the
+app: conversation_id = `sunshine:{app}:{conversation}`; event_ids come from Sunshine's event id
+(`events[].id`, documented as the key for spotting retried deliveries) or, for messages, the
+message id.
+
+Who is human: Sunshine's switchboard says which integration controls a conversation. Control
+passed to or accepted by an integration named in SUNSHINE_AGENT_INTEGRATIONS (names, ids or
+integration types; default Zendesk's agent workspace) is a bot-to-human handoff; a business
+message without `author.subtypes` is an agent's when such an integration is in control, else a
+bot's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from .common import (
+    AdapterError,
+    Base,
+    Context,
+    Mapped,
+    clean_name,
+    ident,
+    known_name,
+    obj,
+    opt_ident,
+    scoped,
+    text_len,
+    ts_or,
+)
+
+PLATFORM: Final = "sunshine"
+EVENTS: Final = frozenset(
+    {
+        "conversation:create", "conversation:message", "conversation:read", "conversation:typing",
+        "conversation:message:delivery:user", "conversation:message:delivery:channel",
+        "conversation:message:delivery:failure", "conversation:postback", "conversation:join",
+        "conversation:leave", "conversation:remove", "conversation:referral", "switchboard:passControl",
+        "switchboard:passControl:failure", "switchboard:offerControl", "switchboard:offerControl:failure",
+        "switchboard:acceptControl", "switchboard:acceptControl:failure", "switchboard:releaseControl",
+        "user:merge", "user:update", "user:remove", "client:add", "client:update", "client:remove",
+    }
+)
+_BOT_SUBTYPES: Final = frozenset({"bot", "ai", "AI"})
+MAX_EVENTS: Final = 1000  # Sunshine batches a handful; more is not a Sunshine delivery
+
+
+class _App:
+    def __init__(self, app_id: str, ctx: Context) -> None:
+        self.id = app_id
+        self.ctx = ctx
+        self.base = Base(ctx.config.tenant_for(PLATFORM, app_id), scoped(PLATFORM, app_id), PLATFORM)
+
+    def human(self, active: dict[str, Any]) -> bool:
+        names = self.ctx.config.sunshine_agent_integrations
+        return any(isinstance(active.get(k), str) and active[k] in names for k in ("name", "integrationType", "id"))
+
+    def queue(self, integration: object) -> str:
+        return self.ctx.config.queue_for(PLATFORM, self.id, ("integration", integration))
+
+
+def _message(app: _App, conv: str, ts: int, p: dict[str, Any], out: Mapped) -> None:
+    message = obj(p.get("message"))
+    author = obj(message.get("author"))
+    message_id = ident(message.get("id"), "message.id")
+    ts = ts_or(message.get("received"), "message.received", ts)
+    content = obj(message.get("content"))
+    fields: dict[str, Any] = {
+        "conversation_id": conv,
+        "chars": text_len(content.get("text")) if content.get("type") in ("text", None) else None,
+    }
+    kind = author.get("type")
+    if kind == "user":
+        fields["sender"] = "customer"
+        fields["queue"] = app.queue(obj(message.get("source")).get("integrationId"))
+        user = opt_ident(author.get("userId"), "author.userId")
+        fields["customer_id"] = scoped(PLATFORM, app.id, "user", user) if user else None
+    elif kind == "business":
+        subtypes = author.get("subtypes")
+        subtypes = {s for s in subtypes if isinstance(s, str)} if isinstance(subtypes, list) else set()
+        if "agent" in subtypes:
+            human = True
+        elif subtypes & _BOT_SUBTYPES:
+            human = False
+        else:
+            human = app.human(obj(obj(p.get("conversation")).get("activeSwitchboardIntegration")))
+        fields["sender"] = "agent" if human else "bot"
+        if human:
+            who = opt_ident(author.get("userId"), "author.userId") or clean_name(author.get("displayName"))
+            fields["agent_id"] = scoped(PLATFORM, app.id, "agent", who or "business")
+    else:
+        raise AdapterError(f"message author.type must be user or business, got {str(kind)[:20]!r}")
+    out.events.append(app.base.event("message", scoped(PLATFORM, app.id, "msg", message_id), ts, **fields))
+
+
+def _one(app: _App, event: object, out: Mapped) -> None:
+    event = obj(event)
+    etype = event.get("type")
+    if not isinstance(etype, str):
+        raise AdapterError("event without a type")
+    if etype not in ("conversation:create", "conversation:message", "switchboard:passControl",
+                     "switchboard:acceptControl", "switchboard:releaseControl"):
+        out.ignored.append(known_name(etype, EVENTS))
+        return
+    event_id = scoped(PLATFORM, app.id, "ev", ident(event.get("id"), "event id"))
+    ts = ts_or(event.get("createdAt"), "createdAt", app.ctx.received_ms)
+    p = obj(event.get("payload"))
+    conversation = obj(p.get("conversation"))
+    conv = scoped(PLATFORM, app.id, ident(conversation.get("id"), "conversation.id"))
+    if etype == "conversation:create":
+        source = obj(p.get("source"))
+        user = opt_ident(obj(p.get("user")).get("id"), "user.id")
+        out.events.append(
+            app.base.event(
+                "conversation.opened", event_id, ts, conversation_id=conv, queue=app.queue(source.get("integrationId")),
+                customer_id=scoped(PLATFORM, app.id, "user", user) if user else None,
+                channel=clean_name(source.get("type")),
+            )
+        )
+    elif etype == "conversation:message":
+        _message(app, conv, ts, p, out)
+    elif etype == "switchboard:releaseControl":
+        if p.get("reason") == "ticketClosed":
+            closed = app.base.event("conversation.closed", event_id, ts, conversation_id=conv, reason="resolved")
+            out.events.append(closed)
+        else:
+            out.ignored.append(etype)  # released without closing (or no reason given)
+    elif app.human(obj(conversation.get("activeSwitchboardIntegration"))):
+        out.events.append(app.base.event("conversation.handoff", event_id, ts, conversation_id=conv))
+    else:
+        out.ignored.append(etype)  # control went to a bot or to an integration not named as human
+
+
+def adapt(payload: object, ctx: Context) -> Mapped:
+    if not isinstance(payload, dict):
+        raise AdapterError(f"a Sunshine Conversations delivery is a JSON object, got {type(payload).__name__}")
+    app_id = ident(obj(payload.get("app")).get("id"), "app.id")
+    events = payload.get("events")
+    if not isinstance(events, list):
+        raise AdapterError("a Sunshine Conversations delivery lists its events in `events`")
+    if len(events) > MAX_EVENTS:
+        raise AdapterError(f"{len(events)} events in one delivery; at most {MAX_EVENTS}")
+    app = _App(app_id, ctx)
+    out = Mapped()
+    for index, event in enumerate(events):
+        try:
+            _one(app, event, out)
+        except AdapterError as err:
+            out.errors.append(f"events[{index}]: {err}")
+    return out
