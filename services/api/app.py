@@ -15,6 +15,7 @@ from services.core import erlang
 from services.core.merge import iso
 
 from .settings import ApiSettings
+from .stream import mount_stream
 from .views import ViewStore
 
 Filter = Annotated[str | None, Query(max_length=128)]
@@ -165,4 +166,5 @@ def create_app(settings: ApiSettings | None = None, store: ViewStore | None = No
             "load_erlangs": need.load_erlangs,
         }
 
+    mount_stream(app, views, cfg.stale_after_s)  # GET /v1/stream; app.state.stream.publish_alerts(...)
     return app
