@@ -136,9 +136,9 @@ class Hooks:
         self.clock = clock
 
     async def post(self, platform: str, payload: Any, *, sign: bool = True, params: dict[str, str] | None = None,
-                   headers: dict[str, str] | None = None) -> httpx.Response:
+                   headers: dict[str, Any] | None = None) -> httpx.Response:
         raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-        sent: dict[str, str] = {"Content-Type": "application/json"}
+        sent: dict[str, Any] = {"Content-Type": "application/json"}
         if sign and platform == "chatwoot":
             sent.update(sign_chatwoot(CHATWOOT_SECRET, int(self.clock[0]), raw))
         if sign and platform == "sunshine":
