@@ -83,14 +83,24 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-# Render the Prometheus/Alertmanager templates with the current settings and check them offline.
+# Render the Prometheus/Alertmanager templates with the current settings and check them offline:
+# config and rules (promtool check), the rules' unit tests (promtool test rules: each alert fires
+# and stays quiet where it should), Alertmanager's config and its routing by severity (amtool).
 check-configs: venv system-deps
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT
 	rendered=$$($(STACK) render --out "$$out")
 	prom=$$(sed -n 1p <<<"$$rendered"); am=$$(sed -n 2p <<<"$$rendered")
 	promtool check config "$$prom"
 	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
 	amtool check-config "$$am"
+	route() { got=$$(amtool config routes test --config.file="$$am" "$${@:2}" 2>/dev/null || true)
+	  [ "$$got" = "$$1" ] || { echo "alertmanager routes $${*:2} to '$$got', expected '$$1'"; exit 1; }; }
+	route oncall-page alertname=FloorAlert severity=critical queue=presales shop=acme-jd
+	route floor-channel alertname=FloorAlert severity=warning queue=presales shop=acme-jd
+	route oncall-page alertname=ScorerDown severity=critical
+	route default-webhook alertname=Unlabelled
+	echo "alertmanager routing: OK"
 
 test: export PYTHONUNBUFFERED := 1
 test: export PYTHONFAULTHANDLER := 1

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -806,9 +807,33 @@ def _render(template: Path, values: Mapping[str, str]) -> str:
         raise StackError(f"{template}: bad placeholder {exc}") from exc
 
 
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _render_rules(template: Path, values: Mapping[str, str]) -> str:
+    """A rules file with its ${NAME} placeholders filled. Unlike the config templates, rules keep
+    Prometheus's own template variables ($labels, $value) as they are: only ${NAME} is replaced,
+    and a ${NAME} with no value is an error."""
+    text = template.read_text(encoding="utf-8")
+    unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(text)} - set(values))
+    if unknown:
+        raise StackError(f"{template}: unknown placeholder(s) {', '.join(unknown)}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def wallboard_url(cfg: StackConfig) -> str:
+    """The wallboard base URL put into alert links: WALLBOARD_URL if set (a public address, for
+    rules rendered for another deployment), else this stack's API URL."""
+    return (os.environ.get("WALLBOARD_URL") or cfg.api_url).rstrip("/")
+
+
 def render_configs(cfg: StackConfig, out_dir: Path | None = None) -> tuple[Path, Path]:
     """Render deploy/prometheus/prometheus.yml and deploy/alertmanager/alertmanager.yml (templates
-    with ${NAME} placeholders) into RUN_DIR/config, or `out_dir`. Returns their paths."""
+    with ${NAME} placeholders) into RUN_DIR/config, or `out_dir`, and the rule files of
+    deploy/prometheus/rules into its rules/ folder (their ${WALLBOARD_URL} filled). Returns the
+    paths of the two configs."""
+    folder = cfg.config_dir if out_dir is None else out_dir
+    rules_dir = folder / "rules"
     scorer_targets = ", ".join(f"'127.0.0.1:{p}'" for p in cfg.scorer_ports)
     prom = _render(
         cfg.repo / "deploy" / "prometheus" / "prometheus.yml",
@@ -818,19 +843,32 @@ def render_configs(cfg: StackConfig, out_dir: Path | None = None) -> tuple[Path,
             "SCORER_TARGETS": scorer_targets,
             "ALERTMANAGER_TARGET": f"127.0.0.1:{cfg.alertmanager_port}",
             "PROMETHEUS_TARGET": f"127.0.0.1:{cfg.prometheus_port}",
-            "RULES_GLOB": str(cfg.repo / "deploy" / "prometheus" / "rules" / "*.yml"),
+            "RULES_GLOB": str(rules_dir / "*.yml"),
         },
     )
     am = _render(
         cfg.repo / "deploy" / "alertmanager" / "alertmanager.yml",
         {"ALERT_WEBHOOK_URL": cfg.alert_webhook_url},
     )
-    folder = cfg.config_dir if out_dir is None else out_dir
+    templates = sorted((cfg.repo / "deploy" / "prometheus" / "rules").glob("*.yml"))
+    rule_values = {"WALLBOARD_URL": wallboard_url(cfg)}
+    rendered = {t.name: _render_rules(t, rule_values) for t in templates}
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    for stale in rules_dir.glob("*.yml"):
+        if stale.name not in rendered:
+            stale.unlink()
+    for name, text in rendered.items():
+        _write_if_changed(rules_dir / name, text)
     prom_path = folder / "prometheus.yml"
     am_path = folder / "alertmanager.yml"
     _write_if_changed(prom_path, prom)
     _write_if_changed(am_path, am)
     return prom_path, am_path
+
+
+def _rules_snapshot(cfg: StackConfig) -> str:
+    folder = cfg.config_dir / "rules"
+    return "\0".join(f"{p.name}\0{_snapshot(p)}" for p in sorted(folder.glob("*.yml"))) if folder.is_dir() else ""
 
 
 def _binary(name: str) -> str:
@@ -849,6 +887,9 @@ def prometheus_part(cfg: StackConfig) -> Part:
             f"--storage.tsdb.path={cfg.run_dir / 'prometheus'}",
             f"--web.listen-address=127.0.0.1:{cfg.prometheus_port}",
             "--web.enable-lifecycle",
+            # A live floor: resend firing alerts every 5 s (default 1m), so a first notification
+            # lost before Alertmanager was discovered is retried at once, not a minute later.
+            "--rules.alert.resend-delay=5s",
         ),
         url=cfg.prometheus_url,
         health_url=f"{cfg.prometheus_url}/-/ready",
@@ -990,6 +1031,7 @@ def _reload(url: str) -> None:
 def start_monitoring(cfg: StackConfig, quiet: bool = False) -> None:
     prom_before = _snapshot(cfg.config_dir / "prometheus.yml")
     am_before = _snapshot(cfg.config_dir / "alertmanager.yml")
+    rules_before = _rules_snapshot(cfg)
     prom_cfg, am_cfg = render_configs(cfg)
     (cfg.run_dir / "prometheus").mkdir(parents=True, exist_ok=True)
     (cfg.run_dir / "alertmanager").mkdir(parents=True, exist_ok=True)
@@ -997,7 +1039,7 @@ def start_monitoring(cfg: StackConfig, quiet: bool = False) -> None:
     was_running = {p.name: running_pid(cfg, p.name) is not None for p in parts}
     _ensure_many(cfg, parts, quiet)
     # A running Prometheus/Alertmanager picks up a changed rendered config without a restart.
-    if was_running["prometheus"] and _snapshot(prom_cfg) != prom_before:
+    if was_running["prometheus"] and (_snapshot(prom_cfg) != prom_before or _rules_snapshot(cfg) != rules_before):
         _reload(cfg.prometheus_url)
     if was_running["alertmanager"] and _snapshot(am_cfg) != am_before:
         _reload(cfg.alertmanager_url)
