@@ -23,7 +23,9 @@ def main() -> None:
     setup_logging("scorer")
     settings = ScorerSettings()
     worker_data_dir(settings).mkdir(parents=True, exist_ok=True)
-    asyncio.run(ensure_changelog_topics(settings))
+    loop = asyncio.new_event_loop()  # Faust runs on the loop current in this thread
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(ensure_changelog_topics(settings))
     app = build_app(settings)
     Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
 

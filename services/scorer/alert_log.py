@@ -21,26 +21,37 @@ log = logging.getLogger(__name__)
 
 class AlertPublisher:
     def __init__(self, bootstrap: str, topic: str, transactional_id: str) -> None:
-        self.topic = topic
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, transactional_id=transactional_id, enable_idempotence=True, acks="all"
-        )
-        self.started = False
+        self.bootstrap, self.topic, self.transactional_id = bootstrap, topic, transactional_id
+        self.producer: AIOKafkaProducer | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.producer is not None
 
     async def start(self) -> None:
-        await self.producer.start()
-        self.started = True
+        # Created here, not in __init__: aiokafka binds to the running loop.
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, transactional_id=self.transactional_id,
+            enable_idempotence=True, acks="all",
+        )
+        await producer.start()
+        self.producer = producer
 
     async def stop(self) -> None:
-        if self.started:
+        if self.producer is not None:
             await self.producer.stop()
+            self.producer = None
 
     async def publish(self, records: list[Out]) -> None:
         if not records:
             return
-        async with self.producer.transaction():
+        if self.producer is None:
+            await self.start()
+        producer = self.producer
+        assert producer is not None
+        async with producer.transaction():
             for r in records:
-                await self.producer.send(self.topic, key=r.key, value=r.value, partition=r.partition)
+                await producer.send(self.topic, key=r.key, value=r.value, partition=r.partition)
 
 
 async def read_engine_states(bootstrap: str, topic: str, partitions: set[int]) -> dict[int, dict[str, Any]]:

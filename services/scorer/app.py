@@ -48,6 +48,8 @@ def build_app(settings: ScorerSettings) -> faust.App:
         web_port=settings.metrics_port,
         web_in_thread=False,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         stream_buffer_maxsize=4096,
         table_standby_replicas=0,
         logging_config=None,
@@ -78,6 +80,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
     conversations = ConversationStage(
         conv_table, metrics, bucket_ms=settings.bucket_ms, grace_ms=settings.grace_ms,
         horizon_ms=settings.horizon_ms, retention_ms=settings.retention_ms, queue_partitions=k.queue_partitions,
+        event_clock=settings.clock == "event",
     )
     agents = AgentStage(agent_table, metrics, queue_partitions=k.queue_partitions)
     queues = QueueStage(
@@ -138,8 +141,6 @@ def build_app(settings: ScorerSettings) -> faust.App:
             await rebuild_queues()
             views, alert_records = queues.tick(now)
             await send(views)
-            if not alerts.started:
-                await alerts.start()
             await alerts.publish(alert_records)
             metrics.published.labels("alerts").inc(len(alert_records))
             metrics.views_published_at.set(time.time())

@@ -31,7 +31,7 @@ class InProcessScorer:
         self.partials_table: dict[bytes, bytes] = {}
         self.conversations = ConversationStage(
             self.conv_table, self.metrics, bucket_ms=bucket_ms, grace_ms=grace_ms, horizon_ms=horizon,
-            retention_ms=retention_ms, queue_partitions=queue_partitions,
+            retention_ms=retention_ms, queue_partitions=queue_partitions, event_clock=event_clock,
         )
         self.agents = AgentStage(self.agent_table, self.metrics, queue_partitions=queue_partitions)
         self.queues = QueueStage(

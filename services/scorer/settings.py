@@ -20,6 +20,8 @@ class ScorerSettings:
     tick_s: float = field(default_factory=lambda: env_float("TICK_S", 1.0))
     # Closed conversations stay this long after their last event, so late events still find them.
     retention_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_RETENTION_S", 3900) * 1000))
+    # How soon the group notices a dead worker and moves its partitions (Kafka session timeout).
+    session_timeout_s: float = field(default_factory=lambda: env_float("SCORER_SESSION_TIMEOUT_S", 20.0))
     worker_index: int = field(default_factory=lambda: env_int("SCORER_WORKER_INDEX", 0))
     metrics_port: int = field(default_factory=lambda: env_int("SCORER_METRICS_PORT", 6066))
     data_dir: Path = field(

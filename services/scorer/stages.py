@@ -57,13 +57,14 @@ class ConversationStage:
 
     def __init__(
         self, table: Table, metrics: PipelineMetrics, *, bucket_ms: int, grace_ms: int, horizon_ms: int,
-        retention_ms: int, queue_partitions: int, cache_max: int = 200_000,
+        retention_ms: int, queue_partitions: int, event_clock: bool = False, cache_max: int = 200_000,
     ) -> None:
         self.table = table
         self.m = metrics
         self.bucket_ms, self.grace_ms, self.horizon_ms = bucket_ms, grace_ms, horizon_ms
         self.retention_ms = retention_ms
         self.queue_partitions = queue_partitions
+        self.event_clock = event_clock
         self.cache: dict[bytes, Conversation] = {}
         self.cache_max = cache_max
         self.parts: dict[int, PartitionPartials] = {}
@@ -202,7 +203,8 @@ class ConversationStage:
     def tick(self, now_ms: int) -> list[Out]:
         out: list[Out] = []
         for p, part in self.parts.items():
-            part.prune(max(now_ms, part.watermark) - self.horizon_ms)
+            now = part.watermark if self.event_clock else max(now_ms, part.watermark)
+            part.prune(now - self.horizon_ms)
             for scope, slot, value in part.drain():
                 out.append(
                     Out("partials", partial_key(SRC_CONVERSATIONS, p, scope, slot),
