@@ -17,6 +17,7 @@ from services.core.merge import iso
 from .settings import ApiSettings
 from .stream import mount_stream
 from .views import ViewStore
+from .wallboard import mount_wallboard
 
 Filter = Annotated[str | None, Query(max_length=128)]
 
@@ -167,4 +168,5 @@ def create_app(settings: ApiSettings | None = None, store: ViewStore | None = No
         }
 
     mount_stream(app, views, cfg.stale_after_s)  # GET /v1/stream; app.state.stream.publish_alerts(...)
+    mount_wallboard(app, views)  # GET / (the wallboard page), /wallboard/*, GET /v1/thresholds
     return app

@@ -1,4 +1,4 @@
-"""GET /v1/stream (SSE) over a view store filled by hand.
+"""GET /v1/stream (SSE), /v1/thresholds and the wallboard page, over a view store filled by hand.
 
 The stream never ends by itself, so these tests drive the ASGI app directly (httpx's ASGI
 transport waits for the whole body): a scripted `receive` that reports the client's disconnect
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import MutableMapping
+import re
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
@@ -20,6 +22,7 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.stream import StreamHub
 from services.api.views import ViewStore
+from services.api.wallboard import STATIC, thresholds_source
 from services.core.merge import QueueMerger
 from services.core.partials import Live, Scope
 
@@ -285,3 +288,38 @@ async def test_stream_ends_when_the_server_exits(app: FastAPI) -> None:
         assert sse.task is not None
         await asyncio.wait_for(sse.task, 1)
     assert hub.subscribers == 0
+
+
+# --- the page and its thresholds ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+        yield c
+
+
+async def test_thresholds_are_the_alert_engines(client: httpx.AsyncClient) -> None:
+    source = thresholds_source()
+    r = await client.get("/v1/thresholds", params={"queue": "presales"})
+    if source is None:  # no alert rules in this build: the page then colours nothing
+        assert r.status_code == 404
+        return
+    assert r.status_code == 200
+    assert r.json() == {"queues": {"presales": source("presales").to_json()}}
+    every = (await client.get("/v1/thresholds")).json()
+    assert sorted(every["queues"]) == ["aftersales", "presales"]
+
+
+async def test_wallboard_page_and_assets_are_served_from_the_api(client: httpx.AsyncClient) -> None:
+    r = await client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "{{version}}" not in r.text
+    assets = re.findall(r'(?:src|href)="(/wallboard/[^"?]+)\?v=[0-9a-f]{12}"', r.text)
+    assert sorted(assets) == ["/wallboard/wallboard.css", "/wallboard/wallboard.js"]
+    for path in assets:
+        assert (await client.get(path)).status_code == 200
+    # Offline machines: nothing from a CDN, no external fonts, no absolute URLs to fetch.
+    external = re.compile(r"""(src|href)=["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import|fetch\(\s*["']https?:""")
+    for f in STATIC.iterdir():
+        assert not external.search(f.read_text(encoding="utf-8")), f

@@ -1,0 +1,488 @@
+"""The wallboard page in headless Chromium (Playwright driving Debian's /usr/bin/chromium).
+
+1. On the real stack: scripted conversations for two fresh queues of a fresh shop go in through
+   ingest; the page, filtered to that shop with its drop-down, must show the hand-computed figures,
+   the data's age, the language switch, the alert banner rule, and go grey when its connection is
+   cut (a TCP relay between browser and API, closed and then reopened: it must reconnect by itself).
+2. On the API app served in-process over a hand-filled view store: "no data" is "—", data whose
+   `as_of` is old greys the board while the stream is up, and alerts published through the stream
+   hook appear in the banner and go when resolved.
+
+A screenshot of the live board goes to test-artifacts/wallboard.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+from playwright.async_api import Locator, Page, async_playwright
+
+from services.api.app import create_app
+from services.api.settings import ApiSettings
+from services.api.views import ViewStore
+from services.core.merge import QueueMerger, iso
+from services.core.partials import Live, Scope
+
+pytestmark = pytest.mark.stack
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TENANT, PLATFORM = "wallboard", "jd"
+
+
+# --- the script ----------------------------------------------------------------------------------
+
+
+def script(busy: str, calm: str, shop: str, base: int) -> list[dict[str, Any]]:
+    """Two queues of one shop. `busy`: seven conversations (the figures below are worked out by
+    hand); `calm`: three buyers answered within 5, 8 and 12 s, nobody waiting."""
+    out: list[dict[str, Any]] = []
+    common = {"tenant": TENANT, "shop_id": shop, "platform": PLATFORM}
+
+    def ev(of: str, cid: str, n: int, etype: str, at_s: float, **extra: Any) -> None:
+        out.append({
+            "event_id": f"{of}-{cid}-{n}", "type": etype, "ts": base + int(at_s * 1000),
+            "conversation_id": f"{of}-{cid}", **common, **extra,
+        })
+
+    def agent(queue: str, name: str, capacity: int) -> str:
+        agent_id = f"{queue}-{name}"
+        out.append({**common, "event_id": agent_id, "type": "agent.status", "ts": base, "agent_id": agent_id,
+                    "status": "online", "capacity": capacity, "queues": [queue]})
+        return agent_id
+
+    q = busy
+    a1, a2 = agent(q, "a1", 3), agent(q, "a2", 2)
+    agent(q, "a3", 2)  # stays idle: the one available agent
+    # c1: FRT 17.5 s, then a second wait of 10 s.
+    ev(q, "c1", 1, "conversation.opened", 0, queue=q)
+    ev(q, "c1", 2, "message", 1.5, sender="customer")
+    ev(q, "c1", 3, "conversation.assigned", 4, agent_id=a1)
+    ev(q, "c1", 4, "message", 19, sender="agent", agent_id=a1)
+    ev(q, "c1", 5, "message", 30, sender="customer")
+    ev(q, "c1", 6, "message", 40, sender="agent", agent_id=a1)
+    # c2: answered after 45 s.
+    ev(q, "c2", 1, "conversation.opened", 10, queue=q)
+    ev(q, "c2", 2, "message", 10, sender="customer")
+    ev(q, "c2", 3, "message", 55, sender="agent", agent_id=a1)
+    # c3: never answered: waits since 20 s (the oldest wait).
+    ev(q, "c3", 1, "conversation.opened", 20, queue=q)
+    ev(q, "c3", 2, "message", 20, sender="customer")
+    ev(q, "c3", 3, "message", 25, sender="customer")
+    # c4: abandoned.
+    ev(q, "c4", 1, "conversation.opened", 30, queue=q)
+    ev(q, "c4", 2, "message", 31, sender="customer")
+    ev(q, "c4", 3, "conversation.closed", 100, reason="abandoned")
+    # c5: answered after 159 s.
+    ev(q, "c5", 1, "conversation.opened", 40, queue=q)
+    ev(q, "c5", 2, "message", 41, sender="customer")
+    ev(q, "c5", 3, "message", 200, sender="agent", agent_id=a2)
+    # c6: a bot first; the wait for a human starts at the handoff (60 s): FRT 10 s.
+    ev(q, "c6", 1, "conversation.opened", 50, queue=q)
+    ev(q, "c6", 2, "message", 50, sender="customer")
+    ev(q, "c6", 3, "message", 52, sender="bot")
+    ev(q, "c6", 4, "conversation.handoff", 60)
+    ev(q, "c6", 5, "message", 70, sender="agent", agent_id=a2)
+    # c7: answered in 3 s, then the buyer writes again at 120 s and waits.
+    ev(q, "c7", 1, "conversation.opened", 60, queue=q)
+    ev(q, "c7", 2, "message", 61, sender="customer")
+    ev(q, "c7", 3, "message", 64, sender="agent", agent_id=a1)
+    ev(q, "c7", 4, "message", 120, sender="customer")
+
+    q = calm
+    b1 = agent(q, "b1", 3)
+    agent(q, "b2", 3)
+    for cid, at, frt in (("d1", 100, 5), ("d2", 110, 8), ("d3", 120, 12)):
+        ev(q, cid, 1, "conversation.opened", at, queue=q)
+        ev(q, cid, 2, "message", at, sender="customer")
+        ev(q, cid, 3, "message", at + frt, sender="agent", agent_id=b1)
+    return out
+
+
+# Busy queue, 5m window (every record of the script lies within the last 5 minutes while the test
+# runs): FRT [17.5, 45, 159, 10, 3] → p90 (nearest rank 5 of 5) 159 s; reply times [17.5, 10, 45,
+# 159, 10, 3] → p90 159 s; 6 left the unanswered state (5 answered, 1 abandoned): 3 within 30 s,
+# 5 within 180 s. Waiting: c3 and c7; unanswered: c3. Agents: a1 3/3 chats, a2 2/2, a3 0/2 → 1
+# available of 3 online, 7 − 5 = 2 free slots.
+BUSY = {
+    "awaiting": "2", "unanswered": "1", "frt_p90_s": 159.0, "reply_p90_s": 159.0, "sl_30": "50%", "sl_180": "83%",
+    "available": "1", "online": "3", "free": "2",
+}
+CALM = {"awaiting": "0", "unanswered": "0", "oldest": "—", "sl_30": "100%", "sl_180": "100%", "frt_p90_s": 12.0}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def seconds_shown(text: str) -> float:
+    """A duration as the page shows it ("2分39秒", "45秒", "3.4秒", "1时05分", "2m 39s") in seconds."""
+    total, units = 0.0, {"时": 3600, "h": 3600, "分": 60, "m": 60, "秒": 1, "s": 1}
+    parts = re.findall(r"([\d.]+)\s*([时分秒hms])", text)
+    assert parts, f"not a duration: {text!r}"
+    for number, u in parts:
+        total += float(number) * units[u]
+    return total
+
+
+def as_of_ms(view: dict[str, Any]) -> float:
+    return datetime.fromisoformat(view["as_of"].replace("Z", "+00:00")).timestamp() * 1000
+
+
+async def wait_for_view(client: httpx.AsyncClient, api: str, queue: str, want: dict[str, Any]) -> dict[str, Any]:
+    """The queue's view once the scorer has taken in the whole script (checked on `want`'s live figures)."""
+    deadline = time.monotonic() + 90
+    view: Any = None
+    while time.monotonic() < deadline:
+        r = await client.get(f"{api}/v1/queues/{queue}")
+        if r.status_code == 200:
+            view = r.json()
+            if all(view["live"].get(k) == v for k, v in want.items()):
+                return view  # type: ignore[no-any-return]
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"the scorer never produced the scripted view of {queue}: {view}")
+
+
+class Relay:
+    """A TCP relay to the API that the test can cut (closing every open connection and refusing
+    new ones) and mend: the browser sees the API go away and come back."""
+
+    def __init__(self, target: str) -> None:
+        parts = urlsplit(target)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.open = True
+        self.conns: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.open:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            writer.close()
+            return
+        self.conns.update((writer, up_writer))
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            self.conns.difference_update((writer, up_writer))
+
+    def cut(self) -> None:
+        self.open = False
+        for w in list(self.conns):
+            w.close()
+
+    def mend(self) -> None:
+        self.open = True
+
+    async def stop(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def browser_page(width: int = 1920, height: int = 1080) -> AsyncIterator[Page]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            yield page
+            assert errors == [], f"JavaScript errors on the page: {errors}"
+        finally:
+            await browser.close()
+
+
+def tile(page: Page, queue: str) -> Locator:
+    return page.locator(f'[data-testid="queue-tile"][data-queue="{queue}"]')
+
+
+async def text_of(page: Page, queue: str, testid: str) -> str:
+    return (await tile(page, queue).locator(f'[data-testid="{testid}"]').inner_text()).strip()
+
+
+async def eventually(check: Any, timeout: float = 10.0) -> None:
+    """Retry an async assertion until it holds (the page updates on its own clock)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
+
+
+# --- 1. the real stack ---------------------------------------------------------------------------
+
+
+async def test_wallboard_shows_the_floor_and_goes_grey_when_cut_off(stack: Any) -> None:
+    tag = uuid.uuid4().hex[:8]
+    busy, calm, shop = f"wb-{tag}-presales", f"wb-{tag}-aftersales", f"wb-shop-{tag}"
+    base = int(time.time() * 1000) - 200_000  # c3 has waited 180 s when the script is posted
+    events = script(busy, calm, shop, base)
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(f"{stack.ingest_url}/v1/events", json=events,
+                              headers={"Authorization": f"Bearer {stack.ingest_token}"})
+        assert r.status_code == 202, r.text
+        await wait_for_view(client, stack.api_url, busy, {"awaiting_reply": 2, "unanswered": 1, "agents_online": 3})
+        await wait_for_view(client, stack.api_url, calm, {"awaiting_reply": 0, "agents_online": 2})
+        thresholds = await client.get(f"{stack.api_url}/v1/thresholds", params={"queue": busy})
+        alerts_endpoint = (await client.get(f"{stack.api_url}/v1/alerts", params={"state": "firing"})).status_code
+
+        relay = Relay(stack.api_url)
+        await relay.start()
+        try:
+            async with browser_page() as page:
+                await page.goto(relay.url + "/")
+                # Filter to the fresh shop with its drop-down (filled from the views).
+                value = "|".join(quote(x, safe="") for x in (TENANT, shop, PLATFORM))
+                await page.wait_for_selector(f'#f-shop option[value="{value}"]', state="attached", timeout=15_000)
+                await page.select_option("#f-shop", value)
+                await page.wait_for_function(
+                    "n => document.querySelectorAll('[data-testid=queue-tile]').length === n", arg=2, timeout=15_000)
+                assert await page.input_value("#f-platform") == PLATFORM
+                assert f"shop_id={shop}" in page.url  # the filter is in the address: a TV bookmark keeps it
+
+                # Hand-computed figures, as the page rounds them.
+                async def busy_figures() -> None:
+                    assert await text_of(page, busy, "awaiting") == BUSY["awaiting"]
+                    assert await text_of(page, busy, "unanswered") == BUSY["unanswered"]
+                    assert await text_of(page, busy, "sl-30") == BUSY["sl_30"]
+                    assert await text_of(page, busy, "sl-180") == BUSY["sl_180"]
+                    assert await text_of(page, busy, "agents-available") == BUSY["available"]
+                    assert await text_of(page, busy, "agents-online") == BUSY["online"]
+                    assert await text_of(page, busy, "free-slots") == BUSY["free"]
+                    for testid, want in (("frt-p90", BUSY["frt_p90_s"]), ("reply-p90", BUSY["reply_p90_s"])):
+                        shown = seconds_shown(await text_of(page, busy, testid))
+                        assert shown == pytest.approx(want, rel=0.02, abs=1), testid  # ±2% percentile, 1 s shown
+                    shown = seconds_shown(await text_of(page, busy, "oldest-wait"))
+                    truth = (time.time() * 1000 - (base + 20_000)) / 1000
+                    assert truth - 4 <= shown <= truth + 1  # c3 has waited since 20 s; the page ticks each second
+
+                await eventually(busy_figures, 15)
+                for testid, want in (("awaiting", CALM["awaiting"]), ("unanswered", CALM["unanswered"]),
+                                     ("oldest-wait", CALM["oldest"]), ("sl-30", CALM["sl_30"]),
+                                     ("sl-180", CALM["sl_180"])):
+                    assert await text_of(page, calm, testid) == want, testid
+                frt = await text_of(page, calm, "frt-p90")
+                assert frt.endswith("秒") and seconds_shown(frt) == pytest.approx(CALM["frt_p90_s"], rel=0.02, abs=1)
+
+                # Colours from the alert engine's thresholds (or none at all without them).
+                oldest_cls = await tile(page, busy).locator('[data-testid="oldest-wait"]').get_attribute("class") or ""
+                sl_cls = await tile(page, busy).locator('[data-testid="sl-30"]').get_attribute("class") or ""
+                if thresholds.status_code == 200:
+                    th = thresholds.json()["queues"][busy]
+                    assert th["oldest_wait"]["critical_s"] <= 180 and "crit" in oldest_cls.split()  # waited ≥ 180 s
+                    assert th["sla_breach"]["target"] > 0.5 and "warn" in sl_cls.split()  # 50% < target, 6 ≥ min
+                    assert "s-crit" in (await tile(page, busy).get_attribute("class") or "").split()
+                else:
+                    assert thresholds.status_code == 404
+                    assert not {"ok", "warn", "crit"} & set(oldest_cls.split() + sl_cls.split())
+
+                # Staffing tile: the API's own answer for this queue and shop.
+                params: dict[str, Any] = {"queue": busy, "tenant": TENANT, "shop_id": shop, "platform": PLATFORM,
+                                          "drain_minutes": 10}
+                if thresholds.status_code == 200:
+                    sg = thresholds.json()["queues"][busy]["staffing_gap"]
+                    params.update(sl_target=sg["sl_target"], sl_seconds=sg["sl_seconds"],
+                                  max_occupancy=sg["max_occupancy"])
+                staffing = (await client.get(f"{stack.api_url}/v1/staffing", params=params)).json()
+
+                async def staffing_shown() -> None:
+                    assert await text_of(page, busy, "required-agents") == str(staffing["required_agents"])
+                    assert await text_of(page, busy, "drain-agents") == str(staffing["backlog_drain"]["agents"])
+                    available = str(staffing["inputs"]["agents_available"])
+                    assert await text_of(page, busy, "staffing-available") == available
+
+                await eventually(staffing_shown, 15)
+
+                # The data's age, from as_of on the server's clock.
+                age = await page.inner_text('[data-testid="data-age"]')
+                m = re.fullmatch(r"数据 (\d+) 秒前", age.strip())
+                assert m and int(m.group(1)) <= 5, age
+                assert await page.inner_text("#conn-text") == "实时"
+                assert not await page.is_visible('[data-testid="stale-banner"]')
+
+                # The alert banner: the firing oldest_wait alert of this queue, or none without /v1/alerts.
+                banner = page.locator('[data-testid="alert-banner"]')
+                if alerts_endpoint == 404:
+                    await page.wait_for_timeout(1000)
+                    assert not await banner.is_visible()
+                else:
+                    alert = banner.locator(f'[data-testid="alert"][data-rule="oldest_wait"][data-queue="{busy}"]')
+                    await alert.wait_for(state="visible", timeout=20_000)
+                    assert await alert.get_attribute("data-severity") == "critical"
+                    assert "alerting" in (await tile(page, busy).get_attribute("class") or "").split()
+
+                ARTIFACTS.mkdir(exist_ok=True)
+                await page.screenshot(path=str(ARTIFACTS / "wallboard.png"))
+
+                # English, remembered across a reload; then back to Chinese.
+                await page.click('[data-testid="lang-switch"]')
+                labels = await tile(page, busy).locator(".lbl").all_inner_texts()
+                assert {"Waiting", "Unanswered", "Oldest wait", "First reply P90"} <= {x.strip() for x in labels}
+                assert re.fullmatch(r"data \d+ s ago", (await page.inner_text('[data-testid="data-age"]')).strip())
+                assert await page.inner_text("#conn-text") == "LIVE"
+                assert seconds_shown(await text_of(page, busy, "frt-p90")) == pytest.approx(159, rel=0.02, abs=1)
+                await page.reload()
+                await tile(page, busy).wait_for(timeout=15_000)
+                assert await page.inner_text('[data-testid="lang-switch"]') == "中文"
+                assert await page.evaluate("document.documentElement.lang") == "en"
+                await page.click('[data-testid="lang-switch"]')
+                assert (await text_of(page, busy, "awaiting")) == BUSY["awaiting"]
+                assert "等待中" in await tile(page, busy).inner_text()
+
+                # Cut the API off: the board greys and says so; mend it: it reconnects by itself.
+                relay.cut()
+                stale = page.locator('[data-testid="stale-banner"]')
+                await stale.wait_for(state="visible", timeout=10_000)
+                assert "数据中断" in await stale.inner_text()
+                assert "stale" in (await page.get_attribute("body", "class") or "").split()
+                assert await page.evaluate("getComputedStyle(document.getElementById('board')).filter") != "none"
+                assert (await page.inner_text("#conn-text")).strip() == "连接中断"
+                await page.wait_for_timeout(2500)  # the figures stay (greyed), the age keeps counting
+                assert await text_of(page, busy, "awaiting") == BUSY["awaiting"]
+                m = re.fullmatch(r"数据 (\d+) 秒前", (await page.inner_text('[data-testid="data-age"]')).strip())
+                assert m and int(m.group(1)) >= 2
+                relay.mend()
+                await stale.wait_for(state="hidden", timeout=30_000)
+                assert await page.inner_text("#conn-text") == "实时"
+        finally:
+            await relay.stop()
+
+
+# --- 2. the page against the API app over a hand-filled store ----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve(store: ViewStore, routes: Any = None) -> AsyncIterator[tuple[str, Any]]:
+    app = create_app(ApiSettings(), store=store)
+    if routes is not None:
+        routes(app)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+def hand_view(queue: str, now_ms: int, age_s: float) -> dict[str, Any]:
+    """A view with a buyer waiting 42 s and no agent, reply or window figures at all (nulls)."""
+    merger = QueueMerger(5000)
+    live = Live(open=1, unanswered=1, unassigned=1, awaiting_reply=1)
+    live.waiting[now_ms - 42_000] = 1
+    merger.put_live("c", 0, Scope("t", "s", "web", queue), live)
+    view = merger.views(now_ms)[(queue, "*", "*", "*")]
+    view["as_of"] = iso(now_ms - int(age_s * 1000))
+    return view
+
+
+async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
+    now = int(time.time() * 1000)
+    store = ViewStore("unused:9092", "unused")
+    store.views[("presales", "*", "*", "*")] = hand_view("presales", now, age_s=0)
+    store.caught_up.set()
+    firing: list[dict[str, Any]] = []
+
+    def alerts_route(app: Any) -> None:
+        @app.get("/v1/alerts")
+        async def alerts(state: str = "all") -> dict[str, Any]:
+            return {"alerts": list(firing)}
+
+    alert = {
+        "id": "oldest_wait:presales:*:*:*:1", "rule": "oldest_wait", "queue": "presales", "tenant": "*",
+        "shop_id": "*", "platform": "*", "severity": "warning", "state": "firing", "started_at": iso(now - 65_000),
+        "resolved_at": None, "updated_at": iso(now), "value": 120.0, "threshold": 100.0,
+        "summary_zh": "售前队列最久等待 120 秒，达到 100 秒", "summary_en": "presales: oldest buyer has waited 120 s",
+        "time_to_breach_s": 60.0,
+    }
+    async with serve(store, alerts_route) as (url, app), browser_page(1366, 768) as page:
+        await page.goto(url + "/")
+        await tile(page, "presales").wait_for(timeout=10_000)
+        # No data is "—", never 0; counts that are known are shown, even when 0 would be a real figure.
+        assert await text_of(page, "presales", "awaiting") == "1"
+        for testid in ("frt-p90", "reply-p90", "sl-30", "sl-180", "agents-available", "agents-online", "free-slots"):
+            assert await text_of(page, "presales", testid) == "—", testid
+        assert seconds_shown(await text_of(page, "presales", "oldest-wait")) == pytest.approx(42, abs=2)
+        assert await page.inner_text("#conn-text") == "实时"
+
+        # Alerts pushed through the stream hook show at once; resolved ones go.
+        hub = app.state.stream
+        firing.append(alert)
+        hub.publish_alerts([alert])
+        banner = page.locator('[data-testid="alert-banner"]')
+        await banner.locator('[data-rule="oldest_wait"]').wait_for(state="visible", timeout=5_000)
+        assert "售前队列最久等待 120 秒" in await banner.inner_text()
+        assert "1 条告警" in await banner.inner_text()
+        firing.clear()
+        hub.publish_alerts([{**alert, "state": "resolved"}])
+        await banner.wait_for(state="hidden", timeout=5_000)
+
+        # The stream is up but the data stopped: as_of older than stale_after_s greys the board.
+        old = hand_view("presales", now, age_s=0)
+        old["as_of"] = iso(int(time.time() * 1000) - 30_000)
+        store.views[("presales", "*", "*", "*")] = old
+        async with store.changed:
+            store.version += 1
+            store.changed.notify_all()
+        stale = page.locator('[data-testid="stale-banner"]')
+        await stale.wait_for(state="visible", timeout=5_000)
+        assert "数据中断" in await stale.inner_text() and "10 秒" in await stale.inner_text()
+        m = re.fullmatch(r"数据 (\d+) 秒前", (await page.inner_text('[data-testid="data-age"]')).strip())
+        assert m and 29 <= int(m.group(1)) <= 33
+        # Fresh data again: live again.
+        fresh = orjson.loads(orjson.dumps(old))
+        fresh["as_of"] = iso(int(time.time() * 1000))
+        store.views[("presales", "*", "*", "*")] = fresh
+        async with store.changed:
+            store.version += 1
+            store.changed.notify_all()
+        await stale.wait_for(state="hidden", timeout=5_000)
