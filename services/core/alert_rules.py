@@ -452,9 +452,12 @@ def signals_from_view(
     w5, w15, w1h = _section(windows, "5m"), _section(windows, "15m"), _section(windows, "1h")
 
     apm15 = _num(w15, "arrivals_per_min")
+    rate5, rate1h = _num(w5, "arrivals_per_min"), _num(w1h, "arrivals_per_min")
     measured = _num(w1h, "aht_s")
     aht, aht_source = (measured, "measured_1h") if measured is not None and measured > 0 else (dft.aht_s, "default")
-    load = None if apm15 is None else apm15 / 60 * aht
+    # Peak load is judged on the last 5 minutes of arrivals: a 15-minute mean (the staffing input)
+    # would hear of a peak only after the platforms' reply-time rules had broken.
+    load = None if rate5 is None else rate5 / 60 * aht
     slots = _int(live, "slots_capacity")
     rho: float | None = None
     overload = False
@@ -465,7 +468,6 @@ def signals_from_view(
         else:
             overload = load > 0
 
-    rate5, rate1h = _num(w5, "arrivals_per_min"), _num(w1h, "arrivals_per_min")
     ratio = rate5 / rate1h if rate5 is not None and rate1h is not None and rate1h > 0 else None
 
     live_conc = _num(live, "concurrency")

@@ -206,7 +206,7 @@ def test_bad_rules_files(tmp_path: Path) -> None:
 
 
 def test_signals_rho_aht_and_staffing() -> None:
-    v = view(arrivals_15m=30, arrivals_1h=100, aht_1h=240.0,
+    v = view(arrivals_15m=30, arrivals_5m=10, arrivals_1h=100, aht_1h=240.0,
              live={"slots_capacity": 12, "agents_serving": 4, "concurrency": 3.0})
     s = signals_from_view(v)
     # λ = 2/min, AHT 240 s: A = 8 Erlangs over 12 slots
@@ -217,13 +217,13 @@ def test_signals_rho_aht_and_staffing() -> None:
 
 
 def test_signals_default_aht_overload_and_no_load() -> None:
-    busy = signals_from_view(view(arrivals_15m=15), defaults=StaffingDefaults(aht_s=120.0, concurrency=2.0))
+    busy = signals_from_view(view(arrivals_15m=15, arrivals_5m=5), defaults=StaffingDefaults(aht_s=120.0, concurrency=2.0))
     assert (busy.aht_s, busy.aht_source, busy.concurrency) == (120.0, "default", 2.0)
     assert busy.rho is None and busy.overload and busy.slots == 0  # arrivals but no slots: flagged, not inf
     idle = signals_from_view(view())
     assert idle.rho is None and not idle.overload and idle.load_erlangs == 0.0
     assert idle.required_agents == 0 and idle.staffing_gap == 0
-    unknown = signals_from_view(view(arrivals_15m=15, live={"slots_capacity": None, "agents_serving": None}))
+    unknown = signals_from_view(view(arrivals_15m=15, arrivals_5m=5, live={"slots_capacity": None, "agents_serving": None}))
     assert unknown.rho is None and not unknown.overload and unknown.staffing_gap is None
     assert signals_from_view({"queue": "q"}) == Signals(aht_s=300.0, concurrency=3.0, reply_limit_s=30.0)
 
@@ -342,7 +342,7 @@ def test_a_flapping_signal_makes_exactly_one_episode() -> None:
 
 
 def test_overload_without_slots_is_critical() -> None:
-    signals = {Q: signals_from_view(view(arrivals_15m=30))}
+    signals = {Q: signals_from_view(view(arrivals_15m=30, arrivals_5m=10))}
     changes = only("peak_load", run(AlertEngine(), [(0, signals), (30, signals)]))
     (alert,) = (a for _, a in changes)
     assert (alert.rule, alert.severity, alert.value, alert.threshold) == ("peak_load", "critical", None, 1.0)
@@ -400,16 +400,17 @@ def test_staffing_gap_with_the_metrics_reference_numbers() -> None:
     # 100 chats per 30 min (50 in 15 min), AHT 180 s, c = 1, 80% within 20 s, occupancy ≤ 85% → 14 agents
     th = Thresholds(staffing_gap=StaffingGap(sl_target=0.8, sl_seconds=20, max_occupancy=0.85))
     live = {"slots_capacity": 10, "agents_serving": 10, "agents_available": 0, "concurrency": 1.0}
-    s = signals_from_view(view(arrivals_15m=50, aht_1h=180.0, arrivals_1h=200, live=live), th)
+    s = signals_from_view(view(arrivals_15m=50, arrivals_5m=50, aht_1h=180.0, arrivals_1h=200, live=live), th)
     assert (s.required_agents, s.agents_staffing, s.staffing_gap) == (14, 10, 4)
-    assert s.load_erlangs == pytest.approx(10.0) and s.rho == pytest.approx(1.0)
+    # rho reads the last 5 minutes: 50 arrivals in 5m = 10/min = 600/h, 30 Erlangs on 10 slots.
+    assert s.load_erlangs == pytest.approx(30.0) and s.rho == pytest.approx(3.0)
     engine = AlertEngine(AlertRules(default=th))
     changes = only("staffing_gap", run(engine, [(0, {Q: s})]))
     (alert,) = (a for _, a in changes)
     assert (alert.severity, alert.value, alert.threshold) == ("warning", 14.0, 10.0)
     assert alert.summary_en == "presales: 14 agents needed (80% within 20 s), 10 on duty: 4 short"
     assert alert.summary_zh == "售前队列需要 14 名坐席（20 秒内应答 80%），当前在岗 10 名，缺 4 名"
-    staffed = signals_from_view(view(arrivals_15m=50, aht_1h=180.0, arrivals_1h=200,
+    staffed = signals_from_view(view(arrivals_15m=50, arrivals_5m=50, aht_1h=180.0, arrivals_1h=200,
                                      live={**live, "agents_serving": 14, "slots_capacity": 14}), th)
     assert staffed.staffing_gap == 0
     changes = only("staffing_gap", run(engine, [(30, {Q: staffed}), (89, {Q: staffed}), (90, {Q: staffed})]))
