@@ -237,10 +237,13 @@ class Conversation:
             for fact, sign in step(state, ev):
                 new_delta[fact] += sign
         diff: Delta = []
-        for fact in new_delta.keys() | self.pending_delta.keys():
+        # Retractions first, in a fixed order: a distribution's max is exact again when the replacing
+        # sample comes after the retraction, and the result does not depend on set order (hash seed).
+        for fact in sorted(new_delta.keys() | self.pending_delta.keys()):
             d = new_delta.get(fact, 0) - self.pending_delta.get(fact, 0)
             if d:
                 diff.extend([(fact, 1 if d > 0 else -1)] * abs(d))
+        diff.sort(key=lambda change: change[1])
         self.state = state
         self.pending_delta = Counter({f: n for f, n in new_delta.items() if n})
         self._add(diff)
