@@ -462,11 +462,13 @@ def signals_from_view(
     rho: float | None = None
     overload = False
     if load is not None and slots is not None:
-        if slots > 0:
+        if slots == 0:
+            overload = load > 0  # buyers arrive and nobody staffs the queue, whatever the handle time
+        elif aht_source != "default":
+            # With no measured handle time yet (a floor just opened), no load figure rather than an
+            # alarm built on a default.
             rho = load / slots
             overload = rho >= 1.0
-        else:
-            overload = load > 0
 
     ratio = rate5 / rate1h if rate5 is not None and rate1h is not None and rate1h > 0 else None
 

@@ -21,6 +21,7 @@ from the input resolves its open alerts once it has been absent for the rule's c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Final, Literal
@@ -265,6 +266,9 @@ class _Track:
 _TrackKey = tuple[Rule, ScopeKey]
 
 
+SURGE_WARMUP_MS = 3_600_000
+
+
 class AlertEngine:
     """Alert episodes per (rule, scope) from successive `evaluate` calls; see the module docstring."""
 
@@ -272,6 +276,9 @@ class AlertEngine:
         self.rules = rules if rules is not None else AlertRules()
         self._tracks: dict[_TrackKey, _Track] = {}
         self._last_now: int | None = None
+        # When each scope was first judged: a surge compares 5 minutes with the trailing hour, which
+        # means nothing until an hour of the scope's traffic has been seen (a floor opening is no surge).
+        self._first_seen: dict[ScopeKey, int] = {}
 
     def open_alerts(self) -> list[Alert]:
         """The firing alerts, as last published."""
@@ -287,6 +294,9 @@ class AlertEngine:
         out: list[Alert] = []
         for scope in sorted(signals):
             sig, th = signals[scope], self.rules.thresholds_for(scope[0])
+            first = self._first_seen.setdefault(scope, now_ms)
+            if now_ms - first < SURGE_WARMUP_MS and sig.surge_ratio is not None:
+                sig = dataclasses.replace(sig, surge_ratio=None)
             for rule in RULES:
                 key = (rule, scope)
                 if th.enabled(rule):
@@ -385,6 +395,7 @@ class AlertEngine:
         return {
             "version": _STATE_VERSION,
             "last_now_ms": self._last_now,
+            "first_seen": [[list(scope), ms] for scope, ms in sorted(self._first_seen.items())],
             "tracks": [
                 {
                     "rule": rule, "scope": list(scope),
@@ -403,6 +414,8 @@ class AlertEngine:
         engine = cls(rules)
         last = raw.get("last_now_ms")
         engine._last_now = None if last is None else int(last)
+        for scope, ms in raw.get("first_seen", []):
+            engine._first_seen[(str(scope[0]), str(scope[1]), str(scope[2]), str(scope[3]))] = int(ms)
         for t in raw.get("tracks", []):
             rule, scope = t["rule"], t["scope"]
             if rule not in RULES or not (isinstance(scope, list) and len(scope) == 4):

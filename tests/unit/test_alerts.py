@@ -352,9 +352,11 @@ def test_overload_without_slots_is_critical() -> None:
 def test_surge_fires_peak_load_but_a_quiet_queue_does_not() -> None:
     slots = {"slots_capacity": 100, "agents_serving": 34, "concurrency": 3.0}
     surge = {Q: signals_from_view(view(arrivals_5m=20, arrivals_15m=20, arrivals_1h=60, aht_1h=60.0, live=slots))}
+    calm = {Q: signals_from_view(view(arrivals_5m=5, arrivals_15m=15, arrivals_1h=60, aht_1h=60.0, live=slots))}
     load = surge[Q].rho
     assert surge[Q].surge_ratio == pytest.approx(4.0) and load is not None and load < 0.8
-    changes = only("peak_load", run(AlertEngine(), [(0, surge), (29, surge), (30, surge)]))
+    warm = [(-3600, calm)]  # the engine has seen an hour of this queue: the 1 h rate means something
+    changes = only("peak_load", run(AlertEngine(), [*warm, (0, surge), (29, surge), (30, surge)]))
     assert [(t, a.severity, a.threshold) for t, a in changes] == [(30, "warning", 2.0)]
     assert changes[0][1].value == pytest.approx(4.0)
     assert changes[0][1].summary_en == (
@@ -362,11 +364,18 @@ def test_surge_fires_peak_load_but_a_quiet_queue_does_not() -> None:
     )
     quiet = {Q: signals_from_view(view(arrivals_5m=4, arrivals_15m=4, arrivals_1h=4, aht_1h=60.0, live=slots))}
     assert quiet[Q].surge_ratio == pytest.approx(12.0)
-    assert only("peak_load", run(AlertEngine(), [(t, quiet) for t in range(0, 300, 10)])) == []
+    assert only("peak_load", run(AlertEngine(), [*warm, *((t, quiet) for t in range(0, 300, 10))])) == []
     # the surge ending does not clear while ρ stays in the band; ρ < 0.8 and no surge for 60 s does
-    calm = {Q: signals_from_view(view(arrivals_5m=5, arrivals_15m=15, arrivals_1h=60, aht_1h=60.0, live=slots))}
-    changes = only("peak_load", run(AlertEngine(), [(0, surge), (30, surge), (40, calm), (99, calm), (100, calm)]))
+    changes = only("peak_load", run(AlertEngine(), [*warm, (0, surge), (30, surge), (40, calm), (99, calm),
+                                                   (100, calm)]))
     assert [(t, a.state) for t, a in changes] == [(30, "firing"), (100, "resolved")]
+
+
+def test_no_surge_while_the_trailing_hour_is_not_yet_seen() -> None:
+    # A floor that just opened: its 5m rate is many times its (mostly empty) 1h rate. No alarm.
+    slots = {"slots_capacity": 100, "agents_serving": 34, "concurrency": 3.0}
+    opening = {Q: signals_from_view(view(arrivals_5m=20, arrivals_15m=20, arrivals_1h=20, aht_1h=60.0, live=slots))}
+    assert only("peak_load", run(AlertEngine(), [(t, opening) for t in range(0, 3000, 10)])) == []
 
 
 # ---------------------------------------------------------------------------------------------
