@@ -17,14 +17,14 @@ SYSTEM_DEPS := prometheus=prometheus prometheus-alertmanager=prometheus-alertman
 	promtool=prometheus amtool=prometheus-alertmanager chromium=chromium \
 	java=openjdk-17-jre-headless mvn=maven
 
-.PHONY: help venv system-deps kafka-jars up down status demo lint typecheck check-configs test
+.PHONY: help venv system-deps kafka-jars ops-tools up down status demo lint typecheck check-configs test
 
 help:
 	@echo "make demo      start the whole stack and the traffic simulator (Ctrl-C stops everything)"
 	@echo "make test      set up everything and run the whole test suite"
 	@echo "make up|down   start the stack detached / stop it (make down WIPE=1 also deletes its data)"
 	@echo "make status    show each part of the local stack"
-	@echo "make lint typecheck check-configs venv system-deps kafka-jars"
+	@echo "make lint typecheck check-configs venv system-deps kafka-jars ops-tools"
 
 # ---- setup ----------------------------------------------------------------------------------
 venv: $(VENV_STAMP)
@@ -54,6 +54,17 @@ system-deps:
 
 kafka-jars: venv system-deps
 	$(STACK) jars
+
+# Offline checkers for deploy/kubernetes (Kubernetes JSON schemas vendored in the package, strict)
+# and the YAML/JSON-schema libraries tests/unit/test_deploy_manifests.py and
+# test_grafana_dashboards.py use. Pinned; into the project's venv.
+OPS_TOOLS := kubernetes-validate==1.37.0
+OPS_TOOLS_STAMP := $(VENV)/.ops-tools-$(subst ==,-,$(OPS_TOOLS))
+ops-tools: $(OPS_TOOLS_STAMP)
+
+$(OPS_TOOLS_STAMP): $(VENV_STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check '$(OPS_TOOLS)'
+	@touch $@
 
 # ---- local stack ----------------------------------------------------------------------------
 up: venv system-deps kafka-jars
@@ -85,8 +96,9 @@ typecheck: venv
 
 # Render the Prometheus/Alertmanager templates with the current settings and check them offline:
 # config and rules (promtool check), the rules' unit tests (promtool test rules: each alert fires
-# and stays quiet where it should), Alertmanager's config and its routing by severity (amtool).
-check-configs: venv system-deps
+# and stays quiet where it should), Alertmanager's config and its routing by severity (amtool),
+# and the Kubernetes base against the Kubernetes and CRD schemas (tests/unit/test_deploy_manifests.py).
+check-configs: venv system-deps ops-tools
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT
 	rendered=$$($(STACK) render --out "$$out")
 	prom=$$(sed -n 1p <<<"$$rendered"); am=$$(sed -n 2p <<<"$$rendered")
@@ -101,6 +113,7 @@ check-configs: venv system-deps
 	route oncall-page alertname=ScorerDown severity=critical
 	route default-webhook alertname=Unlabelled
 	echo "alertmanager routing: OK"
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/test_deploy_manifests.py
 
 test: export PYTHONUNBUFFERED := 1
 test: export PYTHONFAULTHANDLER := 1
