@@ -5,8 +5,10 @@
 - `event: views`, first on connect and then whenever the view store changes, coalesced: at most one
   per `min_interval_s` (0.5 s), and within `min_interval_s` of a change, so at least one a second
   while anything changes. Data: `{"as_of", "server_time", "stale_after_s", "queues": [QueueView, …],
-  "options": {"queues", "platforms", "shops": [{"tenant", "shop_id", "platform"}, …]}}`.
-  `server_time` lets a client measure the data's age on the server's clock, not its own.
+  "signals": {queue: Signals}, "options": {"queues", "platforms", "shops": [{"tenant", "shop_id",
+  "platform"}, …]}}`. `server_time` lets a client measure the data's age on the server's clock, not
+  its own. `signals` are what the alert rules judge for each view (`alert_rules.signals_from_view`:
+  ρ, overload, staffing gap, …), so a wallboard colours by the very figures the alerts fire on.
 - `event: alerts`, data `{"alerts": [Alert, …]}`: the alerts that changed, each by `id` with its
   `state`, whenever the alert code calls `app.state.stream.publish_alerts(alerts)`. Nothing is sent
   until it does. Changes that pile up while a client is slow are coalesced by alert id.
@@ -31,9 +33,10 @@ import orjson
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import StreamingResponse
 
+from services.core.alert_rules import StaffingDefaults, signals_from_view, thresholds_for
 from services.core.merge import iso
 
-from .views import ViewStore
+from .views import ViewKey, ViewStore
 
 Filter = Annotated[str | None, Query(max_length=128)]
 ALL = "*"
@@ -84,6 +87,9 @@ class StreamHub:
         self._subs: set[_Subscriber] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._alert_seq = 0
+        self.staffing_defaults = StaffingDefaults.from_env()
+        # view key → (the view judged, its as_of, its signals): judged once per view, not per client.
+        self._judged: dict[ViewKey, tuple[dict[str, Any], Any, dict[str, Any] | None]] = {}
 
     @property
     def subscribers(self) -> int:
@@ -147,6 +153,24 @@ class StreamHub:
             "shops": [{"tenant": t, "shop_id": s, "platform": p} for t, s, p in sorted(shops, key=lambda x: x[1:])],
         }
 
+    def signals(self, view: dict[str, Any]) -> dict[str, Any] | None:
+        """The alert rules' reading of one view, with its queue's thresholds (None: rules unusable)."""
+        scope = view.get("scope") or {}
+        key = (view["queue"], scope.get("tenant", ALL), scope.get("shop_id", ALL), scope.get("platform", ALL))
+        hit = self._judged.get(key)
+        if hit is not None and hit[0] is view and hit[1] == view.get("as_of"):
+            return hit[2]
+        try:
+            judged: dict[str, Any] | None = signals_from_view(
+                view, thresholds_for(view["queue"]), self.staffing_defaults
+            ).to_json()
+        except ValueError:  # a bad ALERT_RULES_FILE: no reading rather than a guess
+            judged = None
+        if len(self._judged) > 2 * len(self.store.views) + 64:
+            self._judged = {k: v for k, v in self._judged.items() if k in self.store.views}
+        self._judged[key] = (view, view.get("as_of"), judged)
+        return judged
+
     def views_payload(self, tenant: str | None, shop_id: str | None, platform: str | None) -> dict[str, Any]:
         selected = self.store.select(None, tenant, shop_id, platform)
         now = iso(int(time.time() * 1000))
@@ -156,6 +180,7 @@ class StreamHub:
             "stale_after_s": self.stale_after_s,
             "filters": {"tenant": tenant, "shop_id": shop_id, "platform": platform},
             "queues": selected,
+            "signals": {v["queue"]: self.signals(v) for v in selected},
             "options": self.options(),
         }
 

@@ -71,14 +71,15 @@ def script(busy: str, calm: str, shop: str, base: int) -> list[dict[str, Any]]:
 
     q = busy
     a1, a2 = agent(q, "a1", 3), agent(q, "a2", 2)
-    agent(q, "a3", 2)  # stays idle: the one available agent
-    # c1: FRT 17.5 s, then a second wait of 10 s.
+    agent(q, "a3", 2)  # stays idle
+    # c1: FRT 17.5 s, then a second wait of 10 s; resolved at 45 s (a measured handle time: 41 s).
     ev(q, "c1", 1, "conversation.opened", 0, queue=q)
     ev(q, "c1", 2, "message", 1.5, sender="customer")
     ev(q, "c1", 3, "conversation.assigned", 4, agent_id=a1)
     ev(q, "c1", 4, "message", 19, sender="agent", agent_id=a1)
     ev(q, "c1", 5, "message", 30, sender="customer")
     ev(q, "c1", 6, "message", 40, sender="agent", agent_id=a1)
+    ev(q, "c1", 7, "conversation.closed", 45, reason="resolved")
     # c2: answered after 45 s.
     ev(q, "c2", 1, "conversation.opened", 10, queue=q)
     ev(q, "c2", 2, "message", 10, sender="customer")
@@ -113,18 +114,20 @@ def script(busy: str, calm: str, shop: str, base: int) -> list[dict[str, Any]]:
     for cid, at, frt in (("d1", 100, 5), ("d2", 110, 8), ("d3", 120, 12)):
         ev(q, cid, 1, "conversation.opened", at, queue=q)
         ev(q, cid, 2, "message", at, sender="customer")
-        ev(q, cid, 3, "message", at + frt, sender="agent", agent_id=b1)
+        ev(q, cid, 3, "conversation.assigned", at + 1, agent_id=b1)
+        ev(q, cid, 4, "message", at + frt, sender="agent", agent_id=b1)
+    ev(q, "d1", 5, "conversation.closed", 160, reason="resolved")
     return out
 
 
 # Busy queue, 5m window (every record of the script lies within the last 5 minutes while the test
 # runs): FRT [17.5, 45, 159, 10, 3] → p90 (nearest rank 5 of 5) 159 s; reply times [17.5, 10, 45,
 # 159, 10, 3] → p90 159 s; 6 left the unanswered state (5 answered, 1 abandoned): 3 within 30 s,
-# 5 within 180 s. Waiting: c3 and c7; unanswered: c3. Agents: a1 3/3 chats, a2 2/2, a3 0/2 → 1
-# available of 3 online, 7 − 5 = 2 free slots.
+# 5 within 180 s. Waiting: c3 and c7; unanswered: c3. Agents: a1 2/3 chats (c2, c7; c1 closed),
+# a2 2/2 (c5, c6), a3 0/2 → 2 available of 3 online, 7 − 4 = 3 free slots.
 BUSY = {
     "awaiting": "2", "unanswered": "1", "frt_p90_s": 159.0, "reply_p90_s": 159.0, "sl_30": "50%", "sl_180": "83%",
-    "available": "1", "online": "3", "free": "2",
+    "available": "2", "online": "3", "free": "3",
 }
 CALM = {"awaiting": "0", "unanswered": "0", "oldest": "—", "sl_30": "100%", "sl_180": "100%", "frt_p90_s": 12.0}
 
@@ -304,25 +307,22 @@ async def test_wallboard_shows_the_floor_and_goes_grey_when_cut_off(stack: Any) 
                 frt = await text_of(page, calm, "frt-p90")
                 assert frt.endswith("秒") and seconds_shown(frt) == pytest.approx(CALM["frt_p90_s"], rel=0.02, abs=1)
 
-                # Colours from the alert engine's thresholds (or none at all without them).
+                # Colours from the alert engine's thresholds.
+                assert thresholds.status_code == 200
+                th = thresholds.json()["queues"][busy]
                 oldest_cls = await tile(page, busy).locator('[data-testid="oldest-wait"]').get_attribute("class") or ""
                 sl_cls = await tile(page, busy).locator('[data-testid="sl-30"]').get_attribute("class") or ""
-                if thresholds.status_code == 200:
-                    th = thresholds.json()["queues"][busy]
-                    assert th["oldest_wait"]["critical_s"] <= 180 and "crit" in oldest_cls.split()  # waited ≥ 180 s
-                    assert th["sla_breach"]["target"] > 0.5 and "warn" in sl_cls.split()  # 50% < target, 6 ≥ min
-                    assert "s-crit" in (await tile(page, busy).get_attribute("class") or "").split()
-                else:
-                    assert thresholds.status_code == 404
-                    assert not {"ok", "warn", "crit"} & set(oldest_cls.split() + sl_cls.split())
+                calm_cls = await tile(page, calm).locator('[data-testid="oldest-wait"]').get_attribute("class") or ""
+                assert th["oldest_wait"]["critical_s"] <= 180 and "crit" in oldest_cls.split()  # waited ≥ 180 s
+                assert th["sla_breach"]["target"] > 0.5 and "warn" in sl_cls.split()  # 50% < target, 6 ≥ min
+                assert "s-crit" in (await tile(page, busy).get_attribute("class") or "").split()
+                assert not {"ok", "warn", "crit"} & set(calm_cls.split())  # "—" (nobody waits) is not coloured
 
                 # Staffing tile: the API's own answer for this queue and shop.
-                params: dict[str, Any] = {"queue": busy, "tenant": TENANT, "shop_id": shop, "platform": PLATFORM,
-                                          "drain_minutes": 10}
-                if thresholds.status_code == 200:
-                    sg = thresholds.json()["queues"][busy]["staffing_gap"]
-                    params.update(sl_target=sg["sl_target"], sl_seconds=sg["sl_seconds"],
-                                  max_occupancy=sg["max_occupancy"])
+                sg = th["staffing_gap"]
+                params = {"queue": busy, "tenant": TENANT, "shop_id": shop, "platform": PLATFORM, "drain_minutes": 10,
+                          "sl_target": sg["sl_target"], "sl_seconds": sg["sl_seconds"],
+                          "max_occupancy": sg["max_occupancy"]}
                 staffing = (await client.get(f"{stack.api_url}/v1/staffing", params=params)).json()
 
                 async def staffing_shown() -> None:

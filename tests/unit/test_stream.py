@@ -22,7 +22,8 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.stream import StreamHub
 from services.api.views import ViewStore
-from services.api.wallboard import STATIC, thresholds_source
+from services.api.wallboard import STATIC
+from services.core.alert_rules import StaffingDefaults, signals_from_view, thresholds_for
 from services.core.merge import QueueMerger
 from services.core.partials import Live, Scope
 
@@ -167,6 +168,12 @@ async def test_connect_sends_the_current_views_with_the_queues_filters(app: Fast
         assert [v["scope"]["platform"] for v in data["queues"]] == ["jd"]
         assert data["as_of"] == data["queues"][0]["as_of"]
         assert data["server_time"].endswith("Z") and data["stale_after_s"] == 10.0
+        # What the alert rules read in each view, so the page colours by the figures the alerts fire on.
+        presales = data["queues"][0]
+        assert data["signals"] == {
+            "presales": signals_from_view(presales, thresholds_for("presales"), StaffingDefaults.from_env()).to_json()
+        }
+        assert data["signals"]["presales"]["oldest_wait_s"] == 60.0 and data["signals"]["presales"]["waiting"] == 1
         assert data["options"] == {
             "queues": ["aftersales", "presales"],
             "platforms": ["jd", "pdd"],
@@ -300,13 +307,9 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_thresholds_are_the_alert_engines(client: httpx.AsyncClient) -> None:
-    source = thresholds_source()
     r = await client.get("/v1/thresholds", params={"queue": "presales"})
-    if source is None:  # no alert rules in this build: the page then colours nothing
-        assert r.status_code == 404
-        return
     assert r.status_code == 200
-    assert r.json() == {"queues": {"presales": source("presales").to_json()}}
+    assert r.json() == {"queues": {"presales": thresholds_for("presales").to_json()}}
     every = (await client.get("/v1/thresholds")).json()
     assert sorted(every["queues"]) == ["aftersales", "presales"]
 

@@ -3,14 +3,12 @@
 The page is plain HTML, CSS and JavaScript in `static/` (no build step, nothing fetched from
 outside this API). `GET /v1/thresholds[?queue=Q…]` gives each queue's alert thresholds exactly as
 the alert engine uses them (`alert_rules.thresholds_for(queue).to_json()`), so a tile turns amber
-or red at the same figure that fires the alert.
+or red at the same figure that fires the alert (the figures judged come with the stream's `signals`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,26 +16,11 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from services.core.alert_rules import thresholds_for
+
 from ..views import ViewStore
 
 STATIC = Path(__file__).resolve().parent / "static"
-# Where the alert engine keeps its thresholds; the first module that has `thresholds_for` wins.
-THRESHOLD_MODULES = ("services.core.alert_rules", "services.core.alerts")
-
-
-def thresholds_source() -> Callable[[str], Any] | None:
-    """`thresholds_for(queue)` of the alert code, or None while no such module exists."""
-    for name in THRESHOLD_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        fn = getattr(module, "thresholds_for", None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
 
 
 def _index_html() -> str:
@@ -61,13 +44,10 @@ def mount_wallboard(app: FastAPI, store: ViewStore) -> None:
     async def thresholds(queue: Annotated[list[str] | None, Query(max_length=128)] = None) -> dict[str, Any]:
         """Alert thresholds per queue (the requested ones, else every queue with a view), as the
         alert engine applies them: `{"queues": {queue: {"oldest_wait": {...}, "sla_breach": {...},
-        "peak_load": {...}, "staffing_gap": {...}}}}`. 404 while no alert rules are installed."""
-        source = thresholds_source()
-        if source is None:
-            raise HTTPException(404, "no alert thresholds in this build")
+        "peak_load": {...}, "staffing_gap": {...}}}}` (ALERT_RULES_FILE, or the defaults)."""
         names = sorted(set(queue)) if queue else sorted({key[0] for key in store.views})
         try:
-            return {"queues": {name: source(name).to_json() for name in names}}
+            return {"queues": {name: thresholds_for(name).to_json() for name in names}}
         except ValueError as exc:  # a bad ALERT_RULES_FILE: say so rather than colour by a guess
             raise HTTPException(503, f"alert thresholds unavailable: {exc}") from None
 

@@ -81,6 +81,7 @@
       platform: params.get('platform') || '',
     },
     views: [],
+    signals: {},             // queue → the alert rules' reading of its view (ρ, staffing gap, …)
     options: { queues: [], platforms: [], shops: [] },
     optionsKey: '',
     asOfMs: null,            // newest as_of of the scope, epoch ms (server clock)
@@ -160,10 +161,13 @@
   }
   function on(rule) { return rule && rule.enabled !== false ? rule : null; }
 
-  function judge(view, th, staff) {
+  // Judged as the alert rules judge (services/core/alert_rules.py): the thresholds from
+  // /v1/thresholds, and for ρ and the staffing gap the rules' own reading of the view (`signals`).
+  function judge(view, th, sig) {
     const out = { oldest: 'none', sl: 'none', rho: 'none', required: 'none', rhoValue: null, overload: false };
     const live = view.live || {};
     const w5 = (view.windows || {})['5m'] || {};
+    if (sig) { out.rhoValue = isNum(sig.rho) ? sig.rho : null; out.overload = !isNum(sig.rho) && !!sig.overload; }
     if (!th) return out;
     const ow = on(th.oldest_wait);
     if (ow) {
@@ -177,20 +181,9 @@
       if (isNum(sl) && isNum(left) && left >= (sb.min_conversations || 1)) out.sl = sl < sb.target ? 'warn' : 'ok';
     }
     const pl = on(th.peak_load);
-    if (staff && staff.inputs) {
-      // ρ as the peak_load rule computes it: offered load (λ 15m × AHT) over the chat slots of agents on duty.
-      const load = staff.inputs.arrivals_per_hour * staff.inputs.aht_s / 3600;
-      const slots = live.slots_capacity;
-      if (isNum(load) && isNum(slots)) {
-        if (slots > 0) out.rhoValue = load / slots;
-        else if (load > 0) out.overload = true;
-      }
-      if (pl) out.rho = out.overload ? 'crit' : levelHighIsBad(out.rhoValue, pl.rho_warning, pl.rho_critical);
-      const sg = on(th.staffing_gap);
-      if (sg && isNum(staff.required_agents) && isNum(live.agents_serving)) {
-        out.required = staff.required_agents > live.agents_serving ? 'warn' : 'ok';
-      }
-    }
+    if (pl && sig) out.rho = out.overload ? 'crit' : levelHighIsBad(out.rhoValue, pl.rho_warning, pl.rho_critical);
+    const sg = on(th.staffing_gap);
+    if (sg && sig && isNum(sig.staffing_gap)) out.required = sig.staffing_gap > 0 ? 'warn' : 'ok';
     return out;
   }
 
@@ -294,7 +287,7 @@
     // No answer ("—") rather than an old one once the staffing calls have failed for a while.
     const staff = staffEntry && staffEntry.data && Date.now() - staffEntry.at < 3.5 * STAFFING_EVERY_MS
       ? staffEntry.data : null;
-    const j = judge(view, th, staff);
+    const j = judge(view, th, state.signals[view.queue] || null);
 
     k.label.textContent = queueLabel(view.queue);
     k.qid.textContent = queueLabel(view.queue) === view.queue ? '' : view.queue;
@@ -320,7 +313,8 @@
     k.drain_lbl.textContent = t('drain', { m: DRAIN_MINUTES });
     setV(k.required, staff ? fmtCount(staff.required_agents) : ND, j.required);
     // The staffing alert compares "needed" with the agents on duty (online or busy): say so beside it.
-    k.serving_lbl.textContent = isNum(live.agents_serving) ? t('on_duty', { n: live.agents_serving }) : '';
+    const sig = state.signals[view.queue] || {};
+    k.serving_lbl.textContent = isNum(sig.agents_staffing) ? t('on_duty', { n: sig.agents_staffing }) : '';
     // "Available" is the staffing call's input (inputs.agents_available), shown from the view it came
     // from: the same figure, but as fresh as the rest of the tile (the staffing call runs every 10 s)
     // and "—" rather than 0 when the view has no agent data.
@@ -510,6 +504,7 @@
     const asOf = data.as_of ? Date.parse(data.as_of) : NaN;
     state.asOfMs = isNum(asOf) ? asOf : null;
     state.views = Array.isArray(data.queues) ? data.queues : [];
+    state.signals = data.signals || {};
     if (data.options) state.options = data.options;
     state.conn = 'live';
     state.everData = true;
