@@ -1,0 +1,329 @@
+"""A slow, obviously-correct reference for every number of a queue view (shared/METRICS.md).
+
+Written straight from METRICS.md and the interpretation list the scorer's tests are held to,
+without any production code (only `parse_event`, to validate). Given the complete list of
+events and `now`, it sorts each conversation's events, walks them once with plain variables,
+keeps every figure as a list of records (kind, ts, queue, value), and computes each window
+from plain lists of samples: exact nearest-rank percentiles, exact maxima, exact means.
+
+The rules it follows, in short:
+1. A conversation's events apply in (ts, event_id) order; a repeated event_id is ignored.
+2. The first event of any type opens the conversation (one arrival) at its ts, in its `queue`
+   or `unknown`. The queue changes only by `conversation.opened` (if it was `unknown`) and by
+   `conversation.transferred` (a transfer counts out of the old queue; `to_agent_id` assigns).
+3-7. Messages, handoffs, closes, ratings and orders as in the interpretation list (see `_walk`).
+8. Every figure is recorded in the conversation's queue at the moment of its event.
+9. Window W at `now` holds the records whose bucket (5 s for 1m/5m, 60 s for 15m/1h)
+   overlaps (now - W, now].
+10. Percentiles are nearest-rank.
+11-12. Live figures and roll-ups as in `_live` and `view_keys_of`.
+
+Conventions where nothing is written: counts of the live block are numbers (0 when nothing is
+open); agent figures are null in a view no agent with a status event counts in; a view exists
+for a scope with any record, any open conversation or any agent status.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from services.core.events import ChatEvent, parse_event
+
+ALL = "*"
+UNKNOWN = "unknown"
+WINDOWS = {"1m": (60_000, 5_000), "5m": (300_000, 5_000), "15m": (900_000, 60_000), "1h": (3_600_000, 60_000)}
+SL_THRESHOLDS_MS = {"30": 30_000, "180": 180_000}
+SLOW_REPLY_MS = 100_000
+
+ViewKey = tuple[str, str, str, str]  # (queue, tenant, shop, platform)
+Scope = tuple[str, str, str, str]  # (tenant, shop, platform, queue)
+
+
+@dataclass
+class Record:
+    """One figure a conversation recorded: where (scope + queue), when, and its value."""
+
+    kind: str  # arrival, frt, reply, left, transfer_out, csat, msg_customer, msg_agent, closed, last_reply, last_order
+    ts: int
+    queue: str
+    value: Any = None  # frt/reply ms; left: frt ms or None (abandoned); csat: score; closed: (reason, handle ms|None)
+
+
+@dataclass
+class ConvResult:
+    tenant: str
+    shop_id: str
+    platform: str
+    records: list[Record] = field(default_factory=list)
+    # final state
+    queue: str = UNKNOWN
+    closed: bool = False
+    frt_start: int | None = None
+    waiting_since: int | None = None
+    answered: bool = False
+    assignee: str | None = None
+
+
+def _walk(events: list[ChatEvent]) -> ConvResult:
+    """One conversation, its events already deduplicated: apply them in (ts, event_id) order."""
+    events = sorted(events, key=lambda e: (e.ts_ms, e.event_id))
+    first = events[0]
+    conv = ConvResult(first.tenant, first.shop_id, first.platform)
+    first_assigned_ts: int | None = None
+    last_reply: Record | None = None
+    last_order: Record | None = None
+    out = conv.records
+    for i, e in enumerate(events):
+        ts = e.ts_ms
+        if i == 0:
+            conv.queue = e.queue or UNKNOWN
+            out.append(Record("arrival", ts, conv.queue))
+        elif e.type == "conversation.opened" and conv.queue == UNKNOWN and e.queue:
+            conv.queue = e.queue
+        q = conv.queue
+
+        if e.type == "message" and e.sender == "customer":
+            out.append(Record("msg_customer", ts, q))
+            if not conv.closed:
+                if conv.waiting_since is None:
+                    conv.waiting_since = ts
+                if conv.frt_start is None:
+                    conv.frt_start = ts
+        elif e.type == "message" and e.sender == "agent":
+            out.append(Record("msg_agent", ts, q))
+            last_reply = Record("last_reply", ts, q)
+            if not conv.closed:
+                if conv.assignee is None:
+                    conv.assignee = e.agent_id
+                    if first_assigned_ts is None:
+                        first_assigned_ts = ts
+                if conv.waiting_since is not None:
+                    out.append(Record("reply", ts, q, ts - conv.waiting_since))
+                    conv.waiting_since = None
+                if not conv.answered and conv.frt_start is not None:
+                    out.append(Record("frt", ts, q, ts - conv.frt_start))
+                    out.append(Record("left", ts, q, ts - conv.frt_start))
+                    conv.answered = True
+        elif e.type == "conversation.assigned":
+            if not conv.closed:
+                conv.assignee = e.agent_id
+                if first_assigned_ts is None:
+                    first_assigned_ts = ts
+        elif e.type == "conversation.handoff":
+            if not conv.closed:
+                conv.waiting_since = ts
+                if not conv.answered:
+                    conv.frt_start = ts
+        elif e.type == "conversation.transferred":
+            if not conv.closed:
+                out.append(Record("transfer_out", ts, q))
+                assert e.to_queue is not None
+                conv.queue = e.to_queue
+                if e.to_agent_id:
+                    conv.assignee = e.to_agent_id
+                    if first_assigned_ts is None:
+                        first_assigned_ts = ts
+        elif e.type == "conversation.closed":
+            if not conv.closed:
+                if not conv.answered and conv.frt_start is not None and e.reason in ("abandoned", "timeout"):
+                    out.append(Record("left", ts, q, None))
+                handle = None if first_assigned_ts is None else ts - first_assigned_ts
+                out.append(Record("closed", ts, q, (e.reason, handle)))
+                conv.closed = True
+                conv.waiting_since = None
+        elif e.type == "csat.rated":
+            out.append(Record("csat", ts, q, e.score))
+        elif e.type == "order.placed":
+            last_order = Record("last_order", ts, q)
+    if last_reply is not None:
+        out.append(last_reply)
+    if last_order is not None:
+        out.append(last_order)
+    return conv
+
+
+@dataclass
+class AgentResult:
+    agent_id: str
+    tenant: str
+    shop_id: str
+    platform: str
+    status: str
+    capacity: int
+    queues: tuple[str, ...]
+
+
+def view_keys_of(scope: Scope) -> list[ViewKey]:
+    t, s, p, q = scope
+    return [(q, ALL, ALL, ALL), (q, t, ALL, ALL), (q, ALL, ALL, p), (q, t, ALL, p), (q, t, s, p)]
+
+
+def nearest_rank(values: list[int], q: Fraction) -> int:
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den > 0 else None
+
+
+def _summary(values: list[int]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "mean_s": None, "p50_s": None, "p90_s": None, "max_s": None}
+    return {
+        "count": len(values),
+        "mean_s": sum(values) / len(values) / 1000,
+        "p50_s": nearest_rank(values, Fraction(1, 2)) / 1000,
+        "p90_s": nearest_rank(values, Fraction(9, 10)) / 1000,
+        "max_s": max(values) / 1000,
+    }
+
+
+def in_window(ts: int, now: int, width: int, bucket: int) -> bool:
+    start = ts - ts % bucket
+    return start + bucket > now - width and start <= now
+
+
+def window_figures(records: list[Record], width: int) -> dict[str, Any]:
+    by: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        by[r.kind].append(r)
+    arrivals = len(by["arrival"])
+    frt = [r.value for r in by["frt"]]
+    replies = [r.value for r in by["reply"]]
+    left = by["left"]
+    answered = [r.value for r in left if r.value is not None]
+    abandoned = len(left) - len(answered)
+    closed = [r.value for r in by["closed"]]
+    handles = [handle for _reason, handle in closed if handle is not None]
+    scores = [r.value for r in by["csat"]]
+    reply = _summary(replies)
+    reply["slow"] = sum(1 for v in replies if v > SLOW_REPLY_MS) if replies else None
+    return {
+        "arrivals": arrivals,
+        "arrivals_per_min": arrivals / (width / 60_000),
+        "frt": _summary(frt),
+        "reply": reply,
+        "sl": {name: _ratio(sum(1 for v in answered if v <= x), len(left)) for name, x in SL_THRESHOLDS_MS.items()},
+        "abandoned": abandoned,
+        "abandon_rate": _ratio(abandoned, len(left)),
+        "aht_s": sum(handles) / len(handles) / 1000 if handles else None,
+        "transfer_rate": _ratio(len(by["transfer_out"]), arrivals),
+        "self_service_rate": _ratio(sum(1 for why, _ in closed if why == "bot_resolved"), len(closed)),
+        "resolution_rate": _ratio(sum(1 for why, _ in closed if why in ("resolved", "bot_resolved")), len(closed)),
+        "csat": {
+            "mean": sum(scores) / len(scores) if scores else None,
+            "satisfied_share": _ratio(sum(1 for s in scores if s >= 4), len(scores)),
+            "participation": _ratio(len(scores), len(closed)),
+        },
+        "conversion_rate": _ratio(len(by["last_order"]), len(by["last_reply"])),
+        "answer_question_ratio": _ratio(len(by["msg_agent"]), len(by["msg_customer"])),
+    }
+
+
+def _live(convs: list[ConvResult], agents: list[AgentResult], active: dict[str, int], now: int) -> dict[str, Any]:
+    open_ = [c for c in convs if not c.closed]
+    unanswered = [c for c in open_ if c.frt_start is not None and not c.answered]
+    waits = [max(0, now - c.waiting_since) for c in open_ if c.waiting_since is not None]
+    out: dict[str, Any] = {
+        "open": len(open_),
+        "unanswered": len(unanswered),
+        "unassigned": sum(1 for c in unanswered if c.assignee is None),
+        "assigned": sum(1 for c in unanswered if c.assignee is not None),
+        "awaiting_reply": len(waits),
+        "oldest_wait_s": max(waits) / 1000 if waits else None,
+        "wait_p50_s": nearest_rank(waits, Fraction(1, 2)) / 1000 if waits else None,
+        "wait_p90_s": nearest_rank(waits, Fraction(9, 10)) / 1000 if waits else None,
+    }
+    if not agents:
+        out.update(agents_online=None, agents_available=None, agents_away=None, slots_capacity=None,
+                   slots_active=None, slot_utilization=None)
+        return out
+    serving = [a for a in agents if a.status in ("online", "busy")]
+    capacity = sum(a.capacity for a in serving)
+    busy_slots = sum(active.get(a.agent_id, 0) for a in serving)
+    out.update(
+        agents_online=sum(1 for a in agents if a.status != "offline"),
+        agents_available=sum(1 for a in agents if a.status == "online" and active.get(a.agent_id, 0) < a.capacity),
+        agents_away=sum(1 for a in agents if a.status == "away"),
+        slots_capacity=capacity,
+        slots_active=busy_slots,
+        slot_utilization=busy_slots / capacity if capacity > 0 else None,
+    )
+    return out
+
+
+def empty_view() -> dict[str, Any]:
+    """The view of a scope with no data at all (what a missing view stands for)."""
+    return {
+        "live": _live([], [], {}, 0),
+        "windows": {name: window_figures([], width) for name, (width, _size) in WINDOWS.items()},
+    }
+
+
+def reference_views(raw_events: list[dict[str, Any]], now: int | None = None) -> dict[ViewKey, dict[str, Any]]:
+    """Every view at `now` (default: the largest ts fed): {view key: {"live": ..., "windows": ...}}."""
+    seen: set[str] = set()
+    events: list[ChatEvent] = []
+    for obj in raw_events:
+        ev = parse_event(obj)
+        if ev.event_id not in seen:
+            seen.add(ev.event_id)
+            events.append(ev)
+    if now is None:
+        now = max(ev.ts_ms for ev in events)
+
+    by_conv: dict[str, list[ChatEvent]] = defaultdict(list)
+    by_agent: dict[str, list[ChatEvent]] = defaultdict(list)
+    for ev in events:
+        if ev.type == "agent.status":
+            assert ev.agent_id is not None
+            by_agent[ev.agent_id].append(ev)
+        else:
+            assert ev.conversation_id is not None
+            by_conv[ev.conversation_id].append(ev)
+    convs = [_walk(evs) for evs in by_conv.values()]
+
+    agents: list[AgentResult] = []
+    for agent_id, evs in by_agent.items():
+        last = max(evs, key=lambda e: (e.ts_ms, e.event_id))
+        assert last.status is not None and last.capacity is not None and last.queues is not None
+        agents.append(AgentResult(agent_id, last.tenant, last.shop_id, last.platform, last.status, last.capacity,
+                                  last.queues))
+    active: dict[str, int] = defaultdict(int)  # agent -> open conversations assigned to them, any queue
+    for c in convs:
+        if not c.closed and c.assignee is not None:
+            active[c.assignee] += 1
+
+    records_of: dict[ViewKey, list[Record]] = defaultdict(list)
+    open_of: dict[ViewKey, list[ConvResult]] = defaultdict(list)
+    agents_of: dict[ViewKey, list[AgentResult]] = defaultdict(list)
+    keys: set[ViewKey] = set()
+    for c in convs:
+        for r in c.records:
+            for key in view_keys_of((c.tenant, c.shop_id, c.platform, r.queue)):
+                records_of[key].append(r)
+                keys.add(key)
+        if not c.closed:
+            for key in view_keys_of((c.tenant, c.shop_id, c.platform, c.queue)):
+                open_of[key].append(c)
+                keys.add(key)
+    for a in agents:
+        for queue in a.queues:
+            for key in view_keys_of((a.tenant, a.shop_id, a.platform, queue)):
+                agents_of[key].append(a)
+                keys.add(key)
+
+    views: dict[ViewKey, dict[str, Any]] = {}
+    for key in keys:
+        windows = {
+            name: window_figures([r for r in records_of[key] if in_window(r.ts, now, width, size)], width)
+            for name, (width, size) in WINDOWS.items()
+        }
+        views[key] = {"live": _live(open_of[key], agents_of[key], active, now), "windows": windows}
+    return views
