@@ -40,6 +40,8 @@ system-deps:
 	for pair in $(SYSTEM_DEPS); do
 	  command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"
 	done
+	# The wallboard's Chinese labels need a CJK font in headless Chromium (screenshots, and real TVs).
+	ls /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"
 	if [ -z "$$missing" ]; then exit 0; fi
 	missing=$$(tr ' ' '\n' <<<"$$missing" | sort -u | xargs)
 	echo "installing Debian packages: $$missing"

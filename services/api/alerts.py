@@ -33,6 +33,8 @@ class AlertStore(TopicMirror):
         super().__init__(bootstrap, topic)
         self.alerts: dict[str, dict[str, Any]] = {}
         self.acks: dict[str, dict[str, Any]] = {}
+        # Called with each alert that changed once the mirror caught up (history is not news).
+        self.on_change: Callable[[dict[str, Any]], None] | None = None
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if not key or key.startswith(ENGINE_PREFIX):
@@ -47,6 +49,8 @@ class AlertStore(TopicMirror):
             target.pop(name, None)
         else:
             target[name] = orjson.loads(value)
+        if self.on_change is not None and self.caught_up.is_set() and (alert := self.get(name)) is not None:
+            self.on_change(alert)
 
     def get(self, alert_id: str) -> dict[str, Any] | None:
         alert = self.alerts.get(alert_id)

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from services.core import erlang
 from services.core.merge import iso
 
+from .alerts import AlertStore, mount_alerts
 from .settings import ApiSettings
 from .stream import mount_stream
 from .views import ViewStore
@@ -22,9 +23,12 @@ from .wallboard import mount_wallboard
 Filter = Annotated[str | None, Query(max_length=128)]
 
 
-def create_app(settings: ApiSettings | None = None, store: ViewStore | None = None) -> FastAPI:
+def create_app(
+    settings: ApiSettings | None = None, store: ViewStore | None = None, alert_store: AlertStore | None = None
+) -> FastAPI:
     cfg = settings or ApiSettings()
     views = store or ViewStore(cfg.kafka.bootstrap, cfg.kafka.topics.views)
+    alerts = alert_store or AlertStore(cfg.kafka.bootstrap, cfg.kafka.topics.alerts)
     registry = CollectorRegistry()
     requests = Counter("floorwatch_api_requests_total", "API requests", ["route", "code"], registry=registry)
     views_held = Gauge("floorwatch_api_views", "Queue views held", registry=registry)
@@ -34,7 +38,12 @@ def create_app(settings: ApiSettings | None = None, store: ViewStore | None = No
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if store is None:
             views.start()
+        if alert_store is None:
+            alerts.start()
         yield
+        await close_alerts()
+        if alert_store is None:
+            await alerts.stop()
         if store is None:
             await views.stop()
 
@@ -167,6 +176,8 @@ def create_app(settings: ApiSettings | None = None, store: ViewStore | None = No
             "load_erlangs": need.load_erlangs,
         }
 
-    mount_stream(app, views, cfg.stale_after_s)  # GET /v1/stream; app.state.stream.publish_alerts(...)
+    close_alerts = mount_alerts(app, alerts, cfg)  # GET /v1/alerts, POST /v1/alerts/{id}/ack
+    hub = mount_stream(app, views, cfg.stale_after_s)
+    alerts.on_change = lambda alert: hub.publish_alerts([alert])  # GET /v1/stream; app.state.stream.publish_alerts(...)
     mount_wallboard(app, views)  # GET / (the wallboard page), /wallboard/*, GET /v1/thresholds
     return app

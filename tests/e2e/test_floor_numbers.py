@@ -209,3 +209,46 @@ def test_script_is_valid_contract() -> None:
     for obj in script("q", 1_795_000_000_000):
         parse_event(obj)
     assert orjson.dumps(script("q", 1_795_000_000_000))  # serialisable as sent
+
+
+async def test_oldest_wait_alert_fires_and_is_acknowledged(stack: Any) -> None:
+    """c3 has waited over 3 minutes: a critical oldest_wait alert for the queue, once, with its context."""
+    queue = f"e2e-alert-{uuid.uuid4().hex[:8]}"
+    base = int(time.time() * 1000) - 240_000
+    headers = {"Authorization": f"Bearer {stack.ingest_token}"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(f"{stack.ingest_url}/v1/events", json=script(queue, base), headers=headers)
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 60
+        mine: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            firing = (await client.get(f"{stack.api_url}/v1/alerts", params={"state": "firing"})).json()["alerts"]
+            mine = [a for a in firing if a["queue"] == queue and a["rule"] == "oldest_wait" and a["shop_id"] == "*"]
+            if mine:
+                break
+            await asyncio.sleep(0.5)
+        assert len(mine) == 1, mine
+        alert = mine[0]
+        assert alert["severity"] == "critical" and alert["threshold"] == 180
+        assert alert["value"] >= 180 and "180" in alert["summary_en"] and alert["summary_zh"]
+        assert alert["time_to_breach_s"] == 0  # JD's 30 s reply rule is already broken
+
+        ack_url = f"{stack.api_url}/v1/alerts/{alert['id']}/ack"
+        assert (await client.post(ack_url, json={"by": "lead"})).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert (await client.post(ack_url, json={"by": "lead"}, headers=wrong)).status_code == 401
+        good = {"Authorization": f"Bearer {stack.api_token}"}
+        r = await client.post(ack_url, json={"by": "lead"}, headers=good)
+        assert r.status_code == 202 and r.json()["acknowledged_by"] == "lead"
+        deadline = time.monotonic() + 30
+        while (got := (await client.get(f"{stack.api_url}/v1/alerts/{alert['id']}")).json()).get(
+            "acknowledged_by"
+        ) != "lead":
+            assert time.monotonic() < deadline, got
+            await asyncio.sleep(0.5)
+        assert got["acknowledged_at"]
+        # The same episode: still one alert for the queue total after more ticks.
+        await asyncio.sleep(2)
+        everything = (await client.get(f"{stack.api_url}/v1/alerts", params={"state": "all"})).json()["alerts"]
+        assert len([a for a in everything if a["queue"] == queue and a["rule"] == "oldest_wait"
+                    and a["shop_id"] == "*"]) == 1
