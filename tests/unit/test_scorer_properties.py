@@ -93,7 +93,7 @@ def conversation(draw: st.DrawFn, cid: str, shop: tuple[str, str, str], agents: 
             add("conversation.opened", draw(gaps), queue=queue)
     steps = draw(st.lists(
         st.sampled_from(["customer", "customer", "agent", "agent", "bot", "handoff", "assign", "transfer", "csat",
-                         "order"]),
+                         "order", "reopened"]),
         max_size=10,
     ))
     for step in steps:
@@ -113,6 +113,8 @@ def conversation(draw: st.DrawFn, cid: str, shop: tuple[str, str, str], agents: 
             add("conversation.transferred", gap, to_queue=draw(st.sampled_from(QUEUES)), **extra)
         elif step == "csat":
             add("csat.rated", gap, score=draw(st.integers(1, 5)))
+        elif step == "reopened":  # a repeated `opened` moves the conversation only out of `unknown`
+            add("conversation.opened", gap, queue=draw(st.sampled_from(QUEUES)))
         else:
             add("order.placed", gap, amount="99.00", currency="CNY")
     if draw(st.booleans()):
