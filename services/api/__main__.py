@@ -13,7 +13,7 @@ from .settings import ApiSettings
 def main() -> None:
     setup_logging("api")
     settings = ApiSettings()
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from services.core.alerts import rules_from_env
 
 from .alert_log import AlertPublisher, read_engine_states
-from .metrics import AlertsCollector, PipelineMetrics, ViewsCollector
+from .metrics import AlertsCollector, PipelineMetrics, SignalsCollector, ViewsCollector
 from .settings import ScorerSettings, worker_data_dir
 from .stages import AgentStage, ConversationStage, Out, QueueStage
 
@@ -43,7 +43,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_bind,
         web_host="127.0.0.1",
         web_port=settings.metrics_port,
         web_in_thread=False,
@@ -80,7 +80,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
     conversations = ConversationStage(
         conv_table, metrics, bucket_ms=settings.bucket_ms, grace_ms=settings.grace_ms,
         horizon_ms=settings.horizon_ms, retention_ms=settings.retention_ms, queue_partitions=k.queue_partitions,
-        event_clock=settings.clock == "event",
+        event_clock=settings.clock == "event", tombstone_ms=settings.tombstone_ms,
     )
     agents = AgentStage(agent_table, metrics, queue_partitions=k.queue_partitions)
     queues = QueueStage(
@@ -89,6 +89,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
     )
     registry.register(ViewsCollector(queues.current_views))
     registry.register(AlertsCollector(queues.open_alerts))
+    registry.register(SignalsCollector(lambda: list(queues.latest_signals.items())))
     alerts = AlertPublisher(k.bootstrap, topics.alerts, f"{settings.app_id}-alerts-{settings.worker_index}")
     state = {"ready": False}
 

@@ -55,6 +55,8 @@ WINDOW_GAUGES: Final[tuple[tuple[str, str, str | None, dict[str, Callable[[dict[
     ("floorwatch_queue_slow_replies", "Replies slower than 100 s in the window", None, {"": _reply("slow")}),
     ("floorwatch_queue_service_level_ratio", "Answered within the threshold / left unanswered", "threshold_s",
      {"30": lambda w: w["sl"]["30"], "180": lambda w: w["sl"]["180"]}),
+    ("floorwatch_queue_left_unanswered", "Conversations that left the unanswered state (answered or abandoned)",
+     None, {"": lambda w: w["left_unanswered"]}),
     ("floorwatch_queue_abandoned", "Abandoned conversations in the window", None, {"": lambda w: w["abandoned"]}),
     ("floorwatch_queue_abandon_rate_ratio", "Abandoned / left unanswered", None, {"": lambda w: w["abandon_rate"]}),
     ("floorwatch_queue_aht_seconds", "Mean handle time of closed, agent-handled conversations", None,
@@ -97,6 +99,34 @@ class ViewsCollector(Collector):
                         value = get(figures)
                         if value is not None:
                             fam.add_metric([*_labels(v), window, *([label] if extra else [])], float(value))
+            yield fam
+
+
+# (metric name, help, Signals attribute): the alert rules' own readings, on queue totals and shops.
+SIGNAL_GAUGES: Final = (
+    ("floorwatch_queue_load_ratio", "Offered load / chat slots staffed (rho), 5m arrivals x 1h AHT", "rho"),
+    ("floorwatch_queue_offered_load_erlangs", "Arrivals per second x handle time (chats in progress needed)",
+     "load_erlangs"),
+    ("floorwatch_queue_required_agents", "Agents needed now for the service-level target (Erlang C, slots)",
+     "required_agents"),
+    ("floorwatch_queue_agents_staffing", "Agents online or busy in the queue", "agents_staffing"),
+    ("floorwatch_queue_time_to_breach_seconds", "Seconds until the oldest buyer breaks the platform reply rule",
+     "time_to_breach_s"),
+)
+
+
+class SignalsCollector(Collector):
+    def __init__(self, signals: Callable[[], Iterable[tuple[tuple[str, str, str, str], Any]]]) -> None:
+        self._signals = signals
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        readings = list(self._signals())
+        for name, doc, attr in SIGNAL_GAUGES:
+            fam = GaugeMetricFamily(name, doc, labels=LABELS)
+            for (queue, tenant, shop, platform), sig in readings:
+                value = getattr(sig, attr)
+                if value is not None:
+                    fam.add_metric([queue, tenant, shop, platform], float(value))
             yield fam
 
 
@@ -173,6 +203,10 @@ class PipelineMetrics:
             "floorwatch_scorer_state_rebuilds_total", "In-memory aggregates rebuilt from tables after a rebalance",
             ["stage"], registry=registry,
         )
+        # Every outcome exists from the start, so increase() sees the first one.
+        for result in ("applied", "duplicate", "forwarded", "too_old", "dead_letter"):
+            self.events.labels(result)
+        self.dead_letters.labels("invalid_event")
         self.conversations_cached = Gauge(
             "floorwatch_scorer_conversations_cached", "Conversation states held in memory", registry=registry
         )

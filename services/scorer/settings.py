@@ -20,9 +20,13 @@ class ScorerSettings:
     tick_s: float = field(default_factory=lambda: env_float("TICK_S", 1.0))
     # Closed conversations stay this long after their last event, so late events still find them.
     retention_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_RETENTION_S", 3900) * 1000))
+    # After retention a closed conversation leaves a tombstone this long, so an order or a rating that comes
+    # hours later counts in its queue instead of opening a new conversation.
+    tombstone_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_TOMBSTONE_S", 86_400) * 1000))
     # How soon the group notices a dead worker and moves its partitions (Kafka session timeout).
     session_timeout_s: float = field(default_factory=lambda: env_float("SCORER_SESSION_TIMEOUT_S", 20.0))
     worker_index: int = field(default_factory=lambda: env_int("SCORER_WORKER_INDEX", 0))
+    web_bind: str = field(default_factory=lambda: env_str("SCORER_WEB_BIND", "127.0.0.1"))  # 0.0.0.0 in a pod
     metrics_port: int = field(default_factory=lambda: env_int("SCORER_METRICS_PORT", 6066))
     data_dir: Path = field(
         default_factory=lambda: Path(env_str("RUN_DIR", str(Path.cwd() / ".run" / "local"))) / "scorer"

@@ -16,9 +16,9 @@ from typing import NamedTuple
 import orjson
 
 from services.core.agents import AgentLive, AgentState, PartitionAgents
-from services.core.alerts import Alert, AlertEngine, AlertRules, signals_for_views
+from services.core.alerts import Alert, AlertEngine, AlertRules, Signals, signals_for_views
 from services.core.buckets import Bucket
-from services.core.conversation import Conversation, ConvEvent
+from services.core.conversation import Conversation, ConvEvent, ConvState
 from services.core.events import EventError, event_from_record
 from services.core.merge import QueueMerger
 from services.core.partials import Live, PartitionPartials, Scope, live_key
@@ -58,17 +58,19 @@ class ConversationStage:
     def __init__(
         self, table: Table, metrics: PipelineMetrics, *, bucket_ms: int, grace_ms: int, horizon_ms: int,
         retention_ms: int, queue_partitions: int, event_clock: bool = False, cache_max: int = 200_000,
+        tombstone_ms: int = 86_400_000,
     ) -> None:
         self.table = table
         self.m = metrics
         self.bucket_ms, self.grace_ms, self.horizon_ms = bucket_ms, grace_ms, horizon_ms
-        self.retention_ms = retention_ms
+        self.retention_ms, self.tombstone_ms = retention_ms, tombstone_ms
         self.queue_partitions = queue_partitions
         self.event_clock = event_clock
         self.cache: dict[bytes, Conversation] = {}
         self.cache_max = cache_max
         self.parts: dict[int, PartitionPartials] = {}
         self.closed: dict[int, deque[tuple[int, bytes]]] = {}
+        self.tombs: dict[int, deque[tuple[int, bytes]]] = {}
         self.sent_watermark: dict[int, int] = {}
 
     # --- rebalance -------------------------------------------------------------------------
@@ -76,6 +78,7 @@ class ConversationStage:
         for p in partitions:
             self.parts.pop(p, None)
             self.closed.pop(p, None)
+            self.tombs.pop(p, None)
             self.sent_watermark.pop(p, None)
         self.cache.clear()
 
@@ -86,13 +89,16 @@ class ConversationStage:
             return []
         for p in todo:
             self.parts[p] = PartitionPartials(self.bucket_ms)
-            self.closed[p] = deque()
         out: list[Out] = []
         closed: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
+        tombs: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
         for key, raw in self.table.items():
             record = orjson.loads(raw)
             p = record["pt"]
             if p not in todo:
+                continue
+            if "gone" in record:
+                tombs[p].append((int(record["gone"][4]), key))
                 continue
             conv = Conversation.from_json(record["c"])
             part = self.parts[p]
@@ -105,7 +111,8 @@ class ConversationStage:
             if conv.state.closed:
                 closed[p].append((conv.last_event_ts, key))
         for p in todo:
-            self.closed[p].extend(sorted(closed[p]))
+            self.closed[p] = deque(sorted(closed[p]))
+            self.tombs[p] = deque(sorted(tombs[p]))
             self.parts[p].mark_all_dirty()
         self.m.rebuilds.labels("conversations").inc()
         return out
@@ -127,8 +134,13 @@ class ConversationStage:
             self.m.events.labels("forwarded").inc()
             return [Out("agent_changes", ev.key.encode(), orjson.dumps({"k": "status", "e": ev.to_record()}))]
         ckey = ev.key.encode()
-        conv = self._load(ckey)
+        conv, gone_ts = self._load(ckey)
         wm = part.watermark
+        if gone_ts is not None and ev.ts_ms <= gone_ts:
+            # Evicted, and the event is no newer than its last one: a duplicate or a straggler.
+            self.m.events.labels("too_old").inc()
+            self.m.late_events.inc()
+            return []
         if conv is None:
             if ev.ts_ms < wm - self.horizon_ms:
                 # Unknown and older than every window: a straggler of an evicted conversation.
@@ -155,7 +167,7 @@ class ConversationStage:
                 out.append(self._assignment(new_agent, ckey, True))
         conv.prune_facts(wm - self.horizon_ms)
         self._store(ckey, conv, partition)
-        if conv.state.closed and ev.type == "conversation.closed":
+        if conv.state.closed and (ev.type == "conversation.closed" or gone_ts is not None):
             self.closed[partition].append((conv.last_event_ts, ckey))
         self._evict(partition, wm)
         return out
@@ -164,15 +176,26 @@ class ConversationStage:
         value = orjson.dumps({"k": "assign", "c": conversation_key.decode(), "active": active})
         return Out("agent_changes", agent_id.encode(), value)
 
-    def _load(self, key: bytes) -> Conversation | None:
+    def _load(self, key: bytes) -> tuple[Conversation | None, int | None]:
+        """The conversation, and the time of its last event if it had been evicted (a tombstone)."""
         conv = self.cache.get(key)
-        if conv is None:
-            raw = self.table.get(key)
-            if raw is None:
-                return None
-            conv = Conversation.from_json(orjson.loads(raw)["c"])
-            self._cache(key, conv)
-        return conv
+        if conv is not None:
+            return conv, None
+        raw = self.table.get(key)
+        if raw is None:
+            return None, None
+        record = orjson.loads(raw)
+        if "gone" in record:
+            # A closed conversation evicted after retention: an order or a rating can still come hours
+            # later. It comes back closed, in its last queue, with nothing to retract (all out of every window).
+            tenant, shop, platform, queue, last_ts = record["gone"]
+            state = ConvState(queue=queue, opened=True, closed=True, answered=True)
+            conv = Conversation(tenant, shop, platform, base=state, state=state.copy(), base_ts=last_ts,
+                                last_event_ts=last_ts)
+            return conv, int(last_ts)
+        conv = Conversation.from_json(record["c"])
+        self._cache(key, conv)
+        return conv, None
 
     def _cache(self, key: bytes, conv: Conversation) -> None:
         if len(self.cache) >= self.cache_max:
@@ -189,15 +212,23 @@ class ConversationStage:
         limit = watermark - self.retention_ms
         while closed and closed[0][0] < limit:
             _ts, key = closed.popleft()
-            conv = self._load(key)
-            if conv is None:
+            conv, gone = self._load(key)
+            if conv is None or gone is not None:
                 continue
             if conv.last_event_ts >= limit:  # touched again since it closed: look again later
                 closed.append((conv.last_event_ts, key))
                 continue
             self.cache.pop(key, None)
-            del self.table[key]
+            gone_record = [conv.tenant, conv.shop_id, conv.platform, conv.state.queue, conv.last_event_ts]
+            self.table[key] = orjson.dumps({"pt": partition, "gone": gone_record})
+            self.tombs[partition].append((conv.last_event_ts, key))
             self.m.evicted.inc()
+        tombs = self.tombs[partition]
+        while tombs and tombs[0][0] < watermark - self.tombstone_ms:
+            ts, key = tombs.popleft()
+            raw = self.table.get(key)
+            if raw is not None and orjson.loads(raw).get("gone", [0, 0, 0, 0, None])[4] == ts:
+                del self.table[key]  # resurrected ones are not tombstones any more
 
     # --- ticks -----------------------------------------------------------------------------
     def tick(self, now_ms: int) -> list[Out]:
@@ -312,12 +343,14 @@ class QueueStage:
         self.latest: dict[tuple[str, str, str, str], dict[str, object]] = {}
         self.engines: dict[int, AlertEngine] = {}
         self.snapshot_at: dict[int, int] = {}
+        self.latest_signals: dict[tuple[str, str, str, str], Signals] = {}
 
     def revoke(self) -> None:
         self.owned = None
         self.merger = QueueMerger(self.bucket_ms)
         self.latest = {}
         self.engines = {}
+        self.latest_signals = {}
 
     def rebuild(self, partitions: set[int], engine_states: dict[int, dict[str, object]] | None = None) -> None:
         if self.owned == partitions:
@@ -386,8 +419,10 @@ class QueueStage:
                 if qp in by_partition:
                     by_partition[qp][key] = view
         out: list[Out] = []
+        self.latest_signals = {}
         for qp, engine in self.engines.items():
             signals = signals_for_views(by_partition[qp], self.rules)  # type: ignore[arg-type]
+            self.latest_signals.update(signals)
             changes = engine.evaluate(signals, now)
             out.extend(Out("alerts", a.id.encode(), orjson.dumps(a.to_json()), qp) for a in changes)
             if changes or now - self.snapshot_at.get(qp, 0) >= self.SNAPSHOT_EVERY_MS:

@@ -217,13 +217,15 @@ def test_signals_rho_aht_and_staffing() -> None:
 
 
 def test_signals_default_aht_overload_and_no_load() -> None:
-    busy = signals_from_view(view(arrivals_15m=15, arrivals_5m=5), defaults=StaffingDefaults(aht_s=120.0, concurrency=2.0))
+    defaults = StaffingDefaults(aht_s=120.0, concurrency=2.0)
+    busy = signals_from_view(view(arrivals_15m=15, arrivals_5m=5), defaults=defaults)
     assert (busy.aht_s, busy.aht_source, busy.concurrency) == (120.0, "default", 2.0)
     assert busy.rho is None and busy.overload and busy.slots == 0  # arrivals but no slots: flagged, not inf
     idle = signals_from_view(view())
     assert idle.rho is None and not idle.overload and idle.load_erlangs == 0.0
     assert idle.required_agents == 0 and idle.staffing_gap == 0
-    unknown = signals_from_view(view(arrivals_15m=15, arrivals_5m=5, live={"slots_capacity": None, "agents_serving": None}))
+    no_agents: dict[str, Any] = {"slots_capacity": None, "agents_serving": None}
+    unknown = signals_from_view(view(arrivals_15m=15, arrivals_5m=5, live=no_agents))
     assert unknown.rho is None and not unknown.overload and unknown.staffing_gap is None
     assert signals_from_view({"queue": "q"}) == Signals(aht_s=300.0, concurrency=3.0, reply_limit_s=30.0)
 
