@@ -144,12 +144,24 @@ class ScorerRun:
         return total
 
     async def read_compacted(self, topic: str, read_committed: bool = False) -> dict[bytes, bytes]:
+        """The latest value per key (what a compacted topic converges to)."""
+        out: dict[bytes, bytes] = {}
+        for key, value in await self.read_all(topic, read_committed):
+            if key is not None:
+                if value is None:
+                    out.pop(key, None)
+                else:
+                    out[key] = value
+        return out
+
+    async def read_all(self, topic: str, read_committed: bool = False) -> list[tuple[bytes | None, bytes | None]]:
+        """Every record of the topic, in partition order."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.kafka.bootstrap, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level="read_committed" if read_committed else "read_uncommitted",
         )
         await consumer.start()
-        out: dict[bytes, bytes] = {}
+        out: list[tuple[bytes | None, bytes | None]] = []
         try:
             parts = sorted(consumer.partitions_for_topic(topic) or [])
             if not parts:
@@ -163,12 +175,7 @@ class ScorerRun:
             while pending:
                 batch = await consumer.getmany(*pending, timeout_ms=1000)
                 for records in batch.values():
-                    for rec in records:
-                        if rec.key is not None:
-                            if rec.value is None:
-                                out.pop(rec.key, None)
-                            else:
-                                out[rec.key] = rec.value
+                    out.extend((rec.key, rec.value) for rec in records)
                 for tp in list(pending):
                     if await consumer.position(tp) >= end[tp]:
                         pending.discard(tp)

@@ -7,7 +7,7 @@ Counts are exact, means within 1e-9 relative; percentiles within the 2% the log 
 sample, then within 4%. The number of event and queue partitions, how the stream is cut into
 feed+tick calls, the wall clock handed to `tick` (event clock) and a full replay of the stream
 change nothing. Floors span at most 62 min, inside the scorer's 65 min retention of closed
-conversations; what happens beyond it is the separate (xfail) case at the end.
+conversations; what happens beyond it is the separate case at the end (tombstones after retention).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -339,11 +338,6 @@ def test_reference_on_random_seeds_is_deterministic() -> None:
     assert reference_views(events) == reference_views(list(reversed(events)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, not fixed here: a closed conversation is evicted after CONVERSATION_RETENTION_S (65 min); a later "
-    "order.placed or csat.rated for it then opens a new conversation (an arrival, and open forever in `unknown`). "
-    "Needs a retention decision (tombstones of evicted conversations, with their own expiry)."
-))
 def test_an_order_after_retention_does_not_reopen_the_conversation() -> None:
     def ev(n: int, cid: str, etype: str, t: int, **extra: Any) -> dict[str, Any]:
         return {"event_id": f"e{n}", "type": etype, "ts": T0 + t, "tenant": "acme", "shop_id": "s1",

@@ -1,0 +1,123 @@
+"""A simulated hour through real Kafka and real Faust workers equals the reference model:
+with one worker, with a second worker joining mid-run (a rebalance), and with a worker
+SIGKILLed mid-run and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from deploy.local.stack import KafkaBroker
+from services.simulator.model import FloorModel, SimConfig
+from tests.reference import reference_views
+from tests.unit.test_scorer_properties import assert_matches_reference
+
+from .scorer_harness import ScorerRun, produce
+
+START = 1_795_600_800_000  # a fixed hour, so the run is reproducible
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture(scope="module")
+def hour_of_events() -> list[dict[str, Any]]:
+    model = FloorModel(SimConfig(start_ms=START, seed=11, run_id="exact"))
+    events = model.events_until(START + HOUR_MS)
+    assert len(events) >= 50_000, len(events)
+    return [dict(e) for e in events]
+
+
+@pytest.fixture(scope="module")
+async def events_topic(kafka: KafkaBroker, hour_of_events: list[dict[str, Any]]) -> str:
+    topic = f"exact-{uuid.uuid4().hex[:6]}.chat-events"
+    await kafka.acreate_topic(topic, 6)
+    await produce(kafka.bootstrap, topic, hour_of_events)
+    return topic
+
+
+@pytest.fixture(scope="module")
+def expected(hour_of_events: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    now = max(int(e["ts"]) for e in hour_of_events)
+    return reference_views(hour_of_events, now)
+
+
+async def wait_until_equal(run: ScorerRun, want: dict[Any, dict[str, Any]], total: int, timeout: float = 240) -> None:
+    """Wait until every event was scored and the views settled, then require equality."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = await run.metric_sum("floorwatch_scorer_events_total")
+        if seen >= total:
+            break
+        await asyncio.sleep(1)
+    last_error: AssertionError | None = None
+    while time.monotonic() < deadline:
+        got = await run.views()
+        try:
+            assert_matches_reference(got, want)
+            return
+        except AssertionError as exc:  # views still settling: the next tick publishes the rest
+            last_error = exc
+        await asyncio.sleep(1)
+    assert last_error is not None
+    raise last_error
+
+
+def new_run(kafka: KafkaBroker, topic: str, name: str) -> ScorerRun:
+    return ScorerRun(kafka, f"{name}-{uuid.uuid4().hex[:6]}", topic)
+
+
+async def test_one_worker_equals_reference(
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
+) -> None:
+    run = new_run(kafka, events_topic, "one")
+    await run.create_topics()
+    try:
+        run.start_worker(0)
+        await run.wait_healthy(0)
+        await wait_until_equal(run, expected, len(hour_of_events))
+    finally:
+        run.stop()
+
+
+async def test_two_workers_with_a_rebalance_equal_reference(
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
+) -> None:
+    run = new_run(kafka, events_topic, "two")
+    await run.create_topics()
+    try:
+        run.start_worker(0)
+        await run.wait_healthy(0)
+        # Let the first worker get going, then add a second: partitions move mid-run.
+        deadline = time.monotonic() + 120
+        while await run.metric_sum("floorwatch_scorer_events_total") < len(hour_of_events) // 5:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        run.start_worker(1)
+        await run.wait_healthy(1)
+        await wait_until_equal(run, expected, 0)
+    finally:
+        run.stop()
+
+
+async def test_sigkill_mid_run_equals_reference(
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
+) -> None:
+    run = new_run(kafka, events_topic, "kill")
+    await run.create_topics()
+    try:
+        run.start_worker(0)
+        await run.wait_healthy(0)
+        deadline = time.monotonic() + 120
+        while await run.metric_sum("floorwatch_scorer_events_total") < len(hour_of_events) // 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        run.kill_worker(0)  # SIGKILL: no flush, no commit, no goodbye
+        run.start_worker(0)
+        await run.wait_healthy(0)
+        await wait_until_equal(run, expected, 0)
+    finally:
+        run.stop()
