@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from typing import Any
 
@@ -68,6 +69,28 @@ class ConvResult:
     assignee: str | None = None
 
 
+# The platforms' reply-time rules (METRICS.md): which replies count, the limit, the counted China-time hours.
+PLATFORM_RULES: dict[str, tuple[str, int, tuple[int, int] | None]] = {
+    "jd": ("frt", 30_000, None),
+    "pdd": ("reply", 180_000, (8, 23)),
+    "taobao": ("reply", 180_000, (8, 23)),
+    "tmall": ("reply", 180_000, (8, 23)),
+}
+CHINA = timezone(timedelta(hours=8))
+
+
+def _rule_record(platform: str, kind: str, ts: int, q: str, wait_ms: int) -> Record | None:
+    rule = PLATFORM_RULES.get(platform)
+    if rule is None or rule[0] != kind:
+        return None
+    hours = rule[2]
+    if hours is not None:
+        started = datetime.fromtimestamp((ts - wait_ms) / 1000, tz=CHINA)
+        if not hours[0] <= started.hour < hours[1]:
+            return None
+    return Record("rule", ts, q, wait_ms <= rule[1])
+
+
 def _walk(events: list[ChatEvent]) -> ConvResult:
     """One conversation, its events already deduplicated: apply them in (ts, event_id) order."""
     events = sorted(events, key=lambda e: (e.ts_ms, e.event_id))
@@ -103,9 +126,13 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
                         first_assigned_ts = ts
                 if conv.waiting_since is not None:
                     out.append(Record("reply", ts, q, ts - conv.waiting_since))
+                    if (rr := _rule_record(conv.platform, "reply", ts, q, ts - conv.waiting_since)) is not None:
+                        out.append(rr)
                     conv.waiting_since = None
                 if not conv.answered and conv.frt_start is not None:
                     out.append(Record("frt", ts, q, ts - conv.frt_start))
+                    if (rr := _rule_record(conv.platform, "frt", ts, q, ts - conv.frt_start)) is not None:
+                        out.append(rr)
                     out.append(Record("left", ts, q, ts - conv.frt_start))
                     conv.answered = True
         elif e.type == "conversation.assigned":
@@ -222,6 +249,11 @@ def window_figures(records: list[Record], width: int) -> dict[str, Any]:
             "participation": _ratio(len(scores), len(closed)),
         },
         "conversion_rate": _ratio(len(by["last_order"]), len(by["last_reply"])),
+        "platform_rule": {
+            "counted": len(by["rule"]),
+            "met": sum(1 for r in by["rule"] if r.value),
+            "met_rate": _ratio(sum(1 for r in by["rule"] if r.value), len(by["rule"])),
+        },
         "answer_question_ratio": _ratio(len(by["msg_agent"]), len(by["msg_customer"])),
     }
 

@@ -37,6 +37,7 @@ from typing import Any, Final, Literal, NamedTuple
 from . import erlang
 from .config import SL_THRESHOLDS_S, env_float
 from .merge import ALL
+from .platform_rules import platform_rules
 
 __all__ = [
     "DEFAULT_REPLY_LIMIT_S",
@@ -77,7 +78,7 @@ RULES: Final[tuple[Rule, ...]] = ("peak_load", "oldest_wait", "sla_breach", "sta
 # as late. JD counts first replies within 30 s; Pinduoduo, Taobao and Tmall count human replies within
 # 3 minutes. Qianniu's 100 s "slow reply" is a flag, not a breach: it is the oldest_wait warning level.
 PLATFORM_REPLY_LIMITS_S: Final[Mapping[str, float]] = MappingProxyType(
-    {"jd": 30.0, "pdd": 180.0, "taobao": 180.0, "tmall": 180.0}
+    {platform: rule.limit_s for platform, rule in platform_rules().items()}
 )
 DEFAULT_REPLY_LIMIT_S: Final = 180.0
 

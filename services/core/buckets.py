@@ -12,6 +12,7 @@ from typing import Any, Final, NamedTuple
 
 from .config import SL_THRESHOLDS_S, SLOW_REPLY_S
 from .dist import Dist
+from .platform_rules import PlatformRule
 
 
 class Fact(NamedTuple):
@@ -55,6 +56,8 @@ COUNTERS: Final = (
     "ordered_convs",
     "msgs_customer",
     "msgs_agent",
+    "rule_counted",  # replies the platform's reply-time rule counts (its counted hours)
+    "rule_met",  # ...and that met its limit
 )
 _SLOW_MS: Final = int(SLOW_REPLY_S * 1000)
 _SL_MS: Final = tuple((f"sl_{t}", t * 1000) for t in SL_THRESHOLDS_S)
@@ -68,8 +71,13 @@ class Bucket:
         self.frt = Dist()
         self.reply = Dist()
 
-    def apply(self, fact: Fact, sign: int) -> None:
+    def apply(self, fact: Fact, sign: int, rule: PlatformRule | None = None) -> None:
+        """Add (sign=1) or retract (sign=-1) a fact; `rule` is the scope's platform reply-time rule."""
         c, kind, v = self.c, fact.kind, fact.value
+        if rule is not None and kind == (FRT if rule.first_reply_only else REPLY) and rule.counts(fact.ts - v):
+            c["rule_counted"] += sign
+            if v <= rule.limit_ms:
+                c["rule_met"] += sign
         if kind == MSG_CUSTOMER:
             c["msgs_customer"] += sign
         elif kind == MSG_AGENT:
@@ -173,5 +181,10 @@ def window_figures(total: Bucket, window_ms: int) -> dict[str, Any]:
             "participation": _ratio(c["csat_n"], c["closed"]),
         },
         "conversion_rate": _ratio(c["ordered_convs"], c["replied_convs"]),
+        "platform_rule": {
+            "counted": c["rule_counted"],
+            "met": c["rule_met"],
+            "met_rate": _ratio(c["rule_met"], c["rule_counted"]),
+        },
         "answer_question_ratio": _ratio(c["msgs_agent"], c["msgs_customer"]),
     }

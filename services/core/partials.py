@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from .buckets import Bucket, Fact
 from .conversation import ConvState
+from .platform_rules import rule_for
 
 
 class Scope(NamedTuple):
@@ -105,6 +106,7 @@ class PartitionPartials:
 
     def apply_facts(self, tenant: str, shop_id: str, platform: str, delta: list[tuple[Fact, int]]) -> None:
         size = self.bucket_ms
+        rule = rule_for(platform)
         for fact, sign in delta:
             scope = Scope(tenant, shop_id, platform, fact.queue)
             start = fact.ts - fact.ts % size
@@ -114,7 +116,7 @@ class PartitionPartials:
             bucket = per_scope.get(start)
             if bucket is None:
                 bucket = per_scope[start] = Bucket()
-            bucket.apply(fact, sign)
+            bucket.apply(fact, sign, rule)
             self.dirty.add((scope, start))
 
     def apply_live(self, tenant: str, shop_id: str, platform: str, old: LiveKey | None, new: LiveKey | None) -> None:

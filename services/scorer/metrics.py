@@ -71,6 +71,11 @@ WINDOW_GAUGES: Final[tuple[tuple[str, str, str | None, dict[str, Callable[[dict[
      {"": lambda w: w["csat"]["satisfied_share"]}),
     ("floorwatch_queue_conversion_rate_ratio", "Conversations with an order / conversations with a human reply", None,
      {"": lambda w: w["conversion_rate"]}),
+    ("floorwatch_queue_platform_rule_met_ratio",
+     "Replies meeting the platform's reply-time rule / replies it counts (JD first reply 30 s; PDD/Taobao 180 s)",
+     None, {"": lambda w: w["platform_rule"]["met_rate"]}),
+    ("floorwatch_queue_platform_rule_counted", "Replies the platform's reply-time rule counts in the window", None,
+     {"": lambda w: w["platform_rule"]["counted"]}),
     ("floorwatch_queue_answer_question_ratio", "Agent messages / customer messages", None,
      {"": lambda w: w["answer_question_ratio"]}),
 )
