@@ -111,13 +111,17 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
 
         if e.type == "message" and e.sender == "customer":
             out.append(Record("msg_customer", ts, q))
+            if conv.assignee is not None and not conv.closed:
+                out.append(Record("msg_customer", ts, AGENT + conv.assignee))
             if not conv.closed:
                 if conv.waiting_since is None:
                     conv.waiting_since = ts
                 if conv.frt_start is None:
                     conv.frt_start = ts
         elif e.type == "message" and e.sender == "agent":
+            me = AGENT + (e.agent_id or "")
             out.append(Record("msg_agent", ts, q))
+            out.append(Record("msg_agent", ts, me))
             last_reply = Record("last_reply", ts, q)
             if not conv.closed:
                 if conv.assignee is None:
@@ -126,13 +130,17 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
                         first_assigned_ts = ts
                 if conv.waiting_since is not None:
                     out.append(Record("reply", ts, q, ts - conv.waiting_since))
-                    if (rr := _rule_record(conv.platform, "reply", ts, q, ts - conv.waiting_since)) is not None:
-                        out.append(rr)
+                    out.append(Record("reply", ts, me, ts - conv.waiting_since))
+                    for where in (q, me):  # the queue's compliance, and the replying agent's
+                        if (rr := _rule_record(conv.platform, "reply", ts, where, ts - conv.waiting_since)):
+                            out.append(rr)
                     conv.waiting_since = None
                 if not conv.answered and conv.frt_start is not None:
                     out.append(Record("frt", ts, q, ts - conv.frt_start))
-                    if (rr := _rule_record(conv.platform, "frt", ts, q, ts - conv.frt_start)) is not None:
-                        out.append(rr)
+                    out.append(Record("frt", ts, me, ts - conv.frt_start))
+                    for where in (q, me):
+                        if (rr := _rule_record(conv.platform, "frt", ts, where, ts - conv.frt_start)):
+                            out.append(rr)
                     out.append(Record("left", ts, q, ts - conv.frt_start))
                     conv.answered = True
         elif e.type == "conversation.assigned":
@@ -160,6 +168,8 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
                     out.append(Record("left", ts, q, None))
                 handle = None if first_assigned_ts is None else ts - first_assigned_ts
                 out.append(Record("closed", ts, q, (e.reason, handle)))
+                if conv.assignee is not None:
+                    out.append(Record("closed", ts, AGENT + conv.assignee, (e.reason, handle)))
                 conv.closed = True
                 conv.waiting_since = None
         elif e.type == "csat.rated":
@@ -184,8 +194,13 @@ class AgentResult:
     queues: tuple[str, ...]
 
 
+AGENT = "@agent:"  # records attributed to an agent (the per-agent view) use this pseudo-queue
+
+
 def view_keys_of(scope: Scope) -> list[ViewKey]:
     t, s, p, q = scope
+    if q.startswith(AGENT):
+        return [(q, t, s, p)]  # an agent belongs to one shop: no roll-ups
     return [(q, ALL, ALL, ALL), (q, t, ALL, ALL), (q, ALL, ALL, p), (q, t, ALL, p), (q, t, s, p)]
 
 

@@ -37,6 +37,18 @@ LAST_REPLY: Final = "last_reply"
 LAST_ORDER: Final = "last_order"
 CLOSED_PREFIX: Final = "closed_"  # closed_<reason>; value = handle time ms, or -1 if no agent handled it
 
+# Facts attributed to an agent (the Chitu per-agent view) carry the pseudo-queue "@agent:<id>":
+# they flow through the same buckets, partials and merge as a queue's, and never mix with a real queue.
+AGENT_PREFIX: Final = "@agent:"
+
+
+def agent_scope(agent_id: str) -> str:
+    return AGENT_PREFIX + agent_id
+
+
+def is_agent_scope(queue: str) -> bool:
+    return queue.startswith(AGENT_PREFIX)
+
 COUNTERS: Final = (
     "arrivals",
     "left",

@@ -27,6 +27,7 @@ from .buckets import (
     REPLY,
     TRANSFER_OUT,
     Fact,
+    agent_scope,
 )
 from .events import ChatEvent
 
@@ -115,13 +116,18 @@ def step(s: ConvState, ev: ConvEvent) -> Delta:
     if etype == "message":
         if ev.sender == "customer":
             out.append((Fact(MSG_CUSTOMER, ts, q), 1))
+            if s.assignee and not s.closed:  # the question is the assigned agent's to answer
+                out.append((Fact(MSG_CUSTOMER, ts, agent_scope(s.assignee)), 1))
             if not s.closed:
                 if s.waiting_since is None:
                     s.waiting_since = ts
                 if s.frt_start is None:
                     s.frt_start = ts
         elif ev.sender == "agent":
+            me = agent_scope(ev.agent_id or "")
             out.append((Fact(MSG_AGENT, ts, q), 1))
+            if ev.agent_id:
+                out.append((Fact(MSG_AGENT, ts, me), 1))
             if s.last_reply_ts is not None and s.last_reply_queue is not None:
                 out.append((Fact(LAST_REPLY, s.last_reply_ts, s.last_reply_queue), -1))
             s.last_reply_ts, s.last_reply_queue = ts, q
@@ -130,12 +136,17 @@ def step(s: ConvState, ev: ConvEvent) -> Delta:
                 if s.assignee is None and ev.agent_id:
                     _assign(s, ev.agent_id, ts)
                 if s.waiting_since is not None:
-                    out.append((Fact(REPLY, ts, q, max(0, ts - s.waiting_since)), 1))
+                    reply = max(0, ts - s.waiting_since)
+                    out.append((Fact(REPLY, ts, q, reply), 1))
+                    if ev.agent_id:
+                        out.append((Fact(REPLY, ts, me, reply), 1))
                     s.waiting_since = None
                 if not s.answered and s.frt_start is not None:
                     frt = max(0, ts - s.frt_start)
                     out.append((Fact(FRT, ts, q, frt), 1))
                     out.append((Fact(LEFT, ts, q, frt), 1))
+                    if ev.agent_id:
+                        out.append((Fact(FRT, ts, me, frt), 1))
                     s.answered = True
         # Bot messages are not replies: they clear nothing and count in no ratio.
     elif etype == "conversation.assigned":
@@ -159,6 +170,8 @@ def step(s: ConvState, ev: ConvEvent) -> Delta:
                 out.append((Fact(LEFT, ts, q, -1), 1))
             handle = -1 if s.first_assigned_ts is None else max(0, ts - s.first_assigned_ts)
             out.append((Fact(CLOSED_PREFIX + reason, ts, q, handle), 1))
+            if s.assignee:  # a chat the agent handled (接待), with its handle time
+                out.append((Fact(CLOSED_PREFIX + reason, ts, agent_scope(s.assignee), handle), 1))
             s.closed = True
             s.waiting_since = None
     elif etype == "csat.rated":

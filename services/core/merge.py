@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from .agents import AgentLive
-from .buckets import Bucket, window_figures
+from .buckets import Bucket, is_agent_scope, window_figures
 from .config import WINDOWS
 from .partials import Live, Scope
 
@@ -35,6 +35,9 @@ def iso(ms: int) -> str:
 def view_keys(scope: Scope) -> Iterable[tuple[str, str, str, str]]:
     """The views a scope rolls up into: (queue, tenant, shop, platform), '*' meaning all."""
     t, s, p, q = scope
+    if is_agent_scope(q):  # an agent works in one shop: no roll-ups
+        yield (q, t, s, p)
+        return
     yield (q, ALL, ALL, ALL)
     yield (q, t, ALL, ALL)
     yield (q, ALL, ALL, p)

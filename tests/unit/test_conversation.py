@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from services.core.buckets import ARRIVAL, CSAT, FRT, LEFT, MSG_AGENT, MSG_CUSTOMER, REPLY, Fact
+from services.core.buckets import ARRIVAL, CSAT, FRT, LEFT, MSG_AGENT, MSG_CUSTOMER, REPLY, Fact, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState, step
 from services.core.events import parse_event
 from services.scorer.inprocess import InProcessScorer
@@ -73,12 +73,15 @@ def window(views: dict[tuple[str, str, str, str], dict[str, Any]], queue: str = 
     return view(views, queue)["windows"][name]  # type: ignore[no-any-return]
 
 
-def facts_of(events: list[dict[str, Any]]) -> list[Fact]:
-    """The facts `step` records for one conversation's events in (ts, event_id) order (net of retractions)."""
+def facts_of(events: list[dict[str, Any]], agents: bool = False) -> list[Fact]:
+    """The facts `step` records for one conversation's events in (ts, event_id) order (net of retractions):
+    the queue's, or with `agents` the ones attributed to agents (the per-agent view)."""
     state = ConvState()
     out: list[Fact] = []
     for e in sorted((parse_event(o) for o in events), key=lambda e: (e.ts_ms, e.event_id)):
         for fact, sign in step(state, ConvEvent.of(e)):
+            if is_agent_scope(fact.queue) != agents:
+                continue
             if sign > 0:
                 out.append(fact)
             else:
@@ -87,7 +90,8 @@ def facts_of(events: list[dict[str, Any]]) -> list[Fact]:
 
 
 def values(facts: list[Fact], kind: str) -> list[int]:
-    return [f.value for f in facts if f.kind == kind]
+    """Values of the queue's facts of a kind (not the copies attributed to agents)."""
+    return [f.value for f in facts if f.kind == kind and not is_agent_scope(f.queue)]
 
 
 def check_reference(events: list[dict[str, Any]], views: dict[tuple[str, str, str, str], dict[str, Any]]) -> None:
@@ -365,7 +369,7 @@ def test_reply_arriving_before_the_customer_message_is_replayed_in_event_time_or
     assert (Fact(ARRIVAL, at(12), "unknown"), -1) in second
     assert (Fact(ARRIVAL, at(2), "presales"), 1) in second
     assert (Fact(FRT, at(12), "presales", 10_000), 1) in second
-    assert {f.queue for f in conv.facts} == {"presales"}
+    assert {f.queue for f in conv.facts if not is_agent_scope(f.queue)} == {"presales"}
 
     views = score([reply, customer])
     assert views == score([customer, reply])
