@@ -6,8 +6,8 @@ Counts are exact, means within 1e-9 relative; percentiles within the 2% the log 
 (for values >= 1 s; 20 ms below that) and maxima exact unless an out-of-order event retracted a
 sample, then within 4%. The number of event and queue partitions, how the stream is cut into
 feed+tick calls, the wall clock handed to `tick` (event clock) and a full replay of the stream
-change nothing. Floors span at most 62 min, inside the scorer's 65 min retention of closed
-conversations; what happens beyond it is the separate case at the end (tombstones after retention).
+change nothing. Some floors span 2.5 h, and ratings or orders may come more than the scorer's
+65 min retention after a close (they must count in the conversation's queue, never reopen it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from tests.reference import WINDOWS, ViewKey, empty_view, reference_views
 
 GRACE_MS = 60_000
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z, a minute boundary
-MAX_SPAN_MS = 62 * 60_000  # longer than the 1h window, shorter than the scorer's 65 min retention of closed chats
+HOUR_SPAN_MS = 62 * 60_000  # a little longer than the 1h window
+LONG_SPAN_MS = 150 * 60_000  # past the scorer's 65 min retention of closed conversations
+AFTER_RETENTION = st.integers(65 * 60_000 + 1, 90 * 60_000)
 
 TENANTS = ("acme", "bolt")
 SHOP_NAMES = ("s1", "s2")
@@ -119,7 +121,7 @@ def conversation(draw: st.DrawFn, cid: str, shop: tuple[str, str, str], agents: 
     if draw(st.booleans()):
         add("conversation.closed", 1 + draw(gaps), reason=draw(st.sampled_from(CLOSE_REASONS)))
         for step in draw(st.lists(st.sampled_from(["csat", "order", "agent", "customer", "close"]), max_size=3)):
-            gap = 1 + draw(gaps)
+            gap = 1 + draw(AFTER_RETENTION if draw(st.integers(0, 3)) == 0 else gaps)
             if step == "csat":
                 add("csat.rated", gap, score=draw(st.integers(1, 5)))
             elif step == "order":
@@ -154,7 +156,7 @@ def floors(draw: st.DrawFn, max_conversations: int = 30) -> Floor:
     shops = draw(st.lists(st.tuples(st.sampled_from(TENANTS), st.sampled_from(SHOP_NAMES), st.sampled_from(PLATFORMS)),
                           min_size=1, max_size=3, unique=True))
     base = T0 + draw(st.integers(0, 59_999))  # not aligned to buckets
-    end = base + draw(st.sampled_from([MAX_SPAN_MS, 1_000_000, 200_000, 30_000]))
+    end = base + draw(st.sampled_from([HOUR_SPAN_MS, 1_000_000, 200_000, 30_000, LONG_SPAN_MS]))
     events: list[dict[str, Any]] = []
     agents_of: dict[tuple[str, str, str], list[str]] = {}
     for n, shop in enumerate(shops):
@@ -313,8 +315,8 @@ def strip_bounded(views: dict[ViewKey, dict[str, Any]]) -> dict[ViewKey, Any]:
 
 
 def test_generator_reaches_out_of_order_and_duplicates() -> None:
-    """The strategy is not vacuous: it makes out-of-order arrivals, duplicates, ties and long floors."""
-    seen = {"reordered": False, "duplicated": False, "long": False, "retracting": False}
+    """The strategy is not vacuous: out-of-order arrivals, duplicates, long floors, events after retention."""
+    seen = {"reordered": False, "duplicated": False, "long": False, "retracting": False, "after_retention": False}
 
     @settings(PROPERTY, max_examples=40)
     @given(floors())
@@ -325,6 +327,12 @@ def test_generator_reaches_out_of_order_and_duplicates() -> None:
         seen["duplicated"] |= len(set(ids)) < len(ids)
         seen["long"] |= max(ts) - min(ts) > 3_000_000
         seen["retracting"] |= not floor.in_order
+        closed_at: dict[str, int] = {}
+        for e in sorted(floor.events, key=lambda e: e["ts"]):
+            if e["type"] == "conversation.closed":
+                closed_at.setdefault(e["conversation_id"], e["ts"])
+            elif e.get("conversation_id") in closed_at:
+                seen["after_retention"] |= e["ts"] - closed_at[e["conversation_id"]] > 65 * 60_000
 
     probe()
     assert all(seen.values()), seen
