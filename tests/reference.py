@@ -254,6 +254,7 @@ def window_figures(records: list[Record], width: int) -> dict[str, Any]:
         "sl": {name: _ratio(sum(1 for v in answered if v <= x), len(left)) for name, x in SL_THRESHOLDS_MS.items()},
         "abandoned": abandoned,
         "abandon_rate": _ratio(abandoned, len(left)),
+        "closed": len(closed),
         "aht_s": sum(handles) / len(handles) / 1000 if handles else None,
         "transfer_rate": _ratio(len(by["transfer_out"]), arrivals),
         "self_service_rate": _ratio(sum(1 for why, _ in closed if why == "bot_resolved"), len(closed)),
@@ -270,6 +271,7 @@ def window_figures(records: list[Record], width: int) -> dict[str, Any]:
             "met_rate": _ratio(sum(1 for r in by["rule"] if r.value), len(by["rule"])),
         },
         "answer_question_ratio": _ratio(len(by["msg_agent"]), len(by["msg_customer"])),
+        "messages": {"customer": len(by["msg_customer"]), "agent": len(by["msg_agent"])},
     }
 
 

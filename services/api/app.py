@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from services.core import erlang
 from services.core.merge import iso
 
+from .agents import mount_agents
 from .alerts import AlertStore, mount_alerts
 from .settings import ApiSettings
 from .stream import mount_stream
@@ -176,6 +177,7 @@ def create_app(
             "load_erlangs": need.load_erlangs,
         }
 
+    mount_agents(app, views)  # GET /v1/agents, /v1/agents/{agent_id}
     close_alerts = mount_alerts(app, alerts, cfg)  # GET /v1/alerts, POST /v1/alerts/{id}/ack
     hub = mount_stream(app, views, cfg.stale_after_s)
     alerts.on_change = lambda alert: hub.publish_alerts([alert])  # GET /v1/stream; app.state.stream.publish_alerts(...)

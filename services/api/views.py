@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from services.core.buckets import is_agent_scope
 from services.core.wire import parse_view_key
 
 from .mirror import TopicMirror
@@ -42,7 +43,7 @@ class ViewStore(TopicMirror):
         """Views matching the filters: without shop_id the roll-up for tenant/platform (or all)."""
         out = []
         for (q, t, s, p), view in self.views.items():
-            if queue is not None and q != queue:
+            if (queue is not None and q != queue) or is_agent_scope(q):
                 continue
             if shop_id is not None:
                 if s != shop_id or (tenant is not None and t != tenant) or (platform is not None and p != platform):

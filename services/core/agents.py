@@ -36,6 +36,9 @@ class AgentState:
     capacity: int = 1
     queues: tuple[str, ...] = ()
     active: set[str] = field(default_factory=set)
+    # (ts, status, active chats) at every change, within the longest window plus the state before it:
+    # time per status and the most concurrent chats in a window come from it.
+    history: list[tuple[int, str | None, int]] = field(default_factory=list)
 
     def apply_status(
         self, ts: int, event_id: str, tenant: str, shop_id: str, platform: str,
@@ -46,16 +49,37 @@ class AgentState:
         self.status_key = (ts, event_id)
         self.tenant, self.shop_id, self.platform = tenant, shop_id, platform
         self.status, self.capacity, self.queues = status, capacity, queues
+        self._record(ts)
         return True
 
-    def set_active(self, conversation_id: str, active: bool) -> bool:
+    def set_active(self, conversation_id: str, active: bool, ts: int | None = None) -> bool:
         if active == (conversation_id in self.active):
             return False
         if active:
             self.active.add(conversation_id)
         else:
             self.active.discard(conversation_id)
+        if ts is not None:
+            self._record(ts)
         return True
+
+    def _record(self, ts: int) -> None:
+        entry = (ts, self.status, len(self.active))
+        h = self.history
+        # Keep it in time order: a late change is inserted where it belongs (status is last-writer-wins).
+        i = len(h)
+        while i > 0 and h[i - 1][0] > ts:
+            i -= 1
+        h.insert(i, entry)
+
+    def prune_history(self, before: int) -> None:
+        """Forget changes before `before`, keeping the one in force at that moment."""
+        h = self.history
+        i = 0
+        while i + 1 < len(h) and h[i + 1][0] <= before:
+            i += 1
+        if i:
+            del h[:i]
 
     def contribution(self) -> dict[Scope, AgentLive]:
         status = self.status
@@ -83,6 +107,7 @@ class AgentState:
             "c": self.capacity,
             "q": list(self.queues),
             "a": sorted(self.active),
+            "h": [list(e) for e in self.history],
         }
 
     @classmethod
@@ -92,7 +117,35 @@ class AgentState:
             tenant=tenant, shop_id=shop, platform=platform, status=raw["s"],
             status_key=(int(raw["k"][0]), str(raw["k"][1])), capacity=int(raw["c"]),
             queues=tuple(raw["q"]), active=set(raw["a"]),
+            history=[(int(t), st, int(n)) for t, st, n in raw.get("h", [])],
         )
+
+    def summary(self) -> dict[str, Any]:
+        """What stage 2 needs for the agent's own view (published whole on every change)."""
+        return {
+            "status": self.status, "capacity": self.capacity, "queues": list(self.queues),
+            "active_chats": len(self.active), "history": [list(e) for e in self.history],
+        }
+
+
+STATUSES = ("online", "busy", "away", "offline")
+
+
+def agent_window(summary: dict[str, Any], now: int, width: int) -> dict[str, Any]:
+    """Seconds in each status and the most concurrent chats over (now - width, now]."""
+    lo = now - width
+    seconds = dict.fromkeys(STATUSES, 0.0)
+    most: int | None = None
+    history = summary.get("history", [])
+    for i, (ts, status, active) in enumerate(history):
+        end = history[i + 1][0] if i + 1 < len(history) else now
+        if (end <= lo and i + 1 < len(history)) or ts > now:
+            continue  # over before the window began, or not yet begun
+        overlap = min(end, now) - max(ts, lo)
+        if status in seconds and overlap > 0:
+            seconds[status] += overlap / 1000
+        most = active if most is None else max(most, active)
+    return {"status_seconds": seconds, "max_concurrent": most}
 
 
 class PartitionAgents:

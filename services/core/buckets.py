@@ -183,6 +183,7 @@ def window_figures(total: Bucket, window_ms: int) -> dict[str, Any]:
         "left_unanswered": c["left"],
         "abandoned": c["abandoned"],
         "abandon_rate": _ratio(c["abandoned"], c["left"]),
+        "closed": c["closed"],
         "aht_s": None if c["handled"] <= 0 else c["handle_ms"] / c["handled"] / 1000,
         "transfer_rate": _ratio(c["transfers_out"], c["arrivals"]),
         "self_service_rate": _ratio(c["closed_bot"], c["closed"]),
@@ -199,4 +200,5 @@ def window_figures(total: Bucket, window_ms: int) -> dict[str, Any]:
             "met_rate": _ratio(c["rule_met"], c["rule_counted"]),
         },
         "answer_question_ratio": _ratio(c["msgs_agent"], c["msgs_customer"]),
+        "messages": {"customer": c["msgs_customer"], "agent": c["msgs_agent"]},
     }

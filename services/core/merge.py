@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from .agents import AgentLive
+from .agents import AgentLive, agent_window
 from .buckets import Bucket, is_agent_scope, window_figures
 from .config import WINDOWS
 from .partials import Live, Scope
@@ -99,6 +99,7 @@ class QueueMerger:
         self.lives: dict[SrcKey, Live] = {}
         self.agents: dict[SrcKey, AgentLive] = {}
         self.watermarks: dict[tuple[str, int], int] = {}
+        self.agent_states: dict[Scope, dict[str, Any]] = {}
 
     # --- input -----------------------------------------------------------------------------
     def put_bucket(self, src: str, part: int, scope: Scope, start: int, new: Bucket | None) -> None:
@@ -152,6 +153,13 @@ class QueueMerger:
         else:
             self.agents[(src, part, scope)] = agents
 
+    def put_agent_state(self, scope: Scope, state: dict[str, Any] | None) -> None:
+        """One agent's own state (only its partition of the agent stage sends it: no merge needed)."""
+        if state is None:
+            self.agent_states.pop(scope, None)
+        else:
+            self.agent_states[scope] = state
+
     def put_watermark(self, src: str, part: int, ts: int) -> None:
         self.watermarks[(src, part)] = max(ts, self.watermarks.get((src, part), 0))
 
@@ -170,7 +178,7 @@ class QueueMerger:
 
     # --- output ----------------------------------------------------------------------------
     def scopes(self) -> set[Scope]:
-        out = {k[2] for k in self.lives} | {k[2] for k in self.agents}
+        out = {k[2] for k in self.lives} | {k[2] for k in self.agents} | set(self.agent_states)
         out.update(s for s, b in self.fine.items() if b)
         return out
 
@@ -218,11 +226,17 @@ class QueueMerger:
         out: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         for key, windows in group_windows.items():
             queue, tenant, shop, platform = key
-            out[key] = {
+            view: dict[str, Any] = {
                 "queue": queue,
                 "scope": {"tenant": tenant, "shop_id": shop, "platform": platform},
                 "as_of": as_of,
                 "live": live_figures(group_live.get(key), group_agents.get(key), now),
                 "windows": {n: window_figures(b, WINDOWS[n]) for n, b in windows.items()},
             }
+            if is_agent_scope(queue):
+                state = self.agent_states.get(Scope(tenant, shop, platform, queue), {})
+                view["agent"] = {k: v for k, v in state.items() if k != "history"}
+                for n, w in view["windows"].items():
+                    w.update(agent_window(state, now, WINDOWS[n]))
+            out[key] = view
         return out

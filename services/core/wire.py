@@ -13,6 +13,7 @@ from .partials import Scope
 SLOT_LIVE: Final = -1
 SLOT_AGENTS: Final = -2
 SLOT_WATERMARK: Final = -3
+SLOT_AGENT_STATE: Final = -4  # one agent's status, capacity, chats and change history (its own view)
 
 SRC_CONVERSATIONS: Final = "c"
 SRC_AGENTS: Final = "a"

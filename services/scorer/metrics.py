@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from services.core.buckets import AGENT_PREFIX, is_agent_scope
+
 LABELS: Final = ["queue", "tenant", "shop", "platform"]
 
 # (metric name, help, path into the view's "live" block)
@@ -88,7 +90,9 @@ class ViewsCollector(Collector):
         self._views = views
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        views = list(self._views())
+        every = list(self._views())
+        views = [v for v in every if not is_agent_scope(v["queue"])]
+        yield from _agent_families([v for v in every if is_agent_scope(v["queue"])])
         for name, doc, field in LIVE_GAUGES:
             fam = GaugeMetricFamily(name, doc, labels=LABELS)
             for v in views:
@@ -167,6 +171,45 @@ class AlertsCollector(Collector):
                 breach.add_metric(labels, float(a.time_to_breach_s))
             info.add_metric([a.id, a.summary_zh, a.summary_en], 1.0)
         yield from (firing, value, threshold, breach, info)
+
+
+AGENT_LABELS: Final = ["agent", "tenant", "shop", "platform"]
+# (metric name, help, getter from an agent view's window)
+AGENT_WINDOW_GAUGES: Final[tuple[tuple[str, str, Callable[[dict[str, Any]], Any]], ...]] = (
+    ("floorwatch_agent_chats_handled", "Conversations closed while assigned to the agent", lambda w: w["closed"]),
+    ("floorwatch_agent_frt_mean_seconds", "The agent's mean first response time", _frt("mean_s")),
+    ("floorwatch_agent_reply_mean_seconds", "The agent's mean reply time", _reply("mean_s")),
+    ("floorwatch_agent_messages_sent", "Messages the agent sent", lambda w: w["messages"]["agent"]),
+    ("floorwatch_agent_answer_question_ratio", "The agent's messages / its buyers' messages",
+     lambda w: w["answer_question_ratio"]),
+    ("floorwatch_agent_max_concurrent_chats", "Most chats the agent held at once", lambda w: w.get("max_concurrent")),
+)
+
+
+def _agent_families(views: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
+    active = GaugeMetricFamily("floorwatch_agent_active_chats", "Chats the agent holds now", labels=AGENT_LABELS)
+    capacity = GaugeMetricFamily("floorwatch_agent_capacity", "The agent's chat slots", labels=AGENT_LABELS)
+    status = GaugeMetricFamily("floorwatch_agent_status", "1 for the agent's current status",
+                               labels=[*AGENT_LABELS, "status"])
+    seconds = GaugeMetricFamily("floorwatch_agent_status_seconds", "Seconds in each status within the window",
+                                labels=[*AGENT_LABELS, "window", "status"])
+    windowed = [GaugeMetricFamily(n, d, labels=[*AGENT_LABELS, "window"]) for n, d, _ in AGENT_WINDOW_GAUGES]
+    for v in views:
+        labels = [v["queue"][len(AGENT_PREFIX):], *_labels(v)[1:]]
+        agent = v.get("agent", {})
+        if agent.get("active_chats") is not None:
+            active.add_metric(labels, float(agent["active_chats"]))
+        if agent.get("capacity") is not None:
+            capacity.add_metric(labels, float(agent["capacity"]))
+        if agent.get("status"):
+            status.add_metric([*labels, agent["status"]], 1.0)
+        for window, w in v["windows"].items():
+            for fam, (_n, _d, get) in zip(windowed, AGENT_WINDOW_GAUGES, strict=True):
+                if (value := get(w)) is not None:
+                    fam.add_metric([*labels, window], float(value))
+            for st, secs in (w.get("status_seconds") or {}).items():
+                seconds.add_metric([*labels, window, st], float(secs))
+    yield from (active, capacity, status, seconds, *windowed)
 
 
 def _labels(view: dict[str, Any]) -> list[str]:

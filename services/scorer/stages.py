@@ -17,12 +17,13 @@ import orjson
 
 from services.core.agents import AgentLive, AgentState, PartitionAgents
 from services.core.alerts import Alert, AlertEngine, AlertRules, Signals, signals_for_views
-from services.core.buckets import Bucket
+from services.core.buckets import Bucket, agent_scope, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState
 from services.core.events import EventError, event_from_record
 from services.core.merge import QueueMerger
 from services.core.partials import Live, PartitionPartials, Scope, live_key
 from services.core.wire import (
+    SLOT_AGENT_STATE,
     SLOT_AGENTS,
     SLOT_LIVE,
     SLOT_WATERMARK,
@@ -107,7 +108,8 @@ class ConversationStage:
             part.apply_live(conv.tenant, conv.shop_id, conv.platform, None, live_key(conv.state))
             # Re-assert each conversation's slot: idempotent, and repairs a change lost in a crash.
             if conv.state.assignee:
-                out.append(self._assignment(conv.state.assignee, key, conv.state.active_agent is not None))
+                active = conv.state.active_agent is not None
+                out.append(self._assignment(conv.state.assignee, key, active, conv.last_event_ts))
             if conv.state.closed:
                 closed[p].append((conv.last_event_ts, key))
         for p in todo:
@@ -162,9 +164,9 @@ class ConversationStage:
         new_agent = conv.state.active_agent
         if new_agent != old_agent:
             if old_agent:
-                out.append(self._assignment(old_agent, ckey, False))
+                out.append(self._assignment(old_agent, ckey, False, ev.ts_ms))
             if new_agent:
-                out.append(self._assignment(new_agent, ckey, True))
+                out.append(self._assignment(new_agent, ckey, True, ev.ts_ms))
         conv.prune_facts(wm - self.horizon_ms)
         self._store(ckey, conv, partition)
         if conv.state.closed and (ev.type == "conversation.closed" or gone_ts is not None):
@@ -172,8 +174,8 @@ class ConversationStage:
         self._evict(partition, wm)
         return out
 
-    def _assignment(self, agent_id: str, conversation_key: bytes, active: bool) -> Out:
-        value = orjson.dumps({"k": "assign", "c": conversation_key.decode(), "active": active})
+    def _assignment(self, agent_id: str, conversation_key: bytes, active: bool, ts: int) -> Out:
+        value = orjson.dumps({"k": "assign", "c": conversation_key.decode(), "active": active, "ts": ts})
         return Out("agent_changes", agent_id.encode(), value)
 
     def _load(self, key: bytes) -> tuple[Conversation | None, int | None]:
@@ -264,15 +266,19 @@ def _dead_letter(key: bytes | None, value: bytes | None, partition: int, reason:
 class AgentStage:
     """Agent-keyed stage: presence, capacity and active chats joined per agent."""
 
-    def __init__(self, table: Table, metrics: PipelineMetrics, *, queue_partitions: int) -> None:
+    def __init__(self, table: Table, metrics: PipelineMetrics, *, queue_partitions: int,
+                 horizon_ms: int = 3_720_000) -> None:
         self.table = table
         self.m = metrics
         self.queue_partitions = queue_partitions
+        self.horizon_ms = horizon_ms
         self.parts: dict[int, PartitionAgents] = {}
+        self.dirty_agents: dict[int, dict[str, AgentState]] = {}
 
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
             self.parts.pop(p, None)
+            self.dirty_agents.pop(p, None)
 
     def rebuild(self, partitions: set[int]) -> None:
         todo = {p for p in partitions if p not in self.parts}
@@ -280,10 +286,13 @@ class AgentStage:
             return
         for p in todo:
             self.parts[p] = PartitionAgents()
-        for _key, raw in self.table.items():
+            self.dirty_agents[p] = {}
+        for key, raw in self.table.items():
             record = orjson.loads(raw)
             if record["pt"] in todo:
-                self.parts[record["pt"]].replace({}, AgentState.from_json(record["a"]).contribution())
+                agent = AgentState.from_json(record["a"])
+                self.parts[record["pt"]].replace({}, agent.contribution())
+                self.dirty_agents[record["pt"]][key.decode()] = agent
         for p in todo:
             self.parts[p].mark_all_dirty()
         self.m.rebuilds.labels("agents").inc()
@@ -302,10 +311,13 @@ class AgentStage:
                 tuple(e["queues"]),
             )
         else:
-            changed = agent.set_active(change["c"], bool(change["active"]))
+            changed = agent.set_active(change["c"], bool(change["active"]), change.get("ts"))
         if changed:
+            if agent.history:
+                agent.prune_history(agent.history[-1][0] - self.horizon_ms)
             self.parts[partition].replace(before, agent.contribution())
             self.table[key] = orjson.dumps({"pt": partition, "a": agent.to_json()})
+            self.dirty_agents[partition][key.decode()] = agent
         return []
 
     def tick(self) -> list[Out]:
@@ -317,6 +329,13 @@ class AgentStage:
                         None if value is None else orjson.dumps(value),
                         queue_partition(scope.queue, self.queue_partitions))
                 )
+            for agent_id, agent in self.dirty_agents[p].items():
+                scope = Scope(agent.tenant, agent.shop_id, agent.platform, agent_scope(agent_id))
+                out.append(
+                    Out("partials", partial_key(SRC_AGENTS, p, scope, SLOT_AGENT_STATE),
+                        orjson.dumps(agent.summary()), queue_partition(scope.queue, self.queue_partitions))
+                )
+            self.dirty_agents[p] = {}
         return out
 
 
@@ -390,6 +409,8 @@ class QueueStage:
             self.merger.put_live(src, part, scope, None if data is None else Live.from_json(data))
         elif slot == SLOT_AGENTS:
             self.merger.put_agents(src, part, scope, None if data is None else AgentLive(*data))
+        elif slot == SLOT_AGENT_STATE:
+            self.merger.put_agent_state(scope, data)
         else:
             self.merger.put_bucket(src, part, scope, slot, None if data is None else Bucket.from_json(data))
 
@@ -414,6 +435,8 @@ class QueueStage:
         by_partition: dict[int, dict[tuple[str, str, str, str], dict[str, object]]] = {qp: {} for qp in self.engines}
         for key, view in views.items():
             # Queue totals and single shops: the roll-ups in between would repeat the same alert.
+            if is_agent_scope(key[0]):
+                continue
             if key[1:] == ("*", "*", "*") or key[2] != "*":
                 qp = queue_partition(key[0], self.queue_partitions)
                 if qp in by_partition:
