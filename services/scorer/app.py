@@ -48,6 +48,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         web_port=settings.metrics_port,
         web_in_thread=False,
         broker_commit_interval=1.0,
+        processing_guarantee=settings.processing_guarantee,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         stream_buffer_maxsize=4096,
@@ -101,10 +102,23 @@ def build_app(settings: ScorerSettings) -> faust.App:
             await out_topics[r.topic].send(key=r.key, value=r.value, partition=r.partition, force=True)
             metrics.published.labels(r.topic).inc()
 
+    next_offset: dict[int, int] = {}  # per chat-events partition: the next offset to score
+
+    def export_lag() -> None:
+        metrics.consumer_lag.clear()
+        for tp in app.assignor.assigned_actives():
+            if tp.topic == topics.events and tp.partition in next_offset:
+                try:
+                    lag = app.consumer.highwater(tp) - next_offset[tp.partition]
+                except Exception:  # not fetched yet
+                    continue
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+
     @app.agent(events_topic, concurrency=1)
     async def score_conversations(stream: Any) -> None:
         async for event in stream.events():
             partition = event.message.partition
+            next_offset[partition] = event.message.offset + 1
             if partition not in conversations.parts:
                 await send(conversations.rebuild(assigned(topics.events) | {partition}))
             await send(conversations.on_event(event.key, event.value, partition, wall_ms()))
@@ -136,6 +150,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         started = time.perf_counter()
         now = wall_ms()
         await send(conversations.tick(now) + agents.tick())
+        export_lag()
         metrics.tick_seconds.labels("partials").observe(time.perf_counter() - started)
         started = time.perf_counter()
         if assigned(topics.partials):

@@ -258,6 +258,10 @@ class PipelineMetrics:
         self.conversations_cached = Gauge(
             "floorwatch_scorer_conversations_cached", "Conversation states held in memory", registry=registry
         )
+        self.consumer_lag = Gauge(
+            "floorwatch_scorer_consumer_lag", "Records in the partition not yet scored (high watermark - next offset)",
+            ["topic", "partition"], registry=registry,
+        )
         self.evicted = Counter(
             "floorwatch_scorer_conversations_evicted_total", "Closed conversations removed after retention",
             registry=registry,

@@ -23,6 +23,11 @@ class ScorerSettings:
     # After retention a closed conversation leaves a tombstone this long, so an order or a rating that comes
     # hours later counts in its queue instead of opening a new conversation.
     tombstone_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_TOMBSTONE_S", 86_400) * 1000))
+    # at_least_once (default: idempotent state makes replays harmless) or exactly_once (Kafka transactions);
+    # docs/architecture.md has the measured cost of each.
+    processing_guarantee: str = field(
+        default_factory=lambda: env_str("SCORER_PROCESSING_GUARANTEE", "at_least_once")
+    )
     # How soon the group notices a dead worker and moves its partitions (Kafka session timeout).
     session_timeout_s: float = field(default_factory=lambda: env_float("SCORER_SESSION_TIMEOUT_S", 20.0))
     worker_index: int = field(default_factory=lambda: env_int("SCORER_WORKER_INDEX", 0))
@@ -33,6 +38,8 @@ class ScorerSettings:
     )
 
     def __post_init__(self) -> None:
+        if self.processing_guarantee not in ("at_least_once", "exactly_once"):
+            raise SystemExit("SCORER_PROCESSING_GUARANTEE must be at_least_once or exactly_once")
         if self.clock not in ("wall", "event"):
             raise SystemExit(f"SCORER_CLOCK must be 'wall' or 'event', got {self.clock!r}")
         if self.bucket_ms <= 0 or 60_000 % self.bucket_ms:
