@@ -59,12 +59,13 @@ def _sample_names(text: bytes) -> set[str]:
 def exported_metric_names() -> set[str]:
     """Every series name the three services export, read from the services' own metric objects."""
     from services.ingest.metrics import IngestMetrics
-    from services.scorer.metrics import AlertsCollector, PipelineMetrics, ViewsCollector
+    from services.scorer.metrics import AlertsCollector, PipelineMetrics, SignalsCollector, ViewsCollector
 
     names = _sample_names(IngestMetrics().render())
     registry = CollectorRegistry()
     PipelineMetrics(registry)
-    registry.register(ViewsCollector(lambda: []))
+    registry.register(ViewsCollector(lambda: []))  # queue figures, and the per-agent (floorwatch_agent_*) ones
+    registry.register(SignalsCollector(lambda: []))
     registry.register(AlertsCollector(lambda: []))
     names |= _sample_names(generate_latest(registry))
 
@@ -99,7 +100,9 @@ def test_the_exported_names_are_read_from_the_services() -> None:
         "floorwatch_ingest_kafka_connected",
         "floorwatch_scorer_events_total", "floorwatch_scorer_event_age_seconds_bucket",
         "floorwatch_scorer_views_published_timestamp_seconds", "floorwatch_queue_oldest_wait_seconds",
-        "floorwatch_queue_service_level_ratio", "floorwatch_alert_firing", "floorwatch_alert_info",
+        "floorwatch_queue_service_level_ratio", "floorwatch_queue_left_unanswered", "floorwatch_queue_load_ratio",
+        "floorwatch_queue_required_agents", "floorwatch_scorer_consumer_lag", "floorwatch_agent_status",
+        "floorwatch_agent_status_seconds", "floorwatch_alert_firing", "floorwatch_alert_info",
         "floorwatch_api_requests_total", "floorwatch_api_views",
     ):
         assert expected in names, expected
