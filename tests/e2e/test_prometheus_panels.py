@@ -6,8 +6,8 @@ a minute), plus the odd things a floor has (a buyer waiting past the alert level
 a webhook with a bad signature, a record nobody can parse, duplicates past ingest, a late event).
 Then each board's variables are resolved through their own label_values queries, and every panel
 target is sent to /api/v1/query with Grafana's variables substituted: it must be valid and return
-data, in the queue-totals scope and in a single shop's scope. Results go to
-test-artifacts/panel_queries.json.
+data, in the queue-totals scope and in a single shop's scope (the agents board: every agent, one shop's
+agents, one agent). Results go to test-artifacts/panel_queries.json.
 """
 
 from __future__ import annotations
@@ -41,6 +41,15 @@ BUILTINS = {
 }
 # The single-shop scope: a simulator shop (services.simulator.model.DEFAULT_SHOPS).
 SHOP_SCOPE = {"queue": "presales", "tenant": "acme", "platform": "jd", "shop": "acme-jd"}
+# Queue boards: the queue totals and one shop. The agents board: every agent, one shop's agents, one
+# agent (the simulator's agents are `{shop_id}-a{i:02d}`; a01 serves presales).
+QUEUE_SCOPES = {"queue totals": {"queue": "$__all", "tenant": "*", "platform": "*", "shop": "*"},
+                "one shop": SHOP_SCOPE}
+AGENT_SCOPES = {
+    "all agents": {"tenant": "$__all", "platform": "$__all", "shop": "$__all", "agent": "$__all", "window": "1h"},
+    "one shop": {"tenant": "acme", "platform": "jd", "shop": "acme-jd", "agent": "$__all", "window": "15m"},
+    "one agent": {"tenant": "acme", "platform": "jd", "shop": "acme-jd", "agent": "acme-jd-a01", "window": "1h"},
+}
 
 
 def substitute(expr: str, values: dict[str, str]) -> str:
@@ -146,10 +155,8 @@ async def test_every_panel_query_returns_data(stack: Any) -> None:
         panels = 0
         for path in BOARDS:
             board = json.loads(path.read_text(encoding="utf-8"))
-            scopes = {"queue totals": {"queue": "$__all", "tenant": "*", "platform": "*", "shop": "*"},
-                      "one shop": SHOP_SCOPE}
-            if not board.get("templating", {}).get("list"):
-                scopes = {"board": {}}
+            variables = {v["name"] for v in board.get("templating", {}).get("list", [])}
+            scopes = AGENT_SCOPES if "agent" in variables else QUEUE_SCOPES if variables else {"board": {}}
             for scope_name, wanted in scopes.items():
                 values = await resolve_scope(client, prom, board, wanted, report)
                 for panel in _panels(board):

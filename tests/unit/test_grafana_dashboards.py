@@ -25,6 +25,14 @@ GRAFANA = REPO / "grafana"
 BOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 RULES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
 EXPECTED_BOARDS = {"floorwatch-wallboard", "floorwatch-agents", "floorwatch-capacity", "floorwatch-pipeline"}
+# Queue boards pick a queue scope ('*' = roll-up); the agents board picks agents (no roll-ups: one row per agent).
+QUEUE_VARIABLES = {"queue", "tenant", "platform", "shop"}
+EXPECTED_VARIABLES = {
+    "floorwatch-wallboard": QUEUE_VARIABLES,
+    "floorwatch-capacity": QUEUE_VARIABLES,
+    "floorwatch-agents": {"tenant", "platform", "shop", "agent", "window"},
+    "floorwatch-pipeline": set(),
+}
 # Series Prometheus makes itself, not the services.
 BUILTIN_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 GRAFANA_BUILTIN_VARS = {
@@ -202,8 +210,7 @@ def test_board_structure(path: Path, known_names: set[str]) -> None:
         assert m and m.group(2) == name, f"variable {name}: {query}"
         assert metric_names(m.group(1)) <= known_names, query
         assert v.get("current"), f"variable {name} needs a default"
-    if board["uid"] != "floorwatch-pipeline":
-        assert set(variables) == {"queue", "tenant", "platform", "shop"}
+    assert set(variables) == EXPECTED_VARIABLES[board["uid"]], board["uid"]
 
     ids: list[int] = []
     problems: list[str] = []
@@ -240,6 +247,18 @@ def test_board_structure(path: Path, known_names: set[str]) -> None:
     assert len(set(ids)) == len(ids), f"duplicate panel ids in {path.name}"
     assert queries > 0
     assert not problems, "\n".join(problems)
+
+
+def test_agents_board_is_the_per_agent_view() -> None:
+    """Every per-agent series the scorer exports is on the agents board, and no note explains a gap."""
+    board = load(GRAFANA / "dashboards" / "floorwatch-agents.json")
+    exprs = " ".join(t["expr"] for p in all_panels(board) for t in p.get("targets") or [])
+    used = metric_names(exprs)
+    agent_series = {n for n in exported_metric_names() if n.startswith("floorwatch_agent_")}
+    assert agent_series and agent_series <= used, sorted(agent_series - used)
+    assert not [p for p in all_panels(board) if p["type"] == "text"]
+    (agents_table,) = [p for p in all_panels(board) if p["type"] == "table"]
+    assert len(agents_table["targets"]) == 9  # status and the eight figures, one column each
 
 
 def test_prometheus_rules_use_only_exported_names(known_names: set[str]) -> None:
