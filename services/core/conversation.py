@@ -243,12 +243,17 @@ class Conversation:
             else:
                 del facts[fact]
 
-    def _replay(self) -> Delta:
+    def _derive(self) -> tuple[ConvState, Counter[Fact]]:
+        """The current state and the pending events' net facts, replayed from the base."""
         state = self.base.copy()
-        new_delta: Counter[Fact] = Counter()
+        delta: Counter[Fact] = Counter()
         for ev in self.pending:
             for fact, sign in step(state, ev):
-                new_delta[fact] += sign
+                delta[fact] += sign
+        return state, Counter({f: n for f, n in delta.items() if n})
+
+    def _replay(self) -> Delta:
+        state, new_delta = self._derive()
         diff: Delta = []
         # Retractions first, in a fixed order: a distribution's max is exact again when the replacing
         # sample comes after the retraction, and the result does not depend on set order (hash seed).
@@ -258,7 +263,7 @@ class Conversation:
                 diff.extend([(fact, 1 if d > 0 else -1)] * abs(d))
         diff.sort(key=lambda change: change[1])
         self.state = state
-        self.pending_delta = Counter({f: n for f, n in new_delta.items() if n})
+        self.pending_delta = new_delta
         self._add(diff)
         return diff
 
@@ -273,12 +278,7 @@ class Conversation:
         for ev in folded:
             step(self.base, ev)
             self.base_ts = max(self.base_ts, ev.ts)
-        state = self.base.copy()
-        delta: Counter[Fact] = Counter()
-        for ev in self.pending:
-            for fact, sign in step(state, ev):
-                delta[fact] += sign
-        self.pending_delta = Counter({f: c for f, c in delta.items() if c})
+        _state, self.pending_delta = self._derive()
 
     def prune_facts(self, before: int) -> None:
         """Forget facts older than every window: they can no longer change any figure."""
@@ -289,9 +289,7 @@ class Conversation:
         return {
             "t": [self.tenant, self.shop_id, self.platform],
             "b": self.base.to_json(),
-            "s": self.state.to_json(),
-            "p": [list(ev) for ev in self.pending],
-            "pd": [[*f, n] for f, n in self.pending_delta.items()],
+            "p": [list(ev) for ev in self.pending],  # the state and pending facts replay from base + these
             "f": [[*f, n] for f, n in self.facts.items()],
             "seen": list(self.seen),
             "bt": self.base_ts,
@@ -301,16 +299,16 @@ class Conversation:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Conversation:
         tenant, shop, platform = raw["t"]
-        return cls(
+        conv = cls(
             tenant=tenant,
             shop_id=shop,
             platform=platform,
             base=ConvState(*raw["b"]),
-            state=ConvState(*raw["s"]),
             pending=[ConvEvent(*ev) for ev in raw["p"]],
-            pending_delta=Counter({Fact(k, t, q, v): n for k, t, q, v, n in raw["pd"]}),
             facts=Counter({Fact(k, t, q, v): n for k, t, q, v, n in raw["f"]}),
             seen=set(raw["seen"]),
             base_ts=raw["bt"],
             last_event_ts=raw["lt"],
         )
+        conv.state, conv.pending_delta = conv._derive()
+        return conv
