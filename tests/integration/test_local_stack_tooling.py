@@ -57,8 +57,9 @@ def test_rendered_monitoring_configs_pass_promtool_and_amtool(tmp_path: Path) ->
     cfg = local_stack.config_for_tests(run_dir=tmp_path, scorer_workers=3)
     prom, am = local_stack.render_configs(cfg)
     text = prom.read_text()
-    assert "'127.0.0.1:26066', '127.0.0.1:26067', '127.0.0.1:26068'" in text
-    assert "127.0.0.1:29095" in text  # alerting goes to this stack's Alertmanager
+    base = cfg.scorer_metrics_port
+    assert f"'127.0.0.1:{base}', '127.0.0.1:{base + 1}', '127.0.0.1:{base + 2}'" in text
+    assert f"127.0.0.1:{cfg.alertmanager_port}" in text  # alerting goes to this stack's Alertmanager
     assert cfg.alert_webhook_url in am.read_text()
     promtool, amtool = shutil.which("promtool"), shutil.which("amtool")
     assert promtool and amtool, "run `make system-deps`"
