@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.floorwatch-installed
 STACK := $(PY) deploy/local/stack.py
-PYTEST_ARGS ?= -q -rfE --junitxml=test-artifacts/junit.xml
+PYTEST_ARGS ?= -q -rfE --durations=15 --junitxml=test-artifacts/junit.xml
 
 # Debian packages behind each command the stack needs (command=package).
 SYSTEM_DEPS := prometheus=prometheus prometheus-alertmanager=prometheus-alertmanager \
@@ -24,6 +24,7 @@ help:
 	@echo "make test      set up everything and run the whole test suite"
 	@echo "make up|down   start the stack detached / stop it (make down WIPE=1 also deletes its data)"
 	@echo "make status    show each part of the local stack"
+	@echo "make bench     run the benchmarks (~30 min): benchmarks/results/latest.json and its PNG"
 	@echo "make lint typecheck check-configs venv system-deps kafka-jars ops-tools"
 
 # ---- setup ----------------------------------------------------------------------------------
@@ -125,10 +126,18 @@ test: venv system-deps kafka-jars lint typecheck check-configs
 	@mkdir -p test-artifacts
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-ifneq ($(wildcard benchmarks/__main__.py),)
+# ---- benchmarks -----------------------------------------------------------------------------
+# `make bench` (about 30 minutes on 2 cores): every section of benchmarks/ on a broker of its own
+# (TEST_PORT_OFFSET, default 700), figures to benchmarks/results/latest.json and its PNG.
+# `make bench ONLY=throughput,memory` runs some sections; `make bench QUICK=1` checks the benchmarks.
+BENCH_STAMP := $(VENV)/.floorwatch-bench-installed
 .PHONY: bench
-bench: venv
-	$(PY) -m benchmarks
-endif
+bench: export TEST_PORT_OFFSET ?= 700
+bench: venv system-deps kafka-jars $(BENCH_STAMP)
+	$(PY) -m benchmarks $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
+
+$(BENCH_STAMP): pyproject.toml $(VENV_STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
 
 .ONESHELL:
