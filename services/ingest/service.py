@@ -86,8 +86,8 @@ class Ingestor:
             self.metrics.events.labels("rejected").inc(unsent)
             body: dict[str, Any] = {
                 "detail": (
-                    f"Kafka unavailable: {failure}; {unsent} events not written, retry the same "
-                    "batch (event_ids make retries safe)"
+                    f"Kafka unavailable: {failure}; {unsent} events not acknowledged (they may still "
+                    "reach Kafka later), retry the same batch (event_ids make retries safe)"
                 ),
                 "accepted": accepted,
                 "duplicates": duplicates,
