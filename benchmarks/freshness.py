@@ -1,0 +1,245 @@
+"""Freshness: from ingest's 202 to the figure changing at the API and at the scorer's /metrics.
+
+The stack's services (ingest, one scorer worker on the wall clock, api) run on TEST_PORT_OFFSET ports.
+Background traffic is a scaled simulator floor in real time (event ts = now), posted to ingest in
+JSON arrays every 50 ms at the offered rate. Probes are single `conversation.opened` events of a
+queue only probes use (`bench-probe`): after each 202 the probe polls GET /v1/queues/bench-probe
+and the worker's /metrics every 10 ms until the queue's 1h arrivals count reaches the number of
+probes sent. A probe not seen within PROBE_TIMEOUT_S is counted as censored (its delay is at least
+that), never dropped. Loopback only; every loop is bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+
+from .common import EVENTS_PER_UNIT_FLOOR_S as UNIT_RATE
+from .common import Broker, log, pct, rnd, scaled_floor
+
+PROBE_QUEUE = "bench-probe"
+PROBE_TIMEOUT_S = 20.0
+POLL_S = 0.01  # the API (its own process)
+# The worker renders every view at each scrape (tens of ms of its CPU): polled at 100 Hz, the scrapes were
+# most of its busy time (py-spy). Once a second, and the delay is the midpoint between the last miss and the hit.
+METRICS_POLL_S = 1.0
+TICK_S = 0.05
+WARM_S = 180
+
+
+def metrics_arrivals(text: str) -> float:
+    want = f'queue="{PROBE_QUEUE}"'
+    for line in text.splitlines():
+        if (line.startswith("floorwatch_queue_arrivals{") and want in line and 'shop="*"' in line
+                and 'tenant="*"' in line and 'window="1h"' in line):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def api_arrivals(resp: httpx.Response) -> float:
+    if resp.status_code != 200:
+        return 0.0
+    w = resp.json()["windows"]["1h"]["arrivals"]
+    return float(w or 0)
+
+
+async def offered_load(client: httpx.AsyncClient, url: str, token: str, rate: float, seconds: float,
+                       stats: dict[str, Any]) -> None:
+    """Post a scaled floor's events as they happen (ts = now), every TICK_S, for `seconds`."""
+    scale = max(1, round(rate / UNIT_RATE))
+    # The floor opens WARM_S before the load starts (a floor at full rate, not one logging in); what it
+    # did before is not posted (the scorer meets those conversations mid-way, as after a gap).
+    anchor = int(time.time() * 1000)
+    model = scaled_floor(scale, seed=23, start_ms=anchor - WARM_S * 1000, run_id=f"fresh-{uuid.uuid4().hex[:6]}")
+    model.events_until(anchor)
+    events = model.events_until(anchor + int(seconds * 1000))
+    start_ms = int(time.time() * 1000) + 1000
+    for e in events:  # generation took a while: move the live part to start now (ids do not hold ts)
+        e["ts"] += start_ms - anchor
+    stats.update(scale=scale, generated=len(events))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    sem = asyncio.Semaphore(4)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def post(batch: list[dict[str, Any]]) -> None:
+        async with sem:
+            try:
+                r = await client.post(url, content=orjson.dumps(batch), headers=headers, timeout=30)
+                if r.status_code == 202:
+                    stats["accepted"] += len(batch)
+                else:
+                    stats["rejected"] += len(batch)
+                    stats.setdefault("codes", {}).setdefault(str(r.status_code), 0)
+                    stats["codes"][str(r.status_code)] += 1
+            except httpx.HTTPError as exc:
+                stats["rejected"] += len(batch)
+                stats["error"] = repr(exc)
+
+    i = 0
+    while time.time() * 1000 < start_ms:
+        await asyncio.sleep(0.01)
+    t0 = time.monotonic()
+    deadline = t0 + seconds + 5
+    while i < len(events) and time.monotonic() < deadline:
+        now_ms = int(time.time() * 1000)
+        j = i
+        while j < len(events) and events[j]["ts"] <= now_ms:
+            j += 1
+        for k in range(i, j, 2000):
+            task = asyncio.create_task(post(events[k:min(j, k + 2000)]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        i = j
+        await asyncio.sleep(TICK_S)
+    if tasks:
+        await asyncio.wait(tasks, timeout=30)
+    stats["offered"] = i
+    stats["seconds"] = time.monotonic() - t0
+
+
+async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: str, token: str, seconds: float,
+                 warmup_s: float) -> list[dict[str, Any]]:
+    await asyncio.sleep(warmup_s)
+    out: list[dict[str, Any]] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    base_api = api_arrivals(await client.get(f"{api}/v1/queues/{PROBE_QUEUE}"))
+    base_metrics = metrics_arrivals((await client.get(metrics)).text)
+    sent = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sent += 1
+        cid = f"probe-{uuid.uuid4().hex[:12]}"
+        ev = {"event_id": f"{cid}-001", "type": "conversation.opened", "ts": int(time.time() * 1000),
+              "tenant": "bench", "shop_id": "bench-probe", "platform": "web", "conversation_id": cid,
+              "queue": PROBE_QUEUE, "customer_id": "probe", "channel": "web"}
+        t_sent = time.monotonic()
+        r = await client.post(f"{ingest}/v1/events", json=ev, headers=headers, timeout=30)
+        t202 = time.monotonic()
+        rec: dict[str, Any] = {"ingest_s": t202 - t_sent, "status": r.status_code}
+        if r.status_code != 202:
+            out.append(rec)
+            continue
+
+        async def watch(get: Any, parse: Any, base: float, every: float, target: int = sent,
+                        t202: float = t202) -> float | None:
+            limit = t202 + PROBE_TIMEOUT_S
+            missed = t202
+            while time.monotonic() < limit:
+                try:
+                    asked = time.monotonic()
+                    if parse(await get()) - base >= target:
+                        return (max(missed, t202) + asked) / 2 - t202 if every >= 0.1 else time.monotonic() - t202
+                    missed = asked
+                except (httpx.HTTPError, KeyError, ValueError):
+                    pass
+                await asyncio.sleep(every)
+            return None
+
+        api_s, metrics_s = await asyncio.gather(
+            watch(lambda: client.get(f"{api}/v1/queues/{PROBE_QUEUE}"), api_arrivals, base_api, POLL_S),
+            watch(lambda: client.get(metrics), lambda resp: metrics_arrivals(resp.text), base_metrics,
+                  METRICS_POLL_S),
+        )
+        rec.update(api_s=api_s, metrics_s=metrics_s)
+        out.append(rec)
+        if api_s is None and metrics_s is None:
+            break  # far behind: further probes would only measure the same backlog
+        await asyncio.sleep(0.2)
+    return out
+
+
+def summarize(recs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    seen = [r[key] for r in recs if r.get(key) is not None]
+    censored = sum(1 for r in recs if r.get("status") == 202 and r.get(key) is None)
+    return {"probes": len(seen) + censored, "seen": len(seen),
+            "censored_after_s": PROBE_TIMEOUT_S if censored else None, "censored": censored,
+            "p50_s": rnd(pct(seen, 0.5), 3), "p99_s": rnd(pct(seen, 0.99), 3),
+            "max_s": rnd(max(seen), 3) if seen else None}
+
+
+async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, pyspy_s: int = 0) -> dict[str, Any]:
+    from deploy.local import stack
+
+    from .common import RESULTS
+    from .profiling import analyze_raw, pyspy_path
+    from .throughput import scrape_events_total
+
+    ingest, api = cfg.ingest_url, cfg.api_url
+    metrics = f"http://127.0.0.1:{cfg.scorer_metrics_port}/metrics"
+    token = env.get("INGEST_TOKEN", "")
+    stats: dict[str, Any] = {"accepted": 0, "rejected": 0}
+    limits = httpx.Limits(max_connections=16)
+    async with httpx.AsyncClient(limits=limits) as load_client, httpx.AsyncClient(limits=limits) as probe_client:
+        n0 = await scrape_events_total(probe_client, cfg.scorer_metrics_port) or 0.0
+        t0 = time.monotonic()
+        load = asyncio.create_task(offered_load(load_client, f"{ingest}/v1/events", token, rate, seconds, stats))
+        recorder = None
+        raw = RESULTS / f"pyspy_live_{int(rate)}.txt"
+        pid = stack.running_pid(cfg, "scorer-0")
+        spy = pyspy_path()
+        if pyspy_s and pid and spy:
+            raw.unlink(missing_ok=True)
+            recorder = await asyncio.create_subprocess_exec(
+                spy, "record", "--pid", str(pid), "--duration", str(pyspy_s), "--rate", "200", "--idle",
+                "--format", "raw", "--output", str(raw), "--nonblocking",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        recs = await probes(probe_client, ingest, api, metrics, token, seconds - 5, warmup_s=5)
+        await load
+        n1 = await scrape_events_total(probe_client, cfg.scorer_metrics_port) or 0.0
+        t1 = time.monotonic()
+        scrape: list[float] = []
+        size = 0
+        for _ in range(5):
+            t = time.monotonic()
+            size = len((await probe_client.get(metrics, timeout=30)).content)
+            scrape.append(time.monotonic() - t)
+        if recorder is not None:
+            await asyncio.wait_for(recorder.wait(), 60)
+    profile = analyze_raw(raw) if recorder is not None and raw.exists() else None
+    return {
+        "worker_profile": profile,
+        "metrics_scrape_p50_s": rnd(pct(scrape, 0.5), 4), "metrics_scrape_bytes": size,
+        "offered_per_s": rate, "floor_scale": stats.get("scale"),
+        "ingest_accepted_per_s": rnd(stats["accepted"] / stats["seconds"]) if stats.get("seconds") else None,
+        "ingest_rejected": stats["rejected"], "ingest_codes": stats.get("codes"), "ingest_error": stats.get("error"),
+        "scorer_consumed_per_s": rnd((n1 - n0) / (t1 - t0)),
+        "scorer_backlog_at_end": int(stats["accepted"] + len(recs) - (n1 - n0)),
+        "api": summarize(recs, "api_s"), "metrics": summarize(recs, "metrics_s"),
+        "ingest_202_p50_s": rnd(pct([r["ingest_s"] for r in recs], 0.5), 4),
+        "seconds": seconds,
+    }
+
+
+def run(b: Broker, *, rates: list[float], seconds: float, pyspy_s: int = 20) -> dict[str, Any]:
+    from deploy.local import stack
+
+    out: dict[str, Any] = {"probe_timeout_s": PROBE_TIMEOUT_S, "api_poll_interval_s": POLL_S,
+                           "metrics_poll_interval_s": METRICS_POLL_S, "tick_s": 1.0,
+                           "clock": "wall", "by_rate": {}}
+    for rate in rates:
+        # Fresh topics, consumer group, ingest, scorer and api per rate: no backlog is carried over.
+        p = f"fresh{int(rate)}-{uuid.uuid4().hex[:4]}"
+        names = {"TOPIC_EVENTS": "chat-events", "TOPIC_DEAD_LETTER": "dead-letter",
+                 "TOPIC_AGENT_CHANGES": "agent-changes", "TOPIC_PARTIALS": "queue-partials",
+                 "TOPIC_VIEWS": "queue-views", "TOPIC_ALERTS": "alerts"}
+        cfg = dataclasses.replace(b.cfg, extra_env={**b.cfg.extra_env, "SCORER_APP_ID": f"{p}-scorer",
+                                                    **{k: f"{p}.{v}" for k, v in names.items()}})
+        stack.down(cfg, parts=["ingest", "scorer-0", "api"])
+        stack.ensure_dotenv(cfg)
+        stack.create_topics(cfg, stack.topic_specs(cfg, stack.service_env(cfg)))
+        stack.start_services(cfg, quiet=True)
+        env = stack.service_env(cfg)
+        log(f"freshness: {rate:,.0f} events/s offered for {seconds:.0f} s")
+        try:
+            res = asyncio.run(one_rate(cfg, env, rate, seconds, pyspy_s if rate == rates[0] else 0))
+        finally:
+            stack.down(cfg, parts=["ingest", "scorer-0", "api"])
+        log(f"  { {k: v for k, v in res.items() if k != 'worker_profile'} }")
+        out["by_rate"][str(int(rate))] = res
+    return out
