@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import Any
 
 import faust
+from faust.streams import _current_event  # a table write's changelog partition is its current event's
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -116,12 +118,24 @@ def build_app(settings: ScorerSettings) -> faust.App:
 
     @app.agent(events_topic, concurrency=1)
     async def score_conversations(stream: Any) -> None:
-        async for event in stream.events():
-            partition = event.message.partition
-            next_offset[partition] = event.message.offset + 1
-            if partition not in conversations.parts:
-                await send(conversations.rebuild(assigned(topics.events) | {partition}))
-            await send(conversations.on_event(event.key, event.value, partition, wall_ms()))
+        # Batches: each changed conversation is written once per batch, before the batch's offsets are
+        # acknowledged (take_events acks after this body), in the context of an event of its partition.
+        async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            last_of: dict[int, Any] = {}
+            now = wall_ms()
+            for event in batch:
+                partition = event.message.partition
+                next_offset[partition] = event.message.offset + 1
+                last_of[partition] = event
+                if partition not in conversations.parts:
+                    await send(conversations.rebuild(assigned(topics.events) | {partition}))
+                await send(conversations.on_event(event.key, event.value, partition, now))
+            for partition, event in last_of.items():
+                token = _current_event.set(weakref.ref(event))
+                try:
+                    conversations.flush(partition)
+                finally:
+                    _current_event.reset(token)
 
     @app.agent(agent_topic, concurrency=1)
     async def score_agents(stream: Any) -> None:

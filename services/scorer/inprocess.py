@@ -53,6 +53,8 @@ class InProcessScorer:
         for key, value in records:
             p = self.partition_of(key, self.event_partitions)
             self._route(self.conversations.on_event(key, value, p, now_ms))
+        for p in range(self.event_partitions):
+            self.conversations.flush(p)
 
     def feed(self, events: Iterable[dict[str, Any]], now_ms: int = 0) -> None:
         """Normalised event dicts (as ingest writes them)."""

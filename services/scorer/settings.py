@@ -18,6 +18,9 @@ class ScorerSettings:
     grace_ms: int = field(default_factory=lambda: int(env_float("GRACE_S", 60) * 1000))
     bucket_ms: int = field(default_factory=lambda: int(env_float("BUCKET_S", 5) * 1000))
     tick_s: float = field(default_factory=lambda: env_float("TICK_S", 1.0))
+    # Events scored per batch, and the longest a batch waits to fill (a bound on added latency).
+    batch_max: int = field(default_factory=lambda: env_int("SCORER_BATCH_MAX", 500))
+    batch_within_s: float = field(default_factory=lambda: env_float("SCORER_BATCH_WITHIN_S", 0.05))
     # Closed conversations stay this long after their last event, so late events still find them.
     retention_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_RETENTION_S", 3900) * 1000))
     # After retention a closed conversation leaves a tombstone this long, so an order or a rating that comes

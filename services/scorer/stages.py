@@ -72,6 +72,9 @@ class ConversationStage:
         self.parts: dict[int, PartitionPartials] = {}
         self.closed: dict[int, deque[tuple[int, bytes]]] = {}
         self.tombs: dict[int, deque[tuple[int, bytes]]] = {}
+        # Conversations changed since the last flush, per partition: each is written once per batch of
+        # events, not once per event (the caller flushes before the batch's offsets can be committed).
+        self.unwritten: dict[int, dict[bytes, Conversation]] = {}
         self.sent_watermark: dict[int, int] = {}
 
     # --- rebalance -------------------------------------------------------------------------
@@ -80,6 +83,7 @@ class ConversationStage:
             self.parts.pop(p, None)
             self.closed.pop(p, None)
             self.tombs.pop(p, None)
+            self.unwritten.pop(p, None)
             self.sent_watermark.pop(p, None)
         self.cache.clear()
 
@@ -90,6 +94,7 @@ class ConversationStage:
             return []
         for p in todo:
             self.parts[p] = PartitionPartials(self.bucket_ms)
+            self.unwritten[p] = {}
         out: list[Out] = []
         closed: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
         tombs: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
@@ -168,11 +173,23 @@ class ConversationStage:
             if new_agent:
                 out.append(self._assignment(new_agent, ckey, True, ev.ts_ms))
         conv.prune_facts(wm - self.horizon_ms)
-        self._store(ckey, conv, partition)
+        self.unwritten[partition][ckey] = conv
+        if ckey not in self.cache:
+            self._cache(ckey, conv)
         if conv.state.closed and (ev.type == "conversation.closed" or gone_ts is not None):
             self.closed[partition].append((conv.last_event_ts, ckey))
-        self._evict(partition, wm)
         return out
+
+    def flush(self, partition: int) -> None:
+        """Write the partition's changed conversations to the table, then evict what retention allows.
+        Call it in the context of an event of that partition (Faust's changelog partition)."""
+        unwritten = self.unwritten.get(partition)
+        if not unwritten:
+            return
+        for key, conv in unwritten.items():
+            self.table[key] = orjson.dumps({"pt": partition, "c": conv.to_json()})
+        unwritten.clear()
+        self._evict(partition, self.parts[partition].watermark)
 
     def _assignment(self, agent_id: str, conversation_key: bytes, active: bool, ts: int) -> Out:
         value = orjson.dumps({"k": "assign", "c": conversation_key.decode(), "active": active, "ts": ts})
@@ -183,6 +200,9 @@ class ConversationStage:
         conv = self.cache.get(key)
         if conv is not None:
             return conv, None
+        for unwritten in self.unwritten.values():  # changed in this batch, dropped from the cache meanwhile
+            if (conv := unwritten.get(key)) is not None:
+                return conv, None
         raw = self.table.get(key)
         if raw is None:
             return None, None
@@ -203,11 +223,6 @@ class ConversationStage:
         if len(self.cache) >= self.cache_max:
             self.cache.pop(next(iter(self.cache)))
         self.cache[key] = conv
-
-    def _store(self, key: bytes, conv: Conversation, partition: int) -> None:
-        self.table[key] = orjson.dumps({"pt": partition, "c": conv.to_json()})
-        if key not in self.cache:
-            self._cache(key, conv)
 
     def _evict(self, partition: int, watermark: int) -> None:
         closed = self.closed[partition]
@@ -274,6 +289,7 @@ class AgentStage:
         self.horizon_ms = horizon_ms
         self.parts: dict[int, PartitionAgents] = {}
         self.dirty_agents: dict[int, dict[str, AgentState]] = {}
+        self.published_scope: dict[str, Scope] = {}
 
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
@@ -330,10 +346,17 @@ class AgentStage:
                         queue_partition(scope.queue, self.queue_partitions))
                 )
             for agent_id, agent in self.dirty_agents[p].items():
+                if agent.status is None:
+                    continue  # no status event yet: the agent has no shop to be shown in
                 scope = Scope(agent.tenant, agent.shop_id, agent.platform, agent_scope(agent_id))
+                qp = queue_partition(scope.queue, self.queue_partitions)
+                old = self.published_scope.get(agent_id)
+                if old is not None and old != scope:  # moved shop: the old view goes
+                    out.append(Out("partials", partial_key(SRC_AGENTS, p, old, SLOT_AGENT_STATE), None, qp))
+                self.published_scope[agent_id] = scope
                 out.append(
                     Out("partials", partial_key(SRC_AGENTS, p, scope, SLOT_AGENT_STATE),
-                        orjson.dumps(agent.summary()), queue_partition(scope.queue, self.queue_partitions))
+                        orjson.dumps(agent.summary()), qp)
                 )
             self.dirty_agents[p] = {}
         return out
