@@ -45,7 +45,7 @@ def expected(hour_of_events: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
     return reference_views(hour_of_events, now)
 
 
-async def wait_until_equal(run: ScorerRun, want: dict[Any, dict[str, Any]], total: int, timeout: float = 240) -> None:
+async def wait_until_equal(run: ScorerRun, want: dict[Any, dict[str, Any]], total: int, timeout: float = 420) -> None:
     """Wait until every event was scored and the views settled, then require equality."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
