@@ -117,13 +117,17 @@ def create_app(
             else (cfg.default_concurrency, "default")
         )
         available = live["agents_available"] or 0
+        # Projections use the agents staffing the queue (online or busy): a busy floor's free-slot count
+        # falls as load rises and would count the same load twice (docs/metrics-notes.md).
+        staffing = live.get("agents_serving") or 0
         backlog = live["awaiting_reply"] or 0
         try:
             need = erlang.required_agents(
                 arrivals_per_hour, aht_s, conc, sl_target, sl_seconds, max_occupancy, shrinkage
             )
-            proj = erlang.projected(available, conc, arrivals_per_hour, aht_s, sl_seconds)
-            drain = erlang.backlog_drain(backlog, drain_minutes, arrivals_per_hour, aht_s, conc, available)
+            patience_s = w1h.get("patience_s")  # observed: all waits of those who left / those who gave up
+            proj = erlang.projected(staffing, conc, arrivals_per_hour, aht_s, sl_seconds, patience_s or None)
+            drain = erlang.backlog_drain(backlog, drain_minutes, arrivals_per_hour, aht_s, conc, staffing)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         return {
@@ -136,6 +140,7 @@ def create_app(
                 "concurrency": conc,
                 "concurrency_source": conc_source,
                 "agents_available": available,
+                "agents_staffing": staffing,
                 "backlog": backlog,
             },
             "target": {"sl_target": sl_target, "sl_seconds": sl_seconds, "max_occupancy": max_occupancy,
@@ -147,6 +152,9 @@ def create_app(
             "utilization": proj.utilization,
             "overload": proj.overload,
             "queue_growth_per_min": proj.queue_growth_per_min,
+            # Erlang A: the share of buyers who would give up at this staffing, from their observed patience.
+            "erlang_a_abandon": proj.erlang_a_abandon,
+            "patience_s": patience_s,
         }
 
     @app.get("/v1/staffing/erlang")

@@ -26,6 +26,7 @@ class Fact(NamedTuple):
 ARRIVAL: Final = "arrival"
 FRT: Final = "frt"
 LEFT: Final = "left"
+ABANDON_WAIT: Final = "abandon_wait"  # value = ms the buyer waited before abandoning
 REPLY: Final = "reply"
 TRANSFER_OUT: Final = "transfer_out"
 CSAT: Final = "csat"
@@ -68,6 +69,7 @@ COUNTERS: Final = (
     "ordered_convs",
     "msgs_customer",
     "msgs_agent",
+    "abandon_wait_ms",
     "rule_counted",  # replies the platform's reply-time rule counts (its counted hours)
     "rule_met",  # ...and that met its limit
 )
@@ -110,6 +112,8 @@ class Bucket:
                 for name, limit in _SL_MS:
                     if v <= limit:
                         c[name] += sign
+        elif kind == ABANDON_WAIT:
+            c["abandon_wait_ms"] += sign * v
         elif kind == LAST_REPLY:
             c["replied_convs"] += sign
         elif kind == LAST_ORDER:
@@ -183,6 +187,11 @@ def window_figures(total: Bucket, window_ms: int) -> dict[str, Any]:
         "left_unanswered": c["left"],
         "abandoned": c["abandoned"],
         "abandon_rate": _ratio(c["abandoned"], c["left"]),
+        # Mean patience (exponential, maximum likelihood): all waiting time of those who left the unanswered
+        # state (answered waits are censored patience) over those who gave up. Erlang A's input.
+        "patience_s": (
+            None if c["abandoned"] <= 0 else (total.frt.total_ms + c["abandon_wait_ms"]) / c["abandoned"] / 1000
+        ),
         "closed": c["closed"],
         "aht_s": None if c["handled"] <= 0 else c["handle_ms"] / c["handled"] / 1000,
         "transfer_rate": _ratio(c["transfers_out"], c["arrivals"]),

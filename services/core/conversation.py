@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from .buckets import (
+    ABANDON_WAIT,
     ARRIVAL,
     CLOSED_PREFIX,
     CSAT,
@@ -168,6 +169,8 @@ def step(s: ConvState, ev: ConvEvent) -> Delta:
             reason = ev.reason or "resolved"
             if not s.answered and s.frt_start is not None and reason in ABANDON_REASONS:
                 out.append((Fact(LEFT, ts, q, -1), 1))
+                # How long the buyer waited before giving up: with the answered waits, it estimates patience.
+                out.append((Fact(ABANDON_WAIT, ts, q, max(0, ts - s.frt_start)), 1))
             handle = -1 if s.first_assigned_ts is None else max(0, ts - s.first_assigned_ts)
             out.append((Fact(CLOSED_PREFIX + reason, ts, q, handle), 1))
             if s.assignee:  # a chat the agent handled (接待), with its handle time

@@ -99,3 +99,21 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json()["status"] == "ok"
     text = (await client.get("/metrics")).text
     assert "floorwatch_api_views 3.0" in text
+
+
+async def test_staffing_overload_answers_with_growth_and_erlang_a() -> None:
+    store = ViewStore("unused:9092", "unused")
+    view = make_view("presales", "*", "*", "*", agents_serving=1, agents_available=0, concurrency=1.0)
+    view["windows"]["15m"]["arrivals_per_min"] = 10.0  # 600 chats an hour
+    view["windows"]["1h"]["aht_s"] = 300.0  # 50 Erlangs on one slot: hopeless
+    view["windows"]["1h"]["patience_s"] = 60.0
+    store.views[("presales", "*", "*", "*")] = view
+    store.caught_up.set()
+    app = create_app(ApiSettings(), store=store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+        body = (await c.get("/v1/staffing", params={"queue": "presales"})).json()
+    assert body["overload"] is True and body["utilization"] == 50.0
+    assert body["queue_growth_per_min"] > 0  # 10 arrive a minute, one slot clears 0.2
+    assert 0.9 < body["erlang_a_abandon"] <= 1.0  # nearly everyone gives up after a minute
+    assert body["required_agents"] > 50 and body["inputs"]["agents_staffing"] == 1
+    assert body["backlog_drain"]["minutes_at_current"] is None
