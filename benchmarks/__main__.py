@@ -10,6 +10,7 @@ own date) and benchmarks/results/throughput_freshness.png. Sections, in the orde
     recovery    SIGKILL and restart with 100k open conversations (and the real-worker memory point)
     freshness   ingest 202 -> figure at the API and at /metrics, at 1,000 and 10,000 events/s offered
     profile     cProfile of InProcessScorer over a simulated hour, py-spy of a real worker
+    whatif      the same worker with other settings (environment only): Faust's producer linger
 
 Every section is bounded in time and stops by itself; a broker (TEST_PORT_OFFSET, default 700) is
 started for the sections that need one and stopped at the end. Speed never fails anything.
@@ -34,8 +35,11 @@ import orjson
 
 from .common import REPO, RESULTS, Broker, broker, dump_json, log, port_offset
 
-SECTIONS = ("ingest", "staffing", "memory", "throughput", "recovery", "freshness", "profile")
-NEEDS_BROKER = {"throughput", "recovery", "freshness", "profile"}
+SECTIONS = ("ingest", "staffing", "memory", "throughput", "recovery", "freshness", "profile", "whatif")
+NEEDS_BROKER = {"throughput", "recovery", "freshness", "profile", "whatif"}
+# Faust's producer batches nothing by default (linger 0): every changelog write and forwarded record
+# goes out in its own produce request. What-if: 10 ms, set through Faust's own environment setting.
+WHATIF = {"linger_10ms": {"PRODUCER_LINGER": "0.01"}}
 
 FULL: dict[str, dict[str, Any]] = {
     "throughput": {"events": 1_000_000, "scale": 10, "rounds": 3, "scorer_cap_s": 60, "ceiling_cap_s": 120,
@@ -46,6 +50,7 @@ FULL: dict[str, dict[str, Any]] = {
                "day_timeout_s": 600},
     "staffing": {"sizes": [10, 1_000, 10_000], "requests": 300, "rounds": 3},
     "profile": {"scale": 2, "tick_every": 2000, "worker_events": 100_000, "worker_seconds": 30},
+    "whatif": {"scale": 10, "events": 100_000, "rounds": 2, "cap_s": 40, "settings": WHATIF},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "throughput": {"events": 60_000, "scale": 10, "rounds": 1, "scorer_cap_s": 20, "ceiling_cap_s": 30,
@@ -55,6 +60,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "memory": {"open_points": [10_000], "day_scale": 1, "point_timeout_s": 120, "day_timeout_s": 300},
     "staffing": {"sizes": [10, 1_000], "requests": 50, "rounds": 1},
     "profile": {"scale": 1, "tick_every": 2000, "worker_events": 20_000, "worker_seconds": 10},
+    "whatif": {"scale": 10, "events": 20_000, "rounds": 1, "cap_s": 15, "settings": WHATIF},
 }
 
 
@@ -123,6 +129,7 @@ def section(name: str, params: dict[str, Any], b: Broker | None) -> dict[str, An
         "recovery": lambda: recovery.run(b, **params),  # type: ignore[arg-type]
         "freshness": lambda: freshness.run(b, **params),  # type: ignore[arg-type]
         "profile": lambda: profiling.run(b, **params),
+        "whatif": lambda: profiling.what_if(b, **params),  # type: ignore[arg-type]
     }
     load_before = os.getloadavg()
     started = time.monotonic()

@@ -198,3 +198,32 @@ def run(b: Broker | None, *, scale: int, tick_every: int, worker_events: int, wo
         log(f"profile: py-spy of a real worker for {worker_seconds} s")
         out["worker"] = pyspy_worker(b, scale, worker_events, worker_seconds)
     return out
+
+
+def what_if(b: Broker, *, scale: int, events: int, rounds: int, cap_s: float,
+            settings: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The same worker on the same topic under other settings (environment only, no code change), alternated."""
+    from .common import median
+    from .throughput import PARTITIONS, run_scorer
+
+    topic = f"bench.whatif.{uuid.uuid4().hex[:6]}"
+    b.create_topic(topic, PARTITIONS)
+    model = scaled_floor(scale, seed=19)
+    recs: list[tuple[bytes, bytes]] = []
+    t = START_MS
+    while len(recs) < events:
+        t += 60_000
+        recs.extend(records_of(model.events_until(t)))
+    asyncio.run(prefill(b.bootstrap, topic, recs))
+    runs: dict[str, list[dict[str, Any]]] = {"default": [], **{k: [] for k in settings}}
+    for i in range(rounds):
+        for name, env in [("default", {}), *settings.items()]:
+            res = asyncio.run(run_scorer(b, topic, len(recs), cap_s, extra_env=env))
+            log(f"  what-if round {i + 1} {name}: {res}")
+            runs[name].append(res)
+    med = {k: {"events_per_s": median([r.get("events_per_s") for r in v]),
+               "cpu_us_per_event": median([r.get("cpu_us_per_event") for r in v])} for k, v in runs.items()}
+    base = med["default"]["events_per_s"]
+    return {"settings": settings, "median": med, "runs": runs,
+            "speedup": {k: rnd(v["events_per_s"] / base, 3) if base and v["events_per_s"] else None
+                        for k, v in med.items()}}
