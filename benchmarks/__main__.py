@@ -90,12 +90,16 @@ def machine() -> dict[str, Any]:
 
 
 def git_commit() -> str | None:
+    if os.environ.get("BENCH_GIT_COMMIT"):  # run from an export of a commit (`git archive`), no .git there
+        return os.environ["BENCH_GIT_COMMIT"]
     r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
     return r.stdout.strip() or None
 
 
 def uncommitted_services() -> list[str]:
     """Files of services/ that differ from the commit: the figures measured the working tree."""
+    if os.environ.get("BENCH_GIT_COMMIT"):
+        return []
     r = subprocess.run(["git", "status", "--porcelain", "--", "services"], cwd=REPO, capture_output=True, text=True,
                        check=False)
     return [line[3:] for line in r.stdout.splitlines()]

@@ -26,9 +26,11 @@ from .common import Broker, log, pct, rnd, scaled_floor
 PROBE_QUEUE = "bench-probe"
 PROBE_TIMEOUT_S = 20.0
 POLL_S = 0.01  # the API (its own process)
-# The worker renders every view at each scrape (tens of ms of its CPU): polled at 100 Hz, the scrapes were
-# most of its busy time (py-spy). Once a second, and the delay is the midpoint between the last miss and the hit.
-METRICS_POLL_S = 1.0
+# The worker renders every view and agent series at each scrape: 0.4 s and 2.5 MB at a 6x floor, 1.3 s and
+# 16 MB at 61x (measured here). Polled at 100 Hz the scrapes were most of its busy time (py-spy); polled every
+# second at 61x, scraping alone would need a core. Every 5 s (Prometheus scrapes every 15 s by default), and the
+# delay is the midpoint between the last miss and the hit: +-2.5 s resolution, stated with the figures.
+METRICS_POLL_S = 5.0
 TICK_S = 0.05
 WARM_S = 180
 
@@ -105,15 +107,45 @@ async def offered_load(client: httpx.AsyncClient, url: str, token: str, rate: fl
 
 async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: str, token: str, seconds: float,
                  warmup_s: float) -> list[dict[str, Any]]:
+    """One probe a second for `seconds`; one poller per endpoint notes when the probe count first reaches k.
+
+    Probe k's delay is (first time the count >= k) - (probe k's 202). The pollers are shared, so polling
+    costs the same however many probes are in flight; the metrics poller's delay is the midpoint between
+    its last miss and its hit (it polls once a second).
+    """
     await asyncio.sleep(warmup_s)
-    out: list[dict[str, Any]] = []
     headers = {"Authorization": f"Bearer {token}"}
     base_api = api_arrivals(await client.get(f"{api}/v1/queues/{PROBE_QUEUE}"))
     base_metrics = metrics_arrivals((await client.get(metrics)).text)
-    sent = 0
+    recs: list[dict[str, Any]] = []
+    reached: dict[str, dict[int, float]] = {"api_s": {}, "metrics_s": {}}
+    done = asyncio.Event()
+
+    async def poll(name: str, get: Any, parse: Any, base: float, every: float) -> None:
+        seen = 0
+        missed = time.monotonic()
+        while not done.is_set():
+            asked = time.monotonic()
+            try:
+                n = int(parse(await get()) - base)
+            except (httpx.HTTPError, KeyError, ValueError):
+                n = seen
+            at = (missed + asked) / 2 if every >= 0.1 else time.monotonic()
+            for k in range(seen + 1, n + 1):
+                reached[name][k] = at
+            seen = max(seen, n)
+            missed = asked
+            await asyncio.sleep(every)
+
+    pollers = [
+        asyncio.create_task(poll("api_s", lambda: client.get(f"{api}/v1/queues/{PROBE_QUEUE}"), api_arrivals,
+                                 base_api, POLL_S)),
+        asyncio.create_task(poll("metrics_s", lambda: client.get(metrics, timeout=30),
+                                 lambda resp: metrics_arrivals(resp.text), base_metrics, METRICS_POLL_S)),
+    ]
     end = time.monotonic() + seconds
+    sent = 0
     while time.monotonic() < end:
-        sent += 1
         cid = f"probe-{uuid.uuid4().hex[:12]}"
         ev = {"event_id": f"{cid}-001", "type": "conversation.opened", "ts": int(time.time() * 1000),
               "tenant": "bench", "shop_id": "bench-probe", "platform": "web", "conversation_id": cid,
@@ -122,36 +154,23 @@ async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: str,
         r = await client.post(f"{ingest}/v1/events", json=ev, headers=headers, timeout=30)
         t202 = time.monotonic()
         rec: dict[str, Any] = {"ingest_s": t202 - t_sent, "status": r.status_code}
-        if r.status_code != 202:
-            out.append(rec)
-            continue
-
-        async def watch(get: Any, parse: Any, base: float, every: float, target: int = sent,
-                        t202: float = t202) -> float | None:
-            limit = t202 + PROBE_TIMEOUT_S
-            missed = t202
-            while time.monotonic() < limit:
-                try:
-                    asked = time.monotonic()
-                    if parse(await get()) - base >= target:
-                        return (max(missed, t202) + asked) / 2 - t202 if every >= 0.1 else time.monotonic() - t202
-                    missed = asked
-                except (httpx.HTTPError, KeyError, ValueError):
-                    pass
-                await asyncio.sleep(every)
-            return None
-
-        api_s, metrics_s = await asyncio.gather(
-            watch(lambda: client.get(f"{api}/v1/queues/{PROBE_QUEUE}"), api_arrivals, base_api, POLL_S),
-            watch(lambda: client.get(metrics), lambda resp: metrics_arrivals(resp.text), base_metrics,
-                  METRICS_POLL_S),
-        )
-        rec.update(api_s=api_s, metrics_s=metrics_s)
-        out.append(rec)
-        if api_s is None and metrics_s is None:
-            break  # far behind: further probes would only measure the same backlog
-        await asyncio.sleep(0.2)
-    return out
+        if r.status_code == 202:
+            sent += 1
+            rec.update(k=sent, t202=t202)
+        recs.append(rec)
+        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - t_sent)))
+    # The last probes get PROBE_TIMEOUT_S to show; later ones count as not seen in time.
+    last = max((r["t202"] for r in recs if "t202" in r), default=time.monotonic())
+    while time.monotonic() < last + PROBE_TIMEOUT_S and any(len(v) < sent for v in reached.values()):
+        await asyncio.sleep(0.1)
+    done.set()
+    await asyncio.gather(*pollers)
+    for rec in recs:
+        if "k" in rec:
+            for name, at in reached.items():
+                t = at.get(rec["k"])
+                rec[name] = t - rec["t202"] if t is not None and t - rec["t202"] <= PROBE_TIMEOUT_S else None
+    return recs
 
 
 def summarize(recs: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -189,7 +208,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
                 spy, "record", "--pid", str(pid), "--duration", str(pyspy_s), "--rate", "200", "--idle",
                 "--format", "raw", "--output", str(raw), "--nonblocking",
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        recs = await probes(probe_client, ingest, api, metrics, token, seconds - 5, warmup_s=5)
+        recs = await probes(probe_client, ingest, api, metrics, token, seconds - 10, warmup_s=5)
         await load
         n1 = await scrape_events_total(probe_client, cfg.scorer_metrics_port) or 0.0
         t1 = time.monotonic()
