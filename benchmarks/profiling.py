@@ -156,7 +156,10 @@ def pyspy_worker(b: Broker, scale: int, events: int, seconds: int) -> dict[str, 
 
 
 def analyze_raw(raw: Path) -> dict[str, Any]:
-    """Idle share, busy time by layer and the hottest leaf frames of a py-spy raw (collapsed) file."""
+    """Idle share, busy time by layer and the hottest leaf frames of a py-spy raw (collapsed) file.
+
+    Main thread only (the event loop that runs every stage); idle = samples waiting in the selector.
+    """
     layers: Counter[str] = Counter()
     tick: Counter[str] = Counter()
     idle = 0
@@ -169,6 +172,8 @@ def analyze_raw(raw: Path) -> dict[str, Any]:
             continue
         n = int(count_s)
         frames = stack.split(";")
+        if not any("_run_module_as_main" in f for f in frames[:3]):
+            continue  # another thread (py-spy --idle samples every thread): only the event loop's counts
         total += n
         inner = frames[-1]
         if any(w in inner for w in ("select (selectors.py", "poll (selectors.py")) or "_run_once" in inner:
@@ -181,7 +186,7 @@ def analyze_raw(raw: Path) -> dict[str, Any]:
             tick[_classify(frames)] += n
     busy = max(1, total - idle)
     return {
-        "samples": total,
+        "samples_main_thread": total,
         "idle_share": rnd(idle / total, 3) if total else None,
         "tick_share_of_busy": rnd(in_tick / busy, 3),
         "busy_by_layer": [{"layer": k, "share_of_busy": rnd(v / busy, 3)} for k, v in layers.most_common(15)],
