@@ -29,6 +29,7 @@ from services.core.wire import (
     SLOT_WATERMARK,
     SRC_AGENTS,
     SRC_CONVERSATIONS,
+    kept,
     parse_partial_key,
     partial_key,
     queue_partition,
@@ -187,7 +188,7 @@ class ConversationStage:
         if not unwritten:
             return
         for key, conv in unwritten.items():
-            self.table[key] = orjson.dumps({"pt": partition, "c": conv.to_json()})
+            self.table[key] = kept({"pt": partition, "c": conv.to_json()})
         unwritten.clear()
         self._evict(partition, self.parts[partition].watermark)
 
@@ -237,7 +238,7 @@ class ConversationStage:
                 continue
             self.cache.pop(key, None)
             gone_record = [conv.tenant, conv.shop_id, conv.platform, conv.state.queue, conv.last_event_ts]
-            self.table[key] = orjson.dumps({"pt": partition, "gone": gone_record})
+            self.table[key] = kept({"pt": partition, "gone": gone_record})
             self.tombs[partition].append((conv.last_event_ts, key))
             self.m.evicted.inc()
         tombs = self.tombs[partition]
@@ -332,7 +333,7 @@ class AgentStage:
             if agent.history:
                 agent.prune_history(agent.history[-1][0] - self.horizon_ms)
             self.parts[partition].replace(before, agent.contribution())
-            self.table[key] = orjson.dumps({"pt": partition, "a": agent.to_json()})
+            self.table[key] = kept({"pt": partition, "a": agent.to_json()})
             self.dirty_agents[partition][key.decode()] = agent
         return []
 
@@ -415,7 +416,7 @@ class QueueStage:
         if value is None:
             self.table.pop(key, None)
         else:
-            self.table[key] = value
+            self.table[key] = bytes(memoryview(value))  # exact size (see services.core.wire.kept)
         self._apply(key, value, rebuilding=False)
 
     def _apply(self, key: bytes, value: bytes | None, rebuilding: bool) -> None:
