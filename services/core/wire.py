@@ -43,10 +43,6 @@ def parse_view_key(raw: bytes) -> tuple[str, str, str, str]:
     return str(queue), str(tenant), str(shop), str(platform)
 
 
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
 def kept(value: Any) -> bytes:
     """JSON bytes to be *kept* (in a table or a cache): an exact-size copy.
 
