@@ -144,6 +144,7 @@ def section(name: str, params: dict[str, Any], b: Broker | None) -> dict[str, An
         res = {"error": repr(exc)}
     return {
         **res, "params": params, "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
         "duration_s": round(time.monotonic() - started, 1),
         "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),
     }

@@ -14,6 +14,7 @@ import io
 import pstats
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -109,7 +110,8 @@ def _classify(frames: list[str]) -> str:
 
 
 def pyspy_path() -> str | None:
-    found = shutil.which("py-spy") or str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "py-spy")
+    """py-spy on PATH, or next to this interpreter (the venv's bin, when the venv is not activated)."""
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     return found if Path(found).exists() else None
 
 
