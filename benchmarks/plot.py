@@ -42,7 +42,8 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     fr = s.get("freshness", {}).get("by_rate", {})
     if fr:
         rates = sorted(fr, key=float)
-        labels = [f"{float(r):,.0f}/s offered" for r in rates]
+        labels = [f"{float(r):,.0f}/s offered\n{fr[r].get('api', {}).get('seen', 0)} of "
+                  f"{fr[r].get('api', {}).get('probes', 0)} probes seen within 20 s" for r in rates]
         width = 0.2
         for i, (where, stat, color) in enumerate([("api", "p50_s", "#2ca02c"), ("api", "p99_s", "#98df8a"),
                                                    ("metrics", "p50_s", "#ff7f0e"), ("metrics", "p99_s", "#ffbb78")]):
@@ -69,8 +70,8 @@ def plot(data: dict[str, Any], path: Path) -> Path:
         ax.plot([h["hour"] for h in hrs], [h["rss_mb"] for h in hrs], marker="o", label="RSS (MB)")
         ax2 = ax.twinx()
         ax2.plot([h["hour"] for h in hrs], [h.get("table", 0) for h in hrs], color="#9467bd", linestyle="--",
-                 label="conversations held")
-        ax2.set_ylabel("conversations held (table)")
+                 label="table entries (24 h tombstones included)")
+        ax2.set_ylabel("conversations table entries")
         ax.set_xlabel("simulated hour")
         ax.set_ylabel("RSS MB")
         ax.set_title(f"Memory over a simulated day (floor x{day.get('floor_scale')}, {day.get('events', 0):,} events, "
