@@ -7,6 +7,7 @@ changes are idempotent too.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -131,21 +132,56 @@ class AgentState:
 STATUSES = ("online", "busy", "away", "offline")
 
 
+class AgentTimeline:
+    """An agent's status history (sorted by ts) prepared for window queries.
+
+    Prefix sums of milliseconds per status and suffix maxima of active chats answer any window
+    ending at or after the last change in O(log n), so views of thousands of agents cost little
+    every tick. Milliseconds are summed as integers, so the seconds are exact.
+    """
+
+    __slots__ = ("active", "cum", "status", "suffix_max", "ts")
+
+    def __init__(self, history: list[Any]) -> None:
+        self.ts: list[int] = [int(e[0]) for e in history]
+        self.status: list[str | None] = [e[1] for e in history]
+        self.active: list[int] = [int(e[2]) for e in history]
+        # cum[s][i]: ms in status s over the closed entries before i (entry m lasts ts[m+1] - ts[m]).
+        self.cum: dict[str, list[int]] = {s: [0] for s in STATUSES}
+        for i in range(len(self.ts) - 1):
+            d = self.ts[i + 1] - self.ts[i]
+            for s, sums in self.cum.items():
+                sums.append(sums[-1] + (d if self.status[i] == s else 0))
+        self.suffix_max = list(self.active)
+        for i in range(len(self.active) - 2, -1, -1):
+            self.suffix_max[i] = max(self.active[i], self.suffix_max[i + 1])
+
+    def window(self, now: int, width: int) -> dict[str, Any]:
+        """Seconds in each status and the most concurrent chats over (now - width, now]."""
+        lo, ts, n = now - width, self.ts, len(self.ts)
+        ms = dict.fromkeys(STATUSES, 0)
+        # Entries that overlap: from the one in force at lo (or the last) to the last not after now.
+        first = min(max(bisect_right(ts, lo) - 1, 0), n - 1)
+        end = bisect_right(ts, now)
+        if n == 0 or first >= end:
+            return {"status_seconds": {s: 0.0 for s in STATUSES}, "max_concurrent": None}
+        last = end - 1
+        for i in (first, last) if first < last else (first,):
+            stop = ts[i + 1] if i + 1 < n and i < last else now
+            overlap = min(stop, now) - max(ts[i], lo)
+            st = self.status[i]
+            if st in ms and overlap > 0:
+                ms[st] += overlap
+        if last - first > 1:  # the whole entries in between
+            for s, sums in self.cum.items():
+                ms[s] += sums[last] - sums[first + 1]
+        most = self.suffix_max[first] if end == n else max(self.active[first:end])
+        return {"status_seconds": {s: v / 1000 for s, v in ms.items()}, "max_concurrent": most}
+
+
 def agent_window(summary: dict[str, Any], now: int, width: int) -> dict[str, Any]:
     """Seconds in each status and the most concurrent chats over (now - width, now]."""
-    lo = now - width
-    seconds = dict.fromkeys(STATUSES, 0.0)
-    most: int | None = None
-    history = summary.get("history", [])
-    for i, (ts, status, active) in enumerate(history):
-        end = history[i + 1][0] if i + 1 < len(history) else now
-        if (end <= lo and i + 1 < len(history)) or ts > now:
-            continue  # over before the window began, or not yet begun
-        overlap = min(end, now) - max(ts, lo)
-        if status in seconds and overlap > 0:
-            seconds[status] += overlap / 1000
-        most = active if most is None else max(most, active)
-    return {"status_seconds": seconds, "max_concurrent": most}
+    return AgentTimeline(summary.get("history", [])).window(now, width)
 
 
 class PartitionAgents:

@@ -3,7 +3,10 @@
 Partials arrive as full values keyed by (source, partition, scope, slot), so a re-sent
 partial replaces what was there and nothing is counted twice. Buckets are merged over
 partitions into fine buckets (BUCKET_S, for the 1m and 5m windows) and minute buckets
-(for 15m and 1h), so a tick sums at most a few hundred buckets per scope.
+(for 15m and 1h). Each scope keeps a running total per window: a replaced bucket changes it
+by the difference, and a tick adds the slots that entered and subtracts those that left, so
+a tick costs what changed, not scopes x windows x slots. Figures are recomputed only for the
+views whose totals or live counters changed.
 
 A window W at time `now` holds the buckets that overlap (now - W, now]: it covers between
 W and W + one bucket of event time (5 s for 1m/5m, 60 s for 15m/1h).
@@ -16,7 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from .agents import AgentLive, agent_window
+from .agents import AgentLive, AgentTimeline
 from .buckets import Bucket, is_agent_scope, window_figures
 from .config import WINDOWS
 from .partials import Live, Scope
@@ -26,6 +29,7 @@ FINE_WINDOW_MAX_MS: Final = 300_000
 ALL: Final = "*"
 
 SrcKey = tuple[str, int, Scope]  # (source stage, partition, scope)
+ViewKey = tuple[str, str, str, str]  # (queue, tenant, shop, platform), "*" meaning all
 
 
 def iso(ms: int) -> str:
@@ -55,10 +59,14 @@ def _nearest_rank(sorted_values: list[int], counts: list[int], total: int, q: fl
     return sorted_values[-1]
 
 
+NO_LIVE: Final = Live()  # read only
+NO_TIMELINE: Final = AgentTimeline([])
+
+
 def live_figures(live: Live | None, agents: AgentLive | None, now: int) -> dict[str, Any]:
     # Counts are numbers (0 when nothing is open in the view); only the wait figures are null when none wait.
     if live is None:
-        live = Live()
+        live = NO_LIVE
     out: dict[str, Any] = {
         "unanswered": live.unanswered,
         "unassigned": live.unassigned,
@@ -89,17 +97,58 @@ def live_figures(live: Live | None, agents: AgentLive | None, now: int) -> dict[
     return out
 
 
+class _Windows:
+    """One scope's running total per window over the slots of the merger's current ranges.
+
+    Maxima do not subtract: a total's max is set from its slots' maxima before it is read.
+    """
+
+    __slots__ = ("totals",)
+
+    def __init__(self) -> None:
+        self.totals: dict[str, Bucket] = {name: Bucket() for name in WINDOWS}
+
+
+def window_range(now: int, width: int, size: int) -> tuple[int, int]:
+    """(first, last) slot start of the slots of `size` that overlap (now - width, now]."""
+    lo = now - width
+    return lo - lo % size, now - now % size
+
+
 class QueueMerger:
-    def __init__(self, bucket_ms: int) -> None:
+    """Stage 2's state. `views(now)` returns every view; `rebuilt` names those built at that `now`.
+
+    With `agent_refresh_ticks` = k > 1, an agent's own view whose inputs did not change is rebuilt
+    every k-th call (agents spread over the calls) instead of every call: its time per status still
+    moves with the clock, and thousands of agents would otherwise cost more than all queues together.
+    """
+
+    def __init__(self, bucket_ms: int, agent_refresh_ticks: int = 1) -> None:
         self.bucket_ms = bucket_ms
+        self.agent_refresh_ticks = max(1, agent_refresh_ticks)
+        self.ticks = 0
+        self.built: dict[ViewKey, dict[str, Any]] = {}
+        self.rebuilt: set[ViewKey] = set()
         self.src_buckets: dict[SrcKey, dict[int, Bucket]] = {}
         self.sources_of: dict[Scope, set[tuple[str, int]]] = defaultdict(set)
         self.fine: dict[Scope, dict[int, Bucket]] = defaultdict(dict)
         self.coarse: dict[Scope, dict[int, Bucket]] = defaultdict(dict)
-        self.lives: dict[SrcKey, Live] = {}
-        self.agents: dict[SrcKey, AgentLive] = {}
+        self.lives: dict[Scope, dict[tuple[str, int], Live]] = {}
+        self.agents: dict[Scope, dict[tuple[str, int], AgentLive]] = {}
         self.watermarks: dict[tuple[str, int], int] = {}
         self.agent_states: dict[Scope, dict[str, Any]] = {}
+        self.timelines: dict[Scope, AgentTimeline] = {}
+        self.sizes = {n: bucket_ms if w <= FINE_WINDOW_MAX_MS else COARSE_MS for n, w in WINDOWS.items()}
+        # The ranges every running total is summed over (None until the first views()).
+        self.ranges: dict[str, tuple[int, int]] | None = None
+        self.windows: dict[Scope, _Windows] = {}
+        self.changed: set[Scope] = set()  # window totals changed since the last views()
+        self.live_changed: set[Scope] = set()  # live or agent counters changed since the last views()
+        self.present: set[Scope] = set()
+        self.members: dict[ViewKey, set[Scope]] = {}
+        self.figures: dict[ViewKey, dict[str, dict[str, Any]]] = {}
+        self.group_live: dict[ViewKey, tuple[Live | None, AgentLive | None]] = {}
+        self.pruned_to = -1
 
     # --- input -----------------------------------------------------------------------------
     def put_bucket(self, src: str, part: int, scope: Scope, start: int, new: Bucket | None) -> None:
@@ -108,6 +157,8 @@ class QueueMerger:
         if new is not None:
             per_src[start] = new
         self.sources_of[scope].add((src, part))
+        if start + self.bucket_ms <= self.pruned_to:
+            self.pruned_to = -1  # a bucket already out of every window: the next prune must look
         minute = start - start % COARSE_MS
         for table, slot in ((self.fine[scope], start), (self.coarse[scope], minute)):
             merged = table.get(slot)
@@ -117,48 +168,66 @@ class QueueMerger:
                 merged.merge(old, -1)
             if new is not None:
                 merged.merge(new, 1)
-        self._fix_max(scope, start, minute)
+        self._fix_max(scope, start, minute, old, new)
+        if self.ranges is None:
+            return
+        running = self.windows.get(scope)
+        if running is None:  # summed from the tables when next read
+            self.changed.add(scope)
+            return
+        for name, (lo, hi) in self.ranges.items():
+            slot = start if self.sizes[name] == self.bucket_ms else minute
+            if lo <= slot <= hi:
+                total = running.totals[name]
+                if old is not None:
+                    total.merge(old, -1)
+                if new is not None:
+                    total.merge(new, 1)
+                self.changed.add(scope)
 
-    def _fix_max(self, scope: Scope, start: int, minute: int) -> None:
-        # Maxima do not subtract: recompute them from the parts after every replacement.
-        fine = self.fine[scope]
-        merged = fine[start]
+    def _fix_max(self, scope: Scope, start: int, minute: int, old: Bucket | None, new: Bucket | None) -> None:
+        """Maxima do not subtract: after a replacement, recompute a merged max only if it may have gone down."""
+        fine, coarse = self.fine[scope], self.coarse[scope]
+        merged, merged_min = fine[start], coarse[minute]
         if merged.is_empty():
             del fine[start]
-        else:
-            parts = [
-                b for src, part in self.sources_of[scope]
-                if (b := self.src_buckets.get((src, part, scope), {}).get(start)) is not None
-            ]
-            merged.frt.max_ms = max((b.frt.max_ms for b in parts), default=0)
-            merged.reply.max_ms = max((b.reply.max_ms for b in parts), default=0)
-        coarse = self.coarse[scope]
-        merged_min = coarse[minute]
+        for dist in ("frt", "reply"):
+            old_max = 0 if old is None else getattr(old, dist).max_ms
+            new_max = 0 if new is None else getattr(new, dist).max_ms
+            if old_max <= new_max:
+                continue  # merging `new` already raised the merged maxima as far as they go
+            if not merged.is_empty():
+                getattr(merged, dist).max_ms = max(
+                    (getattr(b, dist).max_ms for src, part in self.sources_of[scope]
+                     if (b := self.src_buckets.get((src, part, scope), {}).get(start)) is not None),
+                    default=0,
+                )
+            if not merged_min.is_empty():
+                getattr(merged_min, dist).max_ms = max(
+                    (getattr(b, dist).max_ms for s in range(minute, minute + COARSE_MS, self.bucket_ms)
+                     if (b := fine.get(s)) is not None),
+                    default=0,
+                )
         if merged_min.is_empty():
             del coarse[minute]
-        else:
-            in_minute = [b for s in range(minute, minute + COARSE_MS, self.bucket_ms) if (b := fine.get(s))]
-            merged_min.frt.max_ms = max((b.frt.max_ms for b in in_minute), default=0)
-            merged_min.reply.max_ms = max((b.reply.max_ms for b in in_minute), default=0)
 
     def put_live(self, src: str, part: int, scope: Scope, live: Live | None) -> None:
-        if live is None:
-            self.lives.pop((src, part, scope), None)
-        else:
-            self.lives[(src, part, scope)] = live
+        _put(self.lives, scope, (src, part), live)
+        self.live_changed.add(scope)
 
     def put_agents(self, src: str, part: int, scope: Scope, agents: AgentLive | None) -> None:
-        if agents is None:
-            self.agents.pop((src, part, scope), None)
-        else:
-            self.agents[(src, part, scope)] = agents
+        _put(self.agents, scope, (src, part), agents)
+        self.live_changed.add(scope)
 
     def put_agent_state(self, scope: Scope, state: dict[str, Any] | None) -> None:
         """One agent's own state (only its partition of the agent stage sends it: no merge needed)."""
         if state is None:
             self.agent_states.pop(scope, None)
+            self.timelines.pop(scope, None)
         else:
             self.agent_states[scope] = state
+            self.timelines[scope] = AgentTimeline(state.get("history", []))
+        self.live_changed.add(scope)
 
     def put_watermark(self, src: str, part: int, ts: int) -> None:
         self.watermarks[(src, part)] = max(ts, self.watermarks.get((src, part), 0))
@@ -168,75 +237,188 @@ class QueueMerger:
         return max(self.watermarks.values(), default=0)
 
     def prune(self, before: int) -> None:
+        boundary = before - before % self.bucket_ms
+        if boundary == self.pruned_to:  # nothing new can have ended since the last prune
+            return
+        self.pruned_to = boundary
         for table, width in ((self.fine, self.bucket_ms), (self.coarse, COARSE_MS)):
-            for per_scope in table.values():
-                for slot in [s for s in per_scope if s + width <= before]:
+            for scope, per_scope in table.items():
+                gone = [s for s in per_scope if s + width <= before]
+                for slot in gone:
                     del per_scope[slot]
+                if gone and self.ranges is not None and max(gone) >= min(lo for lo, _ in self.ranges.values()):
+                    self.windows.pop(scope, None)  # a slot inside a window went: sum that scope again
+                    self.changed.add(scope)
         for per_src in self.src_buckets.values():
             for slot in [s for s in per_src if s + self.bucket_ms <= before]:
                 del per_src[slot]
 
+    # --- running window totals ---------------------------------------------------------------
+    def _table(self, scope: Scope, name: str) -> dict[int, Bucket]:
+        return (self.fine if self.sizes[name] == self.bucket_ms else self.coarse).get(scope, {})
+
+    def _sum(self, scope: Scope) -> _Windows:
+        assert self.ranges is not None
+        out = _Windows()
+        for name, (lo, hi) in self.ranges.items():
+            total = out.totals[name]
+            for start, bucket in self._table(scope, name).items():
+                if lo <= start <= hi:
+                    total.merge(bucket)
+        return out
+
+    def _advance(self, ranges: dict[str, tuple[int, int]]) -> None:
+        """Move every running total to `ranges`: add the slots that entered, subtract those that left."""
+        old = self.ranges
+        self.ranges = ranges
+        moved = {n: r for n, r in ranges.items() if old is None or old[n] != r}
+        if not moved:
+            return
+        for scope in self.fine.keys() | self.windows.keys():
+            running = self.windows.get(scope)
+            if running is None or old is None:
+                self.windows[scope] = self._sum(scope)
+                self.changed.add(scope)
+                continue
+            for name, (lo, hi) in moved.items():
+                size, (old_lo, old_hi) = self.sizes[name], old[name]
+                table = self._table(scope, name)
+                if lo < old_lo or hi < old_hi or lo > old_hi:  # backwards or no overlap: sum again
+                    total = running.totals[name] = Bucket()
+                    for start, bucket in table.items():
+                        if lo <= start <= hi:
+                            total.merge(bucket)
+                    self.changed.add(scope)
+                    continue
+                total = running.totals[name]
+                for slot, sign in [(s, -1) for s in range(old_lo, lo, size)] + \
+                        [(s, 1) for s in range(old_hi + size, hi + size, size)]:
+                    moving = table.get(slot)
+                    if moving is not None:
+                        total.merge(moving, sign)
+                        self.changed.add(scope)
+
+    def _totals(self, scope: Scope) -> dict[str, Bucket]:
+        """The scope's window totals with their maxima set from the slots inside each window."""
+        assert self.ranges is not None
+        running = self.windows.get(scope)
+        if running is None:
+            running = self.windows[scope] = self._sum(scope)
+        for name, (lo, hi) in self.ranges.items():
+            total, table, size = running.totals[name], self._table(scope, name), self.sizes[name]
+            frt_max = reply_max = 0
+            for slot in range(lo, hi + size, size):
+                bucket = table.get(slot)
+                if bucket is not None:
+                    frt_max = max(frt_max, bucket.frt.max_ms)
+                    reply_max = max(reply_max, bucket.reply.max_ms)
+            total.frt.max_ms, total.reply.max_ms = frt_max, reply_max
+        return running.totals
+
     # --- output ----------------------------------------------------------------------------
     def scopes(self) -> set[Scope]:
-        out = {k[2] for k in self.lives} | {k[2] for k in self.agents} | set(self.agent_states)
+        out = {s for s, parts in self.lives.items() if parts} | {s for s, parts in self.agents.items() if parts}
+        out.update(self.agent_states)
         out.update(s for s, b in self.fine.items() if b)
         return out
 
     def window_totals(self, scope: Scope, now: int) -> dict[str, Bucket]:
-        out: dict[str, Bucket] = {}
-        for name, width in WINDOWS.items():
-            table, size = (
-                (self.fine.get(scope, {}), self.bucket_ms)
-                if width <= FINE_WINDOW_MAX_MS else (self.coarse.get(scope, {}), COARSE_MS)
-            )
-            lo = now - width
-            total = Bucket()
-            for start, bucket in table.items():
-                if start + size > lo and start <= now:
-                    total.merge(bucket)
-            out[name] = total
-        return out
+        """The scope's window totals at `now` (moves every running total to `now`)."""
+        self._advance({n: window_range(now, w, self.sizes[n]) for n, w in WINDOWS.items()})
+        return self._totals(scope)
 
-    def views(self, now: int) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-        """Every queue view at `now`: per queue, per tenant, platform, tenant+platform and shop."""
-        lives: dict[Scope, Live] = {}
-        for (_src, _part, scope), live in self.lives.items():
-            lives.setdefault(scope, Live()).merge(live)
-        agents: dict[Scope, AgentLive] = {}
-        for (_src, _part, scope), a in self.agents.items():
-            agents[scope] = agents.get(scope, AgentLive()).add(a)
-
-        group_live: dict[tuple[str, str, str, str], Live] = {}
-        group_agents: dict[tuple[str, str, str, str], AgentLive] = {}
-        group_windows: dict[tuple[str, str, str, str], dict[str, Bucket]] = {}
-        for scope in self.scopes():
-            totals = self.window_totals(scope, now)
+    def _regroup(self) -> set[ViewKey]:
+        """Keep `members` (view key -> its scopes) in step with the scopes present; the keys that changed."""
+        present = self.scopes()
+        if present == self.present:
+            return set()
+        touched: set[ViewKey] = set()
+        for scope in present - self.present:
             for key in view_keys(scope):
-                if scope in lives:
-                    group_live.setdefault(key, Live()).merge(lives[scope])
-                if scope in agents:
-                    group_agents[key] = group_agents.get(key, AgentLive()).add(agents[scope])
-                windows = group_windows.get(key)
-                if windows is None:
-                    group_windows[key] = {n: b.copy() for n, b in totals.items()}
+                self.members.setdefault(key, set()).add(scope)
+                touched.add(key)
+        for scope in self.present - present:
+            self.windows.pop(scope, None)
+            for key in view_keys(scope):
+                members = self.members.get(key)
+                if members is not None:
+                    members.discard(scope)
+                    if not members:
+                        del self.members[key]
+                        self.figures.pop(key, None)
+                        self.group_live.pop(key, None)
+                touched.add(key)
+        self.present = present
+        return touched
+
+    def views(self, now: int) -> dict[ViewKey, dict[str, Any]]:
+        """Every queue view at `now`: per queue, per tenant, platform, tenant+platform and shop."""
+        self._advance({n: window_range(now, w, self.sizes[n]) for n, w in WINDOWS.items()})
+        touched = self._regroup()
+        windows_due = touched | {k for s in self.changed if s in self.present for k in view_keys(s)}
+        live_due = touched | {k for s in self.live_changed if s in self.present for k in view_keys(s)}
+        self.changed.clear()
+        self.live_changed.clear()
+        totals: dict[Scope, dict[str, Bucket]] = {}
+        for key in windows_due & self.members.keys():
+            group: dict[str, Bucket] | None = None
+            for scope in self.members[key]:
+                one = totals.get(scope)
+                if one is None:
+                    one = totals[scope] = self._totals(scope)
+                if group is None:
+                    group = {n: b.copy() for n, b in one.items()}
                 else:
-                    for n, b in totals.items():
-                        windows[n].merge(b)
+                    for n, b in one.items():
+                        group[n].merge(b)
+            assert group is not None
+            self.figures[key] = {n: window_figures(b, WINDOWS[n]) for n, b in group.items()}
+        for key in live_due & self.members.keys():
+            merged_live: Live | None = None
+            merged_agents: AgentLive | None = None
+            for scope in self.members[key]:
+                for part_live in self.lives.get(scope, {}).values():
+                    merged_live = merged_live or Live()
+                    merged_live.merge(part_live)
+                for a in self.agents.get(scope, {}).values():
+                    merged_agents = a if merged_agents is None else merged_agents.add(a)
+            self.group_live[key] = (merged_live, merged_agents)
         as_of = iso(now)
-        out: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-        for key, windows in group_windows.items():
+        self.ticks += 1
+        due = windows_due | live_due
+        out: dict[ViewKey, dict[str, Any]] = {}
+        self.rebuilt = set()
+        for key, figures in self.figures.items():
             queue, tenant, shop, platform = key
+            agent = is_agent_scope(queue)
+            if agent and key not in due and key in self.built and (self.ticks + hash(key)) % self.agent_refresh_ticks:
+                out[key] = self.built[key]  # unchanged agent: exact as of its own as_of, rebuilt in its turn
+                continue
+            live, agents = self.group_live.get(key, (None, None))
             view: dict[str, Any] = {
                 "queue": queue,
                 "scope": {"tenant": tenant, "shop_id": shop, "platform": platform},
                 "as_of": as_of,
-                "live": live_figures(group_live.get(key), group_agents.get(key), now),
-                "windows": {n: window_figures(b, WINDOWS[n]) for n, b in windows.items()},
+                "live": live_figures(live, agents, now),
+                "windows": figures,
             }
-            if is_agent_scope(queue):
-                state = self.agent_states.get(Scope(tenant, shop, platform, queue), {})
+            if agent:
+                scope = Scope(tenant, shop, platform, queue)
+                state = self.agent_states.get(scope, {})
+                timeline = self.timelines.get(scope) or NO_TIMELINE
                 view["agent"] = {k: v for k, v in state.items() if k != "history"}
-                for n, w in view["windows"].items():
-                    w.update(agent_window(state, now, WINDOWS[n]))
+                view["windows"] = {n: {**w, **timeline.window(now, WINDOWS[n])} for n, w in figures.items()}
             out[key] = view
+            self.rebuilt.add(key)
+        self.built = out
         return out
+
+
+def _put(table: dict[Scope, dict[tuple[str, int], Any]], scope: Scope, src: tuple[str, int], value: Any) -> None:
+    parts = table.setdefault(scope, {})
+    if value is None:
+        parts.pop(src, None)
+        if not parts:
+            del table[scope]
+    else:
+        parts[src] = value

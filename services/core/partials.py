@@ -103,6 +103,7 @@ class PartitionPartials:
         self.live: dict[Scope, Live] = {}
         self.dirty: set[tuple[Scope, int]] = set()
         self.watermark = 0
+        self.pruned_to = -1
 
     def apply_facts(self, tenant: str, shop_id: str, platform: str, delta: list[tuple[Fact, int]]) -> None:
         size = self.bucket_ms
@@ -110,6 +111,8 @@ class PartitionPartials:
         for fact, sign in delta:
             scope = Scope(tenant, shop_id, platform, fact.queue)
             start = fact.ts - fact.ts % size
+            if start + size <= self.pruned_to:
+                self.pruned_to = -1  # a bucket already out of every window: the next prune must look
             per_scope = self.buckets.get(scope)
             if per_scope is None:
                 per_scope = self.buckets[scope] = {}
@@ -134,6 +137,10 @@ class PartitionPartials:
 
     def prune(self, before: int) -> None:
         """Drop buckets that ended before `before` (out of every window); stage 2 gets tombstones."""
+        boundary = before - before % self.bucket_ms
+        if boundary == self.pruned_to:  # nothing new can have ended since the last prune
+            return
+        self.pruned_to = boundary
         for scope, per_scope in self.buckets.items():
             for start in [s for s in per_scope if s + self.bucket_ms <= before]:
                 del per_scope[start]
