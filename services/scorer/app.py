@@ -89,6 +89,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
     queues = QueueStage(
         partials_table, metrics, bucket_ms=settings.bucket_ms, horizon_ms=settings.horizon_ms,
         queue_partitions=k.queue_partitions, event_clock=settings.clock == "event", rules=rules_from_env(),
+        agent_refresh_ticks=settings.agent_refresh_ticks,
     )
     registry.register(ViewsCollector(queues.current_views))
     registry.register(AlertsCollector(queues.open_alerts))

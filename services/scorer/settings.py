@@ -18,6 +18,9 @@ class ScorerSettings:
     grace_ms: int = field(default_factory=lambda: int(env_float("GRACE_S", 60) * 1000))
     bucket_ms: int = field(default_factory=lambda: int(env_float("BUCKET_S", 5) * 1000))
     tick_s: float = field(default_factory=lambda: env_float("TICK_S", 1.0))
+    # An agent's own view whose inputs did not change is rebuilt this often (its time per status moves
+    # with the clock); queue views are rebuilt every tick. Thousands of agents cost more than all queues.
+    agent_view_refresh_s: float = field(default_factory=lambda: env_float("AGENT_VIEW_REFRESH_S", 5.0))
     # Events scored per batch, and the longest a batch waits to fill (a bound on added latency).
     batch_max: int = field(default_factory=lambda: env_int("SCORER_BATCH_MAX", 500))
     batch_within_s: float = field(default_factory=lambda: env_float("SCORER_BATCH_WITHIN_S", 0.05))
@@ -47,6 +50,10 @@ class ScorerSettings:
             raise SystemExit(f"SCORER_CLOCK must be 'wall' or 'event', got {self.clock!r}")
         if self.bucket_ms <= 0 or 60_000 % self.bucket_ms:
             raise SystemExit("BUCKET_S must divide 60 (e.g. 1, 5, 10, 15, 30)")
+
+    @property
+    def agent_refresh_ticks(self) -> int:
+        return max(1, round(self.agent_view_refresh_s / self.tick_s))
 
     @property
     def horizon_ms(self) -> int:

@@ -374,23 +374,29 @@ class QueueStage:
     SNAPSHOT_EVERY_MS = 10_000
 
     def __init__(self, table: Table, metrics: PipelineMetrics, *, bucket_ms: int, horizon_ms: int,
-                 queue_partitions: int, event_clock: bool, rules: AlertRules | None = None) -> None:
+                 queue_partitions: int, event_clock: bool, rules: AlertRules | None = None,
+                 agent_refresh_ticks: int = 1) -> None:
         self.table = table
+        self.agent_refresh_ticks = agent_refresh_ticks
         self.m = metrics
         self.bucket_ms, self.horizon_ms = bucket_ms, horizon_ms
         self.queue_partitions = queue_partitions
         self.event_clock = event_clock
         self.rules = rules or AlertRules()
-        self.merger = QueueMerger(bucket_ms)
+        self.merger = self.new_merger()
+        self.view_keys: dict[tuple[str, str, str, str], bytes] = {}
         self.owned: set[int] | None = None  # None: must rebuild from the table
         self.latest: dict[tuple[str, str, str, str], dict[str, object]] = {}
         self.engines: dict[int, AlertEngine] = {}
         self.snapshot_at: dict[int, int] = {}
         self.latest_signals: dict[tuple[str, str, str, str], Signals] = {}
 
+    def new_merger(self) -> QueueMerger:
+        return QueueMerger(self.bucket_ms, self.agent_refresh_ticks)
+
     def revoke(self) -> None:
         self.owned = None
-        self.merger = QueueMerger(self.bucket_ms)
+        self.merger = self.new_merger()
         self.latest = {}
         self.engines = {}
         self.latest_signals = {}
@@ -398,7 +404,7 @@ class QueueStage:
     def rebuild(self, partitions: set[int], engine_states: dict[int, dict[str, object]] | None = None) -> None:
         if self.owned == partitions:
             return
-        self.merger = QueueMerger(self.bucket_ms)
+        self.merger = self.new_merger()
         self.latest = {}
         self.owned = set(partitions)
         for key, value in self.table.items():
@@ -438,6 +444,12 @@ class QueueStage:
         else:
             self.merger.put_bucket(src, part, scope, slot, None if data is None else Bucket.from_json(data))
 
+    def _view_key(self, key: tuple[str, str, str, str]) -> bytes:
+        raw = self.view_keys.get(key)
+        if raw is None:
+            raw = self.view_keys[key] = view_key(key)
+        return raw
+
     def now(self, wall_ms: int) -> int:
         return self.merger.watermark if self.event_clock else wall_ms
 
@@ -450,8 +462,8 @@ class QueueStage:
         views = self.merger.views(now)
         self.latest = views
         view_out = [
-            Out("views", view_key(k), orjson.dumps(v), queue_partition(k[0], self.queue_partitions))
-            for k, v in views.items()
+            Out("views", self._view_key(k), orjson.dumps(views[k]), queue_partition(k[0], self.queue_partitions))
+            for k in self.merger.rebuilt
         ]
         return view_out, self._evaluate_alerts(views, now)
 
