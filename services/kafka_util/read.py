@@ -24,16 +24,17 @@ async def behind(
 async def read_to_end(
     bootstrap: str,
     topic: str,
+    partitions: Collection[int],
     on_record: OnRecord,
     *,
-    partitions: Collection[int] | None = None,
     isolation_level: str = "read_uncommitted",
 ) -> None:
-    """Hand every record of `topic`, from the beginning to the end as it was when reading started, to
-    `on_record`, partition by partition in offset order. No consumer group. `partitions`: which
-    (default: all the topic has; none when the broker does not know the topic). With
-    `isolation_level="read_committed"` only records of committed transactions."""
-    if partitions is not None and not partitions:
+    """Hand every record of these partitions of `topic`, from the beginning to the end as it was when
+    reading started, to `on_record`, partition by partition in offset order. No consumer group. The
+    caller names the partitions: a fresh consumer has no metadata for the topic (aiokafka's
+    `partitions_for_topic` is None, even after `topics()`). With `isolation_level="read_committed"`
+    only records of committed transactions."""
+    if not partitions:
         return
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -41,14 +42,7 @@ async def read_to_end(
     )
     await consumer.start()
     try:
-        if partitions is None:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer.topics()  # metadata of every topic, this one too
-                partitions = consumer.partitions_for_topic(topic) or ()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)

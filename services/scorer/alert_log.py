@@ -65,5 +65,5 @@ async def read_engine_states(bootstrap: str, topic: str, partitions: set[int]) -
         if rec.key and rec.key.startswith(engine_prefix) and rec.value:
             states[rec.partition] = orjson.loads(rec.value)
 
-    await read_to_end(bootstrap, topic, keep_snapshot, partitions=partitions, isolation_level="read_committed")
+    await read_to_end(bootstrap, topic, partitions, keep_snapshot, isolation_level="read_committed")
     return states

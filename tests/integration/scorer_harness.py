@@ -155,10 +155,10 @@ class ScorerRun:
         return out
 
     async def read_all(self, topic: str, read_committed: bool = False) -> list[tuple[bytes | None, bytes | None]]:
-        """Every record of the topic, in partition order."""
+        """Every record of the topic (one of the run's queue-partitioned topics), in partition order."""
         out: list[tuple[bytes | None, bytes | None]] = []
         await read_to_end(
-            self.kafka.bootstrap, topic, lambda rec: out.append((rec.key, rec.value)),
+            self.kafka.bootstrap, topic, range(self.queue_partitions), lambda rec: out.append((rec.key, rec.value)),
             isolation_level="read_committed" if read_committed else "read_uncommitted",
         )
         return out
