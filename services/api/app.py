@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from services.core import erlang
+from services.core.config import STAFFING_MAX_OCCUPANCY, STAFFING_SL_SECONDS, STAFFING_SL_TARGET
 from services.core.merge import iso
 
 from .agents import mount_agents
@@ -101,9 +102,9 @@ def create_app(
         tenant: Filter = None,
         shop_id: Filter = None,
         platform: Filter = None,
-        sl_target: Annotated[float, Query(gt=0, lt=1)] = 0.8,
-        sl_seconds: Annotated[float, Query(ge=0, le=86_400)] = 30,
-        max_occupancy: Annotated[float, Query(gt=0, le=1)] = 0.85,
+        sl_target: Annotated[float, Query(gt=0, lt=1)] = STAFFING_SL_TARGET,
+        sl_seconds: Annotated[float, Query(ge=0, le=86_400)] = STAFFING_SL_SECONDS,
+        max_occupancy: Annotated[float, Query(gt=0, le=1)] = STAFFING_MAX_OCCUPANCY,
         shrinkage: Annotated[float, Query(ge=0, lt=1)] = 0.3,
         drain_minutes: Annotated[float, Query(gt=0, le=1440)] = 10,
     ) -> dict[str, Any]:
@@ -111,10 +112,10 @@ def create_app(
         view = await get_queue(queue, tenant, shop_id, platform)
         live, w15, w1h = view["live"], view["windows"]["15m"], view["windows"]["1h"]
         arrivals_per_hour = w15["arrivals_per_min"] * 60
-        aht_s, aht_source = (w1h["aht_s"], "measured_1h") if w1h["aht_s"] else (cfg.default_aht_s, "default")
+        aht_s, aht_source = (w1h["aht_s"], "measured_1h") if w1h["aht_s"] else (cfg.staffing.aht_s, "default")
         conc, conc_source = (
             (live["concurrency"], "mean_agent_capacity") if live.get("concurrency")
-            else (cfg.default_concurrency, "default")
+            else (cfg.staffing.concurrency, "default")
         )
         available = live["agents_available"] or 0
         # Projections use the agents staffing the queue (online or busy): a busy floor's free-slot count

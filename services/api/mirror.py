@@ -2,7 +2,9 @@
 
 It reads every partition from the beginning without a consumer group, so any number of API
 replicas hold the same copy; `caught_up` is set once the copy reached the topic's end as it
-was at start-up, and `changed` is notified after every batch applied.
+was at start-up, and `changed` is notified after every batch applied. Unlike
+`services.kafka_util.read.read_to_end` it keeps following the topic; the two share what "reached
+the end" means (`behind`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import logging
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
+
+from services.kafka_util.read import behind
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,7 @@ class TopicMirror:
                             continue
                         if end is None:
                             end = await consumer.end_offsets(list(tps))
-                        positions = [(await consumer.position(tp), end.get(tp, 0)) for tp in tps]
-                        if all(pos >= last for pos, last in positions):
+                        if not await behind(consumer, end, tps):
                             self.caught_up.set()
             except asyncio.CancelledError:
                 raise

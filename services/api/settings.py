@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.core.config import KafkaSettings, env_float, env_int, env_str
+from services.core.config import KafkaSettings, StaffingSettings, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -15,5 +15,4 @@ class ApiSettings:
     token: str = field(default_factory=lambda: env_str("API_TOKEN", ""))
     # Views older than this are flagged stale on the wallboard and in /healthz.
     stale_after_s: float = field(default_factory=lambda: env_float("VIEW_STALE_AFTER_S", 10.0))
-    default_concurrency: float = field(default_factory=lambda: env_float("STAFFING_DEFAULT_CONCURRENCY", 3.0))
-    default_aht_s: float = field(default_factory=lambda: env_float("STAFFING_DEFAULT_AHT_S", 300.0))
+    staffing: StaffingSettings = field(default_factory=StaffingSettings)

@@ -35,7 +35,15 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
 from . import erlang
-from .config import SL_THRESHOLDS_S, env_float
+from .config import (
+    SL_THRESHOLDS_S,
+    STAFFING_DEFAULT_AHT_S,
+    STAFFING_DEFAULT_CONCURRENCY,
+    STAFFING_MAX_OCCUPANCY,
+    STAFFING_SL_SECONDS,
+    STAFFING_SL_TARGET,
+    StaffingSettings,
+)
 from .merge import ALL
 from .platform_rules import platform_rules
 
@@ -187,11 +195,11 @@ class SlaBreach:
 class StaffingGap:
     """Fires (warning) when Erlang C's required_agents for sl_target within sl_seconds (occupancy ≤
     max_occupancy) exceeds the agents staffing the queue (online or busy); clears when the gap is
-    closed for clear_s. Defaults match the API's /v1/staffing defaults."""
+    closed for clear_s. Defaults: the API's /v1/staffing defaults (config.STAFFING_*)."""
 
-    sl_target: float = 0.8
-    sl_seconds: float = 30.0
-    max_occupancy: float = 0.85
+    sl_target: float = STAFFING_SL_TARGET
+    sl_seconds: float = STAFFING_SL_SECONDS
+    max_occupancy: float = STAFFING_MAX_OCCUPANCY
     hold_s: float = 0.0
     clear_s: float = 60.0
     enabled: bool = True
@@ -255,10 +263,11 @@ class AlertRules:
 @dataclass(frozen=True, slots=True)
 class StaffingDefaults:
     """Inputs used when the view has no measurement: AHT when no chat closed in the 1h window and
-    concurrency when no agent serves the queue. Same variables and defaults as the API's staffing."""
+    concurrency when no agent serves the queue. `from_env`: as configured for the API's staffing
+    (`config.StaffingSettings`); the constructor's defaults are the unconfigured ones."""
 
-    aht_s: float = 300.0
-    concurrency: float = 3.0
+    aht_s: float = STAFFING_DEFAULT_AHT_S
+    concurrency: float = STAFFING_DEFAULT_CONCURRENCY
 
     def __post_init__(self) -> None:
         _require(math.isfinite(self.aht_s) and self.aht_s > 0, f"default AHT must be > 0 s, got {self.aht_s!r}")
@@ -266,10 +275,8 @@ class StaffingDefaults:
 
     @classmethod
     def from_env(cls) -> StaffingDefaults:
-        return cls(
-            aht_s=env_float("STAFFING_DEFAULT_AHT_S", 300.0),
-            concurrency=env_float("STAFFING_DEFAULT_CONCURRENCY", 3.0),
-        )
+        configured = StaffingSettings()
+        return cls(aht_s=configured.aht_s, concurrency=configured.concurrency)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,64 +26,24 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Final, Literal
 
+from . import alert_rules
+from .alert_rules import *  # noqa: F403  (re-exported, see __all__)
 from .alert_rules import (
-    DEFAULT_REPLY_LIMIT_S,
-    ENV_RULES_FILE,
-    PLATFORM_REPLY_LIMITS_S,
     RULES,
     AlertRules,
-    AlertRulesError,
     Judgement,
-    OldestWait,
-    PeakLoad,
     Rule,
     ScopeKey,
     Severity,
     Signals,
-    SlaBreach,
-    StaffingDefaults,
-    StaffingGap,
     Thresholds,
     judge,
-    load_rules,
-    parse_rules,
-    reply_limit_s,
-    rules_from_env,
-    signals_for_views,
-    signals_from_view,
-    thresholds_for,
 )
 from .merge import ALL, iso
 
-__all__ = [  # the rules' names too, so `services.core.alerts` is the one import for callers
-    "DEFAULT_REPLY_LIMIT_S",
-    "ENV_RULES_FILE",
-    "PLATFORM_REPLY_LIMITS_S",
-    "RULES",
-    "Alert",
-    "AlertEngine",
-    "AlertRules",
-    "AlertRulesError",
-    "Judgement",
-    "OldestWait",
-    "PeakLoad",
-    "Rule",
-    "ScopeKey",
-    "Severity",
-    "Signals",
-    "SlaBreach",
-    "StaffingDefaults",
-    "StaffingGap",
-    "Thresholds",
-    "judge",
-    "load_rules",
-    "parse_rules",
-    "reply_limit_s",
-    "rules_from_env",
-    "signals_for_views",
-    "signals_from_view",
-    "thresholds_for",
-]
+# The rules' names too (all of `alert_rules.__all__`), so `services.core.alerts` is the one import for callers.
+__all__ = ["Alert", "AlertEngine"]
+__all__ += alert_rules.__all__
 
 AlertState = Literal["firing", "resolved"]
 _RANK: Final[dict[str, int]] = {"warning": 1, "critical": 2}

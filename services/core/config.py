@@ -13,6 +13,17 @@ WINDOWS: Final[dict[str, int]] = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "
 SL_THRESHOLDS_S: Final[tuple[int, ...]] = (30, 180)
 SLOW_REPLY_S: Final = 100.0  # Qianniu counts replies slower than 100 s as slow (慢响应)
 
+# Staffing, shared by the API's /v1/staffing and the alert rules (Signals, staffing_gap). Until the
+# floor measures them: the AHT until a conversation closed in the 1h window, the concurrency until
+# agents report their capacity (both configurable: `StaffingSettings`).
+STAFFING_DEFAULT_AHT_S: Final = 300.0
+STAFFING_DEFAULT_CONCURRENCY: Final = 3.0
+# The Erlang C target /v1/staffing answers for and the staffing_gap alert judges by, unless asked
+# otherwise (query parameters; the alert rules file).
+STAFFING_SL_TARGET: Final = 0.8
+STAFFING_SL_SECONDS: Final = 30.0
+STAFFING_MAX_OCCUPANCY: Final = 0.85
+
 
 def env_str(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -55,3 +66,13 @@ class KafkaSettings:
     queue_partitions: int = field(default_factory=lambda: env_int("QUEUE_PARTITIONS", 3))
     replication: int = field(default_factory=lambda: env_int("TOPIC_REPLICATION", 1))
     topics: Topics = field(default_factory=Topics)
+
+
+@dataclass(frozen=True)
+class StaffingSettings:
+    """The staffing defaults as configured: the API's /v1/staffing and its alert signals use them."""
+
+    aht_s: float = field(default_factory=lambda: env_float("STAFFING_DEFAULT_AHT_S", STAFFING_DEFAULT_AHT_S))
+    concurrency: float = field(
+        default_factory=lambda: env_float("STAFFING_DEFAULT_CONCURRENCY", STAFFING_DEFAULT_CONCURRENCY)
+    )

@@ -11,8 +11,10 @@ import logging
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from services.kafka_util.read import read_to_end
 
 from .stages import ENGINE_KEY_PREFIX, Out
 
@@ -56,29 +58,12 @@ class AlertPublisher:
 
 async def read_engine_states(bootstrap: str, topic: str, partitions: set[int]) -> dict[int, dict[str, Any]]:
     """The latest committed engine snapshot of each queue partition (none for a fresh one)."""
-    if not partitions:
-        return {}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        isolation_level="read_committed", auto_offset_reset="earliest",
-    )
     states: dict[int, dict[str, Any]] = {}
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if end[tp] > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batch.items():
-                for rec in records:
-                    if rec.key and rec.key.startswith(ENGINE_KEY_PREFIX.encode()) and rec.value:
-                        states[tp.partition] = orjson.loads(rec.value)
-            for tp in list(pending):
-                if await consumer.position(tp) >= end[tp]:
-                    pending.discard(tp)
-    finally:
-        await consumer.stop()
+    engine_prefix = ENGINE_KEY_PREFIX.encode()
+
+    def keep_snapshot(rec: ConsumerRecord[bytes, bytes]) -> None:
+        if rec.key and rec.key.startswith(engine_prefix) and rec.value:
+            states[rec.partition] = orjson.loads(rec.value)
+
+    await read_to_end(bootstrap, topic, partitions, keep_snapshot, isolation_level="read_committed")
     return states

@@ -20,11 +20,11 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from deploy.local.stack import KafkaBroker
 from services.core.events import parse_event
+from services.kafka_util.read import read_to_end
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,32 +155,12 @@ class ScorerRun:
         return out
 
     async def read_all(self, topic: str, read_committed: bool = False) -> list[tuple[bytes | None, bytes | None]]:
-        """Every record of the topic, in partition order."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", isolation_level="read_committed" if read_committed else "read_uncommitted",
-        )
-        await consumer.start()
+        """Every record of the topic (one of the run's queue-partitioned topics), in partition order."""
         out: list[tuple[bytes | None, bytes | None]] = []
-        try:
-            parts = sorted(consumer.partitions_for_topic(topic) or [])
-            if not parts:
-                await consumer.topics()
-                parts = sorted(consumer.partitions_for_topic(topic) or range(self.queue_partitions))
-            tps = [TopicPartition(topic, p) for p in parts]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            pending = {tp for tp in tps if end[tp] > 0}
-            while pending:
-                batch = await consumer.getmany(*pending, timeout_ms=1000)
-                for records in batch.values():
-                    out.extend((rec.key, rec.value) for rec in records)
-                for tp in list(pending):
-                    if await consumer.position(tp) >= end[tp]:
-                        pending.discard(tp)
-        finally:
-            await consumer.stop()
+        await read_to_end(
+            self.kafka.bootstrap, topic, range(self.queue_partitions), lambda rec: out.append((rec.key, rec.value)),
+            isolation_level="read_committed" if read_committed else "read_uncommitted",
+        )
         return out
 
     async def views(self) -> dict[tuple[str, str, str, str], dict[str, Any]]:

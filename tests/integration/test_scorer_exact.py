@@ -6,8 +6,10 @@ SIGKILLed mid-run and restarted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -45,14 +47,20 @@ def expected(hour_of_events: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
     return reference_views(hour_of_events, now)
 
 
+async def wait_scored(run: ScorerRun, n: int, deadline: float, poll_s: float) -> bool:
+    """Wait until the run's workers have scored at least n events (polling every poll_s), or until
+    the deadline (time.monotonic()) passed; whether they did."""
+    while time.monotonic() < deadline:
+        if await run.metric_sum("floorwatch_scorer_events_total") >= n:
+            return True
+        await asyncio.sleep(poll_s)
+    return False
+
+
 async def wait_until_equal(run: ScorerRun, want: dict[Any, dict[str, Any]], total: int, timeout: float = 420) -> None:
     """Wait until every event was scored and the views settled, then require equality."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = await run.metric_sum("floorwatch_scorer_events_total")
-        if seen >= total:
-            break
-        await asyncio.sleep(1)
+    await wait_scored(run, total, deadline, poll_s=1)
     last_error: AssertionError | None = None
     while time.monotonic() < deadline:
         got = await run.views()
@@ -66,58 +74,44 @@ async def wait_until_equal(run: ScorerRun, want: dict[Any, dict[str, Any]], tota
     raise last_error
 
 
-def new_run(kafka: KafkaBroker, topic: str, name: str) -> ScorerRun:
-    return ScorerRun(kafka, f"{name}-{uuid.uuid4().hex[:6]}", topic)
+@contextlib.asynccontextmanager
+async def first_worker_running(kafka: KafkaBroker, topic: str, name: str) -> AsyncIterator[ScorerRun]:
+    """A new run (its own topics and group) scoring `topic`, with worker 0 started and healthy;
+    every worker stopped on the way out."""
+    run = ScorerRun(kafka, f"{name}-{uuid.uuid4().hex[:6]}", topic)
+    await run.create_topics()
+    try:
+        run.start_worker(0)
+        await run.wait_healthy(0)
+        yield run
+    finally:
+        run.stop()
 
 
 async def test_one_worker_equals_reference(
     kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
 ) -> None:
-    run = new_run(kafka, events_topic, "one")
-    await run.create_topics()
-    try:
-        run.start_worker(0)
-        await run.wait_healthy(0)
+    async with first_worker_running(kafka, events_topic, "one") as run:
         await wait_until_equal(run, expected, len(hour_of_events))
-    finally:
-        run.stop()
 
 
 async def test_two_workers_with_a_rebalance_equal_reference(
     kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
 ) -> None:
-    run = new_run(kafka, events_topic, "two")
-    await run.create_topics()
-    try:
-        run.start_worker(0)
-        await run.wait_healthy(0)
+    async with first_worker_running(kafka, events_topic, "two") as run:
         # Let the first worker get going, then add a second: partitions move mid-run.
-        deadline = time.monotonic() + 120
-        while await run.metric_sum("floorwatch_scorer_events_total") < len(hour_of_events) // 5:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
+        assert await wait_scored(run, len(hour_of_events) // 5, time.monotonic() + 120, poll_s=0.2)
         run.start_worker(1)
         await run.wait_healthy(1)
         await wait_until_equal(run, expected, 0)
-    finally:
-        run.stop()
 
 
 async def test_sigkill_mid_run_equals_reference(
     kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
 ) -> None:
-    run = new_run(kafka, events_topic, "kill")
-    await run.create_topics()
-    try:
-        run.start_worker(0)
-        await run.wait_healthy(0)
-        deadline = time.monotonic() + 120
-        while await run.metric_sum("floorwatch_scorer_events_total") < len(hour_of_events) // 3:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
+    async with first_worker_running(kafka, events_topic, "kill") as run:
+        assert await wait_scored(run, len(hour_of_events) // 3, time.monotonic() + 120, poll_s=0.2)
         run.kill_worker(0)  # SIGKILL: no flush, no commit, no goodbye
         run.start_worker(0)
         await run.wait_healthy(0)
         await wait_until_equal(run, expected, 0)
-    finally:
-        run.stop()

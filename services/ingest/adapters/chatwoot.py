@@ -16,8 +16,9 @@ from .common import (
     Context,
     Mapped,
     clean_name,
+    delivery_object,
+    dispatch,
     ident,
-    known_name,
     obj,
     opt_ident,
     scoped,
@@ -255,15 +256,12 @@ _HANDLERS: Final = {
 
 
 def adapt(payload: object, ctx: Context) -> Mapped:
-    if not isinstance(payload, dict):
-        raise AdapterError(f"a Chatwoot delivery is a JSON object, got {type(payload).__name__}")
-    name = payload.get("event")
-    if not isinstance(name, str):
-        raise AdapterError("a Chatwoot delivery names its event in `event`")
+    delivery = delivery_object(payload, "Chatwoot")
     out = Mapped()
-    handler = _HANDLERS.get(name)
-    if handler is None:
-        out.ignored.append(known_name(name, EVENTS))
-        return out
-    handler(payload, ctx, out)
+    found = dispatch(
+        delivery, "event", _HANDLERS, out, known=EVENTS, unnamed="a Chatwoot delivery names its event in `event`"
+    )
+    if found is not None:
+        _name, handler = found
+        handler(delivery, ctx, out)
     return out

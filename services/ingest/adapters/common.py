@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -286,3 +286,32 @@ class Base:
 def known_name(name: object, known: Iterable[str]) -> str:
     """A bounded metric label: the event name if the adapter knows it, else `other`."""
     return name if isinstance(name, str) and name in frozenset(known) else "other"
+
+
+# --- dispatching a delivery -------------------------------------------------------------------
+
+H = TypeVar("H")
+
+
+def delivery_object(payload: object, platform: str) -> dict[str, Any]:
+    """The decoded delivery if it is a JSON object; AdapterError naming the platform otherwise."""
+    if not isinstance(payload, dict):
+        raise AdapterError(f"a {platform} delivery is a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def dispatch(
+    message: Mapping[str, Any], field: str, handlers: Mapping[str, H], out: Mapped, *, known: Iterable[str],
+    unnamed: str,
+) -> tuple[str, H] | None:
+    """The name in `message[field]` and its handler from `handlers`. None when no handler maps that
+    name: it is recorded in `out.ignored` (as `other` unless it is in `known`). AdapterError(unnamed)
+    when the field holds no string."""
+    name = message.get(field)
+    if not isinstance(name, str):
+        raise AdapterError(unnamed)
+    handler = handlers.get(name)
+    if handler is None:
+        out.ignored.append(known_name(name, known))
+        return None
+    return name, handler

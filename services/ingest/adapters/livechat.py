@@ -26,8 +26,9 @@ from .common import (
     Mapped,
     canonical_hash,
     clean_name,
+    delivery_object,
+    dispatch,
     ident,
-    known_name,
     obj,
     opt_ident,
     scoped,
@@ -243,18 +244,16 @@ _HANDLERS: Final = {
 
 
 def adapt(payload: object, ctx: Context) -> Mapped:
-    if not isinstance(payload, dict):
-        raise AdapterError(f"a LiveChat delivery is a JSON object, got {type(payload).__name__}")
-    action = payload.get("action")
-    if not isinstance(action, str):
-        raise AdapterError("a LiveChat delivery names its action in `action`")
+    delivery = delivery_object(payload, "LiveChat")
     out = Mapped()
-    handler = _HANDLERS.get(action)
-    if handler is None:
-        out.ignored.append(known_name(action, EVENTS))
+    found = dispatch(
+        delivery, "action", _HANDLERS, out, known=EVENTS, unnamed="a LiveChat delivery names its action in `action`"
+    )
+    if found is None:
         return out
-    body = payload.get("payload")
+    action, handler = found
+    body = delivery.get("payload")
     if not isinstance(body, dict):
         raise AdapterError(f"{action}: `payload` must be a JSON object")
-    handler(_Org(payload, ctx), body, out)
+    handler(_Org(delivery, ctx), body, out)
     return out

@@ -15,7 +15,7 @@ bot's.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .common import (
     AdapterError,
@@ -23,8 +23,9 @@ from .common import (
     Context,
     Mapped,
     clean_name,
+    delivery_object,
+    dispatch,
     ident,
-    known_name,
     obj,
     opt_ident,
     scoped,
@@ -62,14 +63,37 @@ class _App:
         return self.ctx.config.queue_for(PLATFORM, self.id, ("integration", integration))
 
 
-def _message(app: _App, conv: str, ts: int, p: dict[str, Any], out: Mapped) -> None:
-    message = obj(p.get("message"))
+class _Event(NamedTuple):
+    """What every handled event has: its type, event_id, time, payload and conversation."""
+
+    type: str
+    id: str
+    ts: int
+    payload: dict[str, Any]
+    conversation: dict[str, Any]
+    conv: str
+
+
+def _conversation_create(app: _App, ev: _Event, out: Mapped) -> None:
+    source = obj(ev.payload.get("source"))
+    user = opt_ident(obj(ev.payload.get("user")).get("id"), "user.id")
+    out.events.append(
+        app.base.event(
+            "conversation.opened", ev.id, ev.ts, conversation_id=ev.conv, queue=app.queue(source.get("integrationId")),
+            customer_id=scoped(PLATFORM, app.id, "user", user) if user else None,
+            channel=clean_name(source.get("type")),
+        )
+    )
+
+
+def _conversation_message(app: _App, ev: _Event, out: Mapped) -> None:
+    message = obj(ev.payload.get("message"))
     author = obj(message.get("author"))
     message_id = ident(message.get("id"), "message.id")
-    ts = ts_or(message.get("received"), "message.received", ts)
+    ts = ts_or(message.get("received"), "message.received", ev.ts)
     content = obj(message.get("content"))
     fields: dict[str, Any] = {
-        "conversation_id": conv,
+        "conversation_id": ev.conv,
         "chars": text_len(content.get("text")) if content.get("type") in ("text", None) else None,
     }
     kind = author.get("type")
@@ -86,7 +110,7 @@ def _message(app: _App, conv: str, ts: int, p: dict[str, Any], out: Mapped) -> N
         elif subtypes & _BOT_SUBTYPES:
             human = False
         else:
-            human = app.human(obj(obj(p.get("conversation")).get("activeSwitchboardIntegration")))
+            human = app.human(obj(ev.conversation.get("activeSwitchboardIntegration")))
         fields["sender"] = "agent" if human else "bot"
         if human:
             who = opt_ident(author.get("userId"), "author.userId") or clean_name(author.get("displayName"))
@@ -96,47 +120,47 @@ def _message(app: _App, conv: str, ts: int, p: dict[str, Any], out: Mapped) -> N
     out.events.append(app.base.event("message", scoped(PLATFORM, app.id, "msg", message_id), ts, **fields))
 
 
+def _release_control(app: _App, ev: _Event, out: Mapped) -> None:
+    if ev.payload.get("reason") == "ticketClosed":
+        closed = app.base.event("conversation.closed", ev.id, ev.ts, conversation_id=ev.conv, reason="resolved")
+        out.events.append(closed)
+    else:
+        out.ignored.append(ev.type)  # released without closing (or no reason given)
+
+
+def _control_to(app: _App, ev: _Event, out: Mapped) -> None:
+    """passControl / acceptControl: a handoff when the integration now in control is a human one."""
+    if app.human(obj(ev.conversation.get("activeSwitchboardIntegration"))):
+        out.events.append(app.base.event("conversation.handoff", ev.id, ev.ts, conversation_id=ev.conv))
+    else:
+        out.ignored.append(ev.type)  # control went to a bot or to an integration not named as human
+
+
+_HANDLERS: Final = {
+    "conversation:create": _conversation_create,
+    "conversation:message": _conversation_message,
+    "switchboard:passControl": _control_to,
+    "switchboard:acceptControl": _control_to,
+    "switchboard:releaseControl": _release_control,
+}
+
+
 def _one(app: _App, event: object, out: Mapped) -> None:
     event = obj(event)
-    etype = event.get("type")
-    if not isinstance(etype, str):
-        raise AdapterError("event without a type")
-    if etype not in ("conversation:create", "conversation:message", "switchboard:passControl",
-                     "switchboard:acceptControl", "switchboard:releaseControl"):
-        out.ignored.append(known_name(etype, EVENTS))
+    found = dispatch(event, "type", _HANDLERS, out, known=EVENTS, unnamed="event without a type")
+    if found is None:
         return
+    etype, handler = found
     event_id = scoped(PLATFORM, app.id, "ev", ident(event.get("id"), "event id"))
     ts = ts_or(event.get("createdAt"), "createdAt", app.ctx.received_ms)
     p = obj(event.get("payload"))
     conversation = obj(p.get("conversation"))
     conv = scoped(PLATFORM, app.id, ident(conversation.get("id"), "conversation.id"))
-    if etype == "conversation:create":
-        source = obj(p.get("source"))
-        user = opt_ident(obj(p.get("user")).get("id"), "user.id")
-        out.events.append(
-            app.base.event(
-                "conversation.opened", event_id, ts, conversation_id=conv, queue=app.queue(source.get("integrationId")),
-                customer_id=scoped(PLATFORM, app.id, "user", user) if user else None,
-                channel=clean_name(source.get("type")),
-            )
-        )
-    elif etype == "conversation:message":
-        _message(app, conv, ts, p, out)
-    elif etype == "switchboard:releaseControl":
-        if p.get("reason") == "ticketClosed":
-            closed = app.base.event("conversation.closed", event_id, ts, conversation_id=conv, reason="resolved")
-            out.events.append(closed)
-        else:
-            out.ignored.append(etype)  # released without closing (or no reason given)
-    elif app.human(obj(conversation.get("activeSwitchboardIntegration"))):
-        out.events.append(app.base.event("conversation.handoff", event_id, ts, conversation_id=conv))
-    else:
-        out.ignored.append(etype)  # control went to a bot or to an integration not named as human
+    handler(app, _Event(etype, event_id, ts, p, conversation, conv), out)
 
 
 def adapt(payload: object, ctx: Context) -> Mapped:
-    if not isinstance(payload, dict):
-        raise AdapterError(f"a Sunshine Conversations delivery is a JSON object, got {type(payload).__name__}")
+    payload = delivery_object(payload, "Sunshine Conversations")
     app_id = ident(obj(payload.get("app")).get("id"), "app.id")
     events = payload.get("events")
     if not isinstance(events, list):
