@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException
 
 from services.core.buckets import AGENT_PREFIX, is_agent_scope
 
+from .params import Filter
 from .views import ViewStore
 
 
@@ -43,8 +44,6 @@ def agent_view(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def mount_agents(app: FastAPI, views: ViewStore) -> None:
-    Filter = Annotated[str | None, Query(max_length=128)]
-
     def agents(tenant: str | None, shop_id: str | None, platform: str | None) -> list[dict[str, Any]]:
         out = [
             agent_view(v) for (q, t, s, p), v in views.views.items()

@@ -17,12 +17,11 @@ from services.core.merge import iso
 
 from .agents import mount_agents
 from .alerts import AlertStore, mount_alerts
+from .params import Filter
 from .settings import ApiSettings
 from .stream import mount_stream
 from .views import ViewStore
 from .wallboard import mount_wallboard
-
-Filter = Annotated[str | None, Query(max_length=128)]
 
 
 def create_app(

@@ -27,18 +27,18 @@ import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import StreamingResponse
 
 from services.core.alert_rules import StaffingDefaults, signals_from_view, thresholds_for
 from services.core.merge import iso
 
+from .params import Filter
 from .views import ViewKey, ViewStore
 
-Filter = Annotated[str | None, Query(max_length=128)]
 ALL = "*"
 
 

@@ -117,3 +117,14 @@ async def test_staffing_overload_answers_with_growth_and_erlang_a() -> None:
     assert 0.9 < body["erlang_a_abandon"] <= 1.0  # nearly everyone gives up after a minute
     assert body["required_agents"] > 50 and body["inputs"]["agents_staffing"] == 1
     assert body["backlog_drain"]["minutes_at_current"] is None
+
+
+async def test_openapi_documents_every_public_route(client: httpx.AsyncClient) -> None:
+    """/docs renders /openapi.json: it must build (a query type it cannot resolve made it answer 500)."""
+    r = await client.get("/openapi.json")
+    assert r.status_code == 200, r.text[:300]
+    paths = r.json()["paths"]
+    for path in ("/v1/queues", "/v1/queues/{queue}", "/v1/agents", "/v1/agents/{agent_id}", "/v1/staffing",
+                 "/v1/staffing/erlang", "/v1/alerts", "/v1/alerts/{alert_id}/ack", "/v1/stream", "/healthz"):
+        assert path in paths, f"{path} missing from the OpenAPI document"
+    assert (await client.get("/docs")).status_code == 200
