@@ -1,0 +1,41 @@
+"""The scorer's hand-written exposition of view figures says exactly what prometheus_client would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.scorer.inprocess import InProcessScorer
+from services.scorer.metrics import ViewsCollector
+from tests.unit.test_agent_view import T, events
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def floor_views() -> list[dict[str, Any]]:
+    s = InProcessScorer()
+    odd = {"tenant": "ac\"me\\\\", "shop_id": "acme-jd", "platform": "jd"}  # label values that need escaping
+    s.feed([*events(), {**odd, "event_id": "o1", "type": "conversation.opened", "ts": T, "conversation_id": "z1",
+                        "queue": 'pre"sales'}])
+    return list(s.tick(T + 120_000).values())
+
+
+def test_render_equals_the_client_library() -> None:
+    views = floor_views()
+    collector = ViewsCollector(lambda: views)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    expected = samples(generate_latest(registry).decode())
+    got = samples(collector.render().decode())
+    assert len(got) > 100
+    assert any(name.startswith("floorwatch_agent_") for name, _ in got)
+    assert any(('queue', 'pre"sales') in labels for _, labels in got)
+    assert got == expected
