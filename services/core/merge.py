@@ -100,13 +100,21 @@ def live_figures(live: Live | None, agents: AgentLive | None, now: int) -> dict[
 class _Windows:
     """One scope's running total per window over the slots of the merger's current ranges.
 
-    Maxima do not subtract: a total's max is set from its slots' maxima before it is read.
+    Adding keeps a total's maxima exact; taking out the bucket that held one may lower it, which
+    only a look at the slots can tell: such windows are `stale` until their maxima are rescanned.
     """
 
-    __slots__ = ("totals",)
+    __slots__ = ("stale", "totals")
 
     def __init__(self) -> None:
         self.totals: dict[str, Bucket] = {name: Bucket() for name in WINDOWS}
+        self.stale: set[str] = set()
+
+    def take_out(self, name: str, bucket: Bucket) -> None:
+        total = self.totals[name]
+        if bucket.frt.max_ms >= total.frt.max_ms or bucket.reply.max_ms >= total.reply.max_ms:
+            self.stale.add(name)
+        total.merge(bucket, -1)
 
 
 def window_range(now: int, width: int, size: int) -> tuple[int, int]:
@@ -178,11 +186,10 @@ class QueueMerger:
         for name, (lo, hi) in self.ranges.items():
             slot = start if self.sizes[name] == self.bucket_ms else minute
             if lo <= slot <= hi:
-                total = running.totals[name]
                 if old is not None:
-                    total.merge(old, -1)
+                    running.take_out(name, old)
                 if new is not None:
-                    total.merge(new, 1)
+                    running.totals[name].merge(new, 1)
                 self.changed.add(scope)
 
     def _fix_max(self, scope: Scope, start: int, minute: int, old: Bucket | None, new: Bucket | None) -> None:
@@ -284,6 +291,7 @@ class QueueMerger:
                 size, (old_lo, old_hi) = self.sizes[name], old[name]
                 table = self._table(scope, name)
                 if lo < old_lo or hi < old_hi or lo > old_hi:  # backwards or no overlap: sum again
+                    running.stale.discard(name)
                     total = running.totals[name] = Bucket()
                     for start, bucket in table.items():
                         if lo <= start <= hi:
@@ -294,18 +302,23 @@ class QueueMerger:
                 for slot, sign in [(s, -1) for s in range(old_lo, lo, size)] + \
                         [(s, 1) for s in range(old_hi + size, hi + size, size)]:
                     moving = table.get(slot)
-                    if moving is not None:
-                        total.merge(moving, sign)
-                        self.changed.add(scope)
+                    if moving is None:
+                        continue
+                    if sign < 0:
+                        running.take_out(name, moving)
+                    else:
+                        total.merge(moving)
+                    self.changed.add(scope)
 
     def _totals(self, scope: Scope) -> dict[str, Bucket]:
-        """The scope's window totals with their maxima set from the slots inside each window."""
+        """The scope's window totals, with the maxima of stale windows rescanned from their slots."""
         assert self.ranges is not None
         running = self.windows.get(scope)
         if running is None:
             running = self.windows[scope] = self._sum(scope)
-        for name, (lo, hi) in self.ranges.items():
-            total, table, size = running.totals[name], self._table(scope, name), self.sizes[name]
+        for name in running.stale:
+            (lo, hi), total, table, size = self.ranges[name], running.totals[name], self._table(scope, name), \
+                self.sizes[name]
             frt_max = reply_max = 0
             for slot in range(lo, hi + size, size):
                 bucket = table.get(slot)
@@ -313,6 +326,7 @@ class QueueMerger:
                     frt_max = max(frt_max, bucket.frt.max_ms)
                     reply_max = max(reply_max, bucket.reply.max_ms)
             total.frt.max_ms, total.reply.max_ms = frt_max, reply_max
+        running.stale.clear()
         return running.totals
 
     # --- output ----------------------------------------------------------------------------
@@ -362,12 +376,13 @@ class QueueMerger:
         totals: dict[Scope, dict[str, Bucket]] = {}
         for key in windows_due & self.members.keys():
             group: dict[str, Bucket] | None = None
-            for scope in self.members[key]:
+            members = self.members[key]
+            for scope in members:
                 one = totals.get(scope)
                 if one is None:
                     one = totals[scope] = self._totals(scope)
-                if group is None:
-                    group = {n: b.copy() for n, b in one.items()}
+                if group is None:  # one member (an agent, a shop's queue): its totals, only read
+                    group = one if len(members) == 1 else {n: b.copy() for n, b in one.items()}
                 else:
                     for n, b in one.items():
                         group[n].merge(b)
