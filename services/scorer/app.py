@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -159,24 +160,42 @@ def build_app(settings: ScorerSettings) -> faust.App:
             await rebuild_queues()
             queues.on_event(event.key, event.value)
 
-    @app.timer(interval=settings.tick_s)  # type: ignore[untyped-decorator]
-    async def tick() -> None:
-        if app.rebalancing or not state["ready"]:
-            return
+    async def publish_partials() -> None:
         started = time.perf_counter()
-        now = wall_ms()
-        await send(conversations.tick(now) + agents.tick())
+        await send(conversations.tick(wall_ms()) + agents.tick())
         export_lag()
         metrics.tick_seconds.labels("partials").observe(time.perf_counter() - started)
+
+    async def publish_views() -> None:
         started = time.perf_counter()
         if assigned(topics.partials):
             await rebuild_queues()
-            views, alert_records = queues.tick(now)
+            views, alert_records = queues.tick(wall_ms())
             await send(views)
             await alerts.publish(alert_records)
             metrics.published.labels("alerts").inc(len(alert_records))
             metrics.views_published_at.set(time.time())
         metrics.tick_seconds.labels("views").observe(time.perf_counter() - started)
+
+    async def every_tick(phase_s: float, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` once a tick, `phase_s` past each multiple of TICK_S of the wall clock (a step that
+        overruns skips to the next one rather than piling up)."""
+        period = settings.tick_s
+        while True:
+            await asyncio.sleep(period - (time.time() - phase_s) % period)
+            if not app.rebalancing and state["ready"]:
+                await step()
+
+    # Stage 1 hands on its partials on the tick and stage 2 builds views half a tick later, when those
+    # partials have (usually) come back through Kafka: a change shows about half a tick sooner than if
+    # both ran together, for the same work.
+    @app.task  # type: ignore[untyped-decorator]
+    async def partials_ticks() -> None:
+        await every_tick(0.0, publish_partials)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def views_ticks() -> None:
+        await every_tick(settings.tick_s / 2, publish_views)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
