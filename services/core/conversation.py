@@ -367,7 +367,7 @@ class Conversation:
             self.tenant, self.shop_id, self.platform, lt, -1 if self.base_ts < 0 else lt - self.base_ts,
             _state_to_json(self.base, lt),
             [_event_to_json(ev, lt) for ev in self.pending],  # the state and pending facts replay from these
-            [_fact_to_json(f, n, lt) for f, n in self.facts.items()],
+            _facts_to_json(self.facts, lt),
             binascii.b2a_base64(self.folded_ids, newline=False).decode() if self.folded_ids else "",
         ]
         while len(out) > 5 and not out[-1]:
@@ -417,12 +417,15 @@ class Conversation:
 
 
 # --- the compact record's parts ------------------------------------------------------------------
-_STATE_DEFAULTS: Final = tuple(ConvState().to_json())
+_DEFAULT_STATE: Final = ConvState()
+_STATE_DEFAULTS: Final = tuple(_DEFAULT_STATE.to_json())
 _STATE_TIMES: Final = (3, 4, 7, 8, 10)  # frt_start, waiting_since, first_assigned_ts, last_reply_ts, last_order_ts
 _STATE_NAMES: Final = (0, 6, 9, 11)  # queue, assignee, last_reply_queue, last_order_queue
 
 
 def _state_to_json(s: ConvState, lt: int) -> list[Any]:
+    if s == _DEFAULT_STATE:  # the base of every conversation none of whose events has settled yet
+        return []
     out = s.to_json()
     for i in _STATE_TIMES:
         if out[i] is not None:
@@ -457,13 +460,15 @@ def _event_of(raw: list[Any], lt: int) -> ConvEvent:
     return ConvEvent(lt - dt, event_id, name, *rest)
 
 
-def _fact_to_json(f: Fact, n: int, lt: int) -> list[Any]:
-    out: list[Any] = [_KIND_CODE.get(f.kind, f.kind), lt - f.ts, f.queue]
-    if n != 1:
-        out += (f.value, n)
-    elif f.value:
-        out.append(f.value)
-    return out
+def _facts_to_json(facts: Counter[Fact], lt: int) -> list[list[Any]]:
+    # [kind, lt - ts, queue] + [value] unless 0 + [count] unless 1; one loop, no call per fact (hot in flush).
+    code = _KIND_CODE.get
+    return [
+        [code(kind, kind), lt - ts, queue] if n == 1 and not value
+        else [code(kind, kind), lt - ts, queue, value] if n == 1
+        else [code(kind, kind), lt - ts, queue, value, n]
+        for (kind, ts, queue, value), n in facts.items()
+    ]
 
 
 def _facts_of(raw: list[list[Any]], lt: int) -> Counter[Fact]:
