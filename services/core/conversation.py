@@ -6,10 +6,20 @@ order: it remembers applied event ids, keeps the events of the last `grace` of e
 pending, and when an event arrives out of order it replays the pending ones from the folded
 base in (ts, event_id) order and returns the difference in facts. Events older than the base
 are late: applied at the front of the pending list, where the state still allows.
+
+What a conversation keeps is sized for millions of open ones (memory per conversation): it
+remembers the ids of its pending events exactly (in the events themselves) and of its folded
+events only a 64-bit digest each (`id_digest`); its current state and the pending events' net
+facts are functions of the base and the pending events, derived when needed and never stored.
+`to_json` is a compact positional record (event types and fact kinds as codes, times relative
+to the last event); `from_json` reads it and the earlier dict form.
 """
 
 from __future__ import annotations
 
+import binascii
+import hashlib
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -54,10 +64,27 @@ class ConvEvent(NamedTuple):
 
     @classmethod
     def of(cls, ev: ChatEvent) -> ConvEvent:
+        # The type and sender as the one shared string each (a decoded event brings its own copies).
         return cls(
-            ev.ts_ms, ev.event_id, ev.type, ev.queue, ev.sender, ev.agent_id,
+            ev.ts_ms, ev.event_id, _TYPE_NAME.get(ev.type, ev.type), ev.queue,
+            None if ev.sender is None else _SENDER_NAME.get(ev.sender, ev.sender), ev.agent_id,
             ev.to_queue, ev.to_agent_id, ev.reason, ev.score,
         )
+
+
+# Codes of event types and fact kinds in stored records. Append only: a stored code must keep its meaning.
+EVENT_TYPE_CODES: Final = (
+    "conversation.opened", "message", "conversation.assigned", "conversation.handoff",
+    "conversation.transferred", "conversation.closed", "csat.rated", "order.placed",
+)
+FACT_KIND_CODES: Final = (
+    ARRIVAL, FRT, LEFT, ABANDON_WAIT, REPLY, TRANSFER_OUT, CSAT, MSG_CUSTOMER, MSG_AGENT, LAST_REPLY, LAST_ORDER,
+    CLOSED_PREFIX + "resolved", CLOSED_PREFIX + "abandoned", CLOSED_PREFIX + "timeout", CLOSED_PREFIX + "bot_resolved",
+)
+_TYPE_CODE: Final = {name: i for i, name in enumerate(EVENT_TYPE_CODES)}
+_KIND_CODE: Final = {name: i for i, name in enumerate(FACT_KIND_CODES)}
+_TYPE_NAME: Final = {name: name for name in EVENT_TYPE_CODES}
+_SENDER_NAME: Final = {name: name for name in ("customer", "agent", "bot")}
 
 
 @dataclass(slots=True)
@@ -192,6 +219,29 @@ def _order_key(ev: ConvEvent) -> tuple[int, str]:
     return (ev.ts, ev.event_id)
 
 
+DIGEST_SIZE: Final = 8
+
+
+def id_digest(event_id: str) -> bytes:
+    """The 64-bit digest a folded event is remembered by (for dedupe), stable across processes.
+
+    A new event is taken for a duplicate if its digest equals one of the k folded events' of its
+    conversation: for distinct ids that happens with probability k / 2**64 (5.4e-18 for k = 100),
+    so over 10**12 events of conversations of up to 100 events, below 1e-5 that it happens once
+    (it would drop that one event). Ids of pending events are compared exactly.
+    """
+    return hashlib.blake2b(event_id.encode(), digest_size=DIGEST_SIZE).digest()
+
+
+def _has_digest(blob: bytes, digest: bytes) -> bool:
+    i = blob.find(digest)
+    while i >= 0:
+        if i % DIGEST_SIZE == 0:  # at a digest's start, not across two
+            return True
+        i = blob.find(digest, i + 1)
+    return False
+
+
 @dataclass(slots=True)
 class Conversation:
     """One conversation's record in the scorer's table; see the module docstring."""
@@ -200,40 +250,49 @@ class Conversation:
     shop_id: str
     platform: str
     base: ConvState = field(default_factory=ConvState)
-    state: ConvState = field(default_factory=ConvState)
+    state: ConvState = field(default_factory=ConvState)  # derived: base + pending
     pending: list[ConvEvent] = field(default_factory=list)
-    pending_delta: Counter[Fact] = field(default_factory=Counter)
     facts: Counter[Fact] = field(default_factory=Counter)
-    seen: set[str] = field(default_factory=set)
+    folded_ids: bytes = b""  # id_digest of each folded event, concatenated
     base_ts: int = -1  # ts of the last event folded into `base`
     last_event_ts: int = -1
+
+    def has_seen(self, event_id: str) -> bool:
+        """Whether an event with this id was applied (pending exactly, folded by digest)."""
+        for ev in self.pending:
+            if ev.event_id == event_id:
+                return True
+        return bool(self.folded_ids) and _has_digest(self.folded_ids, id_digest(event_id))
 
     def apply(self, ev: ConvEvent, watermark: int, grace_ms: int) -> tuple[Delta, bool]:
         """Apply an event; returns (fact delta, late). A duplicate returns ([], False).
 
         `late` means older than the stream's watermark minus the grace period: counted, still applied.
         """
-        if ev.event_id in self.seen:
+        if self.has_seen(ev.event_id):
             return [], False
-        self.seen.add(ev.event_id)
+        return self.apply_new(ev, watermark, grace_ms)
+
+    def apply_new(self, ev: ConvEvent, watermark: int, grace_ms: int) -> tuple[Delta, bool]:
+        """`apply` for an event the caller has checked is not a duplicate (`has_seen`)."""
         self.last_event_ts = max(self.last_event_ts, ev.ts)
         late = ev.ts < watermark - grace_ms
         if ev.ts < self.base_ts:
             # Before what is already folded: apply it first among the pending events, with its own ts.
+            before = self._pending_delta()
             self.pending.insert(0, ev)
-            delta = self._replay()
+            delta = self._replay(before)
         elif not self.pending or _order_key(ev) >= _order_key(self.pending[-1]):
             self.pending.append(ev)
             delta = step(self.state, ev)
-            for fact, sign in delta:
-                self.pending_delta[fact] += sign
             self._add(delta)
         else:
+            before = self._pending_delta()
             i = len(self.pending)
             while i > 0 and _order_key(self.pending[i - 1]) > _order_key(ev):
                 i -= 1
             self.pending.insert(i, ev)
-            delta = self._replay()
+            delta = self._replay(before)
         self.fold(watermark - grace_ms)
         return delta, late
 
@@ -255,63 +314,170 @@ class Conversation:
                 delta[fact] += sign
         return state, Counter({f: n for f, n in delta.items() if n})
 
-    def _replay(self) -> Delta:
+    def _derive_state(self) -> ConvState:
+        state = self.base.copy()
+        for ev in self.pending:
+            step(state, ev)
+        return state
+
+    def _pending_delta(self) -> Counter[Fact]:
+        return self._derive()[1]
+
+    def _replay(self, before: Counter[Fact]) -> Delta:
+        """Re-derive after the pending events changed; `before` is their net facts before the change."""
         state, new_delta = self._derive()
         diff: Delta = []
         # Retractions first, in a fixed order: a distribution's max is exact again when the replacing
         # sample comes after the retraction, and the result does not depend on set order (hash seed).
-        for fact in sorted(new_delta.keys() | self.pending_delta.keys()):
-            d = new_delta.get(fact, 0) - self.pending_delta.get(fact, 0)
+        for fact in sorted(new_delta.keys() | before.keys()):
+            d = new_delta.get(fact, 0) - before.get(fact, 0)
             if d:
                 diff.extend([(fact, 1 if d > 0 else -1)] * abs(d))
         diff.sort(key=lambda change: change[1])
         self.state = state
-        self.pending_delta = new_delta
         self._add(diff)
         return diff
 
     def fold(self, settle_before: int) -> None:
-        """Fold pending events older than `settle_before` into the base: they can no longer move."""
+        """Fold pending events older than `settle_before` into the base: they can no longer move.
+        (The current state is base + pending either way: folding leaves it as it is.)"""
         n = 0
         while n < len(self.pending) and self.pending[n].ts < settle_before:
             n += 1
         if n == 0:
             return
         folded, self.pending = self.pending[:n], self.pending[n:]
+        digests = [self.folded_ids]
         for ev in folded:
             step(self.base, ev)
             self.base_ts = max(self.base_ts, ev.ts)
-        _state, self.pending_delta = self._derive()
+            digests.append(id_digest(ev.event_id))
+        self.folded_ids = b"".join(digests)
 
     def prune_facts(self, before: int) -> None:
         """Forget facts older than every window: they can no longer change any figure."""
         for fact in [f for f in self.facts if f.ts < before]:
             del self.facts[fact]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "t": [self.tenant, self.shop_id, self.platform],
-            "b": self.base.to_json(),
-            "p": [list(ev) for ev in self.pending],  # the state and pending facts replay from base + these
-            "f": [[*f, n] for f, n in self.facts.items()],
-            "seen": list(self.seen),
-            "bt": self.base_ts,
-            "lt": self.last_event_ts,
-        }
+    def to_json(self) -> list[Any]:
+        """[tenant, shop, platform, last ts, base ts, base, pending, facts, folded digests], every time but
+        the last one as `last ts - time` (short), trailing defaults left out; see `from_json`."""
+        lt = self.last_event_ts
+        out: list[Any] = [
+            self.tenant, self.shop_id, self.platform, lt, -1 if self.base_ts < 0 else lt - self.base_ts,
+            _state_to_json(self.base, lt),
+            [_event_to_json(ev, lt) for ev in self.pending],  # the state and pending facts replay from these
+            _facts_to_json(self.facts, lt),
+            binascii.b2a_base64(self.folded_ids, newline=False).decode() if self.folded_ids else "",
+        ]
+        while len(out) > 5 and not out[-1]:
+            out.pop()
+        return out
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Conversation:
-        tenant, shop, platform = raw["t"]
+    def from_json(cls, raw: list[Any] | dict[str, Any]) -> Conversation:
+        if isinstance(raw, dict):
+            return cls._from_dict(raw)
+        tenant, shop, platform, lt, bt, *rest = raw
+        rest += [[], [], [], ""][len(rest):]
+        base_raw, pending_raw, facts_raw, digests = rest
         conv = cls(
-            tenant=tenant,
-            shop_id=shop,
-            platform=platform,
+            tenant=sys.intern(tenant),
+            shop_id=sys.intern(shop),
+            platform=sys.intern(platform),
+            base=_state_of(base_raw, lt),
+            pending=[_event_of(ev, lt) for ev in pending_raw],
+            facts=_facts_of(facts_raw, lt),
+            folded_ids=binascii.a2b_base64(digests) if digests else b"",
+            base_ts=-1 if bt < 0 else lt - bt,
+            last_event_ts=lt,
+        )
+        conv.state = conv._derive_state()
+        return conv
+
+    @classmethod
+    def _from_dict(cls, raw: dict[str, Any]) -> Conversation:
+        """The record form before the compact one: full event ids in "seen", absolute times."""
+        tenant, shop, platform = raw["t"]
+        pending = [ConvEvent(*ev) for ev in raw["p"]]
+        pending_ids = {ev.event_id for ev in pending}
+        conv = cls(
+            tenant=sys.intern(tenant),
+            shop_id=sys.intern(shop),
+            platform=sys.intern(platform),
             base=ConvState(*raw["b"]),
-            pending=[ConvEvent(*ev) for ev in raw["p"]],
+            pending=pending,
             facts=Counter({Fact(k, t, q, v): n for k, t, q, v, n in raw["f"]}),
-            seen=set(raw["seen"]),
+            folded_ids=b"".join(id_digest(i) for i in sorted(raw["seen"]) if i not in pending_ids),
             base_ts=raw["bt"],
             last_event_ts=raw["lt"],
         )
-        conv.state, conv.pending_delta = conv._derive()
+        conv.state = conv._derive_state()
         return conv
+
+
+# --- the compact record's parts ------------------------------------------------------------------
+_DEFAULT_STATE: Final = ConvState()
+_STATE_DEFAULTS: Final = tuple(_DEFAULT_STATE.to_json())
+_STATE_TIMES: Final = (3, 4, 7, 8, 10)  # frt_start, waiting_since, first_assigned_ts, last_reply_ts, last_order_ts
+_STATE_NAMES: Final = (0, 6, 9, 11)  # queue, assignee, last_reply_queue, last_order_queue
+
+
+def _state_to_json(s: ConvState, lt: int) -> list[Any]:
+    if s == _DEFAULT_STATE:  # the base of every conversation none of whose events has settled yet
+        return []
+    out = s.to_json()
+    for i in _STATE_TIMES:
+        if out[i] is not None:
+            out[i] = lt - out[i]
+    while out and type(out[-1]) is type(_STATE_DEFAULTS[len(out) - 1]) and out[-1] == _STATE_DEFAULTS[len(out) - 1]:
+        out.pop()
+    return out
+
+
+def _state_of(raw: list[Any], lt: int) -> ConvState:
+    values = [*raw, *_STATE_DEFAULTS[len(raw):]]
+    for i in _STATE_TIMES:
+        if values[i] is not None:
+            values[i] = lt - values[i]
+    for i in _STATE_NAMES:
+        if values[i] is not None:
+            values[i] = sys.intern(values[i])
+    return ConvState(*values)
+
+
+def _event_to_json(ev: ConvEvent, lt: int) -> list[Any]:
+    out: list[Any] = [lt - ev.ts, ev.event_id, _TYPE_CODE.get(ev.type, ev.type), *ev[3:]]
+    while out[-1] is None:
+        out.pop()
+    return out
+
+
+def _event_of(raw: list[Any], lt: int) -> ConvEvent:
+    dt, event_id, etype, *rest = raw
+    name = EVENT_TYPE_CODES[etype] if isinstance(etype, int) else etype
+    rest = [sys.intern(x) if isinstance(x, str) else x for x in rest]
+    return ConvEvent(lt - dt, event_id, name, *rest)
+
+
+def _facts_to_json(facts: Counter[Fact], lt: int) -> list[list[Any]]:
+    # [kind, lt - ts, queue] + [value] unless 0 + [count] unless 1; one loop, no call per fact (hot in flush).
+    code = _KIND_CODE.get
+    return [
+        [code(kind, kind), lt - ts, queue] if n == 1 and not value
+        else [code(kind, kind), lt - ts, queue, value] if n == 1
+        else [code(kind, kind), lt - ts, queue, value, n]
+        for (kind, ts, queue, value), n in facts.items()
+    ]
+
+
+def _facts_of(raw: list[list[Any]], lt: int) -> Counter[Fact]:
+    # The one hot loop of decoding (a conversation has tens of facts): tuple.__new__ skips Fact's Python __new__.
+    out: Counter[Fact] = Counter()
+    kinds, intern, new = FACT_KIND_CODES, sys.intern, tuple.__new__
+    for f in raw:
+        kind = f[0]
+        fact = new(Fact, (kinds[kind] if type(kind) is int else kind, lt - f[1], intern(f[2]),
+                          f[3] if len(f) > 3 else 0))
+        out[fact] = f[4] if len(f) > 4 else 1
+    return out

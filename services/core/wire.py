@@ -25,7 +25,8 @@ def queue_partition(queue: str, partitions: int) -> int:
 
 
 def partial_key(src: str, part: int, scope: Scope, slot: int) -> bytes:
-    return orjson.dumps([src, part, *scope, slot])
+    # Kept: stage 2's table is keyed by these (in one process, the very objects; see `kept`).
+    return kept([src, part, *scope, slot])
 
 
 def parse_partial_key(raw: bytes) -> tuple[str, int, Scope, int]:

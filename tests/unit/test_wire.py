@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+import tracemalloc
 
-from services.core.wire import kept
+from services.core.partials import Scope
+from services.core.wire import kept, partial_key
 from services.scorer.inprocess import InProcessScorer
 
 
@@ -21,3 +23,15 @@ def test_scorer_tables_hold_exact_size_values() -> None:
     s.tick(1_800_000_000_000)
     for table in (s.conv_table, s.partials_table):
         assert table and all(sys.getsizeof(v) < len(v) + 64 for v in table.values())
+
+
+def test_partial_keys_are_exact_size() -> None:
+    """Stage 2's table is keyed by them (sys.getsizeof does not see orjson's spare buffer; tracemalloc does)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        keys = [partial_key("c", 1, Scope("acme", "acme-jd", "jd", "presales"), slot) for slot in range(100)]
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(keys) == 100 and used < 100 * 200  # ~4 KiB each before
