@@ -126,9 +126,9 @@ def window_range(now: int, width: int, size: int) -> tuple[int, int]:
 class QueueMerger:
     """Stage 2's state. `views(now)` returns every view; `rebuilt` names those built at that `now`.
 
-    With `agent_refresh_ticks` = k > 1, an agent's own view whose inputs did not change is rebuilt
-    every k-th call (agents spread over the calls) instead of every call: its time per status still
-    moves with the clock, and thousands of agents would otherwise cost more than all queues together.
+    With `agent_refresh_ticks` = k > 1, an agent's own view is rebuilt every k-th call (agents take
+    turns), whatever changed in between: thousands of agents, each changing with every chat, would
+    otherwise cost more than all queues together. Each view is exact as of its own `as_of`.
     """
 
     def __init__(self, bucket_ms: int, agent_refresh_ticks: int = 1) -> None:
@@ -137,6 +137,8 @@ class QueueMerger:
         self.ticks = 0
         self.built: dict[ViewKey, dict[str, Any]] = {}
         self.rebuilt: set[ViewKey] = set()
+        # Agent views whose window figures / live counters changed but whose turn has not come.
+        self.agents_waiting: tuple[set[ViewKey], set[ViewKey]] = (set(), set())
         self.src_buckets: dict[SrcKey, dict[int, Bucket]] = {}
         self.sources_of: dict[Scope, set[tuple[str, int]]] = defaultdict(set)
         self.fine: dict[Scope, dict[int, Bucket]] = defaultdict(dict)
@@ -365,14 +367,28 @@ class QueueMerger:
         self.present = present
         return touched
 
+    def _waits(self, key: ViewKey) -> bool:
+        """Whether an agent's own view keeps its last build this call (agents take turns)."""
+        return (
+            self.agent_refresh_ticks > 1 and is_agent_scope(key[0]) and key in self.built
+            and (self.ticks + hash(key)) % self.agent_refresh_ticks != 0
+        )
+
     def views(self, now: int) -> dict[ViewKey, dict[str, Any]]:
         """Every queue view at `now`: per queue, per tenant, platform, tenant+platform and shop."""
         self._advance({n: window_range(now, w, self.sizes[n]) for n, w in WINDOWS.items()})
         touched = self._regroup()
-        windows_due = touched | {k for s in self.changed if s in self.present for k in view_keys(s)}
-        live_due = touched | {k for s in self.live_changed if s in self.present for k in view_keys(s)}
+        windows_due = touched | self.agents_waiting[0] | \
+            {k for s in self.changed if s in self.present for k in view_keys(s)}
+        live_due = touched | self.agents_waiting[1] | \
+            {k for s in self.live_changed if s in self.present for k in view_keys(s)}
         self.changed.clear()
         self.live_changed.clear()
+        self.ticks += 1
+        # An agent's own view is built on its turn only (its as_of says when): what changed meanwhile waits.
+        self.agents_waiting = ({k for k in windows_due if self._waits(k)}, {k for k in live_due if self._waits(k)})
+        windows_due -= self.agents_waiting[0]
+        live_due -= self.agents_waiting[1]
         totals: dict[Scope, dict[str, Bucket]] = {}
         for key in windows_due & self.members.keys():
             group: dict[str, Bucket] | None = None
@@ -399,15 +415,13 @@ class QueueMerger:
                     merged_agents = a if merged_agents is None else merged_agents.add(a)
             self.group_live[key] = (merged_live, merged_agents)
         as_of = iso(now)
-        self.ticks += 1
-        due = windows_due | live_due
         out: dict[ViewKey, dict[str, Any]] = {}
         self.rebuilt = set()
         for key, figures in self.figures.items():
             queue, tenant, shop, platform = key
             agent = is_agent_scope(queue)
-            if agent and key not in due and key in self.built and (self.ticks + hash(key)) % self.agent_refresh_ticks:
-                out[key] = self.built[key]  # unchanged agent: exact as of its own as_of, rebuilt in its turn
+            if agent and self._waits(key):
+                out[key] = self.built[key]  # exact as of its own as_of; rebuilt on its turn
                 continue
             live, agents = self.group_live.get(key, (None, None))
             view: dict[str, Any] = {

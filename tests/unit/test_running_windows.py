@@ -108,3 +108,36 @@ def test_a_live_floor_tick_by_tick() -> None:
         views = merger.views(now)
         if second % 20 == 0:
             assert views == replay(state, now), f"after {second} s"
+
+
+def test_agent_views_take_turns_and_are_exact_as_of_their_build() -> None:
+    """With agent views rebuilt every 5th call, each is at most 5 calls old and equals, to the last
+    figure, the view a merger rebuilding every call showed at that view's as_of."""
+    rng = random.Random(5)
+    every, turns = QueueMerger(BUCKET_MS), QueueMerger(BUCKET_MS, agent_refresh_ticks=5)
+    agents = [Scope("acme", "acme-jd", "jd", f"@agent:a{i}") for i in range(12)]
+    history: dict[str, dict[Any, Any]] = {}  # as_of -> every view then
+    now = T0 + 3_600_000
+    for second in range(1, 41):
+        now += 1000
+        for merger in (every, turns):
+            rng_state = rng.getstate()
+            for scope in rng.sample(agents, 4):  # a few agents answer each second
+                slot = now - now % BUCKET_MS
+                merger.put_bucket("c", 0, scope, slot, bucket_of([(REPLY, rng.randint(1000, 90_000))], slot))
+                merger.put_agent_state(scope, {"status": "online", "capacity": 3,
+                                               "history": [[T0, "online", second % 3]]})
+            merger.put_live("c", 0, SCOPES[0], Live(open=second))
+            if merger is every:
+                rng.setstate(rng_state)  # the same changes for both
+        full = every.views(now)
+        history[full[("presales", "*", "*", "*")]["as_of"]] = full
+        shown = turns.views(now)
+        assert shown[("presales", "*", "*", "*")] == full[("presales", "*", "*", "*")]  # queues: every call
+        for key, view in shown.items():
+            if not key[0].startswith("@agent:"):
+                continue
+            assert view["as_of"] in list(history)[-5:], f"{key} older than 5 calls"
+            assert view == history[view["as_of"]][key]
+        if second > 5:
+            assert len(turns.rebuilt & {k for k in shown if k[0].startswith("@agent:")}) < len(agents)
