@@ -18,8 +18,8 @@ class ScorerSettings:
     grace_ms: int = field(default_factory=lambda: int(env_float("GRACE_S", 60) * 1000))
     bucket_ms: int = field(default_factory=lambda: int(env_float("BUCKET_S", 5) * 1000))
     tick_s: float = field(default_factory=lambda: env_float("TICK_S", 1.0))
-    # An agent's own view whose inputs did not change is rebuilt this often (its time per status moves
-    # with the clock); queue views are rebuilt every tick. Thousands of agents cost more than all queues.
+    # An agent's own view is rebuilt this often (agents take turns; its as_of says when); queue views are
+    # rebuilt every tick. Thousands of agents, each changing with every chat, cost more than all queues.
     agent_view_refresh_s: float = field(default_factory=lambda: env_float("AGENT_VIEW_REFRESH_S", 5.0))
     # Events scored per batch, and the longest a batch waits to fill (a bound on added latency).
     batch_max: int = field(default_factory=lambda: env_int("SCORER_BATCH_MAX", 500))
