@@ -60,7 +60,6 @@ def _nearest_rank(sorted_values: list[int], counts: list[int], total: int, q: fl
 
 
 NO_LIVE: Final = Live()  # read only
-NO_TIMELINE: Final = AgentTimeline([])
 
 
 def live_figures(live: Live | None, agents: AgentLive | None, now: int) -> dict[str, Any]:
@@ -232,10 +231,9 @@ class QueueMerger:
         """One agent's own state (only its partition of the agent stage sends it: no merge needed)."""
         if state is None:
             self.agent_states.pop(scope, None)
-            self.timelines.pop(scope, None)
         else:
             self.agent_states[scope] = state
-            self.timelines[scope] = AgentTimeline(state.get("history", []))
+        self.timelines.pop(scope, None)  # prepared again when the view is next built
         self.live_changed.add(scope)
 
     def put_watermark(self, src: str, part: int, ts: int) -> None:
@@ -434,7 +432,9 @@ class QueueMerger:
             if agent:
                 scope = Scope(tenant, shop, platform, queue)
                 state = self.agent_states.get(scope, {})
-                timeline = self.timelines.get(scope) or NO_TIMELINE
+                timeline = self.timelines.get(scope)
+                if timeline is None:
+                    timeline = self.timelines[scope] = AgentTimeline(state.get("history", []))
                 view["agent"] = {k: v for k, v in state.items() if k != "history"}
                 view["windows"] = {n: {**w, **timeline.window(now, WINDOWS[n])} for n, w in figures.items()}
             out[key] = view
