@@ -45,9 +45,6 @@ def build_app(settings: ScorerSettings) -> faust.App:
         topic_partitions=k.event_partitions,
         topic_replication_factor=k.replication,
         producer_acks=-1,
-        producer_linger=settings.producer_linger_s,
-        producer_max_batch_size=settings.producer_max_batch_bytes,
-        producer_max_request_size=4 * settings.producer_max_batch_bytes,  # several partitions' batches a request
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind=settings.web_bind,

@@ -34,13 +34,6 @@ class ScorerSettings:
     processing_guarantee: str = field(
         default_factory=lambda: env_str("SCORER_PROCESSING_GUARANTEE", "at_least_once")
     )
-    # Faust's producer carries changelog writes, partials and views. With its defaults (16 KiB batches, no
-    # linger) a floor's views (MBs a tick) went out in hundreds of sequential requests, and every send of
-    # stage 1 waited behind them: events were applied seconds late while the worker sat idle.
-    producer_linger_s: float = field(default_factory=lambda: env_float("SCORER_PRODUCER_LINGER_S", 0.01))
-    producer_max_batch_bytes: int = field(
-        default_factory=lambda: env_int("SCORER_PRODUCER_MAX_BATCH_BYTES", 1_000_000)  # < broker's 1 MiB limit
-    )
     # How soon the group notices a dead worker and moves its partitions (Kafka session timeout).
     session_timeout_s: float = field(default_factory=lambda: env_float("SCORER_SESSION_TIMEOUT_S", 20.0))
     worker_index: int = field(default_factory=lambda: env_int("SCORER_WORKER_INDEX", 0))
