@@ -268,10 +268,7 @@ class QueueMerger:
         assert self.ranges is not None
         out = _Windows()
         for name, (lo, hi) in self.ranges.items():
-            total = out.totals[name]
-            for start, bucket in self._table(scope, name).items():
-                if lo <= start <= hi:
-                    total.merge(bucket)
+            out.totals[name] = _sum_range(self._table(scope, name), lo, hi)
         return out
 
     def _advance(self, ranges: dict[str, tuple[int, int]]) -> None:
@@ -292,23 +289,17 @@ class QueueMerger:
                 table = self._table(scope, name)
                 if lo < old_lo or hi < old_hi or lo > old_hi:  # backwards or no overlap: sum again
                     running.stale.discard(name)
-                    total = running.totals[name] = Bucket()
-                    for start, bucket in table.items():
-                        if lo <= start <= hi:
-                            total.merge(bucket)
+                    running.totals[name] = _sum_range(table, lo, hi)
                     self.changed.add(scope)
                     continue
-                total = running.totals[name]
-                for slot, sign in [(s, -1) for s in range(old_lo, lo, size)] + \
-                        [(s, 1) for s in range(old_hi + size, hi + size, size)]:
-                    moving = table.get(slot)
-                    if moving is None:
-                        continue
-                    if sign < 0:
-                        running.take_out(name, moving)
-                    else:
-                        total.merge(moving)
-                    self.changed.add(scope)
+                for slot in range(old_lo, lo, size):  # left the window
+                    if (leaving := table.get(slot)) is not None:
+                        running.take_out(name, leaving)
+                        self.changed.add(scope)
+                for slot in range(old_hi + size, hi + size, size):  # entered it
+                    if (entering := table.get(slot)) is not None:
+                        running.totals[name].merge(entering)
+                        self.changed.add(scope)
 
     def _totals(self, scope: Scope) -> dict[str, Bucket]:
         """The scope's window totals, with the maxima of stale windows rescanned from their slots."""
@@ -335,11 +326,6 @@ class QueueMerger:
         out.update(self.agent_states)
         out.update(s for s, b in self.fine.items() if b)
         return out
-
-    def window_totals(self, scope: Scope, now: int) -> dict[str, Bucket]:
-        """The scope's window totals at `now` (moves every running total to `now`)."""
-        self._advance({n: window_range(now, w, self.sizes[n]) for n, w in WINDOWS.items()})
-        return self._totals(scope)
 
     def _regroup(self) -> set[ViewKey]:
         """Keep `members` (view key -> its scopes) in step with the scopes present; the keys that changed."""
@@ -441,6 +427,15 @@ class QueueMerger:
             self.rebuilt.add(key)
         self.built = out
         return out
+
+
+def _sum_range(table: dict[int, Bucket], lo: int, hi: int) -> Bucket:
+    """The sum of the slots of `table` from `lo` to `hi` (slot starts, inclusive)."""
+    total = Bucket()
+    for start, bucket in table.items():
+        if lo <= start <= hi:
+            total.merge(bucket)
+    return total
 
 
 def _put(table: dict[Scope, dict[tuple[str, int], Any]], scope: Scope, src: tuple[str, int], value: Any) -> None:
