@@ -488,6 +488,8 @@ class QueueStage:
         self.merger.prune(now - self.horizon_ms)
         views = self.merger.views(now)
         self.latest = views
+        if len(self.view_keys) > 2 * len(views):  # views that went (agents who left): forget their keys
+            self.view_keys = {k: raw for k, raw in self.view_keys.items() if k in views}
         view_out = [
             Out("views", self._view_key(k), orjson.dumps(views[k]), queue_partition(k[0], self.queue_partitions))
             for k in self.merger.rebuilt
