@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from services.core.kafka_security import client_kwargs
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 # Simulated floors start at UTC midnight two days ago: recent enough for the broker's 7-day retention
@@ -159,7 +161,7 @@ async def prefill(bootstrap: str, topic: str, records: Sequence[tuple[bytes, byt
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=1_000_000, max_request_size=8_000_000)
+                                max_batch_size=1_000_000, max_request_size=8_000_000, **client_kwargs())
     await producer.start()
     started = time.monotonic()
     try:
@@ -180,7 +182,7 @@ async def end_offsets_total(bootstrap: str, topic: str, partitions: int) -> int:
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition
 
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client_kwargs())
     await c.start()
     try:
         end = await c.end_offsets([TopicPartition(topic, p) for p in range(partitions)])

@@ -42,7 +42,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script: make `services` importable without installing
     sys.path.insert(0, str(REPO))
 
+from deploy.local.kafka_security import ADMIN_USER, LocalKafkaSecrets  # noqa: E402
 from services.core.config import Topics  # noqa: E402
+from services.core.kafka_security import client_kwargs  # noqa: E402
 
 T = TypeVar("T")
 
@@ -54,6 +56,7 @@ SECRET_NAMES = (
     "SUNSHINE_API_KEY",
 )
 KAFKA_TIMEOUT_S = 60.0
+KAFKA_SECURITY_MODES = ("plaintext", "sasl_ssl")
 SERVICE_TIMEOUT_S = 90.0
 MONITORING_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -120,6 +123,7 @@ class StackConfig:
     kafka_cache: Path = field(default_factory=lambda: default_kafka_cache("4.4.0"))
     kafka_heap: str = "512m"
     alert_webhook_url: str = "http://127.0.0.1:9099/alerts"
+    kafka_security: str = "plaintext"  # or "sasl_ssl": SCRAM over TLS, the only listener clients reach
     env_file: Path = REPO / ".env"
     # Highest precedence for the services' environment (tests: SCORER_STORE=memory:// and such).
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -156,12 +160,15 @@ class StackConfig:
             kafka_cache=Path(env.get("KAFKA_CACHE") or default_kafka_cache(version, env)),
             kafka_heap=env.get("KAFKA_HEAP") or "512m",
             alert_webhook_url=env.get("ALERT_WEBHOOK_URL") or "http://127.0.0.1:9099/alerts",
+            kafka_security=(env.get("KAFKA_SECURITY") or "plaintext").lower(),
             env_file=env_path,
         )
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
+        if self.kafka_security not in KAFKA_SECURITY_MODES:
+            raise StackError(f"KAFKA_SECURITY={self.kafka_security!r}: use one of {', '.join(KAFKA_SECURITY_MODES)}")
         if self.scorer_workers < 1:
             raise StackError("SCORER_WORKERS must be at least 1")
         if self.event_partitions < 1 or self.queue_partitions < 1:
@@ -218,7 +225,12 @@ class StackConfig:
 
     @property
     def kafka_dir(self) -> Path:
-        return self.run_dir / "kafka"
+        # One folder per mode: SCRAM users are made with the storage, so each mode keeps its own broker.
+        return self.run_dir / ("kafka" if self.kafka_security == "plaintext" else f"kafka-{self.kafka_security}")
+
+    @property
+    def kafka_secrets(self) -> LocalKafkaSecrets | None:
+        return None if self.kafka_security == "plaintext" else LocalKafkaSecrets(self.kafka_dir / "tls")
 
     @property
     def python(self) -> str:
@@ -323,6 +335,8 @@ def service_env(cfg: StackConfig) -> dict[str, str]:
         ALERT_WEBHOOK_URL=cfg.alert_webhook_url,
         PYTHONUNBUFFERED="1",
     )
+    if cfg.kafka_secrets is not None:
+        env.update(cfg.kafka_secrets.client_env())
     env.update(cfg.extra_env)
     return env
 
@@ -599,16 +613,20 @@ def _kafka_files(cfg: StackConfig) -> tuple[Path, Path]:
 def _render_kafka_config(cfg: StackConfig) -> bool:
     props, log4j = _kafka_files(cfg)
     ctrl = cfg.kafka_controller_port
+    listeners = f"""listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},CONTROLLER://127.0.0.1:{ctrl}
+advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+"""
+    if cfg.kafka_secrets is not None:
+        cfg.kafka_secrets.ensure()
+        listeners = cfg.kafka_secrets.server_properties(cfg.kafka_port).replace("{ctrl}", str(ctrl))
     server = f"""# Written by deploy/local/stack.py; single-node KRaft (combined broker + controller).
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{ctrl}
-listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},CONTROLLER://127.0.0.1:{ctrl}
-advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={cfg.kafka_dir / "data"}
+{listeners}log.dirs={cfg.kafka_dir / "data"}
 num.partitions=1
 auto.create.topics.enable=false
 offsets.topic.replication.factor=1
@@ -670,6 +688,8 @@ def _format_kafka(cfg: StackConfig, libs: Path) -> None:
     props, _ = _kafka_files(cfg)
     cid = _kafka_cluster_id(cfg)
     cmd = [*_kafka_java_args(cfg, libs), "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props)]
+    if cfg.kafka_secrets is not None:
+        cmd += cfg.kafka_secrets.scram_format_args()
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
     with log_path(cfg, "kafka").open("ab") as log:
         log.write(f"=== formatting KRaft storage in {data} (cluster id {cid})\n".encode())
@@ -691,10 +711,17 @@ def kafka_part(cfg: StackConfig, libs: Path | None = None) -> Part:
     )
 
 
-async def _list_topics(bootstrap: str, timeout_s: float = 5.0) -> list[str]:
+def kafka_admin_kwargs(cfg: StackConfig) -> dict[str, Any]:
+    """Security settings of the stack's own Kafka clients (the admin user under SASL_SSL)."""
+    if cfg.kafka_secrets is None:
+        return {}
+    return client_kwargs(cfg.kafka_secrets.client_env(ADMIN_USER))
+
+
+async def _list_topics(bootstrap: str, timeout_s: float = 5.0, **security: Any) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **security)
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         topics = await asyncio.wait_for(admin.list_topics(), timeout_s)
@@ -707,17 +734,17 @@ def kafka_answers(cfg: StackConfig) -> bool:
     if not _port_open(cfg.kafka_port):
         return False
     try:
-        _sync(lambda: _list_topics(cfg.kafka_bootstrap))
+        _sync(lambda: _list_topics(cfg.kafka_bootstrap, **kafka_admin_kwargs(cfg)))
     except Exception:
         return False
     return True
 
 
-async def _create_topics(bootstrap: str, specs: Sequence[tuple[str, int, bool]]) -> list[str]:
+async def _create_topics(bootstrap: str, specs: Sequence[tuple[str, int, bool]], **security: Any) -> list[str]:
     """Create the missing ones; returns the names created. Existing topics are left as they are."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000, **security)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -771,7 +798,7 @@ def create_topics(cfg: StackConfig, specs: Sequence[tuple[str, int, bool]]) -> l
     start = time.monotonic()
     while True:  # a broker that just came up may still refuse with a retriable error
         try:
-            return _sync(lambda: _create_topics(cfg.kafka_bootstrap, specs))
+            return _sync(lambda: _create_topics(cfg.kafka_bootstrap, specs, **kafka_admin_kwargs(cfg)))
         except StackError:
             if time.monotonic() - start > 10.0:  # the broker said no: retry only briefly
                 raise
@@ -1176,7 +1203,7 @@ class KafkaBroker:
         await asyncio.to_thread(self.create_topic, name, partitions, compact)
 
     def topics(self) -> list[str]:
-        return _sync(lambda: _list_topics(self.bootstrap))
+        return _sync(lambda: _list_topics(self.bootstrap, **kafka_admin_kwargs(self.cfg)))
 
 
 @dataclass

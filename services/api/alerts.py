@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Header, HTTPException
 from pydantic import BaseModel, Field
 
+from services.core.kafka_security import client_kwargs
 from services.core.merge import iso
 from services.core.wire import queue_partition
 
@@ -75,7 +76,9 @@ def mount_alerts(app: FastAPI, store: AlertStore, cfg: ApiSettings) -> Callable[
 
     async def ack_producer() -> AIOKafkaProducer:
         if "p" not in producer:
-            p = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap, acks="all", enable_idempotence=True)
+            p = AIOKafkaProducer(
+                bootstrap_servers=cfg.kafka.bootstrap, acks="all", enable_idempotence=True, **client_kwargs()
+            )
             await p.start()
             producer["p"] = p
         return producer["p"]

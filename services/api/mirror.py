@@ -16,6 +16,7 @@ import logging
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from services.core.kafka_security import client_kwargs
 from services.kafka_util.read import behind
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class TopicMirror:
             consumer = AIOKafkaConsumer(
                 self.topic, bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                 auto_offset_reset="earliest", group_id=None, isolation_level=self.isolation_level,
+                **client_kwargs(),
             )
             try:
                 await consumer.start()

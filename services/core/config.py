@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Final
 
+from .kafka_security import KafkaSecurity
+
 WINDOWS: Final[dict[str, int]] = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
 SL_THRESHOLDS_S: Final[tuple[int, ...]] = (30, 180)
 SLOW_REPLY_S: Final = 100.0  # Qianniu counts replies slower than 100 s as slow (慢响应)
@@ -66,6 +68,7 @@ class KafkaSettings:
     queue_partitions: int = field(default_factory=lambda: env_int("QUEUE_PARTITIONS", 3))
     replication: int = field(default_factory=lambda: env_int("TOPIC_REPLICATION", 1))
     topics: Topics = field(default_factory=Topics)
+    security: KafkaSecurity = field(default_factory=KafkaSecurity.from_env)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_lz4
 
+from services.core.kafka_security import client_kwargs
+
 log = logging.getLogger("floorwatch.ingest.producer")
 
 Record = tuple[bytes, bytes]  # (key, value)
@@ -137,6 +139,7 @@ class KafkaEventProducer:
             "compression_type": self.compression,
             "max_batch_size": max_batch_bytes,
             "max_request_size": max(max_batch_bytes, 1_048_576),
+            **client_kwargs(),
         }
         self._retry_max_s = retry_max_s
         self._producer: AIOKafkaProducer | None = None

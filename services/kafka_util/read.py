@@ -11,6 +11,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from services.core.kafka_security import client_kwargs
+
 OnRecord = Callable[[ConsumerRecord[bytes, bytes]], None]
 
 
@@ -38,7 +40,7 @@ async def read_to_end(
         return
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest", isolation_level=isolation_level,
+        auto_offset_reset="earliest", isolation_level=isolation_level, **client_kwargs(),
     )
     await consumer.start()
     try:

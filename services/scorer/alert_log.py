@@ -14,6 +14,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from services.core.kafka_security import client_kwargs
 from services.kafka_util.read import read_to_end
 
 from .stages import ENGINE_KEY_PREFIX, Out
@@ -34,7 +35,7 @@ class AlertPublisher:
         # Created here, not in __init__: aiokafka binds to the running loop.
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, transactional_id=self.transactional_id,
-            enable_idempotence=True, acks="all",
+            enable_idempotence=True, acks="all", **client_kwargs(),
         )
         await producer.start()
         self.producer = producer

@@ -21,6 +21,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from services.core.alerts import rules_from_env
+from services.core.kafka_security import KafkaSecurity
 
 from .alert_log import AlertPublisher, read_engine_states
 from .metrics import AlertsCollector, PipelineMetrics, SignalsCollector, ViewsCollector
@@ -32,6 +33,17 @@ log = logging.getLogger(__name__)
 
 def wall_ms() -> int:
     return int(time.time() * 1000)
+
+
+def faust_credentials(sec: KafkaSecurity) -> faust.types.auth.CredentialsT | None:
+    """The worker's Kafka credentials in Faust's terms (it hands them on to aiokafka)."""
+    if sec.uses_sasl:
+        return faust.SASLCredentials(
+            username=sec.username, password=sec.password, ssl_context=sec.ssl_context(), mechanism=sec.sasl_mechanism,
+        )
+    if sec.uses_tls:
+        return faust.SSLCredentials(sec.ssl_context())
+    return None
 
 
 def build_app(settings: ScorerSettings) -> faust.App:
@@ -58,6 +70,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         stream_buffer_maxsize=4096,
         table_standby_replicas=0,
         logging_config=None,
+        broker_credentials=faust_credentials(k.security),
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     events_topic = app.topic(topics.events, partitions=k.event_partitions, **raw)

@@ -16,6 +16,8 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from services.core.kafka_security import client_kwargs
+
 from .settings import ScorerSettings
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ def changelog_topics(s: ScorerSettings) -> list[tuple[str, int]]:
 async def ensure_changelog_topics(s: ScorerSettings, timeout_s: float = 120) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap, **client_kwargs())
         try:
             await admin.start()
             existing = set(await admin.list_topics())

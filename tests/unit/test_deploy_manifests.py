@@ -34,6 +34,7 @@ SCHEMAS = REPO / "deploy" / "kubernetes" / "schemas"
 K8S_VERSIONS = ("1.28.0", kubernetes_validate.utils.latest_version())
 CRD_SCHEMAS = {
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "kafkatopic-kafka.strimzi.io-v1beta2.json",
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): "kafkauser-kafka.strimzi.io-v1beta2.json",
     ("monitoring.coreos.com/v1", "PodMonitor"): "monitors-monitoring.coreos.com-v1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitors-monitoring.coreos.com-v1.json",
 }
@@ -270,3 +271,75 @@ def test_secret_holds_exactly_the_documented_secrets(docs: list[dict[str, Any]])
     assert set(secret["stringData"]) == set(SECRET_NAMES)
     assert set(secret["stringData"].values()) == {"replace-me"}, "only placeholders in git"
     assert not set(config(docs)) & set(SECRET_NAMES), "secrets belong in the Secret, not the ConfigMap"
+
+
+# ------------------------------------------------------------------------------------------ Kafka security
+
+
+def _acls(user: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(resource type, name or pattern, operation) for every ACL of a KafkaUser."""
+    out = set()
+    for acl in user["spec"]["authorization"]["acls"]:
+        r = acl["resource"]
+        name = r.get("name", "") + ("*" if r.get("patternType") == "prefix" else "")
+        out |= {(r["type"], name, op) for op in acl["operations"]}
+    return out
+
+
+def test_every_service_has_its_own_kafka_user_with_least_privilege(docs: list[dict[str, Any]]) -> None:
+    from services.core.config import Topics
+
+    t = Topics()
+    users = by_kind(docs, "KafkaUser")
+    assert set(users) == {"floorwatch-ingest", "floorwatch-scorer", "floorwatch-api"}
+    for user in users.values():
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+    # Ingest writes events only: it can neither read them back nor touch views, alerts or acks.
+    assert _acls(users["floorwatch-ingest"]) == {
+        ("topic", t.events, "Write"), ("topic", t.events, "Describe"), ("cluster", "", "IdempotentWrite")}
+    # The API reads views and alerts, and writes acks (on the alerts topic) only.
+    api = _acls(users["floorwatch-api"])
+    assert {(kind, name) for kind, name, op in api if op in ("Write", "Create", "Delete", "Alter")} == {
+        ("topic", t.alerts)}
+    assert ("topic", t.events, "Read") not in api and ("topic", t.views, "Read") in api
+    # Only the scorer writes views; nobody may delete or alter anything.
+    writers_of_views = {n for n, u in users.items() if ("topic", t.views, "Write") in _acls(u)}
+    assert writers_of_views == {"floorwatch-scorer"}
+    for name, user in users.items():
+        assert not {op for _, _, op in _acls(user)} & {"All", "Delete", "Alter", "AlterConfigs"}, name
+
+
+def test_workloads_authenticate_as_their_own_user_over_tls(docs: list[dict[str, Any]]) -> None:
+    cfg = config(docs)
+    assert cfg["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and cfg["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    workloads = {**by_kind(docs, "Deployment"), **by_kind(docs, "StatefulSet")}
+    for name in ("floorwatch-ingest", "floorwatch-api", "floorwatch-scorer"):
+        pod = workloads[name]["spec"]["template"]["spec"]
+        env = {e["name"]: e for c in pod["containers"] for e in c.get("env", [])}
+        assert env["KAFKA_USERNAME"]["value"] == name
+        assert env["KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": name, "key": "password"}
+        mounts = {m["mountPath"]: m["name"] for c in pod["containers"] for m in c.get("volumeMounts", [])}
+        ca_dir = cfg["KAFKA_SSL_CAFILE"].rsplit("/", 1)[0]
+        volume = {v["name"]: v for v in pod["volumes"]}[mounts[ca_dir]]
+        assert volume["secret"]["secretName"] == "floorwatch-cluster-ca-cert"
+
+
+def test_network_policies_close_the_namespace_and_open_each_port_to_whom_needs_it(
+    docs: list[dict[str, Any]],
+) -> None:
+    policies = by_kind(docs, "NetworkPolicy")
+    deny = policies["floorwatch-default-deny"]
+    assert deny["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in deny["spec"]
+    closed = set(deny["spec"]["podSelector"]["matchExpressions"][0]["values"])
+    pods = {d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+            for d in [*by_kind(docs, "Deployment").values(), *by_kind(docs, "StatefulSet").values()]}
+    assert closed == pods == {"floorwatch-ingest", "floorwatch-api", "floorwatch-scorer"}
+    services = by_kind(docs, "Service")
+    for name in ("floorwatch-ingest", "floorwatch-api", "floorwatch-scorer"):
+        policy = policies[name]
+        assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": name}
+        opened = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+        assert opened == {p["targetPort"] if isinstance(p["targetPort"], int) else p["port"]
+                          for p in services[name]["spec"]["ports"]}
+    scorer_from = policies["floorwatch-scorer"]["spec"]["ingress"][0]["from"]
+    assert scorer_from == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
