@@ -11,6 +11,7 @@ own date) and benchmarks/results/throughput_freshness.png. Sections, in the orde
     freshness   ingest 202 -> figure at the API and at /metrics, at 1,000 and 10,000 events/s offered
     profile     cProfile of InProcessScorer over a simulated hour, py-spy of a real worker
     whatif      the same worker with other settings (environment only): Faust's producer batching
+    names       one sender tries 100k queue names: ingest and scorer state, /metrics size (in-process)
 
 Every section is bounded in time and stops by itself; a broker (TEST_PORT_OFFSET, default 700) is
 started for the sections that need one and stopped at the end. Speed never fails anything.
@@ -35,7 +36,7 @@ import orjson
 
 from .common import REPO, RESULTS, Broker, broker, dump_json, log, port_offset
 
-SECTIONS = ("ingest", "staffing", "memory", "throughput", "recovery", "freshness", "profile", "whatif")
+SECTIONS = ("ingest", "staffing", "memory", "names", "throughput", "recovery", "freshness", "profile", "whatif")
 NEEDS_BROKER = {"throughput", "recovery", "freshness", "profile", "whatif"}
 # Faust's producer batches little by default (no linger, 16 KiB batches). What-if: 10 ms linger and
 # batches up to 1 MB, through Faust's own environment settings. Not the default: with them a worker
@@ -53,6 +54,7 @@ FULL: dict[str, dict[str, Any]] = {
     "staffing": {"sizes": [10, 1_000, 10_000], "requests": 300, "rounds": 3},
     "profile": {"scale": 2, "tick_every": 2000, "worker_events": 100_000, "worker_seconds": 30},
     "whatif": {"scale": 10, "events": 100_000, "rounds": 2, "cap_s": 40, "settings": WHATIF},
+    "names": {"names": 100_000, "step": 10_000, "open_names": 20_000},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "throughput": {"events": 60_000, "scale": 10, "rounds": 1, "scorer_cap_s": 20, "ceiling_cap_s": 30,
@@ -63,6 +65,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "staffing": {"sizes": [10, 1_000], "requests": 50, "rounds": 1},
     "profile": {"scale": 1, "tick_every": 2000, "worker_events": 20_000, "worker_seconds": 10},
     "whatif": {"scale": 10, "events": 20_000, "rounds": 1, "cap_s": 15, "settings": WHATIF},
+    "names": {"names": 20_000, "step": 10_000, "open_names": 10_000},
 }
 
 
@@ -125,7 +128,7 @@ def run_ingest(timeout_s: float = 600) -> dict[str, Any]:
 
 
 def section(name: str, params: dict[str, Any], b: Broker | None) -> dict[str, Any]:
-    from . import freshness, memory, profiling, recovery, staffing, throughput
+    from . import freshness, hostile_names, memory, profiling, recovery, staffing, throughput
 
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "ingest": run_ingest,
@@ -136,6 +139,7 @@ def section(name: str, params: dict[str, Any], b: Broker | None) -> dict[str, An
         "freshness": lambda: freshness.run(b, **params),  # type: ignore[arg-type]
         "profile": lambda: profiling.run(b, **params),
         "whatif": lambda: profiling.what_if(b, **params),  # type: ignore[arg-type]
+        "names": lambda: hostile_names.run(**params),
     }
     load_before = os.getloadavg()
     started = time.monotonic()

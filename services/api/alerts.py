@@ -18,13 +18,12 @@ from pydantic import BaseModel, Field
 
 from services.core.kafka_security import client_kwargs
 from services.core.merge import iso
-from services.core.wire import queue_partition
+from services.core.wire import ALERT_ACK_PREFIX, queue_partition
 
 from .mirror import TopicMirror
 from .settings import ApiSettings
 
 ENGINE_PREFIX = b"__engine__:"
-ACK_PREFIX = b"ack:"
 
 
 class AlertStore(TopicMirror):
@@ -40,9 +39,9 @@ class AlertStore(TopicMirror):
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if not key or key.startswith(ENGINE_PREFIX):
             return
-        if key.startswith(ACK_PREFIX):
+        if key.startswith(ALERT_ACK_PREFIX):
             target = self.acks
-            name = key[len(ACK_PREFIX):].decode("utf-8", "replace")
+            name = key[len(ALERT_ACK_PREFIX):].decode("utf-8", "replace")
         else:
             target = self.alerts
             name = key.decode("utf-8", "replace")
@@ -112,7 +111,7 @@ def mount_alerts(app: FastAPI, store: AlertStore, cfg: ApiSettings) -> Callable[
         ack = {"acknowledged_by": (body or AckBody()).by, "acknowledged_at": iso(int(time.time() * 1000))}
         p = await ack_producer()
         await p.send_and_wait(
-            cfg.kafka.topics.alerts, key=ACK_PREFIX + alert_id.encode(), value=orjson.dumps(ack),
+            cfg.kafka.topics.alerts, key=ALERT_ACK_PREFIX + alert_id.encode(), value=orjson.dumps(ack),
             partition=queue_partition(alert["queue"], cfg.kafka.queue_partitions),
         )
         return {**alert, **ack}

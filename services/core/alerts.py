@@ -227,13 +227,18 @@ _TrackKey = tuple[Rule, ScopeKey]
 
 
 SURGE_WARMUP_MS = 3_600_000
+# A resolved alert stays listed (GET /v1/alerts?state=resolved) this long, then leaves the alerts topic.
+RESOLVED_RETENTION_MS = 86_400_000
 
 
 class AlertEngine:
     """Alert episodes per (rule, scope) from successive `evaluate` calls; see the module docstring."""
 
-    def __init__(self, rules: AlertRules | None = None) -> None:
+    def __init__(self, rules: AlertRules | None = None, resolved_retention_ms: int = RESOLVED_RETENTION_MS) -> None:
         self.rules = rules if rules is not None else AlertRules()
+        self.resolved_retention_ms = resolved_retention_ms
+        # Resolved alerts (resolved at, id), oldest first: tombstoned once past the retention (`expired`).
+        self._resolved: list[tuple[int, str]] = []
         self._tracks: dict[_TrackKey, _Track] = {}
         self._last_now: int | None = None
         # When each scope was first judged: a surge compares 5 minutes with the trailing hour, which
@@ -273,7 +278,21 @@ class AlertEngine:
                 del self._tracks[key]
                 if track.alert is not None:
                     out.append(self._resolve(track.alert, Judgement("clear", reason="absent"), None, th, now_ms))
+        # A scope that went (its views were tombstoned after an idle hour) starts its surge warm-up afresh.
+        tracked = {scope for _, scope in self._tracks}
+        for scope in [s for s in self._first_seen if s not in signals and s not in tracked]:
+            del self._first_seen[scope]
+        self._resolved.extend((now_ms, a.id) for a in out if a.state == "resolved")
         return out
+
+    def expired(self, now_ms: int) -> list[str]:
+        """Ids of alerts resolved longer ago than the retention: to be tombstoned (and forgotten)."""
+        cut = 0
+        while cut < len(self._resolved) and self._resolved[cut][0] <= now_ms - self.resolved_retention_ms:
+            cut += 1
+        gone = [alert_id for _, alert_id in self._resolved[:cut]]
+        del self._resolved[:cut]
+        return gone
 
     def _step(self, key: _TrackKey, j: Judgement, sig: Signals, th: Thresholds, now: int) -> Alert | None:
         rule, scope = key
@@ -356,6 +375,7 @@ class AlertEngine:
             "version": _STATE_VERSION,
             "last_now_ms": self._last_now,
             "first_seen": [[list(scope), ms] for scope, ms in sorted(self._first_seen.items())],
+            "resolved": [[ms, alert_id] for ms, alert_id in self._resolved],
             "tracks": [
                 {
                     "rule": rule, "scope": list(scope),
@@ -374,6 +394,7 @@ class AlertEngine:
         engine = cls(rules)
         last = raw.get("last_now_ms")
         engine._last_now = None if last is None else int(last)
+        engine._resolved = [(int(ms), str(alert_id)) for ms, alert_id in raw.get("resolved", [])]
         for scope, ms in raw.get("first_seen", []):
             engine._first_seen[(str(scope[0]), str(scope[1]), str(scope[2]), str(scope[3]))] = int(ms)
         for t in raw.get("tracks", []):

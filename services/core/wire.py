@@ -17,6 +17,8 @@ SLOT_AGENT_STATE: Final = -4  # one agent's status, capacity, chats and change h
 
 SRC_CONVERSATIONS: Final = "c"
 SRC_AGENTS: Final = "a"
+# The alerts topic: an API's acknowledgement of alert <id> is the record `ack:<id>` (it leaves with the alert).
+ALERT_ACK_PREFIX: Final = b"ack:"
 
 
 def queue_partition(queue: str, partitions: int) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.core.events import ChatEvent
+from services.core.limits import NameBudget
 
 from .body import BodyError, RawItem, split_body
 from .dedupe import RecentIds
@@ -49,6 +50,7 @@ class Ingestor:
         self.metrics = metrics
         self.policy = TimePolicy.from_seconds(settings.max_future_s, settings.max_past_s)
         self._wall_clock = wall_clock
+        self.names = NameBudget(settings.limits)
         self._last_kafka_warning = 0.0
 
     def refuse(self, err: BodyError) -> Outcome:
@@ -66,7 +68,9 @@ class Ingestor:
 
     async def ingest_items(self, items: list[RawItem], *, atomic: bool) -> Outcome:
         """Validate, dedupe and produce decoded events (the webhook adapters' output goes here too)."""
-        valid, rejected = validate(items, self.policy, int(self._wall_clock() * 1000))
+        now_ms = int(self._wall_clock() * 1000)
+        valid, rejected = validate(items, self.policy, now_ms)
+        valid, rejected = self._within_limits(valid, rejected, len(items), now_ms)
         for bad in rejected:
             self.metrics.rejected.labels(bad.code).inc()
         self.metrics.events.labels("rejected").inc(len(rejected))
@@ -98,6 +102,24 @@ class Ingestor:
         if rejected:
             return self._invalid(rejected, len(items), accepted, duplicates, atomic=False)
         return Outcome(202, {"accepted": accepted, "duplicates": duplicates})
+
+    def _within_limits(
+        self, valid: list[ChatEvent], rejected: list[Rejected], total: int, now_ms: int,
+    ) -> tuple[list[ChatEvent], list[Rejected]]:
+        """Refuse, per event, those whose new names would pass their tenant's limits (422 with the reason)."""
+        bad_index = {r.index for r in rejected}
+        positions = [i for i in range(total) if i not in bad_index]  # validate keeps the batch's order
+        kept: list[ChatEvent] = []
+        over: list[Rejected] = []
+        for index, event in zip(positions, valid, strict=True):
+            verdict = self.names.admit(event, now_ms)
+            if verdict is None:
+                kept.append(event)
+            else:
+                over.append(Rejected(index, event.event_id, verdict.code, verdict.reason))
+        if not over:
+            return valid, rejected
+        return kept, sorted([*rejected, *over], key=lambda r: r.index)
 
     def _dedupe(self, events: list[ChatEvent]) -> tuple[list[ChatEvent], int]:
         """Drop events already acknowledged earlier, and repeats within this batch (first wins)."""

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from services.core.config import KafkaSettings, Topics, env_float, env_int, env_str
+from services.core.limits import TenantLimits
 
 from .adapters.common import AdapterConfig
 
@@ -50,6 +51,8 @@ class IngestSettings:
     kafka_linger_ms: int = field(default_factory=lambda: env_int("INGEST_KAFKA_LINGER_MS", 5))
     kafka_max_batch_bytes: int = field(default_factory=lambda: env_int("INGEST_KAFKA_MAX_BATCH_BYTES", 1_000_000))
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    # Names per tenant (queues, shops, agents) a sender may create: services/core/limits.py.
+    limits: TenantLimits = field(default_factory=TenantLimits)
     topic: str = field(default_factory=lambda: Topics().events)
     # JSON nesting deeper than this is refused (422 too_deep) on every endpoint.
     max_json_depth: int = field(default_factory=lambda: env_int("INGEST_MAX_JSON_DEPTH", 64))

@@ -20,9 +20,11 @@ from services.core.alerts import Alert, AlertEngine, AlertRules, Signals, signal
 from services.core.buckets import Bucket, agent_scope, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState
 from services.core.events import EventError, event_from_record
+from services.core.limits import NameBudget, TenantLimits
 from services.core.merge import QueueMerger
 from services.core.partials import Live, PartitionPartials, Scope, live_key
 from services.core.wire import (
+    ALERT_ACK_PREFIX,
     SLOT_AGENT_STATE,
     SLOT_AGENTS,
     SLOT_LIVE,
@@ -60,7 +62,7 @@ class ConversationStage:
     def __init__(
         self, table: Table, metrics: PipelineMetrics, *, bucket_ms: int, grace_ms: int, horizon_ms: int,
         retention_ms: int, queue_partitions: int, event_clock: bool = False, cache_max: int = 200_000,
-        cache_idle_ms: int = 60_000, tombstone_ms: int = 86_400_000,
+        cache_idle_ms: int = 60_000, tombstone_ms: int = 86_400_000, limits: TenantLimits | None = None,
     ) -> None:
         self.table = table
         self.m = metrics
@@ -80,6 +82,10 @@ class ConversationStage:
         # events, not once per event (the caller flushes before the batch's offsets can be committed).
         self.unwritten: dict[int, dict[bytes, Conversation]] = {}
         self.sent_watermark: dict[int, int] = {}
+        # The per-tenant name limits again, per partition (a defence behind ingest, which enforces them on
+        # the whole stream: a partition sees a subset of it, so nothing ingest admitted is refused here).
+        self.limits = limits or TenantLimits()
+        self.names: dict[int, NameBudget] = {}
 
     # --- rebalance -------------------------------------------------------------------------
     def revoke(self, partitions: set[int]) -> None:
@@ -90,6 +96,7 @@ class ConversationStage:
             self.unwritten.pop(p, None)
             self.sent_watermark.pop(p, None)
             self.caches.pop(p, None)
+            self.names.pop(p, None)
         for cache in self.caches.values():
             cache.clear()
 
@@ -140,6 +147,13 @@ class ConversationStage:
             self.m.events.labels("dead_letter").inc()
             self.m.dead_letters.labels("invalid_event").inc()
             return [_dead_letter(key, value, partition, str(exc))]
+        budget = self.names.get(partition)
+        if budget is None:
+            budget = self.names[partition] = NameBudget(self.limits)
+        if (over := budget.admit(ev, ev.ts_ms)) is not None:
+            self.m.events.labels("dead_letter").inc()
+            self.m.dead_letters.labels(over.code).inc()
+            return [_dead_letter(key, value, partition, over.reason)]
         part = self.parts[partition]
         part.watermark = max(part.watermark, ev.ts_ms)
         self.m.event_age.observe(max(0.0, (now_ms - ev.ts_ms) / 1000))
@@ -414,6 +428,7 @@ class QueueStage:
         self.view_keys: dict[tuple[str, str, str, str], bytes] = {}
         self.owned: set[int] | None = None  # None: must rebuild from the table
         self.latest: dict[tuple[str, str, str, str], dict[str, object]] = {}
+        self.published: set[tuple[str, str, str, str]] = set()  # keys of the views last published
         self.engines: dict[int, AlertEngine] = {}
         self.snapshot_at: dict[int, int] = {}
         self.latest_signals: dict[tuple[str, str, str, str], Signals] = {}
@@ -487,10 +502,15 @@ class QueueStage:
             return [], []
         self.merger.prune(now - self.horizon_ms)
         views = self.merger.views(now)
+        gone = [k for k in self.published if k not in views]  # (the merger updates one dict in place)
+        self.published = set(views)
         self.latest = views
-        if len(self.view_keys) > 2 * len(views):  # views that went (agents who left): forget their keys
+        # Views that went (a queue idle past every window with nothing open, an agent who left): a tombstone,
+        # so they leave the compacted topic, every API replica, the wallboard and /metrics.
+        view_out = [Out("views", self._view_key(k), None, queue_partition(k[0], self.queue_partitions)) for k in gone]
+        if len(self.view_keys) > 2 * len(views):  # forget the encoded keys of views that went
             self.view_keys = {k: raw for k, raw in self.view_keys.items() if k in views}
-        view_out = [
+        view_out += [
             Out("views", self._view_key(k), orjson.dumps(views[k]), queue_partition(k[0], self.queue_partitions))
             for k in self.merger.rebuilt
         ]
@@ -513,6 +533,9 @@ class QueueStage:
             self.latest_signals.update(signals)
             changes = engine.evaluate(signals, now)
             out.extend(Out("alerts", a.id.encode(), orjson.dumps(a.to_json()), qp) for a in changes)
+            for alert_id in engine.expired(now):  # resolved past the retention: leave the topic, with any ack
+                gone = alert_id.encode()
+                out.extend(Out("alerts", k, None, qp) for k in (gone, ALERT_ACK_PREFIX + gone))
             if changes or now - self.snapshot_at.get(qp, 0) >= self.SNAPSHOT_EVERY_MS:
                 self.snapshot_at[qp] = now
                 out.append(Out("alerts", f"{ENGINE_KEY_PREFIX}{qp}".encode(), orjson.dumps(engine.to_json()), qp))
