@@ -358,7 +358,9 @@ def window_view(facts: list[Fact], span_ms: int) -> dict[str, Any]:
     scores = [f.value for f in kinds["csat"]]
     replies = kinds["reply"]
     reply = dist([f.value for f in replies])
-    reply["slow"] = sum(1 for f in replies if f.flag)
+    # READING: with no reply in the window `slow` is null like the other reply figures ("a window with no
+    # samples reports null"); `count` stays 0.
+    reply["slow"] = sum(1 for f in replies if f.flag) if replies else None
     replied = {(f.conv, f.queue) for f in kinds["human_reply"]}
     ordered = {(f.conv, f.queue) for f in kinds["order"]} & replied
     rules = kinds["rule"]
@@ -374,8 +376,10 @@ def window_view(facts: list[Fact], span_ms: int) -> dict[str, Any]:
         "left_unanswered": len(left),
         "abandoned": len(abandoned),
         "abandon_rate": ratio(len(abandoned), len(left)),
-        # READING: patience = mean time abandoned buyers waited (close − frt_start), the Erlang A input.
-        "patience_s": None if not abandoned else sum(f.value for f in abandoned) / len(abandoned) / 1000,
+        # READING: patience (Erlang A's input) is the exponential-patience estimate from observed abandonment:
+        # the time every buyer who left the unanswered state waited (until the answer, or until they gave up)
+        # divided by the number who gave up; null when none did.
+        "patience_s": None if not abandoned else sum(f.value for f in left) / len(abandoned) / 1000,
         "closed": len(closed),
         "aht_s": None if not handled else sum(handled) / len(handled) / 1000,
         "transfer_rate": ratio(len(kinds["transfer_out"]), arrivals),
@@ -410,6 +414,9 @@ def live_view(floor: Floor, key: ViewKey) -> dict[str, Any]:
     serving = [(aid, a) for aid, a in zip(ids, staff, strict=True) if a.status in ("online", "busy")]
     cap = sum(a.capacity for _, a in serving)
     act = sum(active_chats(floor, aid, floor.now) for aid, _ in serving)
+    # READING: where no agent (whatever their status) serves the queue in the scope, the staffing figures are
+    # null (no data), not 0; once one does, they are counts.
+    known = bool(staff)
     return {
         "unanswered": len(unanswered),
         "unassigned": sum(1 for c in unanswered if c.assignee is None),
@@ -419,13 +426,14 @@ def live_view(floor: Floor, key: ViewKey) -> dict[str, Any]:
         "wait_p50_s": nearest_rank(waits, 0.5) / 1000 if waits else None,
         "wait_p90_s": nearest_rank(waits, 0.9) / 1000 if waits else None,
         "open": len(mine),
-        "agents_online": sum(1 for a in staff if a.status != "offline"),
+        "agents_online": sum(1 for a in staff if a.status != "offline") if known else None,
         "agents_available": sum(1 for aid, a in zip(ids, staff, strict=True)
-                                if a.status == "online" and active_chats(floor, aid, floor.now) < a.capacity),
-        "agents_away": sum(1 for a in staff if a.status == "away"),
-        "agents_serving": len(serving),
-        "slots_capacity": cap,
-        "slots_active": act,
+                                if a.status == "online" and active_chats(floor, aid, floor.now) < a.capacity
+                                ) if known else None,
+        "agents_away": sum(1 for a in staff if a.status == "away") if known else None,
+        "agents_serving": len(serving) if known else None,
+        "slots_capacity": cap if known else None,
+        "slots_active": act if known else None,
         "slot_utilization": ratio(act, cap),
         # Exact fraction Σ capacity ÷ agents on duty; published as a float here (compared to 1e-9).
         "concurrency": ratio(cap, len(serving)),
@@ -492,12 +500,15 @@ def agent_figures(events: Iterable[Mapping[str, Any]], agent_id: str, now: int |
             a, b = max(e.ts, lo), min(end, hi)
             if b > a:
                 seconds[str(e.get("status"))] += (b - a) / 1000
-        # Max concurrent chats over the window: the count at its start and after every change inside it.
-        points = [lo + 1] + [t for a, b in floor.intervals.get(agent_id, []) for t in (a, b)
-                             if t is not None and lo < t <= hi]
+        # Max concurrent chats over the window: the count at its start and at every assignment inside it.
+        # READING: a chat assigned and handed on in the same millisecond (events apart in (ts, event_id)
+        # order) is held at that instant.
+        held = floor.intervals.get(agent_id, [])
+        points = [lo + 1] + [a for a, _ in held if lo < a <= hi]
+        peak = max(sum(1 for a, b in held if a <= t and (b is None or t < b or a == b == t)) for t in points)
         out[name] = {
             "status_seconds": seconds,
-            "max_concurrent": max(active_chats(floor, agent_id, t) for t in points),
+            "max_concurrent": peak,
             "messages_agent": sum(1 for f in mine if f.kind == "msg_agent" and lo < f.ts <= hi),
             "frt_count": sum(1 for f in mine if f.kind == "frt" and lo < f.ts <= hi),
             "reply_count": sum(1 for f in mine if f.kind == "reply" and lo < f.ts <= hi),

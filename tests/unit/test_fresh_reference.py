@@ -406,10 +406,12 @@ def test_defect_1_a_shuffled_conversation_keeps_its_own_order_after_other_traffi
 def test_defect_2_a_late_customer_message_older_than_the_reply_is_not_a_waiting_buyer() -> None:
     conv = [ev("c1", "message", 0, sender="customer", queue="presales"),
             ev("c3", "message", 10, sender="agent", agent_id="a1")]
-    late = ev("c2", "message", 5, sender="customer")  # delivered after 3 minutes of other traffic
+    # A webhook retry delivers, after 3 minutes of other traffic, a rating and a customer message older than
+    # the reply: the buyer was answered, nobody waits.
+    late = [ev("c4", "csat.rated", 5, score=5), ev("c2", "message", 3, sender="customer")]
     other = traffic(19, 10, 10)
-    events = [*conv, *other, late]
-    got = run_scorer([conv, other, [late]], event_partitions=1, queue_partitions=1)
+    events = [*conv, *other, *late]
+    got = run_scorer([conv + other + late], event_partitions=1, queue_partitions=1)
     live = view(got)["live"]
     assert (live["awaiting_reply"], live["oldest_wait_s"]) == (0, None)
     assert view(got)["windows"]["5m"]["reply"]["mean_s"] == 10.0
