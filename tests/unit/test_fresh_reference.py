@@ -531,11 +531,12 @@ def test_defect_5_one_waiting_buyer_pages_once() -> None:
 
 
 def test_defect_6_a_window_is_no_longer_than_its_span() -> None:
-    """An arrival 62 s before now is outside "1m" whatever the grid (at most 1 s for 1m); one 15 m 20 s before
-    now is outside "15m" (grid at most 15 s). Rates divide by the stated span."""
-    events = [ev("c1", "conversation.opened", 0, queue="presales"),
-              ev("c2", "conversation.opened", 938, cid="d", queue="presales"),
-              ev("c3", "conversation.opened", 1000, cid="e", queue="presales")]
+    """now = 1002.5 s. An arrival at 941 s is 61.5 s old: outside "1m" whatever the grid (at most 1 s for 1m,
+    so the window starts at 942 s at the earliest). One at 70 s is 932.5 s old: outside "15m" (grid at most
+    15 s: it starts at 90 s at the earliest). Rates divide by the stated span."""
+    events = [ev("c1", "conversation.opened", 70, queue="presales"),
+              ev("c2", "conversation.opened", 941, cid="d", queue="presales"),
+              ev("c3", "conversation.opened", 1002.5, cid="e", queue="presales")]
     got = run_scorer([events])
     for views in (reference_of(events), got):
         windows = views[ALL]["windows"]
