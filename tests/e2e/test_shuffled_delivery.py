@@ -128,8 +128,8 @@ def differences(pairs: dict[str, tuple[Any, Any]]) -> list[str]:
         if shuffled is None:
             out.append(f"{name}: no view of the shuffled floor")
             continue
-        diff_tree(name, {k: v for k, v in ordered.items() if k != "queue"},
-                  {k: v for k, v in shuffled.items() if k != "queue"}, out)
+        diff_tree(name, {k: v for k, v in shuffled.items() if k != "queue"},
+                  {k: v for k, v in ordered.items() if k != "queue"}, out, ("shuffled", "in order"))
     return out
 
 

@@ -209,22 +209,24 @@ def leaf_matches(leaf: str, got: Any, want: Any) -> bool:
     return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
 
 
-def diff_tree(path: str, got: Any, want: Any, out: list[str]) -> None:
+def diff_tree(path: str, got: Any, want: Any, out: list[str], sides: tuple[str, str] = ("production", "reference"),
+              ) -> None:
+    """Every difference between two views, walking the union of their keys (`as_of` aside)."""
     if isinstance(got, dict) or isinstance(want, dict):
         if not (isinstance(got, dict) and isinstance(want, dict)):
-            out.append(f"{path}: production {got!r}, reference {want!r}")
+            out.append(f"{path}: {sides[0]} {got!r}, {sides[1]} {want!r}")
             return
         for name in sorted(set(got) | set(want)):
             if name in NOT_COMPARED:
                 continue
             if name not in got:
-                out.append(f"{path}.{name}: only in the reference ({want[name]!r})")
+                out.append(f"{path}.{name}: only in the {sides[1]} ({want[name]!r})")
             elif name not in want:
-                out.append(f"{path}.{name}: only in production ({got[name]!r})")
+                out.append(f"{path}.{name}: only in the {sides[0]} ({got[name]!r})")
             else:
-                diff_tree(f"{path}.{name}", got[name], want[name], out)
+                diff_tree(f"{path}.{name}", got[name], want[name], out, sides)
     elif not leaf_matches(path.rsplit(".", 1)[-1], got, want):
-        out.append(f"{path}: production {got!r}, reference {want!r}")
+        out.append(f"{path}: {sides[0]} {got!r}, {sides[1]} {want!r}")
 
 
 def stated_spans(views: Mapping[ViewKey, Mapping[str, Any]], problems: list[str]) -> dict[str, int] | None:
@@ -314,7 +316,7 @@ def test_the_same_events_in_order_give_the_same_views(delivery: Delivery) -> Non
         if key not in shuffled or key not in ordered:
             problems.append(f"{key}: view published only {'in order' if key in ordered else 'shuffled'}")
             continue
-        diff_tree(str(key), shuffled[key], ordered[key], problems)
+        diff_tree(str(key), shuffled[key], ordered[key], problems, ("shuffled", "in order"))
     assert not problems, "\n".join(problems[:30])
 
 
@@ -365,7 +367,7 @@ def test_a_field_on_one_side_only_is_a_difference() -> None:
     out: list[str] = []
     diff_tree("v", {"live": {"open": 1, "extra": 2}, "as_of": "x"}, {"live": {"open": 1, "mine": 3}, "as_of": "y"},
               out)
-    assert out == ["v.live.extra: only in production (2)", "v.live.mine: only in the reference (3)"]
+    assert out == ["v.live.extra: only in the production (2)", "v.live.mine: only in the reference (3)"]
 
 
 # --- hand-worked cases: each checks the reference against figures worked by hand, then production --------
