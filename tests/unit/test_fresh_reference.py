@@ -36,7 +36,7 @@ NOT_COMPARED = {"as_of"}
 # Derandomized for CI; no shrinking: a failure reports its differences tallied by field (below), and shrinking a
 # floor through the scorer would take minutes on two shared cores.
 PROPERTY = settings(
-    max_examples=40, deadline=None, derandomize=True, database=None,
+    max_examples=60, deadline=None, derandomize=True, database=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
