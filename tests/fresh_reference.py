@@ -203,9 +203,9 @@ def conversation_facts(cid: str, evs: list[Ev], now: int) -> tuple[list[Fact], C
         elif e.type == "order.placed":
             fact(i, "order")
         elif e.type == "csat.rated":
-            fact(i, "csat", value=float(e.get("score")))
+            fact(i, "csat", value=float(e.get("score")))  # READING: every rating counts (no per-buyer dedup)
         elif e.type == "conversation.transferred" and (close_i is None or i < close_i):
-            fact(i, "transfer_out")  # in the queue it leaves
+            fact(i, "transfer_out")  # in the queue it leaves; READING: every transfer event, to_queue aside
 
     # Assignment: assigned events and transfers with a to_agent_id replace the assignee; READING (as the
     # platforms without assignment events imply): a human reply to an unassigned conversation assigns it to
@@ -246,7 +246,9 @@ def conversation_facts(cid: str, evs: list[Ev], now: int) -> tuple[list[Fact], C
         # nor abandoned: outside the SL and abandonment denominators. READING: `resolved` too (the SL
         # denominator is "answered or abandoned").
 
-    # Platform rule: one outcome per buyer who needed a human reply in counted hours.
+    # Platform rule: one outcome per buyer who needed a human reply in counted hours. READING: for Pinduoduo and
+    # Taobao too the outcome is the buyer's *first* human reply (the denominator counts buyers, 咨询人数), not
+    # every reply; an outcome is recorded in the queue the conversation is in at that moment.
     rule = PLATFORM_RULES.get(scope[2])
     if rule is not None and frt_start is not None:
         limit, start_h, end_h = rule
@@ -262,7 +264,8 @@ def conversation_facts(cid: str, evs: list[Ev], now: int) -> tuple[list[Fact], C
                 # READING: closed bot_resolved before the limit: the buyer did not need a human.
             elif deadline + 1 <= now:
                 # A miss from the moment the limit passes (answered late, closed after it, or still waiting),
-                # in the queue the conversation is in then.
+                # in the queue the conversation is in then. READING: that moment is limit + 1 ms (a reply at
+                # exactly the limit is within it, as SL's "within X").
                 t = deadline + 1
                 facts.append(Fact(t, queue_at(t), scope, "rule", flag=False, conv=cid))
 
@@ -388,7 +391,7 @@ def window_view(facts: list[Fact], span_ms: int) -> dict[str, Any]:
         "csat": {
             "mean": None if not scores else sum(scores) / len(scores),
             "satisfied_share": ratio(sum(1 for s in scores if s >= 4), len(scores)),
-            "participation": ratio(len(scores), len(closed)),
+            "participation": ratio(len(scores), len(closed)),  # READING: null with no close in the window
         },
         "conversion_rate": ratio(len(ordered), len(replied)),
         "platform_rule": {
