@@ -12,7 +12,6 @@ from typing import Any, Final, NamedTuple
 
 from .config import SL_THRESHOLDS_S, SLOW_REPLY_S
 from .dist import Dist
-from .platform_rules import PlatformRule
 
 
 class Fact(NamedTuple):
@@ -37,6 +36,10 @@ MSG_AGENT: Final = "msg_agent"
 LAST_REPLY: Final = "last_reply"
 LAST_ORDER: Final = "last_order"
 CLOSED_PREFIX: Final = "closed_"  # closed_<reason>; value = handle time ms, or -1 if no agent handled it
+# A wait for a human reply that a close (not `bot_resolved`) ended: value = ms waited. The platform
+# rules count it as a miss (platform_rules.PlatformRule.outcome); no other figure reads it.
+UNANSWERED_CLOSED: Final = "unanswered_closed"  # the buyer's first wait: never answered
+WAIT_CLOSED: Final = "wait_closed"  # a later wait (answered before, waiting again)
 
 # Facts attributed to an agent (the Chitu per-agent view) carry the pseudo-queue "@agent:<id>":
 # they flow through the same buckets, partials and merge as a queue's, and never mix with a real queue.
@@ -70,8 +73,8 @@ COUNTERS: Final = (
     "msgs_customer",
     "msgs_agent",
     "abandon_wait_ms",
-    "rule_counted",  # replies the platform's reply-time rule counts (its counted hours)
-    "rule_met",  # ...and that met its limit
+    "rule_counted",  # waits the platform's reply-time rule counts, by the time of their outcome
+    "rule_met",  # ...and that were answered within its limit
 )
 _SLOW_MS: Final = int(SLOW_REPLY_S * 1000)
 _SL_MS: Final = tuple((f"sl_{t}", t * 1000) for t in SL_THRESHOLDS_S)
@@ -85,13 +88,16 @@ class Bucket:
         self.frt = Dist()
         self.reply = Dist()
 
-    def apply(self, fact: Fact, sign: int, rule: PlatformRule | None = None) -> None:
-        """Add (sign=1) or retract (sign=-1) a fact; `rule` is the scope's platform reply-time rule."""
+    def count_rule(self, met: bool, sign: int) -> None:
+        """Add or retract one outcome of the platform's reply-time rule (placed by its own time, which
+        for a miss is the moment the limit passed: the caller picks the bucket)."""
+        self.c["rule_counted"] += sign
+        if met:
+            self.c["rule_met"] += sign
+
+    def apply(self, fact: Fact, sign: int) -> None:
+        """Add (sign=1) or retract (sign=-1) a fact."""
         c, kind, v = self.c, fact.kind, fact.value
-        if rule is not None and kind == (FRT if rule.first_reply_only else REPLY) and rule.counts(fact.ts - v):
-            c["rule_counted"] += sign
-            if v <= rule.limit_ms:
-                c["rule_met"] += sign
         if kind == MSG_CUSTOMER:
             c["msgs_customer"] += sign
         elif kind == MSG_AGENT:
@@ -114,6 +120,8 @@ class Bucket:
                         c[name] += sign
         elif kind == ABANDON_WAIT:
             c["abandon_wait_ms"] += sign * v
+        elif kind in (UNANSWERED_CLOSED, WAIT_CLOSED):
+            pass  # read by the platform rules only
         elif kind == LAST_REPLY:
             c["replied_convs"] += sign
         elif kind == LAST_ORDER:

@@ -14,7 +14,7 @@ W and W + one bucket of event time (5 s for 1m/5m, 60 s for 15m/1h).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -23,6 +23,7 @@ from .agents import AgentLive, AgentTimeline
 from .buckets import Bucket, is_agent_scope, window_figures
 from .config import WINDOWS
 from .partials import Live, Scope
+from .platform_rules import PlatformRule, rule_for
 
 COARSE_MS: Final = 60_000
 FINE_WINDOW_MAX_MS: Final = 300_000
@@ -398,6 +399,7 @@ class QueueMerger:
                 for a in self.agents.get(scope, {}).values():
                     merged_agents = a if merged_agents is None else merged_agents.add(a)
             self.group_live[key] = (merged_live, merged_agents)
+        past_limit = self._waits_past_limit(now)
         as_of = iso(now)
         out: dict[ViewKey, dict[str, Any]] = {}
         self.rebuilt = set()
@@ -413,7 +415,7 @@ class QueueMerger:
                 "scope": {"tenant": tenant, "shop_id": shop, "platform": platform},
                 "as_of": as_of,
                 "live": live_figures(live, agents, now),
-                "windows": figures,
+                "windows": figures if key not in past_limit else with_waits_past_limit(figures, past_limit[key]),
             }
             if agent:
                 scope = Scope(tenant, shop, platform, queue)
@@ -427,6 +429,64 @@ class QueueMerger:
             self.rebuilt.add(key)
         self.built = out
         return out
+
+
+    def _waits_past_limit(self, now: int) -> dict[ViewKey, dict[str, int]]:
+        """Per view, per window: the buyers still waiting whose platform rule's limit passed in the window.
+
+        Their miss is a fact from the moment the limit passed, but no event tells of it until the reply
+        or close comes (then stage 1 records it at that same moment, and it leaves the live state)."""
+        if self.ranges is None:
+            return {}
+        lows = {name: lo for name, (lo, _hi) in self.ranges.items()}
+        out: dict[ViewKey, dict[str, int]] = {}
+        for scope, parts in self.lives.items():
+            rule = rule_for(scope.platform)
+            if rule is None or is_agent_scope(scope.queue):
+                continue
+            waits = [live.first_waiting if rule.first_reply_only else live.waiting for live in parts.values()]
+            counts = waits_past_limit(rule, waits, now, lows)
+            if not counts:
+                continue
+            for key in view_keys(scope):
+                per_window = out.setdefault(key, dict.fromkeys(lows, 0))
+                for name, n in counts.items():
+                    per_window[name] += n
+        return out
+
+
+def waits_past_limit(
+    rule: PlatformRule, waits: Iterable[Counter[int]], now: int, lows: dict[str, int]
+) -> dict[str, int]:
+    """Per window, the waits (start ms -> buyers) counted by `rule` whose limit passed at or before `now`
+    and at or after the window's first slot (`lows`): the same windows a recorded miss at that moment
+    would fall in. Empty when there are none."""
+    out: dict[str, int] = {}
+    limit = rule.limit_ms
+    for per_start in waits:
+        for started, n in per_start.items():
+            deadline = started + limit
+            if deadline > now or not rule.counts(started):
+                continue
+            for name, lo in lows.items():
+                if deadline >= lo:
+                    out[name] = out.get(name, 0) + n
+    return out
+
+
+def with_waits_past_limit(figures: dict[str, dict[str, Any]], past: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """A view's window figures with the still-waiting misses added to the platform rule (copies: the
+    window figures are cached between ticks and must not change)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, w in figures.items():
+        n = past.get(name, 0)
+        rule = w.get("platform_rule")
+        if not n or rule is None:
+            out[name] = w
+            continue
+        counted = rule["counted"] + n
+        out[name] = {**w, "platform_rule": {**rule, "counted": counted, "met_rate": rule["met"] / counted}}
+    return out
 
 
 def _sum_range(table: dict[int, Bucket], lo: int, hi: int) -> Bucket:
