@@ -8,9 +8,10 @@ event time for one scope; windows are sums of buckets. Every operation has an in
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
-from .config import SL_THRESHOLDS_S, SLOW_REPLY_S
+from .config import SL_THRESHOLDS_S, SLOW_REPLY_S, sl_thresholds_for
 from .dist import Dist
 
 
@@ -57,7 +58,6 @@ COUNTERS: Final = (
     "arrivals",
     "left",
     "abandoned",
-    *(f"sl_{t}" for t in SL_THRESHOLDS_S),
     "slow_replies",
     "closed",
     "closed_resolved",
@@ -77,7 +77,19 @@ COUNTERS: Final = (
     "rule_met",  # ...and that were answered within its limit
 )
 _SLOW_MS: Final = int(SLOW_REPLY_S * 1000)
-_SL_MS: Final = tuple((f"sl_{t}", t * 1000) for t in SL_THRESHOLDS_S)
+# Answered within X counters, "sl_<X>", one per service-level threshold X of the scope's queue: they are
+# configuration per queue (config.sl_thresholds_for), so a bucket holds those of its own queue only.
+SlCounters = tuple[tuple[str, int], ...]  # (counter name, X in ms)
+
+
+@lru_cache(maxsize=1024)
+def _sl_counters(thresholds_s: tuple[int, ...]) -> SlCounters:
+    return tuple((f"sl_{t}", t * 1000) for t in thresholds_s)
+
+
+def sl_counters_for(queue: str) -> SlCounters:
+    """The answered-within-X counters a LEFT fact of `queue` adds to."""
+    return _sl_counters(sl_thresholds_for(queue))
 
 
 class Bucket:
@@ -95,8 +107,9 @@ class Bucket:
         if met:
             self.c["rule_met"] += sign
 
-    def apply(self, fact: Fact, sign: int) -> None:
-        """Add (sign=1) or retract (sign=-1) a fact."""
+    def apply(self, fact: Fact, sign: int, sl: SlCounters | None = None) -> None:
+        """Add (sign=1) or retract (sign=-1) a fact; `sl`: the queue's service-level counters (for LEFT
+        facts; default: the built-in thresholds)."""
         c, kind, v = self.c, fact.kind, fact.value
         if kind == MSG_CUSTOMER:
             c["msgs_customer"] += sign
@@ -115,9 +128,9 @@ class Bucket:
             if v < 0:
                 c["abandoned"] += sign
             else:
-                for name, limit in _SL_MS:
+                for name, limit in sl if sl is not None else _sl_counters(SL_THRESHOLDS_S):
                     if v <= limit:
-                        c[name] += sign
+                        c[name] = c.get(name, 0) + sign
         elif kind == ABANDON_WAIT:
             c["abandon_wait_ms"] += sign * v
         elif kind in (UNANSWERED_CLOSED, WAIT_CLOSED):
@@ -149,7 +162,10 @@ class Bucket:
     def merge(self, other: Bucket, sign: int = 1) -> None:
         c = self.c
         for k, n in other.c.items():
-            c[k] += sign * n
+            if k in c:
+                c[k] += sign * n
+            else:  # a service-level counter this bucket did not have yet
+                c[k] = sign * n
         self.frt.merge(other.frt, sign)
         self.reply.merge(other.reply, sign)
 
@@ -170,7 +186,7 @@ class Bucket:
     def from_json(cls, raw: dict[str, Any]) -> Bucket:
         out = cls()
         for k, n in raw["c"].items():
-            if k in out.c:
+            if k in out.c or k.startswith("sl_"):
                 out.c[k] = int(n)
         out.frt = Dist.from_json(raw["frt"])
         out.reply = Dist.from_json(raw["reply"])
@@ -181,8 +197,9 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den > 0 else None
 
 
-def window_figures(total: Bucket, window_ms: int) -> dict[str, Any]:
-    """The API's per-window figures from the sum of a window's buckets (null where no data)."""
+def window_figures(total: Bucket, window_ms: int, sl_thresholds_s: tuple[int, ...] = SL_THRESHOLDS_S) -> dict[str, Any]:
+    """The API's per-window figures from the sum of a window's buckets (null where no data);
+    `sl_thresholds_s`: the view's queue's service-level thresholds X (config.sl_thresholds_for)."""
     c = total.c
     reply = total.reply.summary()
     reply["slow"] = c["slow_replies"] if total.reply.count else None
@@ -191,7 +208,7 @@ def window_figures(total: Bucket, window_ms: int) -> dict[str, Any]:
         "arrivals_per_min": c["arrivals"] / (window_ms / 60_000),
         "frt": total.frt.summary(),
         "reply": reply,
-        "sl": {str(t): _ratio(c[f"sl_{t}"], c["left"]) for t in SL_THRESHOLDS_S},
+        "sl": {str(t): _ratio(c.get(f"sl_{t}", 0), c["left"]) for t in sl_thresholds_s},
         "left_unanswered": c["left"],
         "abandoned": c["abandoned"],
         "abandon_rate": _ratio(c["abandoned"], c["left"]),

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from .agents import AgentLive, AgentTimeline
 from .buckets import Bucket, is_agent_scope, window_figures
-from .config import WINDOWS
+from .config import WINDOWS, sl_thresholds_for
 from .partials import Live, Scope
 from .platform_rules import PlatformRule, rule_for
 
@@ -388,7 +388,8 @@ class QueueMerger:
                     for n, b in one.items():
                         group[n].merge(b)
             assert group is not None
-            self.figures[key] = {n: window_figures(b, WINDOWS[n]) for n, b in group.items()}
+            sl = sl_thresholds_for(key[0])
+            self.figures[key] = {n: window_figures(b, WINDOWS[n], sl) for n, b in group.items()}
         for key in live_due & self.members.keys():
             merged_live: Live | None = None
             merged_agents: AgentLive | None = None

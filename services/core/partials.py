@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .buckets import Bucket, Fact
+from .buckets import LEFT, Bucket, Fact, sl_counters_for
 from .conversation import ConvState
 from .platform_rules import rule_for
 
@@ -120,7 +120,7 @@ class PartitionPartials:
         rule = rule_for(platform)
         for fact, sign in delta:
             scope = Scope(tenant, shop_id, platform, fact.queue)
-            self._bucket(scope, fact.ts).apply(fact, sign)
+            self._bucket(scope, fact.ts).apply(fact, sign, sl_counters_for(fact.queue) if fact.kind == LEFT else None)
             if rule is not None and (outcome := rule.outcome(fact.kind, fact.ts, fact.value)) is not None:
                 # A miss lands where the limit passed, earlier than the reply or close that tells of it.
                 at, met = outcome
