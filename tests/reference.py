@@ -14,7 +14,9 @@ The rules it follows, in short:
 3-7. Messages, handoffs, closes, ratings and orders as in the interpretation list (see `_walk`).
 8. Every figure is recorded in the conversation's queue at the moment of its event.
 9. Window W at `now` holds the records whose bucket (5 s for 1m/5m, 60 s for 15m/1h)
-   overlaps (now - W, now].
+   overlaps (now - W, now]. A platform rule's wait has one record: met at the reply within the
+   limit, else missed at start + limit (answered late, closed later, or still open at `now`), or
+   at a close before the limit; a `bot_resolved` close records none.
 10. Percentiles are nearest-rank.
 11-12. Live figures and roll-ups as in `_live` and `view_keys_of`.
 
@@ -103,7 +105,8 @@ def _still_waiting_misses(c: ConvResult, now: int) -> list[Record]:
     rule = PLATFORM_RULES.get(c.platform)
     if rule is None or c.closed:
         return []
-    started = c.frt_start if rule[0] == "frt" and not c.answered else None if rule[0] == "frt" else c.waiting_since
+    # "frt": the buyer's first wait, until the first human reply; "reply": the current wait.
+    started = (None if c.answered else c.frt_start) if rule[0] == "frt" else c.waiting_since
     if started is None or not _rule_counts(rule, started) or started + rule[1] > now:
         return []
     return [Record("rule", started + rule[1], c.queue, False)]
