@@ -14,16 +14,18 @@ W and W + one bucket of event time (5 s for 1m/5m, 60 s for 15m/1h).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any, Final
 
 from .agents import AgentLive, AgentTimeline
 from .buckets import Bucket, is_agent_scope, window_figures
 from .config import WINDOWS, sl_thresholds_for
 from .partials import Live, Scope
-from .platform_rules import PlatformRule, rule_for
+from .platform_rules import rule_for
 
 COARSE_MS: Final = 60_000
 FINE_WINDOW_MAX_MS: Final = 300_000
@@ -159,6 +161,9 @@ class QueueMerger:
         self.figures: dict[ViewKey, dict[str, dict[str, Any]]] = {}
         self.group_live: dict[ViewKey, tuple[Live | None, AgentLive | None]] = {}
         self.pruned_to = -1
+        # Per scope: the platform rule's deadlines (start + limit) of the counted waits open now, sorted,
+        # with running totals of buyers; None = none. Derived from `lives`, dropped when they change.
+        self.rule_deadlines: dict[Scope, tuple[list[int], list[int]] | None] = {}
 
     # --- input -----------------------------------------------------------------------------
     def put_bucket(self, src: str, part: int, scope: Scope, start: int, new: Bucket | None) -> None:
@@ -223,6 +228,7 @@ class QueueMerger:
     def put_live(self, src: str, part: int, scope: Scope, live: Live | None) -> None:
         _put(self.lives, scope, (src, part), live)
         self.live_changed.add(scope)
+        self.rule_deadlines.pop(scope, None)
 
     def put_agents(self, src: str, part: int, scope: Scope, agents: AgentLive | None) -> None:
         _put(self.agents, scope, (src, part), agents)
@@ -441,37 +447,53 @@ class QueueMerger:
             return {}
         lows = {name: lo for name, (lo, _hi) in self.ranges.items()}
         out: dict[ViewKey, dict[str, int]] = {}
-        for scope, parts in self.lives.items():
-            rule = rule_for(scope.platform)
-            if rule is None or is_agent_scope(scope.queue):
+        for scope in self.lives:
+            if scope in self.rule_deadlines:
+                known = self.rule_deadlines[scope]
+            else:
+                known = self.rule_deadlines[scope] = rule_deadlines(scope, self.lives[scope].values())
+            if known is None:
                 continue
-            waits = [live.first_waiting if rule.first_reply_only else live.waiting for live in parts.values()]
-            counts = waits_past_limit(rule, waits, now, lows)
+            counts = passed_in_windows(known[0], known[1], now, lows)
             if not counts:
                 continue
             for key in view_keys(scope):
-                per_window = out.setdefault(key, dict.fromkeys(lows, 0))
+                per_window = out.get(key)
+                if per_window is None:
+                    per_window = out[key] = dict.fromkeys(lows, 0)
                 for name, n in counts.items():
                     per_window[name] += n
         return out
 
 
-def waits_past_limit(
-    rule: PlatformRule, waits: Iterable[Counter[int]], now: int, lows: dict[str, int]
-) -> dict[str, int]:
-    """Per window, the waits (start ms -> buyers) counted by `rule` whose limit passed at or before `now`
-    and at or after the window's first slot (`lows`): the same windows a recorded miss at that moment
-    would fall in. Empty when there are none."""
+def rule_deadlines(scope: Scope, lives: Iterable[Live]) -> tuple[list[int], list[int]] | None:
+    """The deadlines (start + limit) of the waits open in `scope` that its platform's rule counts, sorted,
+    and the running total of buyers up to each; None when there are none."""
+    rule = rule_for(scope.platform)
+    if rule is None or is_agent_scope(scope.queue):
+        return None
+    per_deadline: Counter[int] = Counter()
+    for live in lives:
+        for started, n in (live.first_waiting if rule.first_reply_only else live.waiting).items():
+            if rule.counts(started):
+                per_deadline[started + rule.limit_ms] += n
+    if not per_deadline:
+        return None
+    deadlines = sorted(per_deadline)
+    return deadlines, list(accumulate(per_deadline[d] for d in deadlines))
+
+
+def passed_in_windows(deadlines: list[int], totals: list[int], now: int, lows: dict[str, int]) -> dict[str, int]:
+    """Per window, the waits whose deadline passed at or before `now` and at or after the window's first
+    slot (`lows`): the windows a miss recorded at that moment falls in. Empty when none has passed."""
+    end = bisect_right(deadlines, now)
+    if end == 0:
+        return {}
     out: dict[str, int] = {}
-    limit = rule.limit_ms
-    for per_start in waits:
-        for started, n in per_start.items():
-            deadline = started + limit
-            if deadline > now or not rule.counts(started):
-                continue
-            for name, lo in lows.items():
-                if deadline >= lo:
-                    out[name] = out.get(name, 0) + n
+    for name, lo in lows.items():
+        first = bisect_left(deadlines, lo, 0, end)
+        if first < end:
+            out[name] = totals[end - 1] - (totals[first - 1] if first else 0)
     return out
 
 
