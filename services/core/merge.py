@@ -437,7 +437,6 @@ class QueueMerger:
         self.built = out
         return out
 
-
     def _waits_past_limit(self, now: int) -> dict[ViewKey, dict[str, int]]:
         """Per view, per window: the buyers still waiting whose platform rule's limit passed in the window.
 

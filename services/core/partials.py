@@ -46,7 +46,9 @@ class Live:
     unassigned: int = 0
     awaiting_reply: int = 0
     waiting: Counter[int] = field(default_factory=Counter)  # waiting_since ms -> conversations
-    # The same for the conversations never answered yet (their first wait, which JD's rule counts).
+    # The same for the conversations never answered yet: their first wait, which JD's rule counts (while a
+    # conversation is unanswered its waiting_since is its frt_start: both are set together, and only a
+    # human reply, which answers it, or the close clears waiting_since).
     first_waiting: Counter[int] = field(default_factory=Counter)
 
     def apply(self, key: LiveKey, sign: int) -> None:
