@@ -14,7 +14,9 @@ The rules it follows, in short:
 3-7. Messages, handoffs, closes, ratings and orders as in the interpretation list (see `_walk`).
 8. Every figure is recorded in the conversation's queue at the moment of its event.
 9. Window W at `now` holds the records whose bucket (5 s for 1m/5m, 60 s for 15m/1h)
-   overlaps (now - W, now].
+   overlaps (now - W, now]. A platform rule's wait has one record: met at the reply within the
+   limit, else missed at start + limit (answered late, closed later, or still open at `now`), or
+   at a close before the limit; a `bot_resolved` close records none.
 10. Percentiles are nearest-rank.
 11-12. Live figures and roll-ups as in `_live` and `view_keys_of`.
 
@@ -69,9 +71,10 @@ class ConvResult:
     assignee: str | None = None
 
 
-# The platforms' reply-time rules (METRICS.md): which replies count, the limit, the counted China-time hours.
+# The platforms' reply-time rules (METRICS.md): which waits count ("frt": the buyer's first wait for a
+# human, "reply": every wait), the limit, the counted China-time hours of the wait's start.
 PLATFORM_RULES: dict[str, tuple[str, int, tuple[int, int] | None]] = {
-    "jd": ("frt", 30_000, None),
+    "jd": ("frt", 30_000, (9, 23)),
     "pdd": ("reply", 180_000, (8, 23)),
     "taobao": ("reply", 180_000, (8, 23)),
     "tmall": ("reply", 180_000, (8, 23)),
@@ -79,16 +82,34 @@ PLATFORM_RULES: dict[str, tuple[str, int, tuple[int, int] | None]] = {
 CHINA = timezone(timedelta(hours=8))
 
 
-def _rule_record(platform: str, kind: str, ts: int, q: str, wait_ms: int) -> Record | None:
+def _rule_record(platform: str, kind: str, q: str, started: int, ended: int, answered: bool) -> Record | None:
+    """The one outcome of a counted wait from `started` that a reply (`answered`) or a close ended at
+    `ended`: met at the reply within the limit; else missed when the limit passed, or at the close
+    if that came first."""
     rule = PLATFORM_RULES.get(platform)
-    if rule is None or rule[0] != kind:
+    if rule is None or rule[0] != kind or not _rule_counts(rule, started):
         return None
+    deadline = started + rule[1]
+    if ended <= deadline:
+        return Record("rule", ended, q, answered)
+    return Record("rule", deadline, q, False)
+
+
+def _rule_counts(rule: tuple[str, int, tuple[int, int] | None], started: int) -> bool:
     hours = rule[2]
-    if hours is not None:
-        started = datetime.fromtimestamp((ts - wait_ms) / 1000, tz=CHINA)
-        if not hours[0] <= started.hour < hours[1]:
-            return None
-    return Record("rule", ts, q, wait_ms <= rule[1])
+    return hours is None or hours[0] <= datetime.fromtimestamp(started / 1000, tz=CHINA).hour < hours[1]
+
+
+def _still_waiting_misses(c: ConvResult, now: int) -> list[Record]:
+    """An open conversation's waits still unanswered past the limit at `now`: a miss from that moment."""
+    rule = PLATFORM_RULES.get(c.platform)
+    if rule is None or c.closed:
+        return []
+    # "frt": the buyer's first wait, until the first human reply; "reply": the current wait.
+    started = (None if c.answered else c.frt_start) if rule[0] == "frt" else c.waiting_since
+    if started is None or not _rule_counts(rule, started) or started + rule[1] > now:
+        return []
+    return [Record("rule", started + rule[1], c.queue, False)]
 
 
 def _walk(events: list[ChatEvent]) -> ConvResult:
@@ -132,14 +153,14 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
                     out.append(Record("reply", ts, q, ts - conv.waiting_since))
                     out.append(Record("reply", ts, me, ts - conv.waiting_since))
                     for where in (q, me):  # the queue's compliance, and the replying agent's
-                        if (rr := _rule_record(conv.platform, "reply", ts, where, ts - conv.waiting_since)):
+                        if (rr := _rule_record(conv.platform, "reply", where, conv.waiting_since, ts, True)):
                             out.append(rr)
                     conv.waiting_since = None
                 if not conv.answered and conv.frt_start is not None:
                     out.append(Record("frt", ts, q, ts - conv.frt_start))
                     out.append(Record("frt", ts, me, ts - conv.frt_start))
                     for where in (q, me):
-                        if (rr := _rule_record(conv.platform, "frt", ts, where, ts - conv.frt_start)):
+                        if (rr := _rule_record(conv.platform, "frt", where, conv.frt_start, ts, True)):
                             out.append(rr)
                     out.append(Record("left", ts, q, ts - conv.frt_start))
                     conv.answered = True
@@ -166,6 +187,19 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
             if not conv.closed:
                 if not conv.answered and conv.frt_start is not None and e.reason in ("abandoned", "timeout"):
                     out.append(Record("left", ts, q, None))
+                # Closed unanswered (abandoned, or by an agent): a miss of the platform rule; a bot that
+                # resolved it served a buyer who never needed a human.
+                if e.reason != "bot_resolved":
+                    wheres = [q] if conv.assignee is None else [q, AGENT + conv.assignee]
+                    for where in wheres:
+                        if not conv.answered and conv.frt_start is not None:
+                            rr = _rule_record(conv.platform, "frt", where, conv.frt_start, ts, False)
+                            if rr:
+                                out.append(rr)
+                        if conv.waiting_since is not None:
+                            rr = _rule_record(conv.platform, "reply", where, conv.waiting_since, ts, False)
+                            if rr:
+                                out.append(rr)
                 handle = None if first_assigned_ts is None else ts - first_assigned_ts
                 out.append(Record("closed", ts, q, (e.reason, handle)))
                 if conv.assignee is not None:
@@ -361,6 +395,7 @@ def reference_views(raw_events: list[dict[str, Any]], now: int | None = None) ->
         if not c.closed:
             for key in view_keys_of((c.tenant, c.shop_id, c.platform, c.queue)):
                 open_of[key].append(c)
+                records_of[key].extend(_still_waiting_misses(c, now))
                 keys.add(key)
     for a in agents:
         for queue in a.queues:

@@ -36,13 +36,14 @@ from typing import Any, Final, Literal, NamedTuple
 
 from . import erlang
 from .config import (
-    SL_THRESHOLDS_S,
     STAFFING_DEFAULT_AHT_S,
     STAFFING_DEFAULT_CONCURRENCY,
     STAFFING_MAX_OCCUPANCY,
     STAFFING_SL_SECONDS,
     STAFFING_SL_TARGET,
+    SlThresholds,
     StaffingSettings,
+    sl_thresholds,
 )
 from .merge import ALL
 from .platform_rules import platform_rules
@@ -65,6 +66,7 @@ __all__ = [
     "StaffingDefaults",
     "StaffingGap",
     "Thresholds",
+    "check_measured",
     "judge",
     "load_rules",
     "parse_rules",
@@ -179,11 +181,8 @@ class SlaBreach:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        _require(
-            self.threshold_s in SL_THRESHOLDS_S,
-            f"sla_breach.threshold_s must be one of the measured thresholds {list(SL_THRESHOLDS_S)}, "
-            f"got {self.threshold_s!r}",
-        )
+        # Which thresholds a queue measures is configuration too (SL_THRESHOLDS_S): `check_measured`.
+        _require(self.threshold_s > 0, f"sla_breach.threshold_s must be > 0 s, got {self.threshold_s!r}")
         _require(0 < self.target <= 1, f"sla_breach.target must be in (0, 1], got {self.target!r}")
         _require(
             self.min_conversations >= 1, f"sla_breach.min_conversations must be ≥ 1, got {self.min_conversations!r}"
@@ -345,7 +344,23 @@ def parse_rules(data: Mapping[str, Any], source: str = "alert rules") -> AlertRu
             queues[queue] = _apply(f"queues.{queue}", default, raw)
     except AlertRulesError as exc:
         raise AlertRulesError(f"{source}: {exc}") from None
-    return AlertRules(default=default, queues=MappingProxyType(queues))
+    rules = AlertRules(default=default, queues=MappingProxyType(queues))
+    check_measured(rules, source=source)
+    return rules
+
+
+def check_measured(rules: AlertRules, sl: SlThresholds | None = None, source: str = "alert rules") -> None:
+    """Every queue's sla_breach judges a service level its views measure (SL_THRESHOLDS_S, per queue)."""
+    sl = sl if sl is not None else sl_thresholds()
+    for queue in {"default", *rules.queues, *sl.queues}:
+        threshold = (rules.default if queue == "default" else rules.thresholds_for(queue)).sla_breach.threshold_s
+        measured = sl.default if queue == "default" else sl.for_queue(queue)
+        where = "default" if queue == "default" or queue not in rules.queues else f"queues.{queue}"
+        _require(
+            threshold in measured,
+            f"{source}: {where}.sla_breach.threshold_s must be one of the measured thresholds {list(measured)} "
+            f"of {'the queues' if queue == 'default' else f'queue {queue!r}'} (SL_THRESHOLDS_S), got {threshold}",
+        )
 
 
 def load_rules(path: str | os.PathLike[str] | None = None) -> AlertRules:
@@ -354,7 +369,9 @@ def load_rules(path: str | os.PathLike[str] | None = None) -> AlertRules:
     if path is None:
         path = os.environ.get(ENV_RULES_FILE) or None
         if path is None:
-            return AlertRules()
+            rules = AlertRules()
+            check_measured(rules, source="the built-in alert rules")
+            return rules
     p = Path(path)
     source = f"{ENV_RULES_FILE}={p}"
     try:
@@ -371,7 +388,7 @@ def load_rules(path: str | os.PathLike[str] | None = None) -> AlertRules:
 
 @lru_cache(maxsize=4)
 def _cached(path: str) -> AlertRules:
-    return load_rules(path) if path else AlertRules()
+    return load_rules(path or None)
 
 
 def rules_from_env() -> AlertRules:

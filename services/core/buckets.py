@@ -8,11 +8,11 @@ event time for one scope; windows are sums of buckets. Every operation has an in
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
-from .config import SL_THRESHOLDS_S, SLOW_REPLY_S
+from .config import SL_THRESHOLDS_S, SLOW_REPLY_S, sl_thresholds_for
 from .dist import Dist
-from .platform_rules import PlatformRule
 
 
 class Fact(NamedTuple):
@@ -37,6 +37,10 @@ MSG_AGENT: Final = "msg_agent"
 LAST_REPLY: Final = "last_reply"
 LAST_ORDER: Final = "last_order"
 CLOSED_PREFIX: Final = "closed_"  # closed_<reason>; value = handle time ms, or -1 if no agent handled it
+# A wait for a human reply that a close (not `bot_resolved`) ended: value = ms waited. The platform
+# rules count it as a miss (platform_rules.PlatformRule.outcome); no other figure reads it.
+UNANSWERED_CLOSED: Final = "unanswered_closed"  # the buyer's first wait: never answered
+WAIT_CLOSED: Final = "wait_closed"  # a later wait (answered before, waiting again)
 
 # Facts attributed to an agent (the Chitu per-agent view) carry the pseudo-queue "@agent:<id>":
 # they flow through the same buckets, partials and merge as a queue's, and never mix with a real queue.
@@ -54,7 +58,6 @@ COUNTERS: Final = (
     "arrivals",
     "left",
     "abandoned",
-    *(f"sl_{t}" for t in SL_THRESHOLDS_S),
     "slow_replies",
     "closed",
     "closed_resolved",
@@ -70,11 +73,23 @@ COUNTERS: Final = (
     "msgs_customer",
     "msgs_agent",
     "abandon_wait_ms",
-    "rule_counted",  # replies the platform's reply-time rule counts (its counted hours)
-    "rule_met",  # ...and that met its limit
+    "rule_counted",  # waits the platform's reply-time rule counts, by the time of their outcome
+    "rule_met",  # ...and that were answered within its limit
 )
 _SLOW_MS: Final = int(SLOW_REPLY_S * 1000)
-_SL_MS: Final = tuple((f"sl_{t}", t * 1000) for t in SL_THRESHOLDS_S)
+# Answered within X counters, "sl_<X>", one per service-level threshold X of the scope's queue: they are
+# configuration per queue (config.sl_thresholds_for), so a bucket holds those of its own queue only.
+SlCounters = tuple[tuple[str, int], ...]  # (counter name, X in ms)
+
+
+@lru_cache(maxsize=1024)
+def _sl_counters(thresholds_s: tuple[int, ...]) -> SlCounters:
+    return tuple((f"sl_{t}", t * 1000) for t in thresholds_s)
+
+
+def sl_counters_for(queue: str) -> SlCounters:
+    """The answered-within-X counters a LEFT fact of `queue` adds to."""
+    return _sl_counters(sl_thresholds_for(queue))
 
 
 class Bucket:
@@ -85,13 +100,17 @@ class Bucket:
         self.frt = Dist()
         self.reply = Dist()
 
-    def apply(self, fact: Fact, sign: int, rule: PlatformRule | None = None) -> None:
-        """Add (sign=1) or retract (sign=-1) a fact; `rule` is the scope's platform reply-time rule."""
+    def count_rule(self, met: bool, sign: int) -> None:
+        """Add or retract one outcome of the platform's reply-time rule (placed by its own time, which
+        for a miss is the moment the limit passed: the caller picks the bucket)."""
+        self.c["rule_counted"] += sign
+        if met:
+            self.c["rule_met"] += sign
+
+    def apply(self, fact: Fact, sign: int, sl: SlCounters | None = None) -> None:
+        """Add (sign=1) or retract (sign=-1) a fact; `sl`: the queue's service-level counters (for LEFT
+        facts; default: the built-in thresholds)."""
         c, kind, v = self.c, fact.kind, fact.value
-        if rule is not None and kind == (FRT if rule.first_reply_only else REPLY) and rule.counts(fact.ts - v):
-            c["rule_counted"] += sign
-            if v <= rule.limit_ms:
-                c["rule_met"] += sign
         if kind == MSG_CUSTOMER:
             c["msgs_customer"] += sign
         elif kind == MSG_AGENT:
@@ -109,11 +128,13 @@ class Bucket:
             if v < 0:
                 c["abandoned"] += sign
             else:
-                for name, limit in _SL_MS:
+                for name, limit in sl if sl is not None else _sl_counters(SL_THRESHOLDS_S):
                     if v <= limit:
-                        c[name] += sign
+                        c[name] = c.get(name, 0) + sign
         elif kind == ABANDON_WAIT:
             c["abandon_wait_ms"] += sign * v
+        elif kind in (UNANSWERED_CLOSED, WAIT_CLOSED):
+            pass  # read by the platform rules only
         elif kind == LAST_REPLY:
             c["replied_convs"] += sign
         elif kind == LAST_ORDER:
@@ -141,7 +162,10 @@ class Bucket:
     def merge(self, other: Bucket, sign: int = 1) -> None:
         c = self.c
         for k, n in other.c.items():
-            c[k] += sign * n
+            if k in c:
+                c[k] += sign * n
+            else:  # a service-level counter this bucket did not have yet
+                c[k] = sign * n
         self.frt.merge(other.frt, sign)
         self.reply.merge(other.reply, sign)
 
@@ -162,7 +186,7 @@ class Bucket:
     def from_json(cls, raw: dict[str, Any]) -> Bucket:
         out = cls()
         for k, n in raw["c"].items():
-            if k in out.c:
+            if k in out.c or k.startswith("sl_"):
                 out.c[k] = int(n)
         out.frt = Dist.from_json(raw["frt"])
         out.reply = Dist.from_json(raw["reply"])
@@ -173,8 +197,9 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den > 0 else None
 
 
-def window_figures(total: Bucket, window_ms: int) -> dict[str, Any]:
-    """The API's per-window figures from the sum of a window's buckets (null where no data)."""
+def window_figures(total: Bucket, window_ms: int, sl_thresholds_s: tuple[int, ...] = SL_THRESHOLDS_S) -> dict[str, Any]:
+    """The API's per-window figures from the sum of a window's buckets (null where no data);
+    `sl_thresholds_s`: the view's queue's service-level thresholds X (config.sl_thresholds_for)."""
     c = total.c
     reply = total.reply.summary()
     reply["slow"] = c["slow_replies"] if total.reply.count else None
@@ -183,7 +208,7 @@ def window_figures(total: Bucket, window_ms: int) -> dict[str, Any]:
         "arrivals_per_min": c["arrivals"] / (window_ms / 60_000),
         "frt": total.frt.summary(),
         "reply": reply,
-        "sl": {str(t): _ratio(c[f"sl_{t}"], c["left"]) for t in SL_THRESHOLDS_S},
+        "sl": {str(t): _ratio(c.get(f"sl_{t}", 0), c["left"]) for t in sl_thresholds_s},
         "left_unanswered": c["left"],
         "abandoned": c["abandoned"],
         "abandon_rate": _ratio(c["abandoned"], c["left"]),

@@ -5,14 +5,19 @@ One home for names shared by services: topic names, ports, windows, thresholds.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Final
 
 from .kafka_security import KafkaSecurity
 
 WINDOWS: Final[dict[str, int]] = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
-SL_THRESHOLDS_S: Final[tuple[int, ...]] = (30, 180)
+SL_THRESHOLDS_S: Final[tuple[int, ...]] = (30, 180)  # service-level thresholds X unless configured
+ENV_SL_THRESHOLDS: Final = "SL_THRESHOLDS_S"
 SLOW_REPLY_S: Final = 100.0  # Qianniu counts replies slower than 100 s as slow (慢响应)
 
 # Staffing, shared by the API's /v1/staffing and the alert rules (Signals, staffing_gap). Until the
@@ -25,6 +30,62 @@ STAFFING_DEFAULT_CONCURRENCY: Final = 3.0
 STAFFING_SL_TARGET: Final = 0.8
 STAFFING_SL_SECONDS: Final = 30.0
 STAFFING_MAX_OCCUPANCY: Final = 0.85
+
+
+@dataclass(frozen=True)
+class SlThresholds:
+    """The service-level thresholds X, seconds, per queue (METRICS.md: configuration, per queue).
+
+    SL_THRESHOLDS_S is JSON: a list for every queue ([20, 60]) or an object with a `default` list and
+    lists per queue ({"default": [30, 180], "vip": [15, 60]}). Views key each by its seconds ("30")."""
+
+    default: tuple[int, ...] = SL_THRESHOLDS_S
+    queues: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def for_queue(self, queue: str) -> tuple[int, ...]:
+        return self.queues.get(queue, self.default)
+
+    def all(self) -> frozenset[int]:
+        """Every threshold measured in some queue."""
+        return frozenset(self.default).union(*self.queues.values())
+
+
+def _thresholds(path: str, raw: object) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 8:
+        raise SystemExit(f"{ENV_SL_THRESHOLDS}{path} must be a list of 1 to 8 thresholds in seconds, got {raw!r}")
+    for x in raw:
+        if isinstance(x, bool) or not isinstance(x, int) or not 0 < x <= 86_400:
+            raise SystemExit(f"{ENV_SL_THRESHOLDS}{path}: {x!r} is not a whole number of seconds in 1..86400")
+    return tuple(sorted(set(raw)))
+
+
+def parse_sl_thresholds(raw: str) -> SlThresholds:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{ENV_SL_THRESHOLDS} is not JSON: {exc}") from None
+    if isinstance(data, list):
+        return SlThresholds(default=_thresholds("", data))
+    if not isinstance(data, dict):
+        raise SystemExit(f"{ENV_SL_THRESHOLDS} must be a JSON list or an object of lists keyed by queue")
+    default = _thresholds(".default", data["default"]) if "default" in data else SL_THRESHOLDS_S
+    queues = {q: _thresholds(f"[{q!r}]", v) for q, v in data.items() if q != "default"}
+    return SlThresholds(default=default, queues=MappingProxyType(queues))
+
+
+@lru_cache(maxsize=4)
+def _sl_thresholds(raw: str) -> SlThresholds:
+    return parse_sl_thresholds(raw) if raw else SlThresholds()
+
+
+def sl_thresholds() -> SlThresholds:
+    """The service-level thresholds as configured (read once per value of the variable)."""
+    return _sl_thresholds(os.environ.get(ENV_SL_THRESHOLDS, ""))
+
+
+def sl_thresholds_for(queue: str) -> tuple[int, ...]:
+    """A queue's service-level thresholds X, seconds, ascending."""
+    return sl_thresholds().for_queue(queue)
 
 
 def env_str(name: str, default: str) -> str:

@@ -37,6 +37,8 @@ from .buckets import (
     MSG_CUSTOMER,
     REPLY,
     TRANSFER_OUT,
+    UNANSWERED_CLOSED,
+    WAIT_CLOSED,
     Fact,
     agent_scope,
 )
@@ -80,6 +82,7 @@ EVENT_TYPE_CODES: Final = (
 FACT_KIND_CODES: Final = (
     ARRIVAL, FRT, LEFT, ABANDON_WAIT, REPLY, TRANSFER_OUT, CSAT, MSG_CUSTOMER, MSG_AGENT, LAST_REPLY, LAST_ORDER,
     CLOSED_PREFIX + "resolved", CLOSED_PREFIX + "abandoned", CLOSED_PREFIX + "timeout", CLOSED_PREFIX + "bot_resolved",
+    UNANSWERED_CLOSED, WAIT_CLOSED,
 )
 _TYPE_CODE: Final = {name: i for i, name in enumerate(EVENT_TYPE_CODES)}
 _KIND_CODE: Final = {name: i for i, name in enumerate(FACT_KIND_CODES)}
@@ -198,6 +201,18 @@ def step(s: ConvState, ev: ConvEvent) -> Delta:
                 out.append((Fact(LEFT, ts, q, -1), 1))
                 # How long the buyer waited before giving up: with the answered waits, it estimates patience.
                 out.append((Fact(ABANDON_WAIT, ts, q, max(0, ts - s.frt_start)), 1))
+            # A wait for a human the close ends unanswered: a miss of the platform rules (platform_rules.py).
+            # The bot served a `bot_resolved` buyer, who never needed a human reply: no wait counts.
+            ended: tuple[str, int] | None = None
+            if reason != "bot_resolved":
+                if not s.answered and s.frt_start is not None:
+                    ended = UNANSWERED_CLOSED, max(0, ts - s.frt_start)
+                elif s.waiting_since is not None:
+                    ended = WAIT_CLOSED, max(0, ts - s.waiting_since)
+            if ended is not None:
+                out.append((Fact(ended[0], ts, q, ended[1]), 1))
+                if s.assignee:
+                    out.append((Fact(ended[0], ts, agent_scope(s.assignee), ended[1]), 1))
             handle = -1 if s.first_assigned_ts is None else max(0, ts - s.first_assigned_ts)
             out.append((Fact(CLOSED_PREFIX + reason, ts, q, handle), 1))
             if s.assignee:  # a chat the agent handled (接待), with its handle time

@@ -14,15 +14,18 @@ W and W + one bucket of event time (5 s for 1m/5m, 60 s for 15m/1h).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any, Final
 
 from .agents import AgentLive, AgentTimeline
 from .buckets import Bucket, is_agent_scope, window_figures
-from .config import WINDOWS
+from .config import WINDOWS, sl_thresholds_for
 from .partials import Live, Scope
+from .platform_rules import rule_for
 
 COARSE_MS: Final = 60_000
 FINE_WINDOW_MAX_MS: Final = 300_000
@@ -158,6 +161,9 @@ class QueueMerger:
         self.figures: dict[ViewKey, dict[str, dict[str, Any]]] = {}
         self.group_live: dict[ViewKey, tuple[Live | None, AgentLive | None]] = {}
         self.pruned_to = -1
+        # Per scope: the platform rule's deadlines (start + limit) of the counted waits open now, sorted,
+        # with running totals of buyers; None = none. Derived from `lives`, dropped when they change.
+        self.rule_deadlines: dict[Scope, tuple[list[int], list[int]] | None] = {}
 
     # --- input -----------------------------------------------------------------------------
     def put_bucket(self, src: str, part: int, scope: Scope, start: int, new: Bucket | None) -> None:
@@ -222,6 +228,7 @@ class QueueMerger:
     def put_live(self, src: str, part: int, scope: Scope, live: Live | None) -> None:
         _put(self.lives, scope, (src, part), live)
         self.live_changed.add(scope)
+        self.rule_deadlines.pop(scope, None)
 
     def put_agents(self, src: str, part: int, scope: Scope, agents: AgentLive | None) -> None:
         _put(self.agents, scope, (src, part), agents)
@@ -387,7 +394,8 @@ class QueueMerger:
                     for n, b in one.items():
                         group[n].merge(b)
             assert group is not None
-            self.figures[key] = {n: window_figures(b, WINDOWS[n]) for n, b in group.items()}
+            sl = sl_thresholds_for(key[0])
+            self.figures[key] = {n: window_figures(b, WINDOWS[n], sl) for n, b in group.items()}
         for key in live_due & self.members.keys():
             merged_live: Live | None = None
             merged_agents: AgentLive | None = None
@@ -398,6 +406,7 @@ class QueueMerger:
                 for a in self.agents.get(scope, {}).values():
                     merged_agents = a if merged_agents is None else merged_agents.add(a)
             self.group_live[key] = (merged_live, merged_agents)
+        past_limit = self._waits_past_limit(now)
         as_of = iso(now)
         out: dict[ViewKey, dict[str, Any]] = {}
         self.rebuilt = set()
@@ -413,7 +422,7 @@ class QueueMerger:
                 "scope": {"tenant": tenant, "shop_id": shop, "platform": platform},
                 "as_of": as_of,
                 "live": live_figures(live, agents, now),
-                "windows": figures,
+                "windows": figures if key not in past_limit else with_waits_past_limit(figures, past_limit[key]),
             }
             if agent:
                 scope = Scope(tenant, shop, platform, queue)
@@ -427,6 +436,79 @@ class QueueMerger:
             self.rebuilt.add(key)
         self.built = out
         return out
+
+    def _waits_past_limit(self, now: int) -> dict[ViewKey, dict[str, int]]:
+        """Per view, per window: the buyers still waiting whose platform rule's limit passed in the window.
+
+        Their miss is a fact from the moment the limit passed, but no event tells of it until the reply
+        or close comes (then stage 1 records it at that same moment, and it leaves the live state)."""
+        if self.ranges is None:
+            return {}
+        lows = {name: lo for name, (lo, _hi) in self.ranges.items()}
+        out: dict[ViewKey, dict[str, int]] = {}
+        for scope in self.lives:
+            if scope in self.rule_deadlines:
+                known = self.rule_deadlines[scope]
+            else:
+                known = self.rule_deadlines[scope] = rule_deadlines(scope, self.lives[scope].values())
+            if known is None:
+                continue
+            counts = passed_in_windows(known[0], known[1], now, lows)
+            if not counts:
+                continue
+            for key in view_keys(scope):
+                per_window = out.get(key)
+                if per_window is None:
+                    per_window = out[key] = dict.fromkeys(lows, 0)
+                for name, n in counts.items():
+                    per_window[name] += n
+        return out
+
+
+def rule_deadlines(scope: Scope, lives: Iterable[Live]) -> tuple[list[int], list[int]] | None:
+    """The deadlines (start + limit) of the waits open in `scope` that its platform's rule counts, sorted,
+    and the running total of buyers up to each; None when there are none."""
+    rule = rule_for(scope.platform)
+    if rule is None or is_agent_scope(scope.queue):
+        return None
+    per_deadline: Counter[int] = Counter()
+    for live in lives:
+        for started, n in (live.first_waiting if rule.first_reply_only else live.waiting).items():
+            if rule.counts(started):
+                per_deadline[started + rule.limit_ms] += n
+    if not per_deadline:
+        return None
+    deadlines = sorted(per_deadline)
+    return deadlines, list(accumulate(per_deadline[d] for d in deadlines))
+
+
+def passed_in_windows(deadlines: list[int], totals: list[int], now: int, lows: dict[str, int]) -> dict[str, int]:
+    """Per window, the waits whose deadline passed at or before `now` and at or after the window's first
+    slot (`lows`): the windows a miss recorded at that moment falls in. Empty when none has passed."""
+    end = bisect_right(deadlines, now)
+    if end == 0:
+        return {}
+    out: dict[str, int] = {}
+    for name, lo in lows.items():
+        first = bisect_left(deadlines, lo, 0, end)
+        if first < end:
+            out[name] = totals[end - 1] - (totals[first - 1] if first else 0)
+    return out
+
+
+def with_waits_past_limit(figures: dict[str, dict[str, Any]], past: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """A view's window figures with the still-waiting misses added to the platform rule (copies: the
+    window figures are cached between ticks and must not change)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, w in figures.items():
+        n = past.get(name, 0)
+        rule = w.get("platform_rule")
+        if not n or rule is None:
+            out[name] = w
+            continue
+        counted = rule["counted"] + n
+        out[name] = {**w, "platform_rule": {**rule, "counted": counted, "met_rate": rule["met"] / counted}}
+    return out
 
 
 def _sum_range(table: dict[int, Bucket], lo: int, hi: int) -> Bucket:

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .buckets import Bucket, Fact
+from .buckets import LEFT, Bucket, Fact, sl_counters_for
 from .conversation import ConvState
 from .platform_rules import rule_for
 
@@ -46,6 +46,10 @@ class Live:
     unassigned: int = 0
     awaiting_reply: int = 0
     waiting: Counter[int] = field(default_factory=Counter)  # waiting_since ms -> conversations
+    # The same for the conversations never answered yet: their first wait, which JD's rule counts (while a
+    # conversation is unanswered its waiting_since is its frt_start: both are set together, and only a
+    # human reply, which answers it, or the close clears waiting_since).
+    first_waiting: Counter[int] = field(default_factory=Counter)
 
     def apply(self, key: LiveKey, sign: int) -> None:
         self.open += sign
@@ -55,11 +59,9 @@ class Live:
                 self.unassigned += sign
         if key.waiting_since is not None:
             self.awaiting_reply += sign
-            n = self.waiting[key.waiting_since] + sign
-            if n:
-                self.waiting[key.waiting_since] = n
-            else:
-                del self.waiting[key.waiting_since]
+            _count(self.waiting, key.waiting_since, sign)
+            if key.unanswered:
+                _count(self.first_waiting, key.waiting_since, sign)
 
     def merge(self, other: Live) -> None:
         self.open += other.open
@@ -67,6 +69,7 @@ class Live:
         self.unassigned += other.unassigned
         self.awaiting_reply += other.awaiting_reply
         self.waiting.update(other.waiting)
+        self.first_waiting.update(other.first_waiting)
 
     def is_empty(self) -> bool:
         return self.open == 0 and not self.waiting
@@ -78,6 +81,7 @@ class Live:
             "unassigned": self.unassigned,
             "awaiting_reply": self.awaiting_reply,
             "waiting": [[ts, n] for ts, n in self.waiting.items()],
+            **({"first_waiting": [[ts, n] for ts, n in self.first_waiting.items()]} if self.first_waiting else {}),
         }
 
     @classmethod
@@ -88,7 +92,16 @@ class Live:
             unassigned=raw["unassigned"],
             awaiting_reply=raw["awaiting_reply"],
             waiting=Counter({int(ts): int(n) for ts, n in raw["waiting"]}),
+            first_waiting=Counter({int(ts): int(n) for ts, n in raw.get("first_waiting", ())}),
         )
+
+
+def _count(counter: Counter[int], ts: int, sign: int) -> None:
+    n = counter[ts] + sign
+    if n:
+        counter[ts] = n
+    else:
+        del counter[ts]
 
 
 LIVE = -1  # the bucket slot that carries a scope's live counters in a partial's key
@@ -106,21 +119,29 @@ class PartitionPartials:
         self.pruned_to = -1
 
     def apply_facts(self, tenant: str, shop_id: str, platform: str, delta: list[tuple[Fact, int]]) -> None:
-        size = self.bucket_ms
         rule = rule_for(platform)
         for fact, sign in delta:
             scope = Scope(tenant, shop_id, platform, fact.queue)
-            start = fact.ts - fact.ts % size
-            if start + size <= self.pruned_to:
-                self.pruned_to = -1  # a bucket already out of every window: the next prune must look
-            per_scope = self.buckets.get(scope)
-            if per_scope is None:
-                per_scope = self.buckets[scope] = {}
-            bucket = per_scope.get(start)
-            if bucket is None:
-                bucket = per_scope[start] = Bucket()
-            bucket.apply(fact, sign, rule)
-            self.dirty.add((scope, start))
+            self._bucket(scope, fact.ts).apply(fact, sign, sl_counters_for(fact.queue) if fact.kind == LEFT else None)
+            if rule is not None and (outcome := rule.outcome(fact.kind, fact.ts, fact.value)) is not None:
+                # A miss lands where the limit passed, earlier than the reply or close that tells of it.
+                at, met = outcome
+                self._bucket(scope, at).count_rule(met, sign)
+
+    def _bucket(self, scope: Scope, ts: int) -> Bucket:
+        """The bucket of `ts` in `scope` (created), marked dirty for the next drain."""
+        size = self.bucket_ms
+        start = ts - ts % size
+        if start + size <= self.pruned_to:
+            self.pruned_to = -1  # a bucket already out of every window: the next prune must look
+        per_scope = self.buckets.get(scope)
+        if per_scope is None:
+            per_scope = self.buckets[scope] = {}
+        bucket = per_scope.get(start)
+        if bucket is None:
+            bucket = per_scope[start] = Bucket()
+        self.dirty.add((scope, start))
+        return bucket
 
     def apply_live(self, tenant: str, shop_id: str, platform: str, old: LiveKey | None, new: LiveKey | None) -> None:
         if old == new:

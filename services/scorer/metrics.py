@@ -46,8 +46,15 @@ def _reply(stat: str) -> Callable[[dict[str, Any]], Any]:
     return lambda w: w["reply"][stat]
 
 
-# (metric name, help, extra label name or None, {label value: getter from a window's figures})
-WINDOW_GAUGES: Final[tuple[tuple[str, str, str | None, dict[str, Callable[[dict[str, Any]], Any]]], ...]] = (
+def _service_levels(w: dict[str, Any]) -> Iterable[tuple[str, Any]]:
+    # One series per threshold X the queue measures (configuration per queue: SL_THRESHOLDS_S).
+    return w["sl"].items()  # type: ignore[no-any-return]
+
+
+# (metric name, help, extra label name or None, {label value: getter from a window's figures}, or a
+# function giving (label value, value) pairs when the label values depend on the view)
+Getters = dict[str, Callable[[dict[str, Any]], Any]] | Callable[[dict[str, Any]], Iterable[tuple[str, Any]]]
+WINDOW_GAUGES: Final[tuple[tuple[str, str, str | None, Getters], ...]] = (
     ("floorwatch_queue_arrivals", "Conversations opened in the window", None, {"": lambda w: w["arrivals"]}),
     ("floorwatch_queue_frt_seconds", "First response time in the window", "stat",
      {"mean": _frt("mean_s"), "p50": _frt("p50_s"), "p90": _frt("p90_s"), "max": _frt("max_s")}),
@@ -57,7 +64,7 @@ WINDOW_GAUGES: Final[tuple[tuple[str, str, str | None, dict[str, Callable[[dict[
     ("floorwatch_queue_reply_samples", "Human replies that cleared a wait in the window", None, {"": _reply("count")}),
     ("floorwatch_queue_slow_replies", "Replies slower than 100 s in the window", None, {"": _reply("slow")}),
     ("floorwatch_queue_service_level_ratio", "Answered within the threshold / left unanswered", "threshold_s",
-     {"30": lambda w: w["sl"]["30"], "180": lambda w: w["sl"]["180"]}),
+     _service_levels),
     ("floorwatch_queue_left_unanswered", "Conversations that left the unanswered state (answered or abandoned)",
      None, {"": lambda w: w["left_unanswered"]}),
     ("floorwatch_queue_abandoned", "Abandoned conversations in the window", None, {"": lambda w: w["abandoned"]}),
@@ -75,10 +82,12 @@ WINDOW_GAUGES: Final[tuple[tuple[str, str, str | None, dict[str, Callable[[dict[
     ("floorwatch_queue_conversion_rate_ratio", "Conversations with an order / conversations with a human reply", None,
      {"": lambda w: w["conversion_rate"]}),
     ("floorwatch_queue_platform_rule_met_ratio",
-     "Replies meeting the platform's reply-time rule / replies it counts (JD first reply 30 s; PDD/Taobao 180 s)",
+     "Waits answered within the platform's reply-time rule / waits it counts, misses included: answered late, "
+     "closed unanswered, still waiting past the limit (JD first reply 30 s; PDD/Taobao/Tmall every reply 180 s)",
      None, {"": lambda w: w["platform_rule"]["met_rate"]}),
-    ("floorwatch_queue_platform_rule_counted", "Replies the platform's reply-time rule counts in the window", None,
-     {"": lambda w: w["platform_rule"]["counted"]}),
+    ("floorwatch_queue_platform_rule_counted",
+     "Waits for a human reply the platform's reply-time rule counts in the window (by the time of their outcome)",
+     None, {"": lambda w: w["platform_rule"]["counted"]}),
     ("floorwatch_queue_answer_question_ratio", "Agent messages / customer messages", None,
      {"": lambda w: w["answer_question_ratio"]}),
 )
@@ -241,8 +250,8 @@ def view_samples(views: list[dict[str, Any]]) -> Iterator[Sample]:
                 yield i, base, (), float(value)
         for i, (_name, _doc, extra, getters) in enumerate(WINDOW_GAUGES, _WINDOWED):
             for window, figures in v["windows"].items():
-                for label, get in getters.items():
-                    value = get(figures)
+                pairs = getters(figures) if callable(getters) else ((lb, get(figures)) for lb, get in getters.items())
+                for label, value in pairs:
                     if value is not None:
                         yield i, base, (window, label) if extra else (window,), float(value)
 
