@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Path
 
 from services.core.buckets import AGENT_PREFIX, is_agent_scope
 
@@ -58,7 +58,7 @@ def mount_agents(app: FastAPI, views: ViewStore) -> None:
         return {"agents": agents(tenant, shop_id, platform)}
 
     @app.get("/v1/agents/{agent_id}")
-    async def get_agent(agent_id: str) -> dict[str, Any]:
+    async def get_agent(agent_id: Annotated[str, Path(max_length=128)]) -> dict[str, Any]:
         for (q, _t, _s, _p), v in views.views.items():
             if q == AGENT_PREFIX + agent_id:
                 return agent_view(v)
