@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_lz4
+from aiokafka.errors import MessageSizeTooLargeError
 
 log = logging.getLogger("floorwatch.ingest.producer")
 
@@ -30,6 +31,20 @@ class ProduceError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.acked = acked
+
+
+class RecordsTooLarge(ProduceError):
+    """Every record was acknowledged except `refused`: records Kafka will never take (too large for
+    the producer's max_request_size or the broker's message.max.bytes). Their events are refused one
+    by one (422); retrying them would fail for ever, so they must never turn the batch into a 503."""
+
+    def __init__(self, refused: dict[int, str], acked: frozenset[int]) -> None:
+        super().__init__(f"{len(refused)} records too large for Kafka", acked)
+        self.refused = refused
+
+
+def _too_large(err: BaseException | None) -> bool:
+    return isinstance(err, MessageSizeTooLargeError)
 
 
 class EventProducer(Protocol):
@@ -215,7 +230,13 @@ class KafkaEventProducer:
             async with asyncio.timeout(timeout_s):
                 # Queue every record first (no round trip per record), then wait for all acks.
                 for key, value in records:
-                    futures.append(await producer.send(self.topic, value=value, key=key))
+                    try:
+                        futures.append(await producer.send(self.topic, value=value, key=key))
+                    except MessageSizeTooLargeError as exc:
+                        # This record only: a failed future in its place, the batch goes on.
+                        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                        refused.set_exception(exc)
+                        futures.append(refused)
         except TimeoutError:
             reason = f"Kafka did not take the batch within {timeout_s:g} s"
             if producer.client.cluster.partitions_for_topic(self.topic) is None:
@@ -227,10 +248,16 @@ class KafkaEventProducer:
         _done, pending = await asyncio.wait(futures, timeout=remaining)
         if pending:
             raise self._failed(futures, f"Kafka did not acknowledge the batch within {timeout_s:g} s")
-        errors = [err for f in futures if (err := _error_of(f)) is not None]
+        errors = [err for f in futures if (err := _error_of(f)) is not None and not _too_large(err)]
         if errors:
             reason = f"Kafka failed {len(errors)} of {len(records)} records: {errors[0]!r}"
             raise self._failed(futures, reason)
+        too_large = {
+            i: f"the event is {len(records[i][1])} bytes as a Kafka record, more than Kafka accepts"
+            for i, f in enumerate(futures) if _too_large(_error_of(f))
+        }
+        if too_large:
+            raise RecordsTooLarge(too_large, self._failed(futures, "").acked)
 
     @staticmethod
     def _failed(futures: list[asyncio.Future[Any]], reason: str) -> ProduceError:
