@@ -15,8 +15,9 @@ def routes(tmp_path: Path) -> tuple[set[str], object]:
     app = build_app(ScorerSettings(store="memory://", data_dir=tmp_path))
     web = app.web
     web.init_server()
-    paths = {r.resource.canonical for r in web.web_app.router.routes() if r.resource is not None}
-    return paths, web.web_app
+    web_app = web.web_app  # type: ignore[attr-defined]  # the aiohttp driver's application
+    paths = {r.resource.canonical for r in web_app.router.routes() if r.resource is not None}
+    return paths, web_app
 
 
 async def test_only_metrics_and_health_are_served(tmp_path: Path) -> None:
@@ -28,7 +29,7 @@ async def test_only_metrics_and_health_are_served(tmp_path: Path) -> None:
 
 async def test_table_pages_answer_404(tmp_path: Path) -> None:
     _, web_app = routes(tmp_path)
-    async with TestClient(TestServer(web_app, host="127.0.0.1")) as client:  # type: ignore[arg-type]
+    async with TestClient(TestServer(web_app, host="127.0.0.1")) as client:
         for path in ("/table/", "/table/conversations/", "/table/conversations/c-1/", "/router/", "/stats/",
                      "/graph/"):
             resp = await client.get(path)
