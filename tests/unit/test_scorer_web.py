@@ -4,6 +4,7 @@ conversation at /table/{table}/{key}/), router, stats and graph pages are off (i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -11,7 +12,7 @@ from services.scorer.app import build_app
 from services.scorer.settings import ScorerSettings
 
 
-def routes(tmp_path: Path) -> tuple[set[str], object]:
+def routes(tmp_path: Path) -> tuple[set[str], Any]:
     app = build_app(ScorerSettings(store="memory://", data_dir=tmp_path))
     web = app.web
     web.init_server()
