@@ -34,6 +34,7 @@ from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 
 from services.core.alert_rules import StaffingDefaults, signals_from_view, thresholds_for
+from services.core.buckets import is_agent_scope
 from services.core.merge import iso
 
 from .params import Filter
@@ -142,6 +143,8 @@ class StreamHub:
         """What the filters can choose from: every queue, platform and shop the store has views for."""
         queues, platforms, shops = set(), set(), set()
         for q, t, s, p in self.store.views:
+            if is_agent_scope(q):
+                continue  # an agent's own view is no queue to pick (and its id may be an e-mail address)
             queues.add(q)
             if p != ALL:
                 platforms.add(p)
