@@ -25,6 +25,8 @@ class ApiSettings:
     staffing: StaffingSettings = field(default_factory=StaffingSettings)
 
     def __post_init__(self) -> None:
-        refuse_placeholders({"API_TOKEN": self.token, "API_READ_TOKEN": self.read_token})
+        refuse_placeholders({
+            "API_TOKEN": self.token, "API_READ_TOKEN": self.read_token, "AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")
+        })
         if self.max_body_bytes < 1 or self.sse_max_clients < 1:
             raise SystemExit("API_MAX_BODY_BYTES and API_SSE_MAX_CLIENTS must be at least 1")

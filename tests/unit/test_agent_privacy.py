@@ -59,3 +59,14 @@ def test_scorer_metrics_never_show_the_address(monkeypatch: pytest.MonkeyPatch) 
     text = ViewsCollector(lambda: views).render().decode()
     assert EMAIL not in text
     assert f'agent="{shown_agent_id(EMAIL)}"' in text
+
+
+@pytest.mark.parametrize("value", ["replace-me", "changeme"])
+def test_a_placeholder_salt_stops_the_scorer_and_the_api(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from services.scorer.settings import ScorerSettings
+
+    monkeypatch.setenv("AGENT_ID_SALT", value)
+    with pytest.raises(SystemExit, match="AGENT_ID_SALT"):
+        ScorerSettings()
+    with pytest.raises(SystemExit, match="AGENT_ID_SALT"):
+        ApiSettings()
