@@ -19,7 +19,7 @@ from services.core.merge import iso
 from .agents import mount_agents
 from .alerts import AlertStore, mount_alerts
 from .guard import ApiGuard
-from .params import MAX_AHT_S, MAX_ARRIVALS_PER_HOUR, MAX_CONCURRENCY, Filter, Name
+from .params import MAX_AHT_S, MAX_ARRIVALS_PER_HOUR, MAX_CONCURRENCY, MAX_SLOTS, Filter, Name
 from .settings import ApiSettings
 from .stream import mount_stream
 from .views import ViewStore
@@ -183,6 +183,11 @@ def create_app(
         shrinkage: Annotated[float, Query(ge=0, lt=1)] = 0,
     ) -> dict[str, Any]:
         """The what-if calculator: the same Erlang C slot model as /v1/staffing."""
+        if arrivals_per_hour * aht_s / 3600 / max_occupancy > MAX_SLOTS:
+            raise HTTPException(
+                422, f"offered load / max_occupancy must be at most {MAX_SLOTS:,} chat slots (arrivals_per_hour × "
+                "aht_s / 3600 / max_occupancy)"
+            )
         try:
             need = erlang.required_agents(
                 arrivals_per_hour, aht_s, concurrency, sl_target, sl_seconds, max_occupancy, shrinkage

@@ -17,3 +17,6 @@ Name = Annotated[str, Query(min_length=1, max_length=128)]
 MAX_ARRIVALS_PER_HOUR = 1_000_000.0
 MAX_AHT_S = 86_400.0
 MAX_CONCURRENCY = 100.0
+# The calculator's work grows with the chat slots it searches (about 0.4 s of CPU at a million, unauthenticated):
+# offered load / max_occupancy is held to this many slots (40 ms), far past any real floor.
+MAX_SLOTS = 100_000

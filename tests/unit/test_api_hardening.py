@@ -112,6 +112,14 @@ async def test_erlang_calculator_extreme_inputs_are_4xx_not_500(
     assert r.status_code == 422, r.text[:300]
 
 
+async def test_erlang_calculator_work_is_bounded(client: httpx.AsyncClient) -> None:
+    """A million chat slots cost ~0.4 s of CPU per unauthenticated request: held to 100,000 (~40 ms)."""
+    r = await client.get("/v1/staffing/erlang", params={"arrivals_per_hour": 1e6, "aht_s": 3599})
+    assert r.status_code == 422 and "slots" in r.text
+    r = await client.get("/v1/staffing/erlang", params={"arrivals_per_hour": 1e5, "aht_s": 3600})
+    assert r.status_code == 200 and r.json()["required_agents"] > 100_000
+
+
 async def test_long_path_names_are_refused_not_quoted(client: httpx.AsyncClient) -> None:
     r = await client.get("/v1/queues/" + "q" * 5000)
     assert r.status_code == 422 and "qqqq" not in r.text
