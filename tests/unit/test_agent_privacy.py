@@ -49,6 +49,8 @@ async def test_api_and_stream_never_show_the_address(monkeypatch: pytest.MonkeyP
         assert EMAIL not in r.text
         assert [a["agent_id"] for a in r.json()["agents"]] == [shown]
         assert (await c.get(f"/v1/agents/{shown}")).json()["agent_id"] == shown
+        for path in ("/v1/thresholds", "/v1/queues", "/v1/alerts"):
+            assert EMAIL not in (await c.get(path)).text, path
     async with SSEClient(app) as stream:
         _event, data = await stream.next()
         assert EMAIL not in orjson.dumps(data).decode()
