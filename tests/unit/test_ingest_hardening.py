@@ -98,6 +98,15 @@ async def test_a_record_too_large_for_kafka_is_a_422_for_that_event_never_a_503(
     kafka = TinyKafka(client_limit=6000, broker_limit=3000)
     producer = KafkaEventProducer("unused:9092", "unit.events")
     producer._producer = kafka  # type: ignore[assignment]  # "connected" to the fake
+    renewed: list[object] = []
+
+    async def renew(broken: object) -> TinyKafka:
+        # A refused batch costs an idempotent producer its sequence: ingest starts a new one (here the same
+        # fake; tests/integration/test_ingest_poison_kafka.py does it against a real broker).
+        renewed.append(broken)
+        return kafka
+
+    producer._renew = renew  # type: ignore[method-assign,assignment]
     h = await make_harness(producer=producer)
     for _ in range(3):  # a retry meets the same answer: the sender is never told to come back later
         r = await h.post([ev(1), agent_with_queues(2, 100), ev(3), agent_with_queues(4, 60)])
@@ -108,6 +117,7 @@ async def test_a_record_too_large_for_kafka_is_a_422_for_that_event_never_a_503(
         assert h.sample("floorwatch_ingest_rejected_total", reason="too_large") >= 2
         assert h.sample("floorwatch_ingest_rejected_total", reason="kafka_unavailable") == 0
     assert len(kafka.sent) == 2  # the two small ones, once: the retries were duplicates
+    assert renewed, "a batch the broker refused leaves the producer replaced"
 
 
 # --- Medium 8: reserved names ------------------------------------------------------------------------------
