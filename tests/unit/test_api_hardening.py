@@ -147,6 +147,7 @@ async def test_a_request_head_that_trickles_in_is_cut_at_the_header_timeout(
     from services.core.httpserver import HttpServerSettings  # here: main has no such module (a failure, not an error)
 
     monkeypatch.setenv("API_HEADER_TIMEOUT_S", "0.3")
+    monkeypatch.setenv("API_BODY_TIMEOUT_S", "0.3")
     limits = HttpServerSettings.from_env("API")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -169,6 +170,25 @@ async def test_a_request_head_that_trickles_in_is_cut_at_the_header_timeout(
         started = loop.time()
         assert await asyncio.wait_for(reader.read(), 10) == b""
         assert loop.time() - started < 5
+        writer.close()
+        # ...and so is a body that never completes.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST /v1/alerts/x/ack HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"by\": ".encode())
+        started = loop.time()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        assert not answer.startswith(b"HTTP/1.1 2") and loop.time() - started < 5
+        writer.close()
+        # A request that keeps its deadlines is untouched by them, on a kept-alive connection too.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(2):
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n")
+            assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 200")
+            length = 0
+            while (line := await asyncio.wait_for(reader.readline(), 10)) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await asyncio.wait_for(reader.readexactly(length), 10)
         writer.close()
     finally:
         server.should_exit = True
