@@ -128,7 +128,8 @@ class ApiGuard:
             if path == "/":
                 # The page itself holds no figures; with a valid access_token it hands its scripts a cookie.
                 if self._may_read(from_query):
-                    set_cookie = f"{READ_COOKIE}={from_query}; Path=/; HttpOnly; SameSite=Strict"
+                    secure = "; Secure" if scope.get("scheme") == "https" else ""
+                    set_cookie = f"{READ_COOKIE}={from_query}; Path=/; HttpOnly; SameSite=Strict{secure}"
             elif not any(self._may_read(t) for t in (bearer, from_cookie, from_query)):
                 await self._refuse(send, 401, "a valid read token is required (API_READ_TOKEN)",
                                    [(b"www-authenticate", b"Bearer")])
