@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.core.config import KafkaSettings, StaffingSettings, env_float, env_int, env_str
-from services.core.secrets import refuse_placeholders
+from services.core.secrets import refuse_placeholders, require_secrets
 
 
 @dataclass(frozen=True)
@@ -28,5 +28,6 @@ class ApiSettings:
         refuse_placeholders({
             "API_TOKEN": self.token, "API_READ_TOKEN": self.read_token, "AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")
         })
+        require_secrets({"API_TOKEN": self.token, "AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")})
         if self.max_body_bytes < 1 or self.sse_max_clients < 1:
             raise SystemExit("API_MAX_BODY_BYTES and API_SSE_MAX_CLIENTS must be at least 1")

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from services.core.config import KafkaSettings, Topics, env_float, env_int, env_str
-from services.core.secrets import refuse_placeholders
+from services.core.secrets import refuse_placeholders, require_secrets
 
 from .adapters.common import AdapterConfig
 
@@ -95,6 +95,7 @@ class IngestSettings:
             "LIVECHAT_SECRET_KEY": self.livechat_secret_key,
             "SUNSHINE_API_KEY": self.sunshine_api_key,
         })
+        require_secrets({"INGEST_TOKEN or INGEST_TOKENS": self.token + "".join(self.tokens.values())})
         for name in ("max_body_bytes", "max_batch", "dedupe_size", "kafka_max_batch_bytes", "max_json_depth"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"ingest setting {name} must be at least 1")

@@ -72,3 +72,25 @@ def test_a_placeholder_salt_stops_the_scorer_and_the_api(monkeypatch: pytest.Mon
         ScorerSettings()
     with pytest.raises(SystemExit, match="AGENT_ID_SALT"):
         ApiSettings()
+
+
+def test_required_secrets_stop_an_unconfigured_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With FLOORWATCH_REQUIRE_SECRETS (the Kubernetes base sets it) an empty secret stops the start; without
+    it (local runs) an empty secret only refuses that traffic."""
+    from services.ingest.settings import IngestSettings
+    from services.scorer.settings import ScorerSettings
+
+    monkeypatch.delenv("AGENT_ID_SALT", raising=False)
+    ApiSettings(token="")
+    ScorerSettings()
+    monkeypatch.setenv("FLOORWATCH_REQUIRE_SECRETS", "true")
+    with pytest.raises(SystemExit, match="AGENT_ID_SALT"):
+        ScorerSettings()
+    with pytest.raises(SystemExit, match="API_TOKEN"):
+        ApiSettings(token="")
+    with pytest.raises(SystemExit, match="INGEST_TOKEN or INGEST_TOKENS"):
+        IngestSettings(token="", tokens={})
+    monkeypatch.setenv("AGENT_ID_SALT", "a-random-salt-value")
+    ScorerSettings()
+    ApiSettings(token="a-random-token-value")
+    IngestSettings(token="", tokens={"acme": "a-random-token-value"})
