@@ -17,7 +17,7 @@ SYSTEM_DEPS := prometheus=prometheus prometheus-alertmanager=prometheus-alertman
 	promtool=prometheus amtool=prometheus-alertmanager chromium=chromium \
 	java=openjdk-17-jre-headless mvn=maven
 
-.PHONY: help venv system-deps kafka-jars ops-tools up down status demo lint typecheck check-configs test
+.PHONY: help venv system-deps kafka-jars ops-tools k8s-secrets up down status demo lint typecheck check-configs test
 
 help:
 	@echo "make demo      start the whole stack and the traffic simulator (Ctrl-C stops everything)"
@@ -25,6 +25,7 @@ help:
 	@echo "make up|down   start the stack detached / stop it (make down WIPE=1 also deletes its data)"
 	@echo "make status    show each part of the local stack"
 	@echo "make bench     run the benchmarks (~30 min): benchmarks/results/latest.json and its PNG"
+	@echo "make k8s-secrets  random secrets for deploy/kubernetes/base (git-ignored files, never overwritten)"
 	@echo "make lint typecheck check-configs venv system-deps kafka-jars ops-tools"
 
 # ---- setup ----------------------------------------------------------------------------------
@@ -68,6 +69,11 @@ ops-tools: $(OPS_TOOLS_STAMP)
 $(OPS_TOOLS_STAMP): $(VENV_STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check '$(OPS_TOOLS)'
 	@touch $@
+
+# Random secrets for `kubectl apply -k deploy/kubernetes/base`: one env file per workload under
+# deploy/kubernetes/base/secrets/ (git-ignored, 0600), read by the kustomization's secretGenerator.
+k8s-secrets:
+	$(PYTHON_BIN) deploy/local/k8s_secrets.py
 
 # ---- local stack ----------------------------------------------------------------------------
 up: venv system-deps kafka-jars

@@ -54,7 +54,9 @@ SECRET_NAMES = (
     "CHATWOOT_WEBHOOK_SECRET",
     "LIVECHAT_SECRET_KEY",
     "SUNSHINE_API_KEY",
+    "AGENT_ID_SALT",  # keys the agent-<hash> names of e-mail agent ids (services/core/privacy.py)
 )
+LOGPUMP = Path(__file__).resolve().parent / "logpump.py"
 KAFKA_TIMEOUT_S = 60.0
 KAFKA_SECURITY_MODES = ("plaintext", "sasl_ssl")
 SERVICE_TIMEOUT_S = 90.0
@@ -125,6 +127,12 @@ class StackConfig:
     alert_webhook_url: str = "http://127.0.0.1:9099/alerts"
     kafka_security: str = "plaintext"  # or "sasl_ssl": SCRAM over TLS, the only listener clients reach
     env_file: Path = REPO / ".env"
+    # Each service's log is rotated past this size, keeping this many older files (LOG_MAX_BYTES, LOG_BACKUPS).
+    log_max_bytes: int = 50 * 1024 * 1024
+    log_backups: int = 3
+    # Prometheus' /-/reload, /-/quit (PROMETHEUS_LIFECYCLE=1): off, so a local process cannot stop it over
+    # HTTP; the stack reloads a changed config with SIGHUP instead.
+    prometheus_lifecycle: bool = False
     # Highest precedence for the services' environment (tests: SCORER_STORE=memory:// and such).
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
@@ -162,6 +170,9 @@ class StackConfig:
             alert_webhook_url=env.get("ALERT_WEBHOOK_URL") or "http://127.0.0.1:9099/alerts",
             kafka_security=(env.get("KAFKA_SECURITY") or "plaintext").lower(),
             env_file=env_path,
+            log_max_bytes=integer("LOG_MAX_BYTES", 50 * 1024 * 1024),
+            log_backups=integer("LOG_BACKUPS", 3),
+            prometheus_lifecycle=env.get("PROMETHEUS_LIFECYCLE", "").strip().lower() in {"1", "true", "yes", "on"},
         )
         cfg.validate()
         return cfg
@@ -344,6 +355,7 @@ def service_env(cfg: StackConfig) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------- processes
 
 _children: dict[int, subprocess.Popen[bytes]] = {}  # processes started by this interpreter (reaped)
+_pumps: list[subprocess.Popen[bytes]] = []  # their log pumps (they end with the process they serve)
 
 
 @dataclass(frozen=True)
@@ -486,7 +498,18 @@ def _spawn(cfg: StackConfig, part: Part) -> int:
         )
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
     cfg.pids_dir.mkdir(parents=True, exist_ok=True)
-    with log_path(cfg, part.name).open("ab") as log:
+    # The output goes through a log pump that rotates the file by size (deploy/local/logpump.py); it ends
+    # when the part closes its output. Its own session: a Ctrl-C or a group signal to the part leaves it to
+    # write the part's last lines.
+    pump = subprocess.Popen(
+        [sys.executable, str(LOGPUMP), str(log_path(cfg, part.name)), str(cfg.log_max_bytes), str(cfg.log_backups)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert pump.stdin is not None
+    with pump.stdin as log:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         log.write(f"=== {stamp} starting {part.name}: {shlex.join(part.argv)}\n".encode())
         log.flush()
@@ -499,6 +522,8 @@ def _spawn(cfg: StackConfig, part: Part) -> int:
             env=dict(part.env) if part.env is not None else None,
             start_new_session=True,
         )
+    _pumps[:] = [p for p in _pumps if p.poll() is None]
+    _pumps.append(pump)
     _children[proc.pid] = proc
     _argv_path(cfg, part.name).write_text("\0".join(part.argv), encoding="utf-8")
     _spec_path(cfg, part.name).write_text(_spec(part), encoding="utf-8")
@@ -913,7 +938,7 @@ def prometheus_part(cfg: StackConfig) -> Part:
             f"--config.file={cfg.config_dir / 'prometheus.yml'}",
             f"--storage.tsdb.path={cfg.run_dir / 'prometheus'}",
             f"--web.listen-address=127.0.0.1:{cfg.prometheus_port}",
-            "--web.enable-lifecycle",
+            *(["--web.enable-lifecycle"] if cfg.prometheus_lifecycle else []),
             # A live floor: resend firing alerts every 5 s (default 1m), so a first notification
             # lost before Alertmanager was discovered is retried at once, not a minute later.
             "--rules.alert.resend-delay=5s",
@@ -1050,9 +1075,12 @@ def _ensure_many(cfg: StackConfig, parts: Sequence[Part], quiet: bool) -> None:
         _wait_healthy(cfg, part, pid, _checker(cfg, part))
 
 
-def _reload(url: str) -> None:
-    with contextlib.suppress(httpx.HTTPError):
-        httpx.post(f"{url}/-/reload", timeout=5.0)
+def _reload(cfg: StackConfig, name: str) -> None:
+    """Prometheus and Alertmanager reload their configuration on SIGHUP: no HTTP lifecycle endpoint needed."""
+    pid = running_pid(cfg, name)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
 
 
 def start_monitoring(cfg: StackConfig, quiet: bool = False) -> None:
@@ -1067,9 +1095,9 @@ def start_monitoring(cfg: StackConfig, quiet: bool = False) -> None:
     _ensure_many(cfg, parts, quiet)
     # A running Prometheus/Alertmanager picks up a changed rendered config without a restart.
     if was_running["prometheus"] and (_snapshot(prom_cfg) != prom_before or _rules_snapshot(cfg) != rules_before):
-        _reload(cfg.prometheus_url)
+        _reload(cfg, "prometheus")
     if was_running["alertmanager"] and _snapshot(am_cfg) != am_before:
-        _reload(cfg.alertmanager_url)
+        _reload(cfg, "alertmanager")
 
 
 def _snapshot(path: Path) -> str | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Path
 
 from services.core.buckets import AGENT_PREFIX, is_agent_scope
+from services.core.privacy import shown_agent_id
 
 from .params import Filter
 from .views import ViewStore
@@ -32,7 +33,7 @@ def agent_view(view: dict[str, Any]) -> dict[str, Any]:
             "status_seconds": w.get("status_seconds"),
         }
     return {
-        "agent_id": view["queue"][len(AGENT_PREFIX):],
+        "agent_id": shown_agent_id(view["queue"][len(AGENT_PREFIX):]),  # an e-mail address is shown hashed
         "tenant": scope["tenant"], "shop_id": scope["shop_id"], "platform": scope["platform"],
         "as_of": view["as_of"],
         "status": agent.get("status"),
@@ -58,8 +59,9 @@ def mount_agents(app: FastAPI, views: ViewStore) -> None:
         return {"agents": agents(tenant, shop_id, platform)}
 
     @app.get("/v1/agents/{agent_id}")
-    async def get_agent(agent_id: str) -> dict[str, Any]:
+    async def get_agent(agent_id: Annotated[str, Path(max_length=128)]) -> dict[str, Any]:
         for (q, _t, _s, _p), v in views.views.items():
-            if q == AGENT_PREFIX + agent_id:
+            # By the id as shown (agent-<hash> for an address), or by the id itself.
+            if is_agent_scope(q) and agent_id in (q[len(AGENT_PREFIX):], shown_agent_id(q[len(AGENT_PREFIX):])):
                 return agent_view(v)
         raise HTTPException(404, f"no figures for agent {agent_id!r} yet")

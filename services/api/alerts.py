@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import FastAPI, Header, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from services.core.kafka_security import client_kwargs
@@ -88,7 +88,7 @@ def mount_alerts(app: FastAPI, store: AlertStore, cfg: ApiSettings) -> Callable[
         return {"alerts": store.list(state)}
 
     @app.get("/v1/alerts/{alert_id}")
-    async def get_alert(alert_id: str) -> dict[str, Any]:
+    async def get_alert(alert_id: Annotated[str, Path(max_length=1024)]) -> dict[str, Any]:
         alert = store.get(alert_id)
         if alert is None:
             raise HTTPException(404, f"no alert {alert_id!r}")
@@ -96,7 +96,7 @@ def mount_alerts(app: FastAPI, store: AlertStore, cfg: ApiSettings) -> Callable[
 
     @app.post("/v1/alerts/{alert_id}/ack", status_code=202)
     async def ack_alert(
-        alert_id: str, body: AckBody | None = None,
+        alert_id: Annotated[str, Path(max_length=1024)], body: AckBody | None = None,
         authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         """Acknowledge an alert (needs `Authorization: Bearer $API_TOKEN`)."""

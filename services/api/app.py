@@ -7,7 +7,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
@@ -17,7 +18,8 @@ from services.core.merge import iso
 
 from .agents import mount_agents
 from .alerts import AlertStore, mount_alerts
-from .params import Filter
+from .guard import ApiGuard
+from .params import MAX_AHT_S, MAX_ARRIVALS_PER_HOUR, MAX_CONCURRENCY, MAX_SLOTS, Filter, Name
 from .settings import ApiSettings
 from .stream import mount_stream
 from .views import ViewStore
@@ -57,6 +59,16 @@ def create_app(
     app.state.views = views
     app.state.settings = cfg
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default answer quotes each failing `input` (a whole body, a 16 MiB one too): name
+        # where and why only.
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))[:200], "type": e.get("type")}
+            for e in exc.errors()[:20]
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
@@ -84,7 +96,10 @@ def create_app(
 
     @app.get("/v1/queues/{queue}")
     async def get_queue(
-        queue: str, tenant: Filter = None, shop_id: Filter = None, platform: Filter = None
+        queue: Annotated[str, Path(max_length=128)],
+        tenant: Filter = None,
+        shop_id: Filter = None,
+        platform: Filter = None,
     ) -> dict[str, Any]:
         selected = views.select(queue, tenant, shop_id, platform)
         if not selected:
@@ -97,7 +112,7 @@ def create_app(
 
     @app.get("/v1/staffing")
     async def staffing(
-        queue: Annotated[str, Query(max_length=128)],
+        queue: Name,
         tenant: Filter = None,
         shop_id: Filter = None,
         platform: Filter = None,
@@ -159,15 +174,20 @@ def create_app(
 
     @app.get("/v1/staffing/erlang")
     async def erlang_calculator(
-        arrivals_per_hour: Annotated[float, Query(ge=0)],
-        aht_s: Annotated[float, Query(gt=0)],
-        concurrency: Annotated[float, Query(ge=1)] = 1,
+        arrivals_per_hour: Annotated[float, Query(ge=0, le=MAX_ARRIVALS_PER_HOUR)],
+        aht_s: Annotated[float, Query(gt=0, le=MAX_AHT_S)],
+        concurrency: Annotated[float, Query(ge=1, le=MAX_CONCURRENCY)] = 1,
         sl_target: Annotated[float, Query(gt=0, lt=1)] = 0.8,
-        sl_seconds: Annotated[float, Query(ge=0)] = 20,
+        sl_seconds: Annotated[float, Query(ge=0, le=MAX_AHT_S)] = 20,
         max_occupancy: Annotated[float, Query(gt=0, le=1)] = 1,
         shrinkage: Annotated[float, Query(ge=0, lt=1)] = 0,
     ) -> dict[str, Any]:
         """The what-if calculator: the same Erlang C slot model as /v1/staffing."""
+        if arrivals_per_hour * aht_s / 3600 / max_occupancy > MAX_SLOTS:
+            raise HTTPException(
+                422, f"offered load / max_occupancy must be at most {MAX_SLOTS:,} chat slots (arrivals_per_hour × "
+                "aht_s / 3600 / max_occupancy)"
+            )
         try:
             need = erlang.required_agents(
                 arrivals_per_hour, aht_s, concurrency, sl_target, sl_seconds, max_occupancy, shrinkage
@@ -187,7 +207,12 @@ def create_app(
 
     mount_agents(app, views)  # GET /v1/agents, /v1/agents/{agent_id}
     close_alerts = mount_alerts(app, alerts, cfg)  # GET /v1/alerts, POST /v1/alerts/{id}/ack
-    hub = mount_stream(app, views, cfg.stale_after_s)
+    hub = mount_stream(app, views, cfg.stale_after_s, cfg.sse_max_clients)
     alerts.on_change = lambda alert: hub.publish_alerts([alert])  # GET /v1/stream; app.state.stream.publish_alerts(...)
     mount_wallboard(app, views)  # GET / (the wallboard page), /wallboard/*, GET /v1/thresholds
+    # Outermost: tokens and body size are settled on the headers, before any route reads the body.
+    app.add_middleware(
+        ApiGuard, write_token=cfg.token, read_token=cfg.read_token, max_body_bytes=cfg.max_body_bytes,
+        on_refused=lambda code: requests.labels("guard", str(code)).inc(),
+    )
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.core.config import KafkaSettings, StaffingSettings, env_float, env_int, env_str
+from services.core.secrets import refuse_placeholders, require_secrets
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,20 @@ class ApiSettings:
     host: str = field(default_factory=lambda: env_str("API_HOST", "127.0.0.1"))  # 0.0.0.0 in a pod
     port: int = field(default_factory=lambda: env_int("API_PORT", 8080))
     token: str = field(default_factory=lambda: env_str("API_TOKEN", ""))
+    # Optional: when set, every /v1 read (and the SSE stream) needs it, or the write token (docs/operations.md).
+    read_token: str = field(default_factory=lambda: env_str("API_READ_TOKEN", ""))
+    # Request bodies above this are refused with 413 before they are read (the API's only body is an ack).
+    max_body_bytes: int = field(default_factory=lambda: env_int("API_MAX_BODY_BYTES", 16 * 1024))
+    # Open /v1/stream connections beyond this are answered 503 (each costs a task and its payloads).
+    sse_max_clients: int = field(default_factory=lambda: env_int("API_SSE_MAX_CLIENTS", 64))
     # Views older than this are flagged stale on the wallboard and in /healthz.
     stale_after_s: float = field(default_factory=lambda: env_float("VIEW_STALE_AFTER_S", 10.0))
     staffing: StaffingSettings = field(default_factory=StaffingSettings)
+
+    def __post_init__(self) -> None:
+        refuse_placeholders({
+            "API_TOKEN": self.token, "API_READ_TOKEN": self.read_token, "AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")
+        })
+        require_secrets({"API_TOKEN": self.token, "AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")})
+        if self.max_body_bytes < 1 or self.sse_max_clients < 1:
+            raise SystemExit("API_MAX_BODY_BYTES and API_SSE_MAX_CLIENTS must be at least 1")

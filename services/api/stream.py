@@ -30,10 +30,11 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 
 from services.core.alert_rules import StaffingDefaults, signals_from_view, thresholds_for
+from services.core.buckets import is_agent_scope
 from services.core.merge import iso
 
 from .params import Filter
@@ -142,6 +143,8 @@ class StreamHub:
         """What the filters can choose from: every queue, platform and shop the store has views for."""
         queues, platforms, shops = set(), set(), set()
         for q, t, s, p in self.store.views:
+            if is_agent_scope(q):
+                continue  # an agent's own view is no queue to pick (and its id may be an e-mail address)
             queues.add(q)
             if p != ALL:
                 platforms.add(p)
@@ -230,18 +233,23 @@ class StreamHub:
             self._leave(sub)
 
 
-def mount_stream(app: FastAPI, store: ViewStore, stale_after_s: float = 10.0) -> StreamHub:
-    """Add `GET /v1/stream`; the hub (with `publish_alerts`) is also `app.state.stream`."""
+def mount_stream(app: FastAPI, store: ViewStore, stale_after_s: float = 10.0, max_clients: int = 64) -> StreamHub:
+    """Add `GET /v1/stream`; the hub (with `publish_alerts`) is also `app.state.stream`. Streams beyond
+    `max_clients` (API_SSE_MAX_CLIENTS) are answered 503: each open one costs a task and its payloads."""
     hub = StreamHub(store, stale_after_s=stale_after_s)
     router = APIRouter()
 
     @router.get(
         "/v1/stream",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "views and alerts events"}},
+        responses={200: {"content": {"text/event-stream": {}}, "description": "views and alerts events"},
+                   503: {"description": "API_SSE_MAX_CLIENTS streams are open already (Retry-After)"}},
     )
     async def stream(tenant: Filter = None, shop_id: Filter = None, platform: Filter = None) -> StreamingResponse:
         """Server-Sent Events of queue views (`views`) and alert changes (`alerts`) for the wallboard."""
+        if hub.subscribers >= max_clients:
+            raise HTTPException(503, f"at most {max_clients} open streams; try again later",
+                                headers={"Retry-After": "10"})
         return StreamingResponse(
             hub.events(tenant, shop_id, platform),
             media_type="text/event-stream",

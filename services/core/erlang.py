@@ -234,7 +234,8 @@ def _floor(q: Fraction) -> int:
 def _exact_load(arrivals_per_hour: float, aht_s: float) -> Fraction:
     load = _exact(arrivals_per_hour) * _exact(aht_s) / _SECONDS_PER_HOUR
     if load > MAX_SERVERS:
-        raise ValueError(f"offered load λ·AHT = {float(load):,.0f} Erlangs is beyond the supported {MAX_SERVERS:,}")
+        # Not float(load): a load past 1.8e308 (1e300 chats × 1e300 s) would overflow in the message itself.
+        raise ValueError(f"offered load λ·AHT is beyond the supported {MAX_SERVERS:,} Erlangs")
     return load
 
 

@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import orjson
 
+from .buckets import AGENT_PREFIX
+
 EVENT_TYPES: Final = frozenset(
     {
         "conversation.opened",
@@ -35,6 +37,15 @@ AGENT_STATUSES: Final = frozenset({"online", "busy", "away", "offline"})
 MAX_ID_LEN: Final = 128
 MAX_NAME_LEN: Final = 128
 MAX_QUEUES_PER_AGENT: Final = 64
+MAX_REASON_LEN: Final = 256
+# `amount` as sent (a string or a JSON number's text): plenty for any order, far from a poison record.
+MAX_AMOUNT_LEN: Final = 32
+MAX_AMOUNT: Final = Decimal(10) ** 15
+# Names the scorer uses itself: `*` is "all" in every roll-up key, and queues starting with the agent
+# scope prefix (services.core.buckets.AGENT_PREFIX, "@agent:") hold an agent's own figures. A sender's
+# tenant, shop, platform or queue spelled like them would merge into those figures.
+ALL_NAME: Final = "*"
+RESERVED_PREFIX: Final = AGENT_PREFIX
 # Epoch-ms bounds that catch seconds-vs-milliseconds mistakes (2001-09-09 .. 2286-11-20).
 _MIN_EPOCH_MS: Final = 1_000_000_000_000
 _MAX_EPOCH_MS: Final = 9_999_999_999_999
@@ -163,6 +174,15 @@ def _text(obj: dict[str, Any], name: str, *, required: bool, limit: int = MAX_NA
     return value
 
 
+def _not_reserved(name: str, value: str | None) -> str | None:
+    if value is not None and (value == ALL_NAME or value.startswith(RESERVED_PREFIX)):
+        raise EventError(
+            f"{name} {value[:40]!r} is a reserved name ({ALL_NAME!r} and names starting with "
+            f"{RESERVED_PREFIX!r} are the scorer's own)"
+        )
+    return value
+
+
 def _int(obj: dict[str, Any], name: str, *, required: bool, low: int, high: int) -> int | None:
     value = obj.get(name)
     if value is None:
@@ -187,12 +207,14 @@ def _amount(obj: dict[str, Any]) -> str:
     value = obj.get("amount")
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise EventError("amount is required for order.placed as a decimal number or string")
+    if len(str(value)) > MAX_AMOUNT_LEN:
+        raise EventError(f"amount must be at most {MAX_AMOUNT_LEN} characters, got {len(str(value))}")
     try:
         dec = Decimal(str(value))
     except InvalidOperation:
         raise EventError(f"amount {str(value)[:40]!r} is not a decimal number") from None
-    if not dec.is_finite() or dec < 0:
-        raise EventError("amount must be a finite, non-negative decimal")
+    if not dec.is_finite() or dec < 0 or dec >= MAX_AMOUNT:
+        raise EventError(f"amount must be a finite, non-negative decimal below {MAX_AMOUNT:,}")
     return str(dec)
 
 
@@ -206,7 +228,7 @@ def _queues(obj: dict[str, Any]) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str) or not 1 <= len(item) <= MAX_NAME_LEN or not item.isprintable():
             raise EventError("queues must hold queue names (1..128 printable characters)")
-        out.append(item)
+        out.append(_not_reserved("queues[]", item) or item)
     return tuple(dict.fromkeys(out))
 
 
@@ -247,7 +269,7 @@ def parse_event(obj: object) -> ChatEvent:
     elif etype == "conversation.transferred":
         fields["to_queue"] = _text(obj, "to_queue", required=True)
         fields["to_agent_id"] = _text(obj, "to_agent_id", required=False, limit=MAX_ID_LEN)
-        fields["reason"] = _text(obj, "reason", required=False, limit=256)
+        fields["reason"] = _text(obj, "reason", required=False, limit=MAX_REASON_LEN)
     elif etype == "conversation.closed":
         fields["reason"] = _choice(obj, "reason", CLOSE_REASONS, required=True)
     elif etype == "csat.rated":
@@ -263,6 +285,9 @@ def parse_event(obj: object) -> ChatEvent:
         fields["status"] = _choice(obj, "status", AGENT_STATUSES, required=True)
         fields["capacity"] = _int(obj, "capacity", required=True, low=1, high=1000)
         fields["queues"] = _queues(obj)
+    for name, value in (("tenant", tenant), ("shop_id", shop_id), ("platform", platform),
+                        ("queue", fields["queue"]), ("to_queue", fields.get("to_queue"))):
+        _not_reserved(name, value)
     return ChatEvent(
         event_id=event_id, type=etype, ts_ms=ts_ms, tenant=tenant, shop_id=shop_id, platform=platform,
         **fields,

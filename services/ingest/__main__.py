@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 from prometheus_client import disable_created_metrics
 
+from services.core.httpserver import HttpServerSettings
 from services.core.logs import setup_logging
 
 from .app import create_app
@@ -22,6 +23,8 @@ def main() -> None:
         log_config=None,  # keep our JSON logging
         access_log=False,  # quiet at INFO: no line per request
         server_header=False,
+        # Header deadline, keep-alive, head size and a concurrency cap (INGEST_HEADER_TIMEOUT_S, ... in .env.example).
+        **HttpServerSettings.from_env("INGEST").uvicorn_kwargs(),
     )
 
 

@@ -35,11 +35,15 @@ def _json(status: int, body: object, headers: dict[str, str] | None = None) -> R
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def _unauthorized(settings: IngestSettings, header: str | None) -> Outcome | None:
-    """None if the caller may post; else the answer (401, or 503 when no token is configured)."""
+ALL_TENANTS = ""  # what `_caller` returns for INGEST_TOKEN (or no token needed): any tenant may be posted
+
+
+def _caller(settings: IngestSettings, header: str | None) -> str | Outcome:
+    """The tenant the caller may post for (ALL_TENANTS for INGEST_TOKEN), or the refusal (401, or 503
+    when no token is configured)."""
     mode = settings.auth_mode
     if mode == "open":
-        return None
+        return ALL_TENANTS
     if mode == "unconfigured":
         return Outcome(
             503,
@@ -47,15 +51,23 @@ def _unauthorized(settings: IngestSettings, header: str | None) -> Outcome | Non
             {"Retry-After": "30"},
         )
     scheme, _, presented = (header or "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), settings.token.encode()):
-        return None
+    given = presented.strip().encode() if scheme.lower() == "bearer" else b""
+    # Every token is compared (no early exit), so the time taken says nothing about which one matched.
+    found: str | None = None
+    if settings.token and hmac.compare_digest(given, settings.token.encode()):
+        found = ALL_TENANTS
+    for tenant, token in settings.tokens.items():
+        if hmac.compare_digest(given, token.encode()) and found is None:
+            found = tenant
+    if given and found is not None:
+        return found
     return Outcome(401, {"detail": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
 
 
 def _log_auth_mode(settings: IngestSettings) -> None:
     mode = settings.auth_mode
     if mode == "unconfigured":
-        log.error("INGEST_TOKEN is not set: POST /v1/events refuses all traffic with 503")
+        log.error("INGEST_TOKEN is not set (nor INGEST_TOKENS): POST /v1/events refuses all traffic with 503")
     elif mode == "open":
         log.warning("INGEST_ALLOW_UNAUTHENTICATED=true: POST /v1/events accepts requests without a token")
 
@@ -100,10 +112,10 @@ def create_app(
     app.state.webhooks = webhooks
 
     async def handle(request: Request) -> Outcome:
-        denied = _unauthorized(settings, request.headers.get("authorization"))
-        if denied is not None:
-            metrics.reject("unauthorized" if denied.status == 401 else "token_not_configured")
-            return denied
+        caller = _caller(settings, request.headers.get("authorization"))
+        if isinstance(caller, Outcome):
+            metrics.reject("unauthorized" if caller.status == 401 else "token_not_configured")
+            return caller
         atomic_raw = request.query_params.get("atomic", "").strip().lower()
         if atomic_raw not in _TRUE | _FALSE:
             return ingestor.refuse(BodyError(400, "bad_request", "atomic must be true or false"))
@@ -113,7 +125,8 @@ def create_app(
         except BodyError as err:
             return ingestor.refuse(err)
         return await ingestor.ingest(
-            raw, ndjson=is_ndjson(request.headers.get("content-type")), atomic=atomic_raw in _TRUE
+            raw, ndjson=is_ndjson(request.headers.get("content-type")), atomic=atomic_raw in _TRUE,
+            tenant=caller or None,
         )
 
     async def answer(what: str, run: Callable[[], Awaitable[Outcome]]) -> tuple[str, Response]:

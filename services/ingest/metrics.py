@@ -2,7 +2,9 @@
 
 Units: `floorwatch_ingest_events_total` and the per-event reasons of
 `floorwatch_ingest_rejected_total` (invalid_json / too_deep for an NDJSON line, not_object,
-bad_field, unknown_type, ts_future, ts_past, kafka_unavailable, atomic_batch, limit_*) count events; the
+bad_field, unknown_type, ts_future, ts_past, wrong_tenant (an INGEST_TOKENS token posting another
+tenant's event), too_large (a record Kafka refuses as too large), kafka_unavailable, atomic_batch,
+limit_* (services/core/limits.py)) count events; the
 request-level reasons (unauthorized, token_not_configured, body_too_large, batch_too_large,
 bad_request, invalid_json / too_deep / not_object for a whole body, and for webhooks
 unknown_platform, secret_not_configured, bad_signature, stale_signature, bad_payload) count
@@ -42,6 +44,8 @@ REJECT_REASONS = (
     "bad_signature",
     "stale_signature",
     "bad_payload",
+    "wrong_tenant",
+    "too_large",
     # Per-tenant name limits (services/core/limits.py): events whose new names would pass them.
     "limit_tenants",
     "limit_queues",

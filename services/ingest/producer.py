@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_lz4
+from aiokafka.errors import MessageSizeTooLargeError, OutOfOrderSequenceNumber
 
 from services.core.kafka_security import client_kwargs
 
@@ -32,6 +33,20 @@ class ProduceError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.acked = acked
+
+
+class RecordsTooLarge(ProduceError):
+    """Every record was acknowledged except `refused`: records Kafka will never take (too large for
+    the producer's max_request_size or the broker's message.max.bytes). Their events are refused one
+    by one (422); retrying them would fail for ever, so they must never turn the batch into a 503."""
+
+    def __init__(self, refused: dict[int, str], acked: frozenset[int]) -> None:
+        super().__init__(f"{len(refused)} records too large for Kafka", acked)
+        self.refused = refused
+
+
+def _too_large(err: BaseException | None) -> bool:
+    return isinstance(err, MessageSizeTooLargeError)
 
 
 class EventProducer(Protocol):
@@ -145,6 +160,7 @@ class KafkaEventProducer:
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
         self._log_filter = _QuietWhileConnecting(self)
+        self._renewing = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
@@ -213,12 +229,20 @@ class KafkaEventProducer:
         if not records:
             return
         futures: list[asyncio.Future[Any]] = []
+        client_refused: set[int] = set()  # larger than max_request_size: never sent
         deadline = time.monotonic() + timeout_s
         try:
             async with asyncio.timeout(timeout_s):
                 # Queue every record first (no round trip per record), then wait for all acks.
                 for key, value in records:
-                    futures.append(await producer.send(self.topic, value=value, key=key))
+                    try:
+                        futures.append(await producer.send(self.topic, value=value, key=key))
+                    except MessageSizeTooLargeError as exc:
+                        # This record only: a failed future in its place, the batch goes on.
+                        client_refused.add(len(futures))
+                        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                        refused.set_exception(exc)
+                        futures.append(refused)
         except TimeoutError:
             reason = f"Kafka did not take the batch within {timeout_s:g} s"
             if producer.client.cluster.partitions_for_topic(self.topic) is None:
@@ -230,10 +254,63 @@ class KafkaEventProducer:
         _done, pending = await asyncio.wait(futures, timeout=remaining)
         if pending:
             raise self._failed(futures, f"Kafka did not acknowledge the batch within {timeout_s:g} s")
-        errors = [err for f in futures if (err := _error_of(f)) is not None]
+        errors = [err for f in futures if (err := _error_of(f)) is not None and not _too_large(err)]
         if errors:
+            if self._broken(producer, errors):
+                await self._renew(producer)  # this batch is a 503; the next one gets a working producer
             reason = f"Kafka failed {len(errors)} of {len(records)} records: {errors[0]!r}"
             raise self._failed(futures, reason)
+        # The broker judges a whole record batch (message.max.bytes): small records that shared a partition's
+        # batch with a large one were refused with it. And an idempotent producer whose batch was refused has
+        # given those sequence numbers away: its next batch to that partition would be refused as out of order
+        # and stop its sender for good (every later event a 503, seen against a real broker). So: a new
+        # producer, then each refused record sent again on its own, one at a time (each a batch alone); only
+        # those still refused alone are too large.
+        again = [i for i, f in enumerate(futures) if _too_large(_error_of(f)) and i not in client_refused]
+        if again:
+            producer = await self._renew(producer)
+        for i in again:
+            key, value = records[i]
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                    futures[i] = await producer.send(self.topic, value=value, key=key)
+                    await asyncio.wait([futures[i]])
+            except TimeoutError:
+                raise self._failed(futures, f"Kafka did not acknowledge the batch within {timeout_s:g} s") from None
+            except Exception as exc:
+                raise self._failed(futures, f"Kafka refused a record sent again alone: {exc!r}") from None
+            if _too_large(err := _error_of(futures[i])):
+                producer = await self._renew(producer)  # its sequence moved on again: start afresh once more
+            elif err is not None:
+                raise self._failed(futures, f"Kafka failed a record sent again alone: {err!r}")
+        too_large = {
+            i: f"the event is {len(records[i][1])} bytes as a Kafka record, more than Kafka accepts"
+            for i, f in enumerate(futures) if _too_large(_error_of(f))
+        }
+        if too_large:
+            raise RecordsTooLarge(too_large, self._failed(futures, "").acked)
+
+    @staticmethod
+    def _broken(producer: AIOKafkaProducer, errors: Sequence[BaseException]) -> bool:
+        """Has this producer stopped for good? aiokafka ends its sender on OutOfOrderSequenceNumber."""
+        sender_task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+        dead = sender_task is not None and sender_task.done()
+        return dead or any(isinstance(e, OutOfOrderSequenceNumber) for e in errors)
+
+    async def _renew(self, broken: AIOKafkaProducer) -> AIOKafkaProducer:
+        """Replace `broken` with a new, started producer (a new producer id: sequences start afresh); other
+        requests that still hold `broken` finish or fail with it. Concurrent callers share one replacement."""
+        async with self._renewing:
+            if self._producer is not broken and self._producer is not None:
+                return self._producer
+            fresh = AIOKafkaProducer(**self._options)
+            back_off_failed_metadata(fresh.client)
+            await fresh.start()
+            self._producer = fresh
+            log.warning("kafka producer replaced", extra={"bootstrap": self.bootstrap, "topic": self.topic})
+        with contextlib.suppress(Exception):
+            await broken.stop()
+        return fresh
 
     @staticmethod
     def _failed(futures: list[asyncio.Future[Any]], reason: str) -> ProduceError:

@@ -19,7 +19,7 @@ from services.core.limits import NameBudget
 from .body import BodyError, RawItem, split_body
 from .dedupe import RecentIds
 from .metrics import IngestMetrics
-from .producer import EventProducer, ProduceError
+from .producer import EventProducer, ProduceError, RecordsTooLarge
 from .settings import IngestSettings
 from .validate import Rejected, TimePolicy, validate
 
@@ -57,19 +57,20 @@ class Ingestor:
         self.metrics.reject(err.code)
         return Outcome(err.status, {"detail": err.reason, "errors": [], "accepted": 0, "duplicates": 0})
 
-    async def ingest(self, raw: bytes, *, ndjson: bool, atomic: bool) -> Outcome:
+    async def ingest(self, raw: bytes, *, ndjson: bool, atomic: bool, tenant: str | None = None) -> Outcome:
         try:
             items = split_body(
                 raw, ndjson=ndjson, max_batch=self.settings.max_batch, max_depth=self.settings.max_json_depth
             )
         except BodyError as err:
             return self.refuse(err)
-        return await self.ingest_items(items, atomic=atomic)
+        return await self.ingest_items(items, atomic=atomic, tenant=tenant)
 
-    async def ingest_items(self, items: list[RawItem], *, atomic: bool) -> Outcome:
-        """Validate, dedupe and produce decoded events (the webhook adapters' output goes here too)."""
+    async def ingest_items(self, items: list[RawItem], *, atomic: bool, tenant: str | None = None) -> Outcome:
+        """Validate, dedupe and produce decoded events (the webhook adapters' output goes here too).
+        `tenant`: the only tenant the caller's token may post for (None: any)."""
         now_ms = int(self._wall_clock() * 1000)
-        valid, rejected = validate(items, self.policy, now_ms)
+        valid, rejected = validate(items, self.policy, now_ms, tenant=tenant)
         valid, rejected = self._within_limits(valid, rejected, len(items), now_ms)
         for bad in rejected:
             self.metrics.rejected.labels(bad.code).inc()
@@ -82,10 +83,17 @@ class Ingestor:
             self.metrics.events.labels("rejected").inc(len(fresh))
             return self._invalid(rejected, len(items), 0, duplicates, atomic=True)
 
-        accepted, failure = await self._produce(fresh)
+        accepted, failure, too_large = await self._produce(fresh)
         self.metrics.events.labels("accepted").inc(accepted)
+        if too_large:
+            # Refused for good, one by one: a retry would fail the same way, so never a 503 for these.
+            for i, reason in too_large.items():
+                rejected.append(Rejected(-1, fresh[i].event_id, "too_large", reason))
+                self.metrics.rejected.labels("too_large").inc()
+            self.metrics.events.labels("rejected").inc(len(too_large))
+            rejected = self._indexed(rejected, items)
         if failure is not None:
-            unsent = len(fresh) - accepted
+            unsent = len(fresh) - accepted - len(too_large)
             self.metrics.reject("kafka_unavailable", unsent)
             self.metrics.events.labels("rejected").inc(unsent)
             body: dict[str, Any] = {
@@ -134,25 +142,49 @@ class Ingestor:
             fresh.append(event)
         return fresh, len(events) - len(fresh)
 
-    async def _produce(self, events: list[ChatEvent]) -> tuple[int, str | None]:
-        """Send and wait for every ack; returns (acknowledged count, failure reason or None)."""
+    async def _produce(self, events: list[ChatEvent]) -> tuple[int, str | None, dict[int, str]]:
+        """Send and wait for every ack; returns (acknowledged count, failure reason or None, and the
+        positions of events Kafka refused as too large with why)."""
         if not events:
-            return 0, None
+            return 0, None, {}
         if not self.producer.connected:
             self._warn_kafka("not connected to Kafka yet", len(events))
-            return 0, "not connected to Kafka yet"
+            return 0, "not connected to Kafka yet", {}
         records = [(event.key.encode(), event.to_json()) for event in events]
         started = time.perf_counter()
         try:
             await self.producer.send_batch(records, self.settings.send_timeout_s)
+        except RecordsTooLarge as err:
+            self.metrics.kafka_send_seconds.observe(time.perf_counter() - started)
+            self.seen.add(events[i].event_id for i in sorted(err.acked))
+            return len(err.acked), None, err.refused
         except ProduceError as err:
             self.metrics.kafka_send_seconds.observe(time.perf_counter() - started)
             self.seen.add(events[i].event_id for i in sorted(err.acked))
             self._warn_kafka(err.reason, len(events) - len(err.acked))
-            return len(err.acked), err.reason
+            return len(err.acked), err.reason, {}
         self.metrics.kafka_send_seconds.observe(time.perf_counter() - started)
         self.seen.add(event.event_id for event in events)
-        return len(events), None
+        return len(events), None, {}
+
+    @staticmethod
+    def _indexed(rejected: list[Rejected], items: list[RawItem]) -> list[Rejected]:
+        """Rejections refused by Kafka carry index -1; give them their event's position in the request."""
+        if all(r.index >= 0 for r in rejected):
+            return rejected
+        position: dict[str, tuple[int, int | None]] = {}
+        for item in items:
+            value = item.value
+            if isinstance(value, dict) and isinstance(value.get("event_id"), str):
+                position.setdefault(value["event_id"], (item.index, item.line))
+        out = []
+        for r in rejected:
+            if r.index < 0:
+                index, line = position.get(r.event_id or "", (-1, None))
+                r = Rejected(index, r.event_id, r.code, r.reason, line)
+            out.append(r)
+        out.sort(key=lambda r: r.index)
+        return out
 
     def _warn_kafka(self, reason: str, unsent: int) -> None:
         now = time.monotonic()

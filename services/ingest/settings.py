@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from services.core.config import KafkaSettings, Topics, env_float, env_int, env_str
 from services.core.limits import TenantLimits
+from services.core.secrets import refuse_placeholders, require_secrets
 
 from .adapters.common import AdapterConfig
 
@@ -29,12 +30,33 @@ def env_bool(name: str, default: bool) -> bool:
     raise SystemExit(f"{name}={raw!r} must be true or false")
 
 
+def parse_tenant_tokens(raw: str) -> dict[str, str]:
+    """`acme=tok1,globex=tok2` → {"acme": "tok1", "globex": "tok2"}; a malformed entry stops the start."""
+    out: dict[str, str] = {}
+    for entry in raw.split(","):
+        if not entry.strip():
+            continue
+        tenant, sep, token = entry.partition("=")
+        tenant, token = tenant.strip(), token.strip()
+        if not sep or not tenant or not token:
+            raise SystemExit("INGEST_TOKENS must be tenant=token pairs separated by commas")
+        if tenant in out:
+            raise SystemExit(f"INGEST_TOKENS names tenant {tenant!r} twice")
+        out[tenant] = token
+    if len(set(out.values())) != len(out):
+        raise SystemExit("INGEST_TOKENS gives two tenants the same token: each tenant needs its own")
+    return out
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     host: str = field(default_factory=lambda: env_str("INGEST_HOST", "127.0.0.1"))
     port: int = field(default_factory=lambda: env_int("INGEST_PORT", 8081))
     # Bearer token for POST /v1/events. Empty: refuse all traffic unless allow_unauthenticated.
     token: str = field(default_factory=lambda: env_str("INGEST_TOKEN", ""))
+    # Per-tenant tokens, `tenant=token` pairs separated by commas: a sender holding one may post events of
+    # its tenant only. INGEST_TOKEN, when set too, stays a token for every tenant (the single-tenant default).
+    tokens: dict[str, str] = field(default_factory=lambda: parse_tenant_tokens(env_str("INGEST_TOKENS", "")))
     allow_unauthenticated: bool = field(default_factory=lambda: env_bool("INGEST_ALLOW_UNAUTHENTICATED", False))
     max_body_bytes: int = field(default_factory=lambda: env_int("INGEST_MAX_BODY_BYTES", 5 * MIB))
     max_batch: int = field(default_factory=lambda: env_int("INGEST_MAX_BATCH", 5000))
@@ -69,6 +91,14 @@ class IngestSettings:
     adapters: AdapterConfig = field(default_factory=AdapterConfig.from_env)
 
     def __post_init__(self) -> None:
+        refuse_placeholders({
+            "INGEST_TOKEN": self.token,
+            **{f"INGEST_TOKENS[{tenant}]": token for tenant, token in self.tokens.items()},
+            "CHATWOOT_WEBHOOK_SECRET": self.chatwoot_webhook_secret,
+            "LIVECHAT_SECRET_KEY": self.livechat_secret_key,
+            "SUNSHINE_API_KEY": self.sunshine_api_key,
+        })
+        require_secrets({"INGEST_TOKEN or INGEST_TOKENS": self.token + "".join(self.tokens.values())})
         for name in ("max_body_bytes", "max_batch", "dedupe_size", "kafka_max_batch_bytes", "max_json_depth"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"ingest setting {name} must be at least 1")
@@ -82,6 +112,6 @@ class IngestSettings:
     @property
     def auth_mode(self) -> str:
         """`token`, `open` (explicitly unauthenticated) or `unconfigured` (refuse everything)."""
-        if self.token:
+        if self.token or self.tokens:
             return "token"
         return "open" if self.allow_unauthenticated else "unconfigured"

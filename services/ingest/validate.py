@@ -20,7 +20,8 @@ from .body import RawItem
 class Rejected:
     index: int
     event_id: str | None
-    code: str  # stable metric label: invalid_json, too_deep, not_object, unknown_type, bad_field, ts_future, ts_past
+    code: str  # stable metric label: invalid_json, too_deep, not_object, unknown_type, bad_field, ts_future, ts_past,
+    # wrong_tenant, too_large
     reason: str
     line: int | None = None
 
@@ -75,7 +76,10 @@ def _echo_id(value: Any) -> str | None:
     return None
 
 
-def validate(items: list[RawItem], policy: TimePolicy, now_ms: int) -> tuple[list[ChatEvent], list[Rejected]]:
+def validate(
+    items: list[RawItem], policy: TimePolicy, now_ms: int, *, tenant: str | None = None
+) -> tuple[list[ChatEvent], list[Rejected]]:
+    """`tenant`: the tenant the caller's token is for (INGEST_TOKENS); an event of another is refused."""
     valid: list[ChatEvent] = []
     rejected: list[Rejected] = []
     for item in items:
@@ -93,6 +97,10 @@ def validate(items: list[RawItem], policy: TimePolicy, now_ms: int) -> tuple[lis
             etype = value.get("type")
             code = "bad_field" if isinstance(etype, str) and etype in EVENT_TYPES else "unknown_type"
             rejected.append(Rejected(item.index, _echo_id(value), code, str(exc), item.line))
+            continue
+        if tenant is not None and event.tenant != tenant:
+            reason = f"tenant {event.tenant[:40]!r} is not the tenant of this token ({tenant!r})"
+            rejected.append(Rejected(item.index, event.event_id, "wrong_tenant", reason, item.line))
             continue
         verdict = policy.check(event.ts_ms, now_ms)
         if verdict is not None:

@@ -63,6 +63,13 @@ def build_app(settings: ScorerSettings) -> faust.App:
         web_host="127.0.0.1",
         web_port=settings.metrics_port,
         web_in_thread=False,
+        # Only our /metrics and /healthz: Faust's own pages would serve raw table state (/table/{t}/{key}/),
+        # routing, stats and the graph to anyone reaching the port (issue 16).
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         broker_commit_interval=1.0,
         processing_guarantee=settings.processing_guarantee,
         broker_session_timeout=settings.session_timeout_s,

@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from services.core.buckets import AGENT_PREFIX, is_agent_scope
+from services.core.privacy import shown_agent_id
 
 LABELS: Final = ["queue", "tenant", "shop", "platform"]
 
@@ -240,7 +241,8 @@ def view_samples(views: list[dict[str, Any]]) -> Iterator[Sample]:
     for v in views:
         s = v["scope"]
         if is_agent_scope(v["queue"]):
-            yield from _agent_samples(v, (v["queue"][len(AGENT_PREFIX):], s["tenant"], s["shop_id"], s["platform"]))
+            agent = shown_agent_id(v["queue"][len(AGENT_PREFIX):])  # never a login address as a label
+            yield from _agent_samples(v, (agent, s["tenant"], s["shop_id"], s["platform"]))
             continue
         base = (v["queue"], s["tenant"], s["shop_id"], s["platform"])
         live = v["live"]

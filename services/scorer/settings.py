@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.core.config import KafkaSettings, env_float, env_int, env_str
+from services.core.secrets import refuse_placeholders, require_secrets
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class ScorerSettings:
     )
 
     def __post_init__(self) -> None:
+        refuse_placeholders({"AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")})
+        require_secrets({"AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")})
         if self.processing_guarantee not in ("at_least_once", "exactly_once"):
             raise SystemExit("SCORER_PROCESSING_GUARANTEE must be at_least_once or exactly_once")
         if self.clock not in ("wall", "event"):

@@ -13,6 +13,7 @@ that select; secrets by the documented names.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -43,16 +44,41 @@ CRD_SCHEMAS = {
 # ------------------------------------------------------------------------------------------ rendering
 
 
-def load_base() -> list[dict[str, Any]]:
-    """What `kustomize build` makes of the base, for the transformers the base uses."""
-    kust = yaml.safe_load((BASE / "kustomization.yaml").read_text(encoding="utf-8"))
-    known = {"apiVersion", "kind", "namespace", "labels", "resources", "images"}
+def generated_base(target: Path) -> Path:
+    """A copy of the base with its git-ignored secrets generated (what `make k8s-secrets` does)."""
+    from deploy.local.k8s_secrets import generate
+
+    shutil.copytree(BASE, target, ignore=shutil.ignore_patterns("secrets"))
+    generate(target)
+    return target
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value
+    return out
+
+
+def load_base(base: Path) -> list[dict[str, Any]]:
+    """What `kustomize build` makes of the base, for the transformers and generators the base uses."""
+    kust = yaml.safe_load((base / "kustomization.yaml").read_text(encoding="utf-8"))
+    known = {"apiVersion", "kind", "namespace", "labels", "resources", "images", "secretGenerator", "generatorOptions"}
     assert set(kust) <= known, f"the plain loader does not know {set(kust) - known}: extend it"
+    assert kust.get("generatorOptions") == {"disableNameSuffixHash": True}, "the loader names Secrets without a hash"
     docs: list[dict[str, Any]] = []
     for res in kust["resources"]:
-        for doc in yaml.safe_load_all((BASE / res).read_text(encoding="utf-8")):
+        for doc in yaml.safe_load_all((base / res).read_text(encoding="utf-8")):
             if doc:
                 docs.append(json.loads(json.dumps(doc)))  # YAML anchors share objects: unshare them
+    for gen in kust.get("secretGenerator", []):
+        data: dict[str, str] = {}
+        for env in gen["envs"]:
+            data.update({k: base64.b64encode(v.encode()).decode() for k, v in read_env_file(base / env).items()})
+        docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": gen["name"]}, "type": "Opaque",
+                     "data": data})
     images = {i["name"]: i for i in kust.get("images", [])}
     for doc in docs:
         if doc["kind"] != "Namespace":
@@ -74,19 +100,24 @@ def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def docs() -> list[dict[str, Any]]:
-    return load_base()
+def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generated_base(tmp_path_factory.mktemp("k8s") / "base")
+
+
+@pytest.fixture(scope="module")
+def docs(base_dir: Path) -> list[dict[str, Any]]:
+    return load_base(base_dir)
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
 
-def test_plain_loader_agrees_with_kubectl_kustomize(docs: list[dict[str, Any]]) -> None:
+def test_plain_loader_agrees_with_kubectl_kustomize(docs: list[dict[str, Any]], base_dir: Path) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not installed: the plain loader is the only rendering")
-    out = subprocess.run([kubectl, "kustomize", str(BASE)], check=True, capture_output=True, text=True,
+    out = subprocess.run([kubectl, "kustomize", str(base_dir)], check=True, capture_output=True, text=True,
                          env={**os.environ, "KUBECONFIG": os.devnull}).stdout
     rendered = [d for d in yaml.safe_load_all(out) if d]
 
@@ -201,10 +232,18 @@ def test_ingest_and_api_deployments(docs: list[dict[str, Any]]) -> None:
 
 
 def assert_env_sources(docs: list[dict[str, Any]], container: dict[str, Any], name: str) -> None:
+    """The shared ConfigMap, and the workload's own Secret only (never another workload's)."""
+    from deploy.local.k8s_secrets import secret_name
+
+    workload = name.removeprefix("floorwatch-")
     refs = container["envFrom"]
     assert {"configMapRef": {"name": "floorwatch-config"}} in refs, name
-    assert {"secretRef": {"name": "floorwatch-secrets"}} in refs, name
-    assert "floorwatch-secrets" in by_kind(docs, "Secret")
+    secrets = [r["secretRef"]["name"] for r in refs if "secretRef" in r]
+    assert secrets == [secret_name(workload)], name
+    assert secret_name(workload) in by_kind(docs, "Secret")
+    # The one key read from elsewhere: the workload's own Kafka password, from its KafkaUser's Secret.
+    key_refs = [e["valueFrom"]["secretKeyRef"] for e in container.get("env", []) if "secretKeyRef" in str(e)]
+    assert key_refs == [{"name": f"floorwatch-{workload}", "key": "password"}], name
 
 
 def test_scorer_statefulset(docs: list[dict[str, Any]]) -> None:
@@ -264,13 +303,44 @@ def test_selectors_select_and_ports_exist(docs: list[dict[str, Any]]) -> None:
         assert tpl["metadata"]["labels"][mon["spec"]["jobLabel"]] == "scorer"
 
 
-def test_secret_holds_exactly_the_documented_secrets(docs: list[dict[str, Any]]) -> None:
-    from deploy.local.stack import SECRET_NAMES
+def test_no_secret_and_no_placeholder_in_the_base() -> None:
+    """A plain `kubectl apply -k` once ran with `replace-me` tokens from a Secret in git (issue 16)."""
+    for path in sorted(BASE.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        assert "replace-me" not in text, path.name
+        for doc in yaml.safe_load_all(text):
+            assert not (doc and doc.get("kind") == "Secret"), f"{path.name}: a Secret in the base"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(BASE / "secrets" / "api.env")], cwd=REPO, check=False)
+    assert ignored.returncode == 0, "generated secrets must be git-ignored"
 
-    secret = by_kind(docs, "Secret")["floorwatch-secrets"]
-    assert set(secret["stringData"]) == set(SECRET_NAMES)
-    assert set(secret["stringData"].values()) == {"replace-me"}, "only placeholders in git"
-    assert not set(config(docs)) & set(SECRET_NAMES), "secrets belong in the Secret, not the ConfigMap"
+
+def test_each_workload_gets_only_its_own_secrets(docs: list[dict[str, Any]]) -> None:
+    from deploy.local.k8s_secrets import WORKLOAD_SECRETS, secret_name
+    from deploy.local.stack import SECRET_NAMES
+    from services.core.secrets import is_placeholder
+
+    secrets = by_kind(docs, "Secret")
+    assert set(secrets) == {secret_name(w) for w in WORKLOAD_SECRETS}
+    for workload, keys in WORKLOAD_SECRETS.items():
+        data = {k: base64.b64decode(v).decode() for k, v in secrets[secret_name(workload)]["data"].items()}
+        assert set(data) == set(keys), workload
+        for key, random in keys.items():
+            assert (len(data[key]) >= 32 and not is_placeholder(data[key])) if random else data[key] == "", key
+    salt = secrets[secret_name("api")]["data"]["AGENT_ID_SALT"]
+    assert secrets[secret_name("scorer")]["data"] == {"AGENT_ID_SALT": salt}, "one salt: the same agent names"
+    names = {k for keys in WORKLOAD_SECRETS.values() for k in keys}
+    assert set(SECRET_NAMES) <= names, "every secret the local stack generates has a home in Kubernetes"
+    assert not set(config(docs)) & names, "secrets belong in the Secrets, not the ConfigMap"
+
+
+def test_make_k8s_secrets_never_overwrites(tmp_path: Path) -> None:
+    from deploy.local.k8s_secrets import generate
+
+    base = generated_base(tmp_path / "base")
+    before = {p.name: p.read_text() for p in (base / "secrets").iterdir()}
+    assert generate(base) == []
+    assert {p.name: p.read_text() for p in (base / "secrets").iterdir()} == before
+    assert all((p.stat().st_mode & 0o777) == 0o600 for p in (base / "secrets").iterdir())
 
 
 # ------------------------------------------------------------------------------------------ Kafka security

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.core.alert_rules import thresholds_for
+from services.core.buckets import is_agent_scope
 
 from ..views import ViewStore
 
@@ -45,7 +46,8 @@ def mount_wallboard(app: FastAPI, store: ViewStore) -> None:
         """Alert thresholds per queue (the requested ones, else every queue with a view), as the
         alert engine applies them: `{"queues": {queue: {"oldest_wait": {...}, "sla_breach": {...},
         "peak_load": {...}, "staffing_gap": {...}}}}` (ALERT_RULES_FILE, or the defaults)."""
-        names = sorted(set(queue)) if queue else sorted({key[0] for key in store.views})
+        # Agents' own views are no queues (and their ids may be e-mail addresses).
+        names = sorted(set(queue)) if queue else sorted({key[0] for key in store.views if not is_agent_scope(key[0])})
         try:
             return {"queues": {name: thresholds_for(name).to_json() for name in names}}
         except ValueError as exc:  # a bad ALERT_RULES_FILE: say so rather than colour by a guess
