@@ -16,7 +16,7 @@ from services.core.config import STAFFING_MAX_OCCUPANCY, STAFFING_SL_SECONDS, ST
 from services.core.merge import iso
 
 from .agents import mount_agents
-from .alerts import AlertStore, mount_alerts
+from .alerts import AlertStore, CurrentValues, mount_alerts
 from .params import Filter
 from .settings import ApiSettings
 from .stream import mount_stream
@@ -189,5 +189,6 @@ def create_app(
     close_alerts = mount_alerts(app, alerts, cfg)  # GET /v1/alerts, POST /v1/alerts/{id}/ack
     hub = mount_stream(app, views, cfg.stale_after_s)
     alerts.on_change = lambda alert: hub.publish_alerts([alert])  # GET /v1/stream; app.state.stream.publish_alerts(...)
+    alerts.current = CurrentValues(views)  # firing alerts' current_value, from the views this API holds
     mount_wallboard(app, views)  # GET / (the wallboard page), /wallboard/*, GET /v1/thresholds
     return app
