@@ -31,6 +31,7 @@ import pytest
 import uvicorn
 from playwright.async_api import Locator, Page, async_playwright
 
+from services.api.alerts import AlertStore
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
@@ -395,8 +396,10 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(store: ViewStore, routes: Any = None) -> AsyncIterator[tuple[str, Any]]:
-    app = create_app(ApiSettings(), store=store)
+async def serve(
+    store: ViewStore, routes: Any = None, alert_store: AlertStore | None = None
+) -> AsyncIterator[tuple[str, Any]]:
+    app = create_app(ApiSettings(), store=store, alert_store=alert_store)
     if routes is not None:
         routes(app)
     port = free_port()
