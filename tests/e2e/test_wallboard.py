@@ -5,10 +5,17 @@
    the data's age, the language switch, the alert banner rule, and go grey when its connection is
    cut (a TCP relay between browser and API, closed and then reopened: it must reconnect by itself).
 2. On the API app served in-process over a hand-filled view store: "no data" is "—", data whose
-   `as_of` is old greys the board while the stream is up, and alerts published through the stream
-   hook appear in the banner and go when resolved.
+   `as_of` is old greys the board while the stream is up, and an alert mirrored by the API's alert
+   store appears in the summary at once (through the stream) with its current value, and goes when
+   resolved.
+3. On the real stack, a big floor at peak through ingest: 40 active queues, 30 firing alerts and 3
+   quiet queues, looked at on a saved board (`?group=`) at 1920×1080 and 3840×2160 as a person would:
+   the pages turn by themselves, no page scrolls or has anything off screen, type is never below
+   docs/wallboard.md's minimum, every active queue is on some page, the most urgent first, the quiet
+   ones in one line, the alert summary counts as the API does and shows each alert's value now.
 
-A screenshot of the live board goes to test-artifacts/wallboard.png.
+Screenshots: test-artifacts/wallboard.png (the live board) and wallboard-<w>x<h>-page<n>.png (the big
+floor, every page at both sizes).
 """
 
 from __future__ import annotations
@@ -430,21 +437,19 @@ async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
     store = ViewStore("unused:9092", "unused")
     store.views[("presales", "*", "*", "*")] = hand_view("presales", now, age_s=0)
     store.caught_up.set()
-    firing: list[dict[str, Any]] = []
-
-    def alerts_route(app: Any) -> None:
-        @app.get("/v1/alerts")
-        async def alerts(state: str = "all") -> dict[str, Any]:
-            return {"alerts": list(firing)}
+    # Alerts as the API mirrors them from the alerts topic: a change goes to GET /v1/alerts and, once
+    # the mirror has caught up, to every stream (AlertStore.on_change → publish_alerts).
+    alert_store = AlertStore("unused:9092", "unused")
+    alert_store.caught_up.set()
 
     alert = {
         "id": "oldest_wait:presales:*:*:*:1", "rule": "oldest_wait", "queue": "presales", "tenant": "*",
         "shop_id": "*", "platform": "*", "severity": "warning", "state": "firing", "started_at": iso(now - 65_000),
         "resolved_at": None, "updated_at": iso(now), "value": 120.0, "threshold": 100.0,
         "summary_zh": "售前队列最久等待 120 秒，达到 100 秒", "summary_en": "presales: oldest buyer has waited 120 s",
-        "time_to_breach_s": 60.0,
+        "time_to_breach_s": 60.0, "current_value": 120.0,
     }
-    async with serve(store, alerts_route) as (url, app), browser_page(1366, 768) as page:
+    async with serve(store, None, alert_store) as (url, _app), browser_page(1366, 768) as page:
         await page.goto(url + "/")
         await tile(page, "presales").wait_for(timeout=10_000)
         # No data is "—", never 0; counts that are known are shown, even when 0 would be a real figure.
@@ -454,16 +459,26 @@ async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
         assert seconds_shown(await text_of(page, "presales", "oldest-wait")) == pytest.approx(42, abs=2)
         assert await page.inner_text("#conn-text") == "实时"
 
-        # Alerts pushed through the stream hook show at once; resolved ones go.
-        hub = app.state.stream
-        firing.append(alert)
-        hub.publish_alerts([alert])
+        # An alert comes through the stream at once: counted by severity, shown with its value now (the
+        # buyer of the view has waited 42 s; it fired at 120 s) and how long it has been open.
+        alert_store.apply(str(alert["id"]).encode(), orjson.dumps(alert))
         banner = page.locator('[data-testid="alert-banner"]')
-        await banner.locator('[data-rule="oldest_wait"]').wait_for(state="visible", timeout=5_000)
-        assert "售前队列最久等待 120 秒" in await banner.inner_text()
-        assert "1 条告警" in await banner.inner_text()
-        firing.clear()
-        hub.publish_alerts([{**alert, "state": "resolved"}])
+        card = banner.locator('[data-testid="alert"][data-rule="oldest_wait"][data-queue="presales"]')
+        await card.wait_for(state="visible", timeout=5_000)
+        assert await banner.locator('[data-testid="alerts-warning"] b').inner_text() == "1"
+        assert await banner.locator('[data-testid="alerts-critical"] b').inner_text() == "0"
+        text = await card.inner_text()
+        assert "售前" in text and "最久等待" in text and "触发时 2:00" in text
+        assert clock_seconds(await card.locator('[data-testid="alert-now"]').inner_text()) == pytest.approx(42, abs=2)
+        assert await card.locator('[data-testid="alert-open"]').inner_text() == "已 1分"
+        assert "售前队列最久等待 120 秒" in (await card.get_attribute("title") or "")  # the engine's sentence
+        # English, then back.
+        await page.click('[data-testid="lang-switch"]')
+        await card.locator("text=Oldest wait").wait_for(timeout=5_000)
+        assert (await card.locator('[data-testid="alert-now"]').inner_text()).startswith("now ")
+        await page.click('[data-testid="lang-switch"]')
+        # Resolved: it goes.
+        alert_store.apply(str(alert["id"]).encode(), orjson.dumps({**alert, "state": "resolved"}))
         await banner.wait_for(state="hidden", timeout=5_000)
 
         # The stream is up but the data stopped: as_of older than stale_after_s greys the board.
@@ -486,3 +501,199 @@ async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
             store.version += 1
             store.changed.notify_all()
         await stale.wait_for(state="hidden", timeout=5_000)
+
+
+# --- 3. a big floor at peak, on a 1080p and a 4K screen -------------------------------------------
+
+PLATFORMS = ("jd", "taobao", "pdd", "douyin", "web")
+KINDS = ("presales", "aftersales", "refunds", "logistics", "vip", "invoice", "warranty", "install")
+HOT = 30  # queues with a buyer waiting past the critical level: one oldest_wait alert each
+
+
+def big_floor(tag: str, now_ms: int) -> tuple[list[dict[str, Any]], dict[str, float], list[str], list[str]]:
+    """40 active queues (5 platforms × 8 kinds, one shop per platform) and 3 quiet ones.
+
+    The first HOT queues each have a buyer waiting, unanswered, since `wait` seconds before now: every
+    wait is past the critical level (180 s), so each fires one critical oldest_wait alert at once and
+    none changes severity while the test looks (the order of the board holds still). The first waits
+    longest by far (the most urgent queue). The other 10 had a buyer answered in 5 s, nobody waiting.
+    Every active queue has two agents online (3 chats each). The 3 quiet queues only have an agent
+    online: nothing happened in them for the last hour.
+    """
+    tenant = f"bigfloor-{tag}"
+    queues = [f"{p}-{k}-{tag}" for p in PLATFORMS for k in KINDS]
+    quiet = [f"{p}-quiet-{tag}" for p in PLATFORMS[:3]]
+    waits = {q: (1500.0 if i == 0 else 1000.0 - 25 * i) for i, q in enumerate(queues[:HOT])}
+    out: list[dict[str, Any]] = []
+    for q in queues + quiet:
+        platform = q.split("-", 1)[0]
+        common = {"tenant": tenant, "shop_id": f"{platform}-shop-{tag}", "platform": platform}
+        agents = ("a1", "a2") if q in queues else ("a1",)
+        for name in agents:
+            out.append({**common, "event_id": f"{q}-{name}", "type": "agent.status", "ts": now_ms - 1_600_000,
+                        "agent_id": f"{q}-{name}", "status": "online", "capacity": 3, "queues": [q]})
+        if q in quiet:
+            continue
+        at = now_ms - int(waits.get(q, 120.0) * 1000)
+        cid = f"{q}-c1"
+        out.append({**common, "event_id": f"{cid}-1", "type": "conversation.opened", "ts": at,
+                    "conversation_id": cid, "queue": q})
+        out.append({**common, "event_id": f"{cid}-2", "type": "message", "ts": at, "conversation_id": cid,
+                    "sender": "customer"})
+        if q not in waits:
+            out.append({**common, "event_id": f"{cid}-3", "type": "message", "ts": at + 5000, "conversation_id": cid,
+                        "sender": "agent", "agent_id": f"{q}-a1"})
+    return out, waits, queues, quiet
+
+
+def clock_seconds(text: str) -> float:
+    """The board's clock figures ("12:34", "1:02:03", "现 12:34") in seconds."""
+    m = re.search(r"(\d+(?::\d{2}){1,2})", text)
+    assert m, f"not a clock: {text!r}"
+    total = 0.0
+    for part in m.group(1).split(":"):
+        total = total * 60 + int(part)
+    return total
+
+
+NO_SCROLL = """() => {
+  const se = document.scrollingElement;
+  const off = [...document.querySelectorAll('[data-testid=queue-row], [data-testid=alert-row], [data-testid=alert]')]
+    .map((e) => e.getBoundingClientRect())
+    .filter((r) => r.bottom > innerHeight + 0.5 || r.right > innerWidth + 0.5 || r.top < 0 || r.left < 0).length;
+  return {h: se.scrollHeight, w: se.scrollWidth, vh: innerHeight, vw: innerWidth, off};
+}"""
+
+# The smallest computed font size of row figures, queue names and alert text, in units of U (1% of
+# the screen height of a 16:9 area): docs/wallboard.md's minimum type sizes.
+MIN_TYPE = """() => {
+  const u = Math.min(innerHeight, innerWidth * 0.5625) / 100;
+  const size = (sel) => Math.min(
+    ...[...document.querySelectorAll(sel)].map((e) => parseFloat(getComputedStyle(e).fontSize) / u));
+  return {
+    figures: size('[data-testid=queue-row] .c:not(.c-label):not(.c-flag), [data-testid=alert-row] .now'),
+    names: size('[data-testid=queue-row] .c-label, [data-testid=alert] .al1, [data-testid=alert] .anow'),
+  };
+}"""
+
+
+async def board_state(page: Page) -> dict[str, Any]:
+    out: dict[str, Any] = await page.evaluate("""() => {
+      const b = document.getElementById('board');
+      return {
+        page: Number(b.dataset.page), pages: Number(b.dataset.pages), kind: b.dataset.kind, mode: b.dataset.mode,
+        queues: [...document.querySelectorAll('[data-testid=queue-row]')].map((r) => r.dataset.queue),
+        alerts: [...document.querySelectorAll('[data-testid=alert-row]')]
+          .map((r) => r.dataset.queue + '|' + r.dataset.rule),
+      };
+    }""")
+    return out
+
+
+async def test_a_big_floor_fits_one_screen_at_1080p_and_4k(stack: Any) -> None:
+    tag = uuid.uuid4().hex[:6]
+    now_ms = int(time.time() * 1000)
+    events, waits, queues, quiet = big_floor(tag, now_ms)
+    most_urgent = queues[0]
+    async with httpx.AsyncClient(timeout=30) as client:
+        headers = {"Authorization": f"Bearer {stack.ingest_token}"}
+        for i in range(0, len(events), 100):
+            r = await client.post(f"{stack.ingest_url}/v1/events", json=events[i:i + 100], headers=headers)
+            assert r.status_code == 202, r.text
+
+        # The scorer has taken it all in: every queue's view, and the HOT roll-up alerts firing.
+        async def floor_seen() -> list[dict[str, Any]]:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                views = (await client.get(f"{stack.api_url}/v1/queues")).json()["queues"]
+                mine = {v["queue"]: v for v in views if v["queue"].endswith(tag)}
+                firing = (await client.get(f"{stack.api_url}/v1/alerts", params={"state": "firing"})).json()["alerts"]
+                rollup = [a for a in firing if a["queue"].endswith(tag) and a["shop_id"] == "*" and a["tenant"] == "*"]
+                waiting = all(mine.get(q, {}).get("live", {}).get("awaiting_reply") == (1 if q in waits else 0)
+                              for q in queues)
+                if waiting and set(mine) == set(queues + quiet) and len({a["queue"] for a in rollup}) >= HOT:
+                    return rollup
+                await asyncio.sleep(0.5)
+            raise AssertionError(f"the scorer never showed the big floor: {len(mine)} views, {len(rollup)} alerts")
+
+        rollup = await floor_seen()
+        assert {a["queue"] for a in rollup if a["rule"] == "oldest_wait"} == set(waits)
+        assert all(a["severity"] == "critical" for a in rollup if a["rule"] == "oldest_wait")
+
+        for width, height in ((1920, 1080), (3840, 2160)):
+            async with browser_page(width, height) as page:
+                # A saved board: this team's group, pages turning every 3 s.
+                await page.goto(f"{stack.api_url}/?group={tag}&rotate=3")
+                await page.wait_for_function(
+                    "n => document.querySelectorAll('[data-testid=queue-row]').length > 0 && "
+                    "document.querySelectorAll('[data-testid=alert]').length === 3 && "
+                    "Number(document.getElementById('board').dataset.pages) >= n", arg=3, timeout=30_000)
+                assert await page.inner_text('[data-testid="board-name"]') == tag
+                state = await board_state(page)
+                assert state["mode"] == "rows"
+
+                # The pages turn by themselves, on a visible timer.
+                first = state["page"]
+                await page.wait_for_function(
+                    "p => Number(document.getElementById('board').dataset.page) !== p", arg=first, timeout=12_000)
+                assert await page.is_visible('[data-testid="pager"]')
+                # Space holds the page; Home goes to the first; the arrow keys turn pages.
+                await page.keyboard.press("Space")
+                await page.wait_for_selector('[data-testid="pager"].paused')
+                await page.keyboard.press("Home")
+                await page.wait_for_function("() => document.getElementById('board').dataset.page === '1'")
+
+                # The summary: counts by severity as the API has them, the three most urgent with their
+                # current value (the buyer's wait now, not the wait at firing) and how long they are open.
+                firing = (await client.get(f"{stack.api_url}/v1/alerts", params={"state": "firing"})).json()["alerts"]
+                rollup = [a for a in firing if a["queue"].endswith(tag) and a["shop_id"] == "*" and a["tenant"] == "*"]
+                crit = sum(a["severity"] == "critical" for a in rollup)
+                assert await page.inner_text('[data-testid="alerts-critical"] b') == str(crit)
+                assert await page.inner_text('[data-testid="alerts-warning"] b') == str(len(rollup) - crit)
+                assert await page.inner_text('[data-testid="alerts-more"] b') == f"+{len(rollup) - 3} 条"
+                cards = page.locator('[data-testid="alert-banner"] [data-testid="alert"]')
+                top = await cards.first.get_attribute("data-queue")
+                assert top == most_urgent  # critical, and furthest past its threshold
+                by_queue = {a["queue"]: a for a in rollup if a["rule"] == "oldest_wait"}
+                for i in range(3):
+                    card = cards.nth(i)
+                    alert = by_queue[await card.get_attribute("data-queue") or ""]
+                    shown = clock_seconds(await card.locator('[data-testid="alert-now"]').inner_text())
+                    truth = time.time() - (now_ms / 1000 - waits[alert["queue"]])
+                    assert truth - 5 <= shown <= truth + 1, (alert["queue"], shown, truth)
+                    assert shown > alert["value"] + 5  # the value at firing is older than now's
+                    assert (await card.locator('[data-testid="alert-open"]').inner_text()).startswith("已 ")
+
+                # Every page: a screenshot, nothing scrolls or sticks out, type no smaller than the minimum.
+                seen_queues: list[str] = []
+                seen_alerts: set[str] = set()
+                first_page: list[str] = []
+                for n in range(1, state["pages"] + 1):
+                    await page.wait_for_function(
+                        "n => document.getElementById('board').dataset.page === String(n)", arg=n)
+                    st = await board_state(page)
+                    geometry = await page.evaluate(NO_SCROLL)
+                    assert geometry["h"] <= geometry["vh"] and geometry["w"] <= geometry["vw"], (n, geometry)
+                    assert geometry["off"] == 0, (n, geometry)
+                    sizes = await page.evaluate(MIN_TYPE)
+                    assert sizes["figures"] >= 4.5 - 0.05 and sizes["names"] >= 3.9 - 0.05, (n, sizes)
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    await page.screenshot(path=str(ARTIFACTS / f"wallboard-{width}x{height}-page{n}.png"))
+                    if n == 1:
+                        first_page = st["queues"]
+                    seen_queues += st["queues"]
+                    seen_alerts |= set(st["alerts"])
+                    await page.keyboard.press("ArrowRight")
+
+                assert sorted(seen_queues) == sorted(queues)  # every active queue once, on some page
+                assert first_page[0] == most_urgent and first_page == seen_queues[:len(first_page)]
+                assert seen_alerts == {f"{a['queue']}|{a['rule']}" for a in rollup}
+                quiet_line = page.locator('[data-testid="quiet-line"]')
+                assert sorted((await quiet_line.get_attribute("data-queues") or "").split(",")) == sorted(quiet)
+                assert "静默 3 个队列" in await quiet_line.inner_text()
+
+                # The full alert list is one key away.
+                await page.keyboard.press("a")
+                await page.wait_for_function("() => document.getElementById('board').dataset.kind === 'alerts'")
+                await page.keyboard.press("a")
+                await page.wait_for_function("() => document.getElementById('board').dataset.page === '1'")

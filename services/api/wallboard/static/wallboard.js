@@ -651,8 +651,15 @@
     return row;
   }
 
-  function setCell(c, text, level) {
-    if (c.textContent !== text) { c.textContent = text; toFit.add(c); }
+  // Row cells are never shrunk below the minimum size: their columns are sized for the figures they
+  // hold (a unit such as "%" is set smaller, so "100%" fits its column).
+  function setCell(c, text, level, unitText) {
+    const key = text + (unitText && text !== ND ? unitText : '');
+    if (c.__text !== key) {
+      c.__text = key;
+      c.textContent = text;
+      if (unitText && text !== ND) c.appendChild(el('span', 'u', unitText));
+    }
     c.classList.toggle('nd', text === ND);
     for (const x of ['ok', 'warn', 'crit']) c.classList.toggle(x, level === x);
   }
@@ -674,13 +681,14 @@
     const th = state.thresholds.get(v.queue) || null;
     const sig = info.sig || {};
     const label = queueLabel(v.queue);
-    if (k.label.textContent !== label) { k.label.textContent = label; toFit.add(k.label); }
+    if (k.label.textContent !== label) k.label.textContent = label;
     k.label.title = v.queue;
     setCell(k.awaiting, fmtCount(live.awaiting_reply), 'none');
     setCell(k.oldest, live.awaiting_reply === 0 ? ND : clockText(live.oldest_wait_s), info.j.oldest);
     const sb = th && on(th.sla_breach);
     const slAt = sb ? String(sb.threshold_s) : '30';
-    setCell(k.sl, pctText(((v.windows || {})['5m'] || {}).sl ? v.windows['5m'].sl[slAt] : null), sb ? info.j.sl : 'none');
+    const slv = (((v.windows || {})['5m'] || {}).sl || {})[slAt];
+    setCell(k.sl, isNum(slv) ? String(Math.floor(slv * 100 + 1e-9)) : ND, sb ? info.j.sl : 'none', '%');
     setCell(k.available, fmtCount(live.agents_available), 'none');
     setCell(k.on_duty, fmtCount(sig.agents_staffing), 'none');
     setCell(k.needed, fmtCount(sig.required_agents), info.j.required);
