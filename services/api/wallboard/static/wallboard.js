@@ -183,6 +183,25 @@
   }
   const platformLabel = (p) => (PLATFORM_NAMES[p] ? L(PLATFORM_NAMES[p]) : p);
 
+  // Dense views (rows, alerts, the quiet line) leave out the words every queue on the board shares
+  // (a saved board's group, a shop's prefix): "jd-presales-x1", "jd-refunds-x1" show as 售前, 退款
+  // under a header naming the board. The full name stays in the element's title.
+  let commonWords = new Set();
+  const wordsOf = (q) => String(q).split(/[-_.:/ ]+/).filter(Boolean);
+  function findCommonWords(names) {
+    if (names.length < 2) return new Set();
+    let common = new Set(wordsOf(names[0]).map((w) => w.toLowerCase()));
+    for (const n of names.slice(1)) {
+      const ws = new Set(wordsOf(n).map((w) => w.toLowerCase()));
+      common = new Set([...common].filter((w) => ws.has(w)));
+    }
+    return common;
+  }
+  function shortLabel(q) {
+    const kept = wordsOf(q).filter((w) => !commonWords.has(w.toLowerCase()));
+    return kept.length && commonWords.size ? queueLabel(kept.join('-')) : queueLabel(q);
+  }
+
   // ---- formatting ("no data" is "—", never 0) ------------------------------------------------
   const isNum = (v) => typeof v === 'number' && isFinite(v);
   function esc(s) {
@@ -561,6 +580,7 @@
   // ---- the board -----------------------------------------------------------------------------------
   function renderBoard() {
     const views = visibleViews();
+    commonWords = findCommonWords(views.map((v) => v.queue));
     const infos = new Map();
     for (const v of views) infos.set(v.queue, queueInfo(v));
     const active = []; const quiet = [];
@@ -680,7 +700,7 @@
     const live = v.live || {};
     const th = state.thresholds.get(v.queue) || null;
     const sig = info.sig || {};
-    const label = queueLabel(v.queue);
+    const label = shortLabel(v.queue);
     if (k.label.textContent !== label) k.label.textContent = label;
     k.label.title = v.queue;
     setCell(k.awaiting, fmtCount(live.awaiting_reply), 'none');
@@ -775,7 +795,7 @@
     const box = $('quiet');
     box.hidden = !quiet.length;
     if (!quiet.length) { box.textContent = ''; return; }
-    const names = quiet.map((i) => queueLabel(i.view.queue)).join(' · ');
+    const names = quiet.map((i) => shortLabel(i.view.queue)).join(' · ');
     const text = t('quiet', { n: quiet.length });
     if (box.dataset.text !== text + names) {
       box.dataset.text = text + names;
@@ -786,9 +806,21 @@
 
   // ---- alerts: counts, the three most urgent, the rest a key away ---------------------------------
   function ruleLabel(rule) { return t('r_' + rule) === 'r_' + rule ? rule : t('r_' + rule); }
-  function currentOf(a) { return a.current_value !== undefined && a.current_value !== null ? a.current_value : a.value; }
+  const isSurge = (a) => /surge|倍/.test(String(a.summary_en) + String(a.summary_zh));
+  // An alert's value now. The board only lists alerts of the scope it shows, so the stream's reading
+  // of that queue (`signals`, what the rules judge, renewed each second) is the freshest; else the
+  // API's current_value (renewed when the alerts are polled), else the value at firing.
+  function currentOf(a) {
+    const sig = state.signals[a.queue];
+    if (sig) {
+      const now = a.rule === 'oldest_wait' ? sig.oldest_wait_s : a.rule === 'sla_breach' ? sig.sl_5m
+        : a.rule === 'staffing_gap' ? sig.required_agents : a.rule === 'peak_load' && !isSurge(a) ? sig.rho : null;
+      if (isNum(now)) return now;
+    }
+    return a.current_value !== undefined && a.current_value !== null ? a.current_value : a.value;
+  }
   function alertScope(a) {
-    const parts = [queueLabel(a.queue)];
+    const parts = [shortLabel(a.queue)];
     if (a.shop_id && a.shop_id !== '*') parts.push(a.shop_id);
     else if (a.tenant && a.tenant !== '*') parts.push(a.tenant);
     if (a.platform && a.platform !== '*') parts.push(platformLabel(a.platform));
@@ -801,13 +833,13 @@
     if (!isNum(v)) return ND;
     if (a.rule === 'oldest_wait') return clockText(v);
     if (a.rule === 'sla_breach') return pctText(v);
-    if (a.rule === 'peak_load') return /surge|倍/.test(String(a.summary_en) + String(a.summary_zh)) ? v.toFixed(1) + '×' : 'ρ ' + pctText(v);
+    if (a.rule === 'peak_load') return isSurge(a) ? v.toFixed(1) + '×' : 'ρ ' + pctText(v);
     if (a.rule === 'staffing_gap') return t('needed_n', { n: Math.round(v) });
     return String(Math.round(v * 100) / 100);
   }
   function alertThreshold(a) {
     if (a.rule === 'staffing_gap') return isNum(a.threshold) ? t('on_duty_n', { n: Math.round(a.threshold) }) : ND;
-    if (a.rule === 'peak_load' && isNum(a.threshold) && /surge|倍/.test(String(a.summary_en) + String(a.summary_zh))) return a.threshold + '×';
+    if (a.rule === 'peak_load' && isNum(a.threshold) && isSurge(a)) return a.threshold + '×';
     return alertValue(a, a.threshold);
   }
   // How long an alert has been open: seconds, then whole minutes, then hours and minutes.
@@ -821,22 +853,22 @@
   }
 
   // How far past its threshold an alert is now (1 = at it): a wait or a load over its limit, a
-  // service level under its target, agents needed over those on duty. In quarter steps, so two
-  // alerts a hair apart do not swap places every second.
+  // service level under its target, agents needed over those on duty.
   function excess(a) {
     const v = currentOf(a); const th = a.threshold;
     if (a.rule === 'peak_load' && !isNum(v)) return 99;  // overload: no slots at all
     if (!isNum(v) || !isNum(th) || th <= 0) return 1;
-    const r = a.rule === 'sla_breach' ? th / Math.max(v, 0.01) : v / th;
-    return Math.floor(r * 4) / 4;
+    return a.rule === 'sla_breach' ? th / Math.max(v, 0.01) : v / th;
   }
-  // Most urgent first: critical before warning, then the furthest past its threshold, then the
+  // Most urgent first: critical before warning, then the furthest past its threshold (in quarter
+  // steps first, so two alerts of different rules a hair apart do not swap every second), then the
   // longest open.
   function byUrgency(list) {
     return list.map((a) => [a, excess(a)]).sort((x, y) => {
       const [a, ea] = x; const [b, eb] = y;
       if (a.severity !== b.severity) return a.severity === 'critical' ? -1 : 1;
-      return eb - ea || String(a.started_at).localeCompare(String(b.started_at));
+      return Math.floor(eb * 4) - Math.floor(ea * 4) || String(a.started_at).localeCompare(String(b.started_at)) ||
+        eb - ea;
     }).map((x) => x[0]);
   }
 
