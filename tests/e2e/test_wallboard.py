@@ -682,6 +682,15 @@ async def test_a_big_floor_fits_one_screen_at_1080p_and_4k(stack: Any) -> None:
                 assert got["current_value"] >= got["value"] + 5, got
                 await eventually(functools.partial(shows_current, cards.first, got), 10)
 
+                # Stable: while the figures move on (every wait ticks up), no row changes place.
+                order = (await board_state(page))["queues"]
+                shown_at = clock_seconds(await cards.first.locator('[data-testid="alert-now"]').inner_text())
+                await page.wait_for_function(
+                    """s => { const e = document.querySelector('[data-testid=alert] [data-testid=alert-now]');
+                              const m = e && e.textContent.match(/(\\d+):(\\d{2})/);
+                              return m && Number(m[1]) * 60 + Number(m[2]) >= s + 3; }""", arg=shown_at, timeout=15_000)
+                assert (await board_state(page))["queues"] == order
+
                 # Every page: a screenshot, nothing scrolls or sticks out, type no smaller than the minimum.
                 seen_queues: list[str] = []
                 seen_alerts: set[str] = set()
@@ -710,8 +719,10 @@ async def test_a_big_floor_fits_one_screen_at_1080p_and_4k(stack: Any) -> None:
                 assert sorted((await quiet_line.get_attribute("data-queues") or "").split(",")) == sorted(quiet)
                 assert "静默 3 个队列" in await quiet_line.inner_text()
 
-                # The full alert list is one key away.
+                # The full alert list is one key (A, and A again to go back) or one click away.
                 await page.keyboard.press("a")
                 await page.wait_for_function("() => document.getElementById('board').dataset.kind === 'alerts'")
                 await page.keyboard.press("a")
                 await page.wait_for_function("() => document.getElementById('board').dataset.page === '1'")
+                await page.click('[data-testid="alerts-more"]')
+                await page.wait_for_function("() => document.getElementById('board').dataset.kind === 'alerts'")
