@@ -1057,7 +1057,8 @@
   let staffingBusy = false;
   async function refreshStaffing() {
     // Rows show the alert rules' own staffing reading (the stream's signals); only tiles ask for more.
-    if (staffingBusy || board.dataset.mode === 'rows') return;
+    const rows = board.dataset.mode ? board.dataset.mode === 'rows' : visibleViews().length > TILE_MAX;
+    if (staffingBusy || rows) return;
     staffingBusy = true;
     try {
       await Promise.all(visibleViews().map(async (v) => {
