@@ -75,18 +75,19 @@
       quiet: '{n} quiet queues (no activity for an hour)', page: '{i}/{n}', page_alerts: 'Alerts {i}/{n}',
       paused: 'paused', more_alerts: '+{n} more', all_alerts: 'all alerts (A)', alerts_page_title: 'All alerts ({n})',
       sev_n_critical: 'critical', sev_n_warning: 'warning', now: 'now', at_firing: 'at firing', open_for: 'for {d}',
-      r_oldest_wait: 'Oldest wait', r_peak_load: 'Load', r_sla_breach: 'Service level', r_staffing_gap: 'Staffing',
+      r_oldest_wait: 'Oldest wait', r_peak_load: 'Load', r_sla_breach: 'SL', r_staffing_gap: 'Staffing',
       needed_n: '{n} needed', on_duty_n: '{n} on duty', h_sev: 'Severity', h_rule: 'Rule', h_now: 'Now',
       h_fired: 'At firing', h_threshold: 'Threshold', h_open: 'Open', keys_hint: '← → page · space pause · A alerts',
     },
   };
   const QUEUE_NAMES = { presales: ['售前', 'Presales'], aftersales: ['售后', 'After-sales'] };
-  // Words of composite queue names ("jd-presales", "tmall_vip"), shown in the board's language.
+  // Words of composite queue names ("jd-presales", "tmall_vip"), shown in the board's language, short
+  // (a queue's name has one column of a row: "PDD Refunds", not "Pinduoduo Refunds").
   const QUEUE_WORDS = {
-    ...QUEUE_NAMES, refunds: ['退款', 'Refunds'], refund: ['退款', 'Refunds'], returns: ['退货', 'Returns'],
-    logistics: ['物流', 'Logistics'], shipping: ['物流', 'Shipping'], vip: ['VIP', 'VIP'], invoice: ['发票', 'Invoices'],
+    ...QUEUE_NAMES, refunds: ['退款', 'Refunds'], refund: ['退款', 'Refund'], returns: ['退货', 'Returns'],
+    logistics: ['物流', 'Logistics'], shipping: ['物流', 'Shipping'], vip: ['VIP', 'VIP'], invoice: ['发票', 'Invoice'],
     invoices: ['发票', 'Invoices'], complaints: ['投诉', 'Complaints'], warranty: ['保修', 'Warranty'],
-    install: ['安装', 'Installation'], membership: ['会员', 'Membership'],
+    install: ['安装', 'Install'], membership: ['会员', 'Members'], pdd: ['拼多多', 'PDD'], web: ['官网', 'Web'],
   };
   const PLATFORM_NAMES = {
     jd: ['京东', 'JD'], pdd: ['拼多多', 'Pinduoduo'], taobao: ['淘宝', 'Taobao'], tmall: ['天猫', 'Tmall'],
@@ -109,7 +110,10 @@
   const FIG_MAX_U = 9;
   const ROW_PER_FIG = 1 / 0.76;       // a row's height per figure font size
   const ROW_EMS = 19;                 // a row's narrowest width, in figure ems (wallboard.css .qrow)
-  const HEAD_U = 6.6;                 // column heads' height: two lines of headings
+  const NAME_EMS = 4.68;              // of which the name's column, at its narrowest
+  const NAME_EMS_MAX = 14;            // names longer than this are cut (the full name is the tooltip)
+  const HEAD_U = 6.6;                 // column heads' height: two lines of headings…
+  const HEAD_PER_FIG = 1.47;          // …of .62 figure ems each, when the figures are larger
   const TOP_ALERTS = 3;
   const ROTATE_S = (() => {           // seconds per page (?rotate=N; 0 holds the page)
     const n = Number(new URLSearchParams(location.search).get('rotate'));
@@ -505,18 +509,36 @@
   // How rows fit the board: columns side by side while a row stays ROW_EMS figure-ems wide at the
   // minimum figure size; as many rows as fit the height at that size. A floor that fits on one page
   // gets the largest figures that fit (up to FIG_MAX_U); a bigger one is paged at the minimum size.
-  function planRows(n, box) {
+  // The longest queue name, in figure ems (names are set bold at .87 of the figure size): a board of
+  // long Latin names gets fewer, wider columns (and more pages) rather than cut names.
+  const measure = document.createElement('canvas').getContext('2d');
+  let namesKey = ''; let namesEms = NAME_EMS;
+  function longestName(labels) {
+    const key = state.lang + '\n' + labels.join('\n');
+    if (key !== namesKey && measure) {
+      namesKey = key;
+      measure.font = '700 100px ' + getComputedStyle(document.body).fontFamily;
+      const widest = Math.max(0, ...labels.map((l) => measure.measureText(l).width));
+      namesEms = widest / 100 * 0.87 + 0.15;
+    }
+    return Math.min(NAME_EMS_MAX, Math.max(NAME_EMS, namesEms));
+  }
+
+  function planRows(n, box, nameEms) {
     const u = unitPx();
     const gap = 1.6 * u;
     const minFig = FIG_MIN_U * u;
-    const colsMax = Math.max(1, Math.min(3, Math.floor((box.w + gap) / (ROW_EMS * minFig + gap))));
+    const rowEms = ROW_EMS - NAME_EMS + nameEms;
+    const colsMax = Math.max(1, Math.min(3, Math.floor((box.w + gap) / (rowEms * minFig + gap))));
     const rowsFit = Math.max(1, Math.floor((box.h - HEAD_U * u) / (minFig * ROW_PER_FIG)));
     if (n > colsMax * rowsFit) return { cols: colsMax, rows: rowsFit, fig: minFig, perPage: colsMax * rowsFit, u };
     let best = null;
     for (let cols = 1; cols <= colsMax; cols += 1) {
       const rows = Math.max(1, Math.ceil(n / cols));
       const colW = (box.w - (cols - 1) * gap) / cols;
-      const fig = Math.min(FIG_MAX_U * u, colW / ROW_EMS, (box.h - HEAD_U * u) / rows / ROW_PER_FIG);
+      // The heads grow with the figures: rows × row height + max(HEAD_U, HEAD_PER_FIG × fig) ≤ height.
+      const fig = Math.min(FIG_MAX_U * u, colW / rowEms, (box.h - HEAD_U * u) / rows / ROW_PER_FIG,
+        box.h / (rows * ROW_PER_FIG + HEAD_PER_FIG));
       if (!best || fig > best.fig + 0.5) best = { cols, rows, fig, perPage: Math.max(1, n), u };
     }
     best.fig = Math.max(best.fig, minFig);
@@ -593,7 +615,7 @@
 
     // Pages: the queues (one page of tiles, or rows in pages), then the alerts beyond the top three.
     const box = boardBox();
-    const plan = mode === 'rows' ? planRows(active.length, box) : null;
+    const plan = mode === 'rows' ? planRows(active.length, box, longestName(active.map((i) => shortLabel(i.view.queue)))) : null;
     const queuePages = mode === 'rows' ? chunk(active, plan.perPage) : [active];
     if (!queuePages.length) queuePages.push([]);
     const alertList = byUrgency(state.alertsOk ? alertsFor(undefined) : []);
@@ -741,7 +763,7 @@
     const u = plan.u;
     rowsBox.style.setProperty('--fig', plan.fig.toFixed(1) + 'px');
     rowsBox.style.setProperty('--row-h', (plan.fig * ROW_PER_FIG).toFixed(1) + 'px');
-    rowsBox.style.setProperty('--head-h', (HEAD_U * u).toFixed(1) + 'px');
+    rowsBox.style.setProperty('--head-h', Math.max(HEAD_U * u, HEAD_PER_FIG * plan.fig).toFixed(1) + 'px');
     rowsBox.style.setProperty('--rcols', String(plan.cols));
     // The SL column at the alert's own threshold, when every queue shown has the same one.
     const ats = new Set(items.map((i) => { const th = state.thresholds.get(i.view.queue); return th ? th.sla_breach.threshold_s : 30; }));
@@ -900,11 +922,12 @@
       const since = el('span', 'since', t('open_for', { d: openFor(a, now) }));
       since.setAttribute('data-testid', 'alert-open');
       l1.appendChild(since);
+      // The value now first, so a narrow card cuts the rule's name, never the figure.
       const l2 = el('div', 'al2');
-      l2.appendChild(el('span', 'arule', ruleLabel(a.rule)));
       const nowEl = el('span', 'anow', t('now') + ' ' + alertValue(a, currentOf(a)));
       nowEl.setAttribute('data-testid', 'alert-now');
       l2.appendChild(nowEl);
+      l2.appendChild(el('span', 'arule', ruleLabel(a.rule)));
       l2.appendChild(el('span', 'fired', t('at_firing') + ' ' + alertValue(a, a.value)));
       card.append(l1, l2);
       top.appendChild(card);
