@@ -13,6 +13,9 @@
    the pages turn by themselves, no page scrolls or has anything off screen, type is never below
    docs/wallboard.md's minimum, every active queue is on some page, the most urgent first, the quiet
    ones in one line, the alert summary counts as the API does and shows each alert's value now.
+4. On the API app over a hand-filled store (30 queues, a laptop screen): rows ordered by the oldest
+   wait hold their places while waits tick up or cross by seconds, a queue turning critical goes to
+   the top; saved boards (`?queues=` with a wildcard, `?group=`) show only their queues.
 
 Screenshots: test-artifacts/wallboard.png (the live board) and wallboard-<w>x<h>-page<n>.png (the big
 floor, every page at both sizes).
@@ -726,3 +729,78 @@ async def test_a_big_floor_fits_one_screen_at_1080p_and_4k(stack: Any) -> None:
                 await page.wait_for_function("() => document.getElementById('board').dataset.page === '1'")
                 await page.click('[data-testid="alerts-more"]')
                 await page.wait_for_function("() => document.getElementById('board').dataset.kind === 'alerts'")
+
+
+# --- 4. order and saved boards, on the API app over a hand-filled store ---------------------------
+
+
+def floor_store(waits: dict[str, float]) -> ViewStore:
+    """A queue total per name, each with one buyer waiting `waits[name]` seconds, data fresh now."""
+    store = ViewStore("unused:9092", "unused")
+    set_waits(store, waits)
+    store.caught_up.set()
+    return store
+
+
+def set_waits(store: ViewStore, waits: dict[str, float]) -> None:
+    now = int(time.time() * 1000)
+    for queue, wait in waits.items():
+        view = hand_view(queue, now, age_s=0)
+        view["live"].update(oldest_wait_s=wait, wait_p50_s=wait, wait_p90_s=wait)
+        store.views[(queue, "*", "*", "*")] = view
+
+
+async def notify(store: ViewStore) -> None:
+    async with store.changed:
+        store.version += 1
+        store.changed.notify_all()
+
+
+async def test_rows_follow_urgency_without_jumping_and_saved_boards_pick_queues() -> None:
+    names = [f"{p}-{k}" for p in ("jd", "taobao", "pdd", "douyin", "web") for k in KINDS[:6]]  # 30 queues
+    # Below the warning level (100 s) every queue is green: ordered by the oldest wait alone.
+    waits = {q: 90.0 - 2.5 * i for i, q in enumerate(names)}
+    store = floor_store(waits)
+    async with serve(store) as (url, _app), browser_page(1366, 768) as page:
+        await page.goto(url + "/?rotate=0")
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=queue-row]').length > 0")
+        state = await board_state(page)
+        assert state["mode"] == "rows" and state["pages"] >= 2  # a laptop screen: fewer rows a page
+        geometry = await page.evaluate(NO_SCROLL)
+        assert geometry["h"] <= geometry["vh"] and geometry["w"] <= geometry["vw"] and geometry["off"] == 0
+        assert state["queues"] == names[:len(state["queues"])]  # longest wait first
+
+        # Waits a few seconds apart swap (the 2nd and 3rd cross by 2 s) and everyone waits 5 s longer:
+        # nothing moves.
+        waits = {q: w + 5 for q, w in waits.items()}
+        waits[names[1]], waits[names[2]] = waits[names[2]], waits[names[1]] + 2
+        set_waits(store, waits)
+        await notify(store)
+        row = page.locator(f'[data-testid="queue-row"][data-queue="{names[0]}"] [data-testid="oldest-wait"]')
+        await eventually(lambda: _equals(row.inner_text(), "1:35"), 5)
+        assert (await board_state(page))["queues"] == state["queues"]
+
+        # The last queue's buyer now waits past the critical level: it goes to the top of the first page.
+        last = names[-1]
+        waits[last] = 200.0
+        set_waits(store, waits)
+        await notify(store)
+        await page.wait_for_function(
+            "q => document.querySelector('[data-testid=queue-row]').dataset.queue === q", arg=last, timeout=5_000)
+        top = page.locator(f'[data-testid="queue-row"][data-queue="{last}"]')
+        assert "s-crit" in (await top.get_attribute("class") or "").split()
+
+    # Saved boards: a list of queues (with a wildcard), or a group (a word of the queues' names).
+    async with serve(store) as (url, _app), browser_page(1920, 1080) as page:
+        await page.goto(url + "/?queues=jd-presales,taobao-*&rotate=0")
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=queue-row]').length > 0")
+        shown = sorted((await board_state(page))["queues"])
+        assert shown == sorted(["jd-presales"] + [q for q in names if q.startswith("taobao-")])
+        assert await page.inner_text('[data-testid="board-name"]') == "jd-presales,taobao-*"
+        await page.goto(url + "/?group=aftersales&rotate=0")
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=queue-row]').length === 5")
+        assert sorted((await board_state(page))["queues"]) == sorted(q for q in names if q.endswith("-aftersales"))
+
+
+async def _equals(got: Any, want: str) -> None:
+    assert (await got).strip() == want
