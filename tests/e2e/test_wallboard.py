@@ -804,3 +804,31 @@ async def test_rows_follow_urgency_without_jumping_and_saved_boards_pick_queues(
 
 async def _equals(got: Any, want: str) -> None:
     assert (await got).strip() == want
+
+
+async def test_names_and_alert_texts_are_shown_as_text_never_as_html() -> None:
+    evil = '<img src=x onerror="window.__xss=1">'
+    names = [f"{evil}-{k}" for k in KINDS[:5]] + ["vip"]  # rows (more than tiles), no word all share
+    store = floor_store({q: 150.0 for q in names})
+    alert_store = AlertStore("unused:9092", "unused")
+    alert_store.caught_up.set()
+    now = int(time.time() * 1000)
+    for i, q in enumerate(names):
+        alert = {
+            "id": f"oldest_wait:{q}:*:*:*:{i}", "rule": "oldest_wait", "queue": q, "tenant": "*", "shop_id": "*",
+            "platform": "*", "severity": "warning", "state": "firing", "started_at": iso(now - 5000),
+            "resolved_at": None, "updated_at": iso(now), "value": 120.0, "threshold": 100.0,
+            "summary_zh": evil, "summary_en": evil, "time_to_breach_s": None,
+        }
+        alert_store.apply(str(alert["id"]).encode(), orjson.dumps(alert))
+    async with serve(store, None, alert_store) as (url, _app), browser_page(1920, 1080) as page:
+        await page.goto(url + "/?rotate=0")
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=alert]').length === 3")
+        await page.keyboard.press("a")
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=alert-row]').length === 6")
+        assert await page.evaluate("window.__xss") is None
+        assert await page.locator("img").count() == 0
+        row = page.locator('[data-testid="alert-row"]').first
+        assert (await row.inner_text()).startswith("警告\n<img src=x onerror=")
+        card = page.locator('[data-testid="alert"]').first
+        assert await card.get_attribute("title") == evil  # the engine's sentence, as text

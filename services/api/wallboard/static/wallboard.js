@@ -334,8 +334,28 @@
     return el;
   }
 
+  // The formatters' only markup is a unit, `<span class="u">…</span>`, around escaped text: built here
+  // as nodes whose text is set as text, so nothing from the data is ever parsed as HTML.
+  const UNIT_SPAN = /<span class="u">([^<]*)<\/span>/g;
+  const UNESC = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'" };
+  const unesc = (s) => s.replace(/&(amp|lt|gt|quot|#39);/g, (x) => UNESC[x]);
+  function formatted(html) {
+    const nodes = [];
+    let last = 0;
+    for (const m of html.matchAll(UNIT_SPAN)) {
+      if (m.index > last) nodes.push(document.createTextNode(unesc(html.slice(last, m.index))));
+      const span = document.createElement('span');
+      span.className = 'u';
+      span.textContent = unesc(m[1]);
+      nodes.push(span);
+      last = m.index + m[0].length;
+    }
+    if (last < html.length) nodes.push(document.createTextNode(unesc(html.slice(last))));
+    return nodes;
+  }
+
   function setV(el, html, level) {
-    if (el.__html !== html) { el.innerHTML = html; el.__html = html; toFit.add(el.closest('.v') || el); }
+    if (el.__html !== html) { el.replaceChildren(...formatted(html)); el.__html = html; toFit.add(el.closest('.v') || el); }
     el.classList.toggle('nd', html === ND);
     for (const c of ['ok', 'warn', 'crit']) el.classList.toggle(c, level === c);
   }
