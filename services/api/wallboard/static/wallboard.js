@@ -44,7 +44,7 @@
       h_queue: '队列', h_waiting: '等待', h_oldest: '最久等待', h_sl: '服务水平 ≤{s}秒', h_sl_any: '服务水平',
       h_available: '空闲', h_on_duty: '在岗', h_needed: '需要', h_alerts: '⚠',
       quiet: '静默 {n} 个队列（近 1 小时无活动）', page: '{i}/{n}', page_alerts: '告警 {i}/{n}',
-      paused: '已暂停', more_alerts: '+{n} 条', all_alerts: '全部告警 (A)', alerts_page_title: '全部告警（{n} 条）',
+      paused: '已暂停', more_alerts: '+{n} 条', all_alerts: '全部告警 (A)',
       sev_n_critical: '严重', sev_n_warning: '警告', now: '现', at_firing: '触发时', open_for: '已 {d}',
       r_oldest_wait: '最久等待', r_peak_load: '负载', r_sla_breach: '服务水平', r_staffing_gap: '人手缺口',
       needed_n: '需 {n} 人', on_duty_n: '在岗 {n}', h_sev: '级别', h_rule: '规则', h_now: '现值', h_fired: '触发值',
@@ -73,7 +73,7 @@
       h_queue: 'Queue', h_waiting: 'Wait', h_oldest: 'Oldest', h_sl: 'SL ≤{s}s', h_sl_any: 'SL',
       h_available: 'Free', h_on_duty: 'On duty', h_needed: 'Need', h_alerts: '⚠',
       quiet: '{n} quiet queues (no activity for an hour)', page: '{i}/{n}', page_alerts: 'Alerts {i}/{n}',
-      paused: 'paused', more_alerts: '+{n} more', all_alerts: 'all alerts (A)', alerts_page_title: 'All alerts ({n})',
+      paused: 'paused', more_alerts: '+{n} more', all_alerts: 'all alerts (A)',
       sev_n_critical: 'critical', sev_n_warning: 'warning', now: 'now', at_firing: 'at firing', open_for: 'for {d}',
       r_oldest_wait: 'Oldest wait', r_peak_load: 'Load', r_sla_breach: 'SL', r_staffing_gap: 'Staffing',
       needed_n: '{n} needed', on_duty_n: '{n} on duty', h_sev: 'Severity', h_rule: 'Rule', h_now: 'Now',
@@ -1226,7 +1226,7 @@
       const i = firstAlertPage();
       if (i >= 0) goPage(pager.pages[pager.index].kind === 'alerts' ? 0 : i);
     } else if (k === ' ' || k === 'p' || k === 'P') {
-      pager.paused = !pager.paused;
+      pager.paused = ROTATE_S === 0 || !pager.paused;  // rotate=0: always held
       pager.shownAt = performance.now();
       restartTimer();
       renderPager();
