@@ -2,6 +2,11 @@
 
 Stage 2 writes alert changes and its engine snapshots in transactions; an acknowledgement is
 a record `ack:<alert id>` on the same topic, so every API replica shows the same ack.
+
+A firing alert is published when it fires, escalates and resolves, not at every reading, so its
+`value` is the reading that fired it. The API adds `current_value` (and `current_as_of`): the same
+rule judged on the API's own copy of the view of the alert's scope (`CurrentValues`), which the
+stream renews every second. Without that view, `current_value` is the alert's last published one.
 """
 
 from __future__ import annotations
@@ -16,14 +21,47 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Header, HTTPException, Path
 from pydantic import BaseModel, Field
 
+from services.core.alert_rules import RULES, Signals, StaffingDefaults, judge, signals_from_view, thresholds_for
 from services.core.kafka_security import client_kwargs
 from services.core.merge import iso
 from services.core.wire import ALERT_ACK_PREFIX, queue_partition
 
 from .mirror import TopicMirror
 from .settings import ApiSettings
+from .views import ViewKey, ViewStore
 
 ENGINE_PREFIX = b"__engine__:"
+
+
+class CurrentValues:
+    """A firing alert's reading now: its rule judged (`alert_rules.judge`, as the engine does) on the
+    view of its scope in `views`, as `(value, the view's as_of)`; None without a usable reading."""
+
+    def __init__(self, views: ViewStore, defaults: StaffingDefaults | None = None) -> None:
+        self.views = views
+        self.defaults = defaults or StaffingDefaults.from_env()
+        # scope → (the view read, its signals): a view is read once, however many alerts and clients.
+        self._read: dict[ViewKey, tuple[dict[str, Any], Signals]] = {}
+
+    def __call__(self, alert: dict[str, Any]) -> tuple[float | None, str] | None:
+        key = (alert.get("queue"), alert.get("tenant"), alert.get("shop_id"), alert.get("platform"))
+        view = self.views.views.get(key)  # type: ignore[arg-type]
+        if view is None or alert.get("rule") not in RULES:
+            return None
+        try:
+            th = thresholds_for(str(alert["queue"]))
+            hit = self._read.get(key)  # type: ignore[arg-type]
+            if hit is not None and hit[0] is view:
+                sig = hit[1]
+            else:
+                sig = signals_from_view(view, th, self.defaults)
+                if len(self._read) > 2 * len(self.views.views) + 64:
+                    self._read = {k: v for k, v in self._read.items() if k in self.views.views}
+                self._read[key] = (view, sig)  # type: ignore[index]
+            verdict = judge(alert["rule"], sig, th)
+        except (ValueError, KeyError):  # a bad ALERT_RULES_FILE or an unknown rule: no reading
+            return None
+        return None if verdict.kind == "gap" else (verdict.value, str(view.get("as_of")))
 
 
 class AlertStore(TopicMirror):
@@ -35,6 +73,8 @@ class AlertStore(TopicMirror):
         self.acks: dict[str, dict[str, Any]] = {}
         # Called with each alert that changed once the mirror caught up (history is not news).
         self.on_change: Callable[[dict[str, Any]], None] | None = None
+        # A firing alert's reading now (`CurrentValues`); None: the last published one.
+        self.current: Callable[[dict[str, Any]], tuple[float | None, str] | None] | None = None
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if not key or key.startswith(ENGINE_PREFIX):
@@ -57,7 +97,13 @@ class AlertStore(TopicMirror):
         if alert is None:
             return None
         ack = self.acks.get(alert_id)
-        return {**alert, **ack} if ack else dict(alert)
+        out = {**alert, **ack} if ack else dict(alert)
+        if out.get("current_value") is None:  # records from before the engine kept it: the published value
+            out["current_value"] = out.get("value")
+        out["current_as_of"] = out.get("updated_at")
+        if out.get("state") == "firing" and self.current is not None and (now := self.current(out)) is not None:
+            out["current_value"], out["current_as_of"] = now
+        return out
 
     def list(self, state: str) -> list[dict[str, Any]]:
         out = [a for i in self.alerts if (a := self.get(i)) is not None and (state == "all" or a["state"] == state)]
@@ -84,7 +130,8 @@ def mount_alerts(app: FastAPI, store: AlertStore, cfg: ApiSettings) -> Callable[
 
     @app.get("/v1/alerts")
     async def list_alerts(state: Literal["firing", "resolved", "all"] = "firing") -> dict[str, Any]:
-        """Floor alerts: firing ones first, critical before warning."""
+        """Floor alerts: firing ones first, critical before warning. `value` is the reading at firing
+        (or escalation), `current_value` the reading now (as of `current_as_of`)."""
         return {"alerts": store.list(state)}
 
     @app.get("/v1/alerts/{alert_id}")

@@ -17,7 +17,7 @@ from services.core.config import STAFFING_MAX_OCCUPANCY, STAFFING_SL_SECONDS, ST
 from services.core.merge import iso
 
 from .agents import mount_agents
-from .alerts import AlertStore, mount_alerts
+from .alerts import AlertStore, CurrentValues, mount_alerts
 from .guard import ApiGuard
 from .params import MAX_AHT_S, MAX_ARRIVALS_PER_HOUR, MAX_CONCURRENCY, MAX_SLOTS, Filter, Name
 from .settings import ApiSettings
@@ -209,6 +209,7 @@ def create_app(
     close_alerts = mount_alerts(app, alerts, cfg)  # GET /v1/alerts, POST /v1/alerts/{id}/ack
     hub = mount_stream(app, views, cfg.stale_after_s, cfg.sse_max_clients)
     alerts.on_change = lambda alert: hub.publish_alerts([alert])  # GET /v1/stream; app.state.stream.publish_alerts(...)
+    alerts.current = CurrentValues(views)  # firing alerts' current_value, from the views this API holds
     mount_wallboard(app, views)  # GET / (the wallboard page), /wallboard/*, GET /v1/thresholds
     # Outermost: tokens and body size are settled on the headers, before any route reads the body.
     app.add_middleware(

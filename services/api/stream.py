@@ -1,6 +1,7 @@
 """Server-Sent Events for the wallboard: queue views as they change, and alert changes.
 
-`GET /v1/stream[?tenant=&shop_id=&platform=]` (filters as in `GET /v1/queues`) sends:
+`GET /v1/stream[?tenant=&shop_id=&platform=][&queues=a,b*][&group=G]` (filters as in `GET /v1/queues`;
+`queues`/`group` keep only the queues of a saved wallboard, `wallboard.queue_matcher`) sends:
 
 - `event: views`, first on connect and then whenever the view store changes, coalesced: at most one
   per `min_interval_s` (0.5 s), and within `min_interval_s` of a change, so at least one a second
@@ -27,10 +28,10 @@ import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from services.core.alert_rules import StaffingDefaults, signals_from_view, thresholds_for
@@ -39,6 +40,7 @@ from services.core.merge import iso
 
 from .params import Filter
 from .views import ViewKey, ViewStore
+from .wallboard import queue_matcher
 
 ALL = "*"
 
@@ -174,14 +176,19 @@ class StreamHub:
         self._judged[key] = (view, view.get("as_of"), judged)
         return judged
 
-    def views_payload(self, tenant: str | None, shop_id: str | None, platform: str | None) -> dict[str, Any]:
+    def views_payload(
+        self, tenant: str | None, shop_id: str | None, platform: str | None,
+        queues: str | None = None, group: str | None = None,
+    ) -> dict[str, Any]:
         selected = self.store.select(None, tenant, shop_id, platform)
+        if (wanted := queue_matcher(queues, group)) is not None:
+            selected = [v for v in selected if wanted(v["queue"])]
         now = iso(int(time.time() * 1000))
         return {
             "as_of": max((v["as_of"] for v in selected), default=None),
             "server_time": now,
             "stale_after_s": self.stale_after_s,
-            "filters": {"tenant": tenant, "shop_id": shop_id, "platform": platform},
+            "filters": {"tenant": tenant, "shop_id": shop_id, "platform": platform, "queues": queues, "group": group},
             "queues": selected,
             "signals": {v["queue"]: self.signals(v) for v in selected},
             "options": self.options(),
@@ -189,13 +196,14 @@ class StreamHub:
 
     # --- one client ----------------------------------------------------------------------------
     async def events(
-        self, tenant: str | None = None, shop_id: str | None = None, platform: str | None = None
+        self, tenant: str | None = None, shop_id: str | None = None, platform: str | None = None,
+        queues: str | None = None, group: str | None = None,
     ) -> AsyncIterator[bytes]:
         sub = _Subscriber()
         self._join(sub)
         loop = asyncio.get_running_loop()
         try:
-            first = self.views_payload(tenant, shop_id, platform)
+            first = self.views_payload(tenant, shop_id, platform, queues, group)
             yield b"retry: 3000\n" + sse_frame("views", first)
             # Compared as bytes: a store may update its view dicts in place.
             last_sent = orjson.dumps([first["queues"], first["options"]])
@@ -220,7 +228,7 @@ class StreamHub:
                     if hold > 0:
                         await asyncio.sleep(hold)  # coalesce: later changes ride along with this one
                     sub.views_dirty = False
-                    payload = self.views_payload(tenant, shop_id, platform)
+                    payload = self.views_payload(tenant, shop_id, platform, queues, group)
                     content = orjson.dumps([payload["queues"], payload["options"]])
                     if content != last_sent:
                         last_sent = content
@@ -245,13 +253,17 @@ def mount_stream(app: FastAPI, store: ViewStore, stale_after_s: float = 10.0, ma
         responses={200: {"content": {"text/event-stream": {}}, "description": "views and alerts events"},
                    503: {"description": "API_SSE_MAX_CLIENTS streams are open already (Retry-After)"}},
     )
-    async def stream(tenant: Filter = None, shop_id: Filter = None, platform: Filter = None) -> StreamingResponse:
-        """Server-Sent Events of queue views (`views`) and alert changes (`alerts`) for the wallboard."""
+    async def stream(
+        tenant: Filter = None, shop_id: Filter = None, platform: Filter = None,
+        queues: Annotated[str | None, Query(max_length=4096)] = None, group: Filter = None,
+    ) -> StreamingResponse:
+        """Server-Sent Events of queue views (`views`) and alert changes (`alerts`) for the wallboard;
+        `queues` (comma-separated names, `*` wildcards) and `group` keep a saved board's queues."""
         if hub.subscribers >= max_clients:
             raise HTTPException(503, f"at most {max_clients} open streams; try again later",
                                 headers={"Retry-After": "10"})
         return StreamingResponse(
-            hub.events(tenant, shop_id, platform),
+            hub.events(tenant, shop_id, platform, queues, group),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -171,8 +171,10 @@ def _resolved_text(rule: Rule, j: Judgement, th: Thresholds, zh: str, en: str) -
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One alert episode as last published. Times are RFC 3339 UTC. At resolution `value` and
-    `threshold` are the comparison that cleared it; acknowledgement is set by the API, not here."""
+    """One alert episode as last published. Times are RFC 3339 UTC. While firing, `value` is the
+    reading that fired it (or escalated it) and `current_value` the latest reading the engine judged;
+    at resolution `value` and `threshold` are the comparison that cleared it; acknowledgement is set
+    by the API, not here."""
 
     id: str
     rule: Rule
@@ -192,6 +194,7 @@ class Alert:
     time_to_breach_s: float | None
     acknowledged_by: str | None = None
     acknowledged_at: str | None = None
+    current_value: float | None = None
 
     @property
     def scope(self) -> ScopeKey:
@@ -340,9 +343,13 @@ class AlertEngine:
             zh, en = _firing_text(rule, j, sig, th, *_labels(scope))
             track.alert = replace(
                 alert, severity=held, updated_at=iso(now), value=j.value, threshold=j.threshold,
-                summary_zh=zh, summary_en=en, time_to_breach_s=sig.time_to_breach_s,
+                summary_zh=zh, summary_en=en, time_to_breach_s=sig.time_to_breach_s, current_value=j.value,
             )
             return track.alert
+        if j.value is not None and j.value != alert.current_value:
+            # The latest reading, for whoever reads the open alerts (the scorer's Prometheus export):
+            # not a change to publish, or an open oldest_wait alert would be re-sent every tick.
+            track.alert = replace(alert, current_value=j.value)
         return None
 
     @staticmethod
@@ -356,7 +363,7 @@ class AlertEngine:
             rule=rule, queue=queue, tenant=tenant, shop_id=shop, platform=platform,
             severity=severity, state="firing", started_at=iso(now), resolved_at=None, updated_at=iso(now),
             value=j.value, threshold=j.threshold, summary_zh=zh, summary_en=en,
-            time_to_breach_s=sig.time_to_breach_s,
+            time_to_breach_s=sig.time_to_breach_s, current_value=j.value,
         )
 
     @staticmethod
@@ -365,7 +372,7 @@ class AlertEngine:
         return replace(
             alert, state="resolved", resolved_at=iso(now), updated_at=iso(now),
             value=j.value, threshold=j.threshold, summary_zh=zh, summary_en=en,
-            time_to_breach_s=None if sig is None else sig.time_to_breach_s,
+            time_to_breach_s=None if sig is None else sig.time_to_breach_s, current_value=j.value,
         )
 
     # --- persistence -----------------------------------------------------------------------------

@@ -183,7 +183,13 @@ class AlertsCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         alerts = list(self._alerts())
         firing = GaugeMetricFamily("floorwatch_alert_firing", "1 while a floor alert is firing", labels=ALERT_LABELS)
-        value = GaugeMetricFamily("floorwatch_alert_value", "The firing alert's measured value", labels=ALERT_LABELS)
+        value = GaugeMetricFamily(
+            "floorwatch_alert_value", "The firing alert's value when it fired (or escalated)", labels=ALERT_LABELS
+        )
+        current = GaugeMetricFamily(
+            "floorwatch_alert_current_value", "The firing alert's latest reading (as the engine judged it)",
+            labels=ALERT_LABELS,
+        )
         threshold = GaugeMetricFamily("floorwatch_alert_threshold", "The firing alert's threshold", labels=ALERT_LABELS)
         breach = GaugeMetricFamily(
             "floorwatch_alert_time_to_breach_seconds", "Seconds until the platform reply rule breaks at this rate",
@@ -197,12 +203,14 @@ class AlertsCollector(Collector):
             firing.add_metric(labels, 1.0)
             if a.value is not None:
                 value.add_metric(labels, float(a.value))
+            if a.current_value is not None:
+                current.add_metric(labels, float(a.current_value))
             if a.threshold is not None:
                 threshold.add_metric(labels, float(a.threshold))
             if a.time_to_breach_s is not None:
                 breach.add_metric(labels, float(a.time_to_breach_s))
             info.add_metric([a.id, a.summary_zh, a.summary_en], 1.0)
-        yield from (firing, value, threshold, breach, info)
+        yield from (firing, value, current, threshold, breach, info)
 
 
 AGENT_LABELS: Final = ["agent", "tenant", "shop", "platform"]

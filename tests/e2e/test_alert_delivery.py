@@ -152,6 +152,9 @@ def test_floor_alert_reaches_the_webhook_and_resolves(stack: Any, receiver: Webh
     assert notes["summary_zh"] and notes["summary_en"], notes
     assert float(notes["threshold"]) == warning_s
     assert float(notes["value"]) >= warning_s
+    # The figure now as well as the one at firing (the buyer waits on: never below it).
+    assert float(notes["current_value"]) >= float(notes["value"]), notes
+    assert notes["values"].startswith("now ") and "at firing" in notes["values"], notes
     assert f"queue={queue}" in notes["wallboard"] and notes["wallboard"].startswith(stack.api_url)
     scopes = sorted({(a["labels"]["tenant"], a["labels"]["shop"], a["labels"]["platform"]) for _, a in firing})
 

@@ -5,16 +5,27 @@
    the data's age, the language switch, the alert banner rule, and go grey when its connection is
    cut (a TCP relay between browser and API, closed and then reopened: it must reconnect by itself).
 2. On the API app served in-process over a hand-filled view store: "no data" is "—", data whose
-   `as_of` is old greys the board while the stream is up, and alerts published through the stream
-   hook appear in the banner and go when resolved.
+   `as_of` is old greys the board while the stream is up, and an alert mirrored by the API's alert
+   store appears in the summary at once (through the stream) with its current value, and goes when
+   resolved.
+3. On the real stack, a big floor at peak through ingest: 40 active queues, 30 firing alerts and 3
+   quiet queues, looked at on a saved board (`?group=`) at 1920×1080 and 3840×2160 as a person would:
+   the pages turn by themselves, no page scrolls or has anything off screen, type is never below
+   docs/wallboard.md's minimum, every active queue is on some page, the most urgent first, the quiet
+   ones in one line, the alert summary counts as the API does and shows each alert's value now.
+4. On the API app over a hand-filled store (30 queues, a laptop screen): rows ordered by the oldest
+   wait hold their places while waits tick up or cross by seconds, a queue turning critical goes to
+   the top; saved boards (`?queues=` with a wildcard, `?group=`) show only their queues.
 
-A screenshot of the live board goes to test-artifacts/wallboard.png.
+Screenshots: test-artifacts/wallboard.png (the live board) and wallboard-<w>x<h>-page<n>.png (the big
+floor, every page at both sizes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import socket
 import time
@@ -31,6 +42,7 @@ import pytest
 import uvicorn
 from playwright.async_api import Locator, Page, async_playwright
 
+from services.api.alerts import AlertStore
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
@@ -395,8 +407,10 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(store: ViewStore, routes: Any = None) -> AsyncIterator[tuple[str, Any]]:
-    app = create_app(ApiSettings(), store=store)
+async def serve(
+    store: ViewStore, routes: Any = None, alert_store: AlertStore | None = None
+) -> AsyncIterator[tuple[str, Any]]:
+    app = create_app(ApiSettings(), store=store, alert_store=alert_store)
     if routes is not None:
         routes(app)
     port = free_port()
@@ -427,21 +441,19 @@ async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
     store = ViewStore("unused:9092", "unused")
     store.views[("presales", "*", "*", "*")] = hand_view("presales", now, age_s=0)
     store.caught_up.set()
-    firing: list[dict[str, Any]] = []
-
-    def alerts_route(app: Any) -> None:
-        @app.get("/v1/alerts")
-        async def alerts(state: str = "all") -> dict[str, Any]:
-            return {"alerts": list(firing)}
+    # Alerts as the API mirrors them from the alerts topic: a change goes to GET /v1/alerts and, once
+    # the mirror has caught up, to every stream (AlertStore.on_change → publish_alerts).
+    alert_store = AlertStore("unused:9092", "unused")
+    alert_store.caught_up.set()
 
     alert = {
         "id": "oldest_wait:presales:*:*:*:1", "rule": "oldest_wait", "queue": "presales", "tenant": "*",
         "shop_id": "*", "platform": "*", "severity": "warning", "state": "firing", "started_at": iso(now - 65_000),
         "resolved_at": None, "updated_at": iso(now), "value": 120.0, "threshold": 100.0,
         "summary_zh": "售前队列最久等待 120 秒，达到 100 秒", "summary_en": "presales: oldest buyer has waited 120 s",
-        "time_to_breach_s": 60.0,
+        "time_to_breach_s": 60.0, "current_value": 120.0,
     }
-    async with serve(store, alerts_route) as (url, app), browser_page(1366, 768) as page:
+    async with serve(store, None, alert_store) as (url, _app), browser_page(1366, 768) as page:
         await page.goto(url + "/")
         await tile(page, "presales").wait_for(timeout=10_000)
         # No data is "—", never 0; counts that are known are shown, even when 0 would be a real figure.
@@ -451,16 +463,26 @@ async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
         assert seconds_shown(await text_of(page, "presales", "oldest-wait")) == pytest.approx(42, abs=2)
         assert await page.inner_text("#conn-text") == "实时"
 
-        # Alerts pushed through the stream hook show at once; resolved ones go.
-        hub = app.state.stream
-        firing.append(alert)
-        hub.publish_alerts([alert])
+        # An alert comes through the stream at once: counted by severity, shown with its value now (the
+        # buyer of the view has waited 42 s; it fired at 120 s) and how long it has been open.
+        alert_store.apply(str(alert["id"]).encode(), orjson.dumps(alert))
         banner = page.locator('[data-testid="alert-banner"]')
-        await banner.locator('[data-rule="oldest_wait"]').wait_for(state="visible", timeout=5_000)
-        assert "售前队列最久等待 120 秒" in await banner.inner_text()
-        assert "1 条告警" in await banner.inner_text()
-        firing.clear()
-        hub.publish_alerts([{**alert, "state": "resolved"}])
+        card = banner.locator('[data-testid="alert"][data-rule="oldest_wait"][data-queue="presales"]')
+        await card.wait_for(state="visible", timeout=5_000)
+        assert await banner.locator('[data-testid="alerts-warning"] b').inner_text() == "1"
+        assert await banner.locator('[data-testid="alerts-critical"] b').inner_text() == "0"
+        text = await card.inner_text()
+        assert "售前" in text and "最久等待" in text and "触发时 2:00" in text
+        assert clock_seconds(await card.locator('[data-testid="alert-now"]').inner_text()) == pytest.approx(42, abs=2)
+        assert await card.locator('[data-testid="alert-open"]').inner_text() == "已 1分"
+        assert "售前队列最久等待 120 秒" in (await card.get_attribute("title") or "")  # the engine's sentence
+        # English, then back.
+        await page.click('[data-testid="lang-switch"]')
+        await card.locator("text=Oldest wait").wait_for(timeout=5_000)
+        assert (await card.locator('[data-testid="alert-now"]').inner_text()).startswith("now ")
+        await page.click('[data-testid="lang-switch"]')
+        # Resolved: it goes.
+        alert_store.apply(str(alert["id"]).encode(), orjson.dumps({**alert, "state": "resolved"}))
         await banner.wait_for(state="hidden", timeout=5_000)
 
         # The stream is up but the data stopped: as_of older than stale_after_s greys the board.
@@ -483,3 +505,330 @@ async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
             store.version += 1
             store.changed.notify_all()
         await stale.wait_for(state="hidden", timeout=5_000)
+
+
+# --- 3. a big floor at peak, on a 1080p and a 4K screen -------------------------------------------
+
+PLATFORMS = ("jd", "taobao", "pdd", "douyin", "web")
+KINDS = ("presales", "aftersales", "refunds", "logistics", "vip", "invoice", "warranty", "install")
+HOT = 30  # queues with a buyer waiting past the critical level: one oldest_wait alert each
+
+
+def big_floor(tag: str, now_ms: int) -> tuple[list[dict[str, Any]], dict[str, float], list[str], list[str]]:
+    """40 active queues (5 platforms × 8 kinds, one shop per platform) and 3 quiet ones.
+
+    The first HOT queues each have a buyer waiting, unanswered, since `wait` seconds before now: every
+    wait is past the critical level (180 s), so each fires one critical oldest_wait alert at once and
+    none changes severity while the test looks (the order of the board holds still). The first waits
+    longest by far (the most urgent queue). The other 10 had a buyer answered in 5 s, nobody waiting.
+    Every active queue has two agents online (3 chats each). The 3 quiet queues only have an agent
+    online: nothing happened in them for the last hour.
+    """
+    tenant = f"bigfloor-{tag}"
+    queues = [f"{p}-{k}-{tag}" for p in PLATFORMS for k in KINDS]
+    quiet = [f"{p}-quiet-{tag}" for p in PLATFORMS[:3]]
+    waits = {q: (1500.0 if i == 0 else 1000.0 - 25 * i) for i, q in enumerate(queues[:HOT])}
+    out: list[dict[str, Any]] = []
+    for q in queues + quiet:
+        platform = q.split("-", 1)[0]
+        common = {"tenant": tenant, "shop_id": f"{platform}-shop-{tag}", "platform": platform}
+        agents = ("a1", "a2") if q in queues else ("a1",)
+        for name in agents:
+            out.append({**common, "event_id": f"{q}-{name}", "type": "agent.status", "ts": now_ms - 1_600_000,
+                        "agent_id": f"{q}-{name}", "status": "online", "capacity": 3, "queues": [q]})
+        if q in quiet:
+            continue
+        at = now_ms - int(waits.get(q, 120.0) * 1000)
+        cid = f"{q}-c1"
+        out.append({**common, "event_id": f"{cid}-1", "type": "conversation.opened", "ts": at,
+                    "conversation_id": cid, "queue": q})
+        out.append({**common, "event_id": f"{cid}-2", "type": "message", "ts": at, "conversation_id": cid,
+                    "sender": "customer"})
+        if q not in waits:
+            out.append({**common, "event_id": f"{cid}-3", "type": "message", "ts": at + 5000, "conversation_id": cid,
+                        "sender": "agent", "agent_id": f"{q}-a1"})
+    return out, waits, queues, quiet
+
+
+def clock_seconds(text: str) -> float:
+    """The board's clock figures ("12:34", "1:02:03", "现 12:34") in seconds."""
+    m = re.search(r"(\d+(?::\d{2}){1,2})", text)
+    assert m, f"not a clock: {text!r}"
+    total = 0.0
+    for part in m.group(1).split(":"):
+        total = total * 60 + int(part)
+    return total
+
+
+NO_SCROLL = """() => {
+  const se = document.scrollingElement;
+  const off = [...document.querySelectorAll('[data-testid=queue-row], [data-testid=alert-row], [data-testid=alert]')]
+    .map((e) => e.getBoundingClientRect())
+    .filter((r) => r.bottom > innerHeight + 0.5 || r.right > innerWidth + 0.5 || r.top < 0 || r.left < 0).length;
+  return {h: se.scrollHeight, w: se.scrollWidth, vh: innerHeight, vw: innerWidth, off};
+}"""
+
+# The smallest computed font size of row figures, queue names and alert text, in units of U (1% of
+# the screen height of a 16:9 area): docs/wallboard.md's minimum type sizes.
+MIN_TYPE = """() => {
+  const u = Math.min(innerHeight, innerWidth * 0.5625) / 100;
+  const size = (sel) => Math.min(
+    ...[...document.querySelectorAll(sel)].map((e) => parseFloat(getComputedStyle(e).fontSize) / u));
+  return {
+    figures: size('[data-testid=queue-row] .c:not(.c-label):not(.c-flag), [data-testid=alert-row] .now'),
+    names: size('[data-testid=queue-row] .c-label, [data-testid=alert] .al1, [data-testid=alert] .anow'),
+  };
+}"""
+
+
+async def shows_current(card: Locator, alert: dict[str, Any]) -> None:
+    """An alert card shows the alert's value now (at least the API's `current_value`) and, apart,
+    its value at firing."""
+    shown = clock_seconds(await card.locator('[data-testid="alert-now"]').inner_text())
+    assert shown >= alert["current_value"] - 1
+    assert clock_seconds(await card.locator(".fired").inner_text()) == int(alert["value"])
+
+
+async def board_state(page: Page) -> dict[str, Any]:
+    out: dict[str, Any] = await page.evaluate("""() => {
+      const b = document.getElementById('board');
+      return {
+        page: Number(b.dataset.page), pages: Number(b.dataset.pages), kind: b.dataset.kind, mode: b.dataset.mode,
+        queues: [...document.querySelectorAll('[data-testid=queue-row]')].map((r) => r.dataset.queue),
+        alerts: [...document.querySelectorAll('[data-testid=alert-row]')]
+          .map((r) => r.dataset.queue + '|' + r.dataset.rule),
+      };
+    }""")
+    return out
+
+
+async def test_a_big_floor_fits_one_screen_at_1080p_and_4k(stack: Any) -> None:
+    tag = uuid.uuid4().hex[:6]
+    now_ms = int(time.time() * 1000)
+    events, waits, queues, quiet = big_floor(tag, now_ms)
+    most_urgent = queues[0]
+    async with httpx.AsyncClient(timeout=30) as client:
+        headers = {"Authorization": f"Bearer {stack.ingest_token}"}
+        for i in range(0, len(events), 100):
+            r = await client.post(f"{stack.ingest_url}/v1/events", json=events[i:i + 100], headers=headers)
+            assert r.status_code == 202, r.text
+
+        # The scorer has taken it all in: every queue's view, and the HOT roll-up alerts firing.
+        async def floor_seen() -> list[dict[str, Any]]:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                views = (await client.get(f"{stack.api_url}/v1/queues")).json()["queues"]
+                mine = {v["queue"]: v for v in views if v["queue"].endswith(tag)}
+                firing = (await client.get(f"{stack.api_url}/v1/alerts", params={"state": "firing"})).json()["alerts"]
+                rollup = [a for a in firing if a["queue"].endswith(tag) and a["shop_id"] == "*" and a["tenant"] == "*"]
+                waiting = all(mine.get(q, {}).get("live", {}).get("awaiting_reply") == (1 if q in waits else 0)
+                              for q in queues)
+                if waiting and set(mine) == set(queues + quiet) and len({a["queue"] for a in rollup}) >= HOT:
+                    return rollup
+                await asyncio.sleep(0.5)
+            raise AssertionError(f"the scorer never showed the big floor: {len(mine)} views, {len(rollup)} alerts")
+
+        rollup = await floor_seen()
+        assert {a["queue"] for a in rollup if a["rule"] == "oldest_wait"} == set(waits)
+        assert all(a["severity"] == "critical" for a in rollup if a["rule"] == "oldest_wait")
+
+        for width, height in ((1920, 1080), (3840, 2160)):
+            async with browser_page(width, height) as page:
+                # A saved board: this team's group, pages turning every 3 s.
+                await page.goto(f"{stack.api_url}/?group={tag}&rotate=3")
+                await page.wait_for_function(
+                    "n => document.querySelectorAll('[data-testid=queue-row]').length > 0 && "
+                    "document.querySelectorAll('[data-testid=alert]').length === 3 && "
+                    "Number(document.getElementById('board').dataset.pages) >= n", arg=3, timeout=30_000)
+                assert await page.inner_text('[data-testid="board-name"]') == tag
+                state = await board_state(page)
+                assert state["mode"] == "rows"
+
+                # The pages turn by themselves, on a visible timer.
+                first = state["page"]
+                await page.wait_for_function(
+                    "p => Number(document.getElementById('board').dataset.page) !== p", arg=first, timeout=12_000)
+                assert await page.is_visible('[data-testid="pager"]')
+                # Space holds the page; Home goes to the first; the arrow keys turn pages.
+                await page.keyboard.press("Space")
+                await page.wait_for_selector('[data-testid="pager"].paused')
+                await page.keyboard.press("Home")
+                await page.wait_for_function("() => document.getElementById('board').dataset.page === '1'")
+
+                # The summary: counts by severity as the API has them, the three most urgent with their
+                # current value (the buyer's wait now, not the wait at firing) and how long they are open.
+                firing = (await client.get(f"{stack.api_url}/v1/alerts", params={"state": "firing"})).json()["alerts"]
+                rollup = [a for a in firing if a["queue"].endswith(tag) and a["shop_id"] == "*" and a["tenant"] == "*"]
+                crit = sum(a["severity"] == "critical" for a in rollup)
+                assert await page.inner_text('[data-testid="alerts-critical"] b') == str(crit)
+                assert await page.inner_text('[data-testid="alerts-warning"] b') == str(len(rollup) - crit)
+                assert await page.inner_text('[data-testid="alerts-more"] b') == f"+{len(rollup) - 3} 条"
+                cards = page.locator('[data-testid="alert-banner"] [data-testid="alert"]')
+                top = await cards.first.get_attribute("data-queue")
+                assert top == most_urgent  # critical, and furthest past its threshold
+                by_queue = {a["queue"]: a for a in rollup if a["rule"] == "oldest_wait"}
+                for i in range(3):
+                    card = cards.nth(i)
+                    alert = by_queue[await card.get_attribute("data-queue") or ""]
+                    shown = clock_seconds(await card.locator('[data-testid="alert-now"]').inner_text())
+                    truth = time.time() - (now_ms / 1000 - waits[alert["queue"]])
+                    assert truth - 5 <= shown <= truth + 1, (alert["queue"], shown, truth)
+                    assert (await card.locator('[data-testid="alert-open"]').inner_text()).startswith("已 ")
+
+                # Once the buyer has waited on since the alert fired, the API and the board say so: the
+                # value now moves on, the value at firing stays.
+                top_id = by_queue[most_urgent]["id"]
+                deadline = time.monotonic() + 60
+                while (got := (await client.get(f"{stack.api_url}/v1/alerts/{top_id}")).json())[
+                        "current_value"] < got["value"] + 5 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.5)
+                assert got["current_value"] >= got["value"] + 5, got
+                await eventually(functools.partial(shows_current, cards.first, got), 10)
+
+                # Stable: while the figures move on (every wait ticks up), no row changes place.
+                order = (await board_state(page))["queues"]
+                shown_at = clock_seconds(await cards.first.locator('[data-testid="alert-now"]').inner_text())
+                await page.wait_for_function(
+                    """s => { const e = document.querySelector('[data-testid=alert] [data-testid=alert-now]');
+                              const m = e && e.textContent.match(/(\\d+):(\\d{2})/);
+                              return m && Number(m[1]) * 60 + Number(m[2]) >= s + 3; }""", arg=shown_at, timeout=15_000)
+                assert (await board_state(page))["queues"] == order
+
+                # Every page: a screenshot, nothing scrolls or sticks out, type no smaller than the minimum.
+                seen_queues: list[str] = []
+                seen_alerts: set[str] = set()
+                first_page: list[str] = []
+                for n in range(1, state["pages"] + 1):
+                    await page.wait_for_function(
+                        "n => document.getElementById('board').dataset.page === String(n)", arg=n)
+                    st = await board_state(page)
+                    geometry = await page.evaluate(NO_SCROLL)
+                    assert geometry["h"] <= geometry["vh"] and geometry["w"] <= geometry["vw"], (n, geometry)
+                    assert geometry["off"] == 0, (n, geometry)
+                    sizes = await page.evaluate(MIN_TYPE)
+                    assert sizes["figures"] >= 4.5 - 0.05 and sizes["names"] >= 3.9 - 0.05, (n, sizes)
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    await page.screenshot(path=str(ARTIFACTS / f"wallboard-{width}x{height}-page{n}.png"))
+                    if n == 1:
+                        first_page = st["queues"]
+                    seen_queues += st["queues"]
+                    seen_alerts |= set(st["alerts"])
+                    await page.keyboard.press("ArrowRight")
+
+                assert sorted(seen_queues) == sorted(queues)  # every active queue once, on some page
+                assert first_page[0] == most_urgent and first_page == seen_queues[:len(first_page)]
+                assert seen_alerts == {f"{a['queue']}|{a['rule']}" for a in rollup}
+                quiet_line = page.locator('[data-testid="quiet-line"]')
+                assert sorted((await quiet_line.get_attribute("data-queues") or "").split(",")) == sorted(quiet)
+                assert "静默 3 个队列" in await quiet_line.inner_text()
+
+                # The full alert list is one key (A, and A again to go back) or one click away.
+                await page.keyboard.press("a")
+                await page.wait_for_function("() => document.getElementById('board').dataset.kind === 'alerts'")
+                await page.keyboard.press("a")
+                await page.wait_for_function("() => document.getElementById('board').dataset.page === '1'")
+                await page.click('[data-testid="alerts-more"]')
+                await page.wait_for_function("() => document.getElementById('board').dataset.kind === 'alerts'")
+
+
+# --- 4. order and saved boards, on the API app over a hand-filled store ---------------------------
+
+
+def floor_store(waits: dict[str, float]) -> ViewStore:
+    """A queue total per name, each with one buyer waiting `waits[name]` seconds, data fresh now."""
+    store = ViewStore("unused:9092", "unused")
+    set_waits(store, waits)
+    store.caught_up.set()
+    return store
+
+
+def set_waits(store: ViewStore, waits: dict[str, float]) -> None:
+    now = int(time.time() * 1000)
+    for queue, wait in waits.items():
+        view = hand_view(queue, now, age_s=0)
+        view["live"].update(oldest_wait_s=wait, wait_p50_s=wait, wait_p90_s=wait)
+        store.views[(queue, "*", "*", "*")] = view
+
+
+async def notify(store: ViewStore) -> None:
+    async with store.changed:
+        store.version += 1
+        store.changed.notify_all()
+
+
+async def test_rows_follow_urgency_without_jumping_and_saved_boards_pick_queues() -> None:
+    names = [f"{p}-{k}" for p in ("jd", "taobao", "pdd", "douyin", "web") for k in KINDS[:6]]  # 30 queues
+    # Below the warning level (100 s) every queue is green: ordered by the oldest wait alone.
+    waits = {q: 90.0 - 2.5 * i for i, q in enumerate(names)}
+    store = floor_store(waits)
+    async with serve(store) as (url, _app), browser_page(1366, 768) as page:
+        await page.goto(url + "/?rotate=0")
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=queue-row]').length > 0")
+        state = await board_state(page)
+        assert state["mode"] == "rows" and state["pages"] >= 2  # a laptop screen: fewer rows a page
+        geometry = await page.evaluate(NO_SCROLL)
+        assert geometry["h"] <= geometry["vh"] and geometry["w"] <= geometry["vw"] and geometry["off"] == 0
+        assert state["queues"] == names[:len(state["queues"])]  # longest wait first
+
+        # Waits a few seconds apart swap (the 2nd and 3rd cross by 2 s) and everyone waits 5 s longer:
+        # nothing moves.
+        waits = {q: w + 5 for q, w in waits.items()}
+        waits[names[1]], waits[names[2]] = waits[names[2]], waits[names[1]] + 2
+        set_waits(store, waits)
+        await notify(store)
+        row = page.locator(f'[data-testid="queue-row"][data-queue="{names[0]}"] [data-testid="oldest-wait"]')
+        await eventually(lambda: _equals(row.inner_text(), "1:35"), 5)
+        assert (await board_state(page))["queues"] == state["queues"]
+
+        # The last queue's buyer now waits past the critical level: it goes to the top of the first page.
+        last = names[-1]
+        waits[last] = 200.0
+        set_waits(store, waits)
+        await notify(store)
+        await page.wait_for_function(
+            "q => document.querySelector('[data-testid=queue-row]').dataset.queue === q", arg=last, timeout=5_000)
+        top = page.locator(f'[data-testid="queue-row"][data-queue="{last}"]')
+        assert "s-crit" in (await top.get_attribute("class") or "").split()
+
+    # Saved boards: a list of queues (with a wildcard), or a group (a word of the queues' names).
+    async with serve(store) as (url, _app), browser_page(1920, 1080) as page:
+        await page.goto(url + "/?queues=jd-presales,taobao-*&rotate=0")
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=queue-row]').length > 0")
+        shown = sorted((await board_state(page))["queues"])
+        assert shown == sorted(["jd-presales"] + [q for q in names if q.startswith("taobao-")])
+        assert await page.inner_text('[data-testid="board-name"]') == "jd-presales,taobao-*"
+        await page.goto(url + "/?group=aftersales&rotate=0")
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=queue-row]').length === 5")
+        assert sorted((await board_state(page))["queues"]) == sorted(q for q in names if q.endswith("-aftersales"))
+
+
+async def _equals(got: Any, want: str) -> None:
+    assert (await got).strip() == want
+
+
+async def test_names_and_alert_texts_are_shown_as_text_never_as_html() -> None:
+    evil = '<img src=x onerror="window.__xss=1">'
+    names = [f"{evil}-{k}" for k in KINDS[:5]] + ["vip"]  # rows (more than tiles), no word all share
+    store = floor_store({q: 150.0 for q in names})
+    alert_store = AlertStore("unused:9092", "unused")
+    alert_store.caught_up.set()
+    now = int(time.time() * 1000)
+    for i, q in enumerate(names):
+        alert = {
+            "id": f"oldest_wait:{q}:*:*:*:{i}", "rule": "oldest_wait", "queue": q, "tenant": "*", "shop_id": "*",
+            "platform": "*", "severity": "warning", "state": "firing", "started_at": iso(now - 5000),
+            "resolved_at": None, "updated_at": iso(now), "value": 120.0, "threshold": 100.0,
+            "summary_zh": evil, "summary_en": evil, "time_to_breach_s": None,
+        }
+        alert_store.apply(str(alert["id"]).encode(), orjson.dumps(alert))
+    async with serve(store, None, alert_store) as (url, _app), browser_page(1920, 1080) as page:
+        await page.goto(url + "/?rotate=0")
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=alert]').length === 3")
+        await page.keyboard.press("a")
+        await page.wait_for_function("() => document.querySelectorAll('[data-testid=alert-row]').length === 6")
+        assert await page.evaluate("window.__xss") is None
+        assert await page.locator("img").count() == 0
+        row = page.locator('[data-testid="alert-row"]').first
+        assert (await row.inner_text()).startswith("警告\n<img src=x onerror=")
+        card = page.locator('[data-testid="alert"]').first
+        assert await card.get_attribute("title") == evil  # the engine's sentence, as text

@@ -281,6 +281,23 @@ def test_oldest_wait_fires_escalates_and_clears_after_its_times() -> None:
     assert engine.open_alerts() == []
 
 
+def test_an_open_alert_keeps_its_firing_value_and_follows_the_current_one() -> None:
+    engine = AlertEngine()
+    changes = run(engine, [(0, wait(100)), (10, wait(130)), (20, wait(150)), (30, {Q: Signals()})])
+    assert [(a.value, a.current_value) for _, a in changes] == [(100.0, 100.0)]  # updates are not re-published
+    (open_alert,) = engine.open_alerts()
+    assert (open_alert.value, open_alert.current_value) == (100.0, 150.0)  # a missing reading keeps the last
+    assert open_alert.id == changes[0][1].id and open_alert.updated_at == changes[0][1].updated_at
+    crit = run(engine, [(40, wait(190))])[0][1]
+    assert (crit.severity, crit.value, crit.current_value) == ("critical", 190.0, 190.0)
+    run(engine, [(50, wait(20))])
+    assert engine.open_alerts()[0].current_value == 20.0  # clearing, not yet cleared: still the reading
+    restored = AlertEngine.from_json(json.loads(json.dumps(engine.to_json())))
+    assert restored.open_alerts()[0].current_value == 20.0
+    resolved = run(engine, [(80, wait(10))])[0][1]
+    assert (resolved.state, resolved.value, resolved.current_value) == ("resolved", 10.0, 10.0)
+
+
 def test_oldest_wait_clear_timer_restarts_when_the_wait_comes_back() -> None:
     changes = run(AlertEngine(), [
         (0, wait(120)), (10, wait(20)), (35, wait(20)), (39, wait(101)), (40, wait(20)), (69, wait(5)), (70, wait(5)),

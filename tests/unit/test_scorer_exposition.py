@@ -39,3 +39,18 @@ def test_render_equals_the_client_library() -> None:
     assert any(name.startswith("floorwatch_agent_") for name, _ in got)
     assert any(('queue', 'pre"sales') in labels for _, labels in got)
     assert got == expected
+
+
+def test_open_alerts_export_the_value_at_firing_and_the_current_one() -> None:
+    from services.core.alerts import AlertEngine, Signals
+    from services.scorer.metrics import AlertsCollector
+
+    engine = AlertEngine()
+    scope = ("presales", "*", "*", "*")
+    engine.evaluate({scope: Signals(oldest_wait_s=120.0, waiting=1)}, T)
+    engine.evaluate({scope: Signals(oldest_wait_s=170.0, waiting=1)}, T + 50_000)
+    registry = CollectorRegistry()
+    registry.register(AlertsCollector(engine.open_alerts))
+    got = {name: value for (name, _), value in samples(generate_latest(registry).decode()).items()}
+    assert got["floorwatch_alert_value"] == 120.0
+    assert got["floorwatch_alert_current_value"] == 170.0

@@ -4,11 +4,18 @@ The page is plain HTML, CSS and JavaScript in `static/` (no build step, nothing 
 outside this API). `GET /v1/thresholds[?queue=Q…]` gives each queue's alert thresholds exactly as
 the alert engine uses them (`alert_rules.thresholds_for(queue).to_json()`), so a tile turns amber
 or red at the same figure that fires the alert (the figures judged come with the stream's `signals`).
+
+Saved boards: `/?queues=a,b,jd-*` or `/?group=presales` (see `queue_matcher`) show only those queues;
+the page passes them on to `GET /v1/stream`, which sends only their views. docs/wallboard.md says how
+the page lays out, pages and orders a floor of any size.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Callable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +29,31 @@ from services.core.buckets import is_agent_scope
 from ..views import ViewStore
 
 STATIC = Path(__file__).resolve().parent / "static"
+MAX_QUEUE_PATTERNS = 200
+_SEGMENTS = re.compile(r"[-_.:/ ]+")
+
+
+def queue_matcher(queues: str | None, group: str | None) -> Callable[[str], bool] | None:
+    """Which queues a saved board shows; None: every queue.
+
+    `queues`: comma-separated queue names, each may use `*` as a wildcard (`jd-*`). `group`: a name
+    that is the whole queue name or one of its segments split at `-`, `_`, `.`, `:`, `/` or a space
+    (group `presales` is `presales`, `jd-presales` and `presales_vip`, not `preSalesX`), so a team's
+    board needs no configuration as long as its queues are named after it. Both given: either matches.
+    """
+    patterns = [q.strip() for q in (queues or "").split(",") if q.strip()][:MAX_QUEUE_PATTERNS]
+    name = (group or "").strip()
+    if not patterns and not name:
+        return None
+    exact = {p for p in patterns if "*" not in p}
+    globs = [p for p in patterns if "*" in p]
+
+    def match(queue: str) -> bool:
+        if queue in exact or any(fnmatchcase(queue, g) for g in globs):
+            return True
+        return bool(name) and (queue == name or name in _SEGMENTS.split(queue))
+
+    return match
 
 
 def _index_html() -> str:

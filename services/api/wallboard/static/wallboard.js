@@ -3,6 +3,14 @@
  * GET /v1/alerts?state=firing and `alerts` stream events. Plain JS, no build step, no network
  * beyond this API.
  *
+ * A floor of any size fits one screen without scrolling (docs/wallboard.md): up to TILE_MAX queues
+ * as full tiles, more as one dense row per queue, in as many columns as fit at the minimum type
+ * size; what does not fit is paged, and the pages rotate on a visible timer. Queues idle for the last
+ * hour fold into one "quiet" line. Queues are ordered by urgency (severity, then oldest wait) with
+ * hysteresis, so rows do not jump every second. Alerts show as a summary: counts by severity and the
+ * three most urgent with their current value; the full list is a page of its own (key A).
+ * Saved boards: `?queues=a,b,jd-*` or `?group=presales` (filtered by the stream, GET /v1/stream).
+ *
  * Staleness: every `views` event carries the data's `as_of` and the server's clock (`server_time`),
  * so the data's age is measured on the server's clock (a TV with a wrong clock still tells the truth).
  * The board goes grey ("数据中断" / "STALE") when the stream is down, or when the newest as_of is
@@ -33,6 +41,14 @@
       legend_none: '告警阈值暂不可用：数字不着色',
       u_s: '秒', u_m: '分', u_h: '时', ago_s: '{n} 秒', ago_m: '{n} 分钟', lang_button: 'EN',
       on_duty: '在岗 {n}',
+      h_queue: '队列', h_waiting: '等待', h_oldest: '最久等待', h_sl: '服务水平 ≤{s}秒', h_sl_any: '服务水平',
+      h_available: '空闲', h_on_duty: '在岗', h_needed: '需要', h_alerts: '⚠',
+      quiet: '静默 {n} 个队列（近 1 小时无活动）', page: '{i}/{n}', page_alerts: '告警 {i}/{n}',
+      paused: '已暂停', more_alerts: '+{n} 条', all_alerts: '全部告警 (A)',
+      sev_n_critical: '严重', sev_n_warning: '警告', now: '现', at_firing: '触发时', open_for: '已 {d}',
+      r_oldest_wait: '最久等待', r_peak_load: '负载', r_sla_breach: '服务水平', r_staffing_gap: '人手缺口',
+      needed_n: '需 {n} 人', on_duty_n: '在岗 {n}', h_sev: '级别', h_rule: '规则', h_now: '现值', h_fired: '触发值',
+      h_threshold: '阈值', h_open: '持续', keys_hint: '← → 翻页 · 空格 暂停 · A 告警',
     },
     en: {
       title: 'Live service floor', queue: 'Queue', shop: 'Shop', platform: 'Platform',
@@ -54,9 +70,25 @@
       legend_none: 'Alert thresholds unavailable: figures are not coloured',
       u_s: 's', u_m: 'm', u_h: 'h', ago_s: '{n} s', ago_m: '{n} min', lang_button: '中文',
       on_duty: '{n} on duty',
+      h_queue: 'Queue', h_waiting: 'Wait', h_oldest: 'Oldest', h_sl: 'SL ≤{s}s', h_sl_any: 'SL',
+      h_available: 'Free', h_on_duty: 'On duty', h_needed: 'Need', h_alerts: '⚠',
+      quiet: '{n} quiet queues (no activity for an hour)', page: '{i}/{n}', page_alerts: 'Alerts {i}/{n}',
+      paused: 'paused', more_alerts: '+{n} more', all_alerts: 'all alerts (A)',
+      sev_n_critical: 'critical', sev_n_warning: 'warning', now: 'now', at_firing: 'at firing', open_for: 'for {d}',
+      r_oldest_wait: 'Oldest wait', r_peak_load: 'Load', r_sla_breach: 'SL', r_staffing_gap: 'Staffing',
+      needed_n: '{n} needed', on_duty_n: '{n} on duty', h_sev: 'Severity', h_rule: 'Rule', h_now: 'Now',
+      h_fired: 'At firing', h_threshold: 'Threshold', h_open: 'Open', keys_hint: '← → page · space pause · A alerts',
     },
   };
   const QUEUE_NAMES = { presales: ['售前', 'Presales'], aftersales: ['售后', 'After-sales'] };
+  // Words of composite queue names ("jd-presales", "tmall_vip"), shown in the board's language, short
+  // (a queue's name has one column of a row: "PDD Refunds", not "Pinduoduo Refunds").
+  const QUEUE_WORDS = {
+    ...QUEUE_NAMES, refunds: ['退款', 'Refunds'], refund: ['退款', 'Refund'], returns: ['退货', 'Returns'],
+    logistics: ['物流', 'Logistics'], shipping: ['物流', 'Shipping'], vip: ['VIP', 'VIP'], invoice: ['发票', 'Invoice'],
+    invoices: ['发票', 'Invoices'], complaints: ['投诉', 'Complaints'], warranty: ['保修', 'Warranty'],
+    install: ['安装', 'Install'], membership: ['会员', 'Members'], pdd: ['拼多多', 'PDD'], web: ['官网', 'Web'],
+  };
   const PLATFORM_NAMES = {
     jd: ['京东', 'JD'], pdd: ['拼多多', 'Pinduoduo'], taobao: ['淘宝', 'Taobao'], tmall: ['天猫', 'Tmall'],
     douyin: ['抖音', 'Douyin'], web: ['官网', 'Web chat'],
@@ -69,6 +101,24 @@
   const THRESHOLDS_EVERY_MS = 60000;
   const SILENT_RECONNECT_MS = 45000;
   const DRAIN_MINUTES = 10;           // staffing's backlog_drain: agents to clear the backlog within this
+  // Layout (docs/wallboard.md). One unit U = 1% of the screen height (of a 16:9 area that fits).
+  // Figures are never set below FIG_MIN_U units, text that changes (names, alerts) below 3.9, headings
+  // below 2.8: at 5 m on a screen at least 1/6 of the distance tall, that is a digit height of 16
+  // arcminutes or more (the ISO 9241-303 minimum) for every figure and name.
+  const TILE_MAX = 4;                 // up to this many queues: full tiles; more: one row per queue
+  const FIG_MIN_U = 4.5;
+  const FIG_MAX_U = 9;
+  const ROW_PER_FIG = 1 / 0.76;       // a row's height per figure font size
+  const ROW_EMS = 19;                 // a row's narrowest width, in figure ems (wallboard.css .qrow)
+  const NAME_EMS = 4.68;              // of which the name's column, at its narrowest
+  const NAME_EMS_MAX = 14;            // names longer than this are cut (the full name is the tooltip)
+  const HEAD_U = 6.6;                 // column heads' height: two lines of headings…
+  const HEAD_PER_FIG = 1.47;          // …of .62 figure ems each, when the figures are larger
+  const TOP_ALERTS = 3;
+  const ROTATE_S = (() => {           // seconds per page (?rotate=N; 0 holds the page)
+    const n = Number(new URLSearchParams(location.search).get('rotate'));
+    return isFinite(n) && n >= 0 && new URLSearchParams(location.search).has('rotate') ? n : 12;
+  })();
 
   // ---- state ---------------------------------------------------------------------------------
   const params = new URLSearchParams(location.search);
@@ -80,6 +130,8 @@
       shop_id: params.get('shop_id') || '',
       platform: params.get('platform') || '',
     },
+    // A saved board: only these queues (names or globs) and/or this group; the stream filters.
+    selection: { queues: params.get('queues') || '', group: params.get('group') || '' },
     views: [],
     signals: {},             // queue → the alert rules' reading of its view (ρ, staffing gap, …)
     options: { queues: [], platforms: [], shops: [] },
@@ -118,8 +170,41 @@
     return s;
   }
   const L = (pair) => (state.lang === 'zh' ? pair[0] : pair[1]);
-  const queueLabel = (q) => (QUEUE_NAMES[q] ? L(QUEUE_NAMES[q]) : q);
+  const CJK = /[\u3400-\u9fff]/;
+  function queueLabel(q) {
+    if (QUEUE_NAMES[q]) return L(QUEUE_NAMES[q]);
+    const parts = String(q).split(/[-_.:/ ]+/).filter(Boolean);
+    let known = 0;
+    const words = parts.map((w) => {
+      const k = w.toLowerCase();
+      const name = QUEUE_WORDS[k] || PLATFORM_NAMES[k];
+      if (name) { known += 1; return L(name); }
+      return w;
+    });
+    if (!known) return q;
+    // Chinese words run together ("京东售前"); anything else is separated by a space.
+    return words.reduce((out, w) => out + (out && !(CJK.test(out.slice(-1)) && CJK.test(w[0])) ? ' ' : '') + w, '');
+  }
   const platformLabel = (p) => (PLATFORM_NAMES[p] ? L(PLATFORM_NAMES[p]) : p);
+
+  // Dense views (rows, alerts, the quiet line) leave out the words every queue on the board shares
+  // (a saved board's group, a shop's prefix): "jd-presales-x1", "jd-refunds-x1" show as 售前, 退款
+  // under a header naming the board. The full name stays in the element's title.
+  let commonWords = new Set();
+  const wordsOf = (q) => String(q).split(/[-_.:/ ]+/).filter(Boolean);
+  function findCommonWords(names) {
+    if (names.length < 2) return new Set();
+    let common = new Set(wordsOf(names[0]).map((w) => w.toLowerCase()));
+    for (const n of names.slice(1)) {
+      const ws = new Set(wordsOf(n).map((w) => w.toLowerCase()));
+      common = new Set([...common].filter((w) => ws.has(w)));
+    }
+    return common;
+  }
+  function shortLabel(q) {
+    const kept = wordsOf(q).filter((w) => !commonWords.has(w.toLowerCase()));
+    return kept.length && commonWords.size ? queueLabel(kept.join('-')) : queueLabel(q);
+  }
 
   // ---- formatting ("no data" is "—", never 0) ------------------------------------------------
   const isNum = (v) => typeof v === 'number' && isFinite(v);
@@ -195,6 +280,10 @@
   function applyStaticText() {
     document.documentElement.lang = state.lang === 'zh' ? 'zh-CN' : 'en';
     document.title = 'Floorwatch · ' + t('title');
+    const sel = state.selection;
+    const named = sel.group || sel.queues;
+    $('board-name').textContent = named ? named : '';
+    $('board-name').hidden = !named;
     for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
     $('lang').textContent = t('lang_button');
     state.optionsKey = '';  // relabel the drop-downs
@@ -245,8 +334,28 @@
     return el;
   }
 
+  // The formatters' only markup is a unit, `<span class="u">…</span>`, around escaped text: built here
+  // as nodes whose text is set as text, so nothing from the data is ever parsed as HTML.
+  const UNIT_SPAN = /<span class="u">([^<]*)<\/span>/g;
+  const UNESC = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'" };
+  const unesc = (s) => s.replace(/&(amp|lt|gt|quot|#39);/g, (x) => UNESC[x]);
+  function formatted(html) {
+    const nodes = [];
+    let last = 0;
+    for (const m of html.matchAll(UNIT_SPAN)) {
+      if (m.index > last) nodes.push(document.createTextNode(unesc(html.slice(last, m.index))));
+      const span = document.createElement('span');
+      span.className = 'u';
+      span.textContent = unesc(m[1]);
+      nodes.push(span);
+      last = m.index + m[0].length;
+    }
+    if (last < html.length) nodes.push(document.createTextNode(unesc(html.slice(last))));
+    return nodes;
+  }
+
   function setV(el, html, level) {
-    if (el.__html !== html) { el.innerHTML = html; el.__html = html; toFit.add(el.closest('.v') || el); }
+    if (el.__html !== html) { el.replaceChildren(...formatted(html)); el.__html = html; toFit.add(el.closest('.v') || el); }
     el.classList.toggle('nd', html === ND);
     for (const c of ['ok', 'warn', 'crit']) el.classList.toggle(c, level === c);
   }
@@ -264,6 +373,7 @@
       if (a.state !== 'firing') continue;
       if (queue !== undefined && a.queue !== queue) continue;
       if (f.queue && a.queue !== f.queue) continue;
+      if (state.viewQueues && !state.viewQueues.has(a.queue)) continue;  // a saved board: its queues only
       // The alert of the scope the board shows (the roll-up, or the one shop), not its siblings.
       const shop = a.shop_id || '*';
       if (f.shop_id) { if (shop !== f.shop_id || (f.platform && a.platform !== f.platform)) continue; }
@@ -363,13 +473,199 @@
     board.style.setProperty('--min-row', n > cols * 2 ? '340px' : '0px');
   }
 
+  // ---- urgency, quiet queues, pages ------------------------------------------------------------
+  const LEVEL_RANK = { none: 0, ok: 1, warn: 2, crit: 3 };
+
+  // A queue's reading for ordering and colouring: its worst colour (as the alert rules judge) and
+  // its firing alerts, its oldest wait, and whether it has been idle for the last hour.
+  function queueInfo(view) {
+    const th = state.thresholds.get(view.queue) || null;
+    const sig = state.signals[view.queue] || null;
+    const j = judge(view, th, sig);
+    const firing = alertsFor(view.queue);
+    let level = [j.oldest, j.sl, j.rho, j.required].reduce(worst, 'none');
+    if (firing.length) level = worst(level, firing[0].severity === 'critical' ? 'crit' : 'warn');
+    const live = view.live || {};
+    const hour = (view.windows || {})['1h'] || {};
+    const msgs = hour.messages || {};
+    const quiet = !firing.length && !(live.awaiting_reply > 0) && !(live.unanswered > 0) && hour.arrivals === 0 &&
+      !(hour.closed > 0) && !(msgs.customer > 0) && !(msgs.agent > 0);
+    const wait = live.awaiting_reply > 0 && isNum(live.oldest_wait_s) ? live.oldest_wait_s : null;
+    return { view, j, sig, firing, level, rank: LEVEL_RANK[level], wait, quiet };
+  }
+
+  // Most urgent first: severity, then the oldest wait (then the name). The order shown last is kept
+  // while it is still right within a margin (no queue outranks one above it by severity, or by a
+  // wait longer by 10% and 10 s): waits that tick up together, or swap by a few seconds, move
+  // nothing; a queue turning red, or one whose oldest buyer was answered, re-sorts the board.
+  let shownOrder = [];
+  function beats(B, A) {
+    if (A.rank !== B.rank) return B.rank > A.rank;
+    if (B.wait === null) return false;
+    return B.wait > (A.wait === null ? 0 : A.wait) * 1.1 + 10;
+  }
+  function urgencyOrder(infos) {
+    const kept = shownOrder.filter((q) => infos.has(q));
+    let list = kept.length === infos.size ? kept : null;
+    for (let i = 0; list && i < list.length; i += 1) {
+      for (let j = i + 1; j < list.length; j += 1) {
+        if (beats(infos.get(list[j]), infos.get(list[i]))) { list = null; break; }
+      }
+    }
+    if (!list) {
+      list = [...infos.keys()].sort((a, b) => {
+        const A = infos.get(a); const B = infos.get(b);
+        if (A.rank !== B.rank) return B.rank - A.rank;
+        const wa = A.wait === null ? -1 : A.wait; const wb = B.wait === null ? -1 : B.wait;
+        return wb - wa || (a < b ? -1 : a > b ? 1 : 0);
+      });
+    }
+    shownOrder = list;
+    return list;
+  }
+
+  function unitPx() { return Math.min(window.innerHeight, window.innerWidth * 0.5625) / 100; }
+
+  // How rows fit the board: columns side by side while a row stays ROW_EMS figure-ems wide at the
+  // minimum figure size; as many rows as fit the height at that size. A floor that fits on one page
+  // gets the largest figures that fit (up to FIG_MAX_U); a bigger one is paged at the minimum size.
+  // The longest queue name, in figure ems (names are set bold at .87 of the figure size): a board of
+  // long Latin names gets fewer, wider columns (and more pages) rather than cut names.
+  const measure = document.createElement('canvas').getContext('2d');
+  let namesKey = ''; let namesEms = NAME_EMS;
+  function longestName(labels) {
+    const key = state.lang + '\n' + labels.join('\n');
+    if (key !== namesKey && measure) {
+      namesKey = key;
+      measure.font = '700 100px ' + getComputedStyle(document.body).fontFamily;
+      const widest = Math.max(0, ...labels.map((l) => measure.measureText(l).width));
+      namesEms = widest / 100 * 0.87 + 0.15;
+    }
+    return Math.min(NAME_EMS_MAX, Math.max(NAME_EMS, namesEms));
+  }
+
+  function planRows(n, box, nameEms) {
+    const u = unitPx();
+    const gap = 1.6 * u;
+    const minFig = FIG_MIN_U * u;
+    const rowEms = ROW_EMS - NAME_EMS + nameEms;
+    const colsMax = Math.max(1, Math.min(3, Math.floor((box.w + gap) / (rowEms * minFig + gap))));
+    const rowsFit = Math.max(1, Math.floor((box.h - HEAD_U * u) / (minFig * ROW_PER_FIG)));
+    if (n > colsMax * rowsFit) return { cols: colsMax, rows: rowsFit, fig: minFig, perPage: colsMax * rowsFit, u };
+    let best = null;
+    for (let cols = 1; cols <= colsMax; cols += 1) {
+      const rows = Math.max(1, Math.ceil(n / cols));
+      const colW = (box.w - (cols - 1) * gap) / cols;
+      // The heads grow with the figures: rows × row height + max(HEAD_U, HEAD_PER_FIG × fig) ≤ height.
+      const fig = Math.min(FIG_MAX_U * u, colW / rowEms, (box.h - HEAD_U * u) / rows / ROW_PER_FIG,
+        box.h / (rows * ROW_PER_FIG + HEAD_PER_FIG));
+      if (!best || fig > best.fig + 0.5) best = { cols, rows, fig, perPage: Math.max(1, n), u };
+    }
+    best.fig = Math.max(best.fig, minFig);
+    return best;
+  }
+
+  function boardBox() {
+    const cs = getComputedStyle(board);
+    return {
+      w: board.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight),
+      h: board.clientHeight - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom),
+    };
+  }
+
+  function chunk(list, size) {
+    const out = [];
+    for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
+    return out;
+  }
+
+  // ---- pages and their timer ---------------------------------------------------------------------
+  const pager = { index: 0, paused: ROTATE_S === 0, shownAt: performance.now(), pages: [{ kind: 'queues', items: [] }] };
+  function pageKey(p) { return p ? p.kind + ':' + p.n : ''; }
+  function goPage(index) {
+    const n = pager.pages.length;
+    pager.index = ((index % n) + n) % n;
+    pager.shownAt = performance.now();
+    restartTimer();
+    renderBoard();
+  }
+  function restartTimer() {
+    const fill = $('timer-fill');
+    fill.style.transition = 'none';
+    fill.style.width = '0%';
+    if (pager.paused || ROTATE_S === 0 || pager.pages.length < 2) return;
+    void fill.offsetWidth;  // start the transition from 0 in this frame
+    fill.style.transition = 'width ' + ROTATE_S + 's linear';
+    fill.style.width = '100%';
+  }
+  function firstAlertPage() { return pager.pages.findIndex((p) => p.kind === 'alerts'); }
+  function rotate() {
+    if (pager.paused || ROTATE_S === 0 || pager.pages.length < 2) return;
+    if (performance.now() - pager.shownAt >= ROTATE_S * 1000) goPage(pager.index + 1);
+  }
+
+  function renderPager() {
+    const el = $('pager');
+    const pages = pager.pages;
+    const page = pages[pager.index];
+    el.hidden = pages.length < 2;
+    el.classList.toggle('paused', pager.paused);
+    const same = pages.filter((p) => p.kind === page.kind);
+    const label = page.kind === 'alerts'
+      ? t('page_alerts', { i: same.indexOf(page) + 1, n: same.length }) : t('page', { i: pager.index + 1, n: pages.length });
+    $('page-label').textContent = label + (pager.paused && pages.length > 1 ? ' · ' + t('paused') : '');
+    board.dataset.page = String(pager.index + 1);
+    board.dataset.pages = String(pages.length);
+    board.dataset.kind = page.kind;
+  }
+
+  // ---- the board -----------------------------------------------------------------------------------
   function renderBoard() {
     const views = visibleViews();
+    commonWords = findCommonWords(views.map((v) => v.queue));
+    const infos = new Map();
+    for (const v of views) infos.set(v.queue, queueInfo(v));
+    const active = []; const quiet = [];
+    for (const q of urgencyOrder(infos)) (infos.get(q).quiet ? quiet : active).push(infos.get(q));
+    const mode = active.length <= TILE_MAX || window.innerWidth < 1100 ? 'tiles' : 'rows';
+    document.body.classList.toggle('mode-rows', mode === 'rows');
+    document.body.classList.toggle('mode-tiles', mode === 'tiles');
+    board.dataset.mode = mode;
+    renderQuiet(quiet);  // first: the line takes height from the board
+
+    // Pages: the queues (one page of tiles, or rows in pages), then the alerts beyond the top three.
+    const box = boardBox();
+    const plan = mode === 'rows' ? planRows(active.length, box, longestName(active.map((i) => shortLabel(i.view.queue)))) : null;
+    const queuePages = mode === 'rows' ? chunk(active, plan.perPage) : [active];
+    if (!queuePages.length) queuePages.push([]);
+    const alertList = byUrgency(state.alertsOk ? alertsFor(undefined) : []);
+    const alertRows = Math.max(1, Math.floor((box.h - HEAD_U * unitPx()) / (FIG_MIN_U * unitPx() * ROW_PER_FIG)));
+    const alertPages = alertList.length > TOP_ALERTS ? chunk(alertList, alertRows) : [];
+    const before = pageKey(pager.pages[pager.index]);
+    pager.pages = queuePages.map((items, n) => ({ kind: 'queues', items, n }))
+      .concat(alertPages.map((items, n) => ({ kind: 'alerts', items, n, total: alertList.length })));
+    if (pager.index >= pager.pages.length) pager.index = 0;
+    const page = pager.pages[pager.index];
+    if (pageKey(page) !== before) { pager.shownAt = performance.now(); restartTimer(); }
+
+    const showTiles = page.kind === 'queues' && mode === 'tiles';
+    const showRows = page.kind === 'queues' && mode === 'rows';
+    renderTiles(showTiles ? page.items : []);
+    renderRows(showRows ? page.items : [], plan);
+    renderAlertPage(page.kind === 'alerts' ? page : null);
+    const empty = $('empty');
+    empty.hidden = views.length > 0 && (active.length > 0 || page.kind === 'alerts');
+    empty.textContent = !state.everData ? t('waiting_data') : views.length ? '' : t('empty');
+    renderPager();
+    flushFit();
+  }
+
+  function renderTiles(items) {
     const seen = new Set();
     let prev = null;
-    for (const v of views) {
-      const el = renderTile(v);
-      seen.add(v.queue);
+    for (const info of items) {
+      const el = renderTile(info.view);
+      seen.add(info.view.queue);
       const want = prev ? prev.nextSibling : board.firstChild;
       if (want !== el) board.insertBefore(el, want);
       prev = el;
@@ -377,35 +673,296 @@
     for (const [q, el] of tiles) {
       if (!seen.has(q)) { el.remove(); tiles.delete(q); }
     }
-    const empty = $('empty');
-    empty.hidden = views.length > 0;
-    empty.textContent = state.everData ? t('empty') : t('waiting_data');
-    if (board.dataset.n !== String(views.length)) {
-      board.dataset.n = String(views.length);
-      layout(views.length);
+    if (board.dataset.n !== String(items.length)) {
+      board.dataset.n = String(items.length);
+      layout(items.length);
       refit();
     }
-    flushFit();
+  }
+
+  // ---- rows: one line per queue ------------------------------------------------------------------
+  const rowsBox = $('rows');
+  const rowEls = new Map();  // queue → row element
+  const ROW_CELLS = [
+    ['label', 'queue-name'], ['awaiting', 'awaiting'], ['oldest', 'oldest-wait'], ['sl', 'sl'],
+    ['available', 'agents-available'], ['on_duty', 'agents-on-duty'], ['needed', 'required-agents'], ['flag', 'alert-flag'],
+  ];
+
+  function el(tag, cls, text) {
+    const n = document.createElement(tag);
+    if (cls) n.className = cls;
+    if (text !== undefined) n.textContent = text;
+    return n;
+  }
+
+  function rowFor(queue) {
+    let row = rowEls.get(queue);
+    if (!row) {
+      row = el('div', 'qrow');
+      row.setAttribute('data-testid', 'queue-row');
+      row.dataset.queue = queue;
+      row.k = {};
+      for (const [k, testid] of ROW_CELLS) {
+        const c = el('div', 'c c-' + k);
+        c.setAttribute('data-testid', testid);
+        row.k[k] = c;
+        row.appendChild(c);
+      }
+      rowEls.set(queue, row);
+    }
+    return row;
+  }
+
+  // Row cells are never shrunk below the minimum size: their columns are sized for the figures they
+  // hold (a unit such as "%" is set smaller, so "100%" fits its column).
+  function setCell(c, text, level, unitText) {
+    const key = text + (unitText && text !== ND ? unitText : '');
+    if (c.__text !== key) {
+      c.__text = key;
+      c.textContent = text;
+      if (unitText && text !== ND) c.appendChild(el('span', 'u', unitText));
+    }
+    c.classList.toggle('nd', text === ND);
+    for (const x of ['ok', 'warn', 'crit']) c.classList.toggle(x, level === x);
+  }
+
+  // The oldest wait as a clock ("12:34", "1:02:03"): the same width every second, readable across a room.
+  function clockText(s) {
+    if (!isNum(s)) return ND;
+    let n = Math.max(0, Math.floor(s));
+    const h = Math.floor(n / 3600); n -= h * 3600;
+    const m = Math.floor(n / 60); const sec = n - m * 60;
+    return (h ? h + ':' + String(m).padStart(2, '0') : String(m)) + ':' + String(sec).padStart(2, '0');
+  }
+
+  function renderRow(info) {
+    const row = rowFor(info.view.queue);
+    const k = row.k;
+    const v = info.view;
+    const live = v.live || {};
+    const th = state.thresholds.get(v.queue) || null;
+    const sig = info.sig || {};
+    const label = shortLabel(v.queue);
+    if (k.label.textContent !== label) k.label.textContent = label;
+    k.label.title = v.queue;
+    setCell(k.awaiting, fmtCount(live.awaiting_reply), 'none');
+    setCell(k.oldest, live.awaiting_reply === 0 ? ND : clockText(live.oldest_wait_s), info.j.oldest);
+    const sb = th && on(th.sla_breach);
+    const slAt = sb ? String(sb.threshold_s) : '30';
+    const slv = (((v.windows || {})['5m'] || {}).sl || {})[slAt];
+    setCell(k.sl, isNum(slv) ? String(Math.floor(slv * 100 + 1e-9)) : ND, sb ? info.j.sl : 'none', '%');
+    setCell(k.available, fmtCount(live.agents_available), 'none');
+    setCell(k.on_duty, fmtCount(sig.agents_staffing), 'none');
+    setCell(k.needed, fmtCount(sig.required_agents), info.j.required);
+    const n = info.firing.length;
+    setCell(k.flag, n ? String(n) : '', 'none');
+    k.flag.classList.toggle('crit', n > 0 && info.firing[0].severity === 'critical');
+    k.flag.classList.toggle('warn', n > 0 && info.firing[0].severity !== 'critical');
+    for (const c of ['s-ok', 's-warn', 's-crit']) row.classList.toggle(c, info.level !== 'none' && c === 's-' + info.level);
+    row.classList.toggle('alerting', n > 0);
+    const asOf = Date.parse(v.as_of);
+    const age = isNum(asOf) ? (serverNow() - asOf) / 1000 : null;
+    row.classList.toggle('stale', (age === null || age > state.staleAfterS) && !document.body.classList.contains('stale'));
+    return row;
+  }
+
+  function headRow(slLabel) {
+    const head = el('div', 'qrow qhead');
+    const keys = ['h_queue', 'h_waiting', 'h_oldest', null, 'h_available', 'h_on_duty', 'h_needed', 'h_alerts'];
+    for (const key of keys) head.appendChild(el('div', 'c', key ? t(key) : slLabel));
+    return head;
+  }
+
+  function renderRows(items, plan) {
+    rowsBox.hidden = !items.length;
+    if (!items.length) {
+      rowsBox.textContent = '';
+      if (rowEls.size) rowEls.clear();
+      return;
+    }
+    const u = plan.u;
+    rowsBox.style.setProperty('--fig', plan.fig.toFixed(1) + 'px');
+    rowsBox.style.setProperty('--row-h', (plan.fig * ROW_PER_FIG).toFixed(1) + 'px');
+    rowsBox.style.setProperty('--head-h', Math.max(HEAD_U * u, HEAD_PER_FIG * plan.fig).toFixed(1) + 'px');
+    rowsBox.style.setProperty('--rcols', String(plan.cols));
+    // The SL column at the alert's own threshold, when every queue shown has the same one.
+    const ats = new Set(items.map((i) => { const th = state.thresholds.get(i.view.queue); return th ? th.sla_breach.threshold_s : 30; }));
+    const slLabel = ats.size === 1 ? t('h_sl', { s: [...ats][0] }) : t('h_sl_any');
+    const perCol = Math.ceil(items.length / plan.cols);
+    const cols = chunk(items, Math.max(perCol, 1));
+    // Rebuilt as columns each render; the row elements (and their text) are kept, so nothing flickers.
+    const keep = new Set(items.map((i) => i.view.queue));
+    for (const q of [...rowEls.keys()]) if (!keep.has(q)) rowEls.delete(q);
+    const colEls = [];
+    cols.forEach((colItems) => {
+      const col = el('div', 'rcol');
+      col.style.setProperty('--nrows', String(perCol));
+      col.appendChild(headRow(slLabel));
+      for (const info of colItems) col.appendChild(renderRow(info));
+      colEls.push(col);
+    });
+    rowsBox.replaceChildren(...colEls);
+  }
+
+  // ---- the alert page: every firing alert, a row each ------------------------------------------------
+  const alertPageBox = $('alist');
+  function renderAlertPage(page) {
+    alertPageBox.hidden = !page;
+    if (!page) { alertPageBox.textContent = ''; return; }
+    const u = unitPx();
+    alertPageBox.style.setProperty('--fig', (FIG_MIN_U * u).toFixed(1) + 'px');
+    alertPageBox.style.setProperty('--row-h', (FIG_MIN_U * u * ROW_PER_FIG).toFixed(1) + 'px');
+    alertPageBox.style.setProperty('--head-h', (HEAD_U * u).toFixed(1) + 'px');
+    const head = el('div', 'arow ahead');
+    for (const key of ['h_sev', 'h_queue', 'h_rule', 'h_now', 'h_fired', 'h_threshold', 'h_open']) head.appendChild(el('div', 'c', t(key)));
+    const rows = [head];
+    const now = serverNow();
+    for (const a of page.items) {
+      const r = el('div', 'arow ' + (a.severity === 'critical' ? 'crit' : 'warn'));
+      r.setAttribute('data-testid', 'alert-row');
+      r.dataset.queue = a.queue; r.dataset.rule = a.rule; r.dataset.severity = a.severity;
+      r.appendChild(el('div', 'c sev', t(a.severity === 'critical' ? 'sev_critical' : 'sev_warning')));
+      r.appendChild(el('div', 'c aq', alertScope(a)));
+      r.appendChild(el('div', 'c', ruleLabel(a.rule)));
+      r.appendChild(el('div', 'c num now', alertValue(a, currentOf(a))));
+      r.appendChild(el('div', 'c num', alertValue(a, a.value)));
+      r.appendChild(el('div', 'c num', alertThreshold(a)));
+      r.appendChild(el('div', 'c num', openFor(a, now)));
+      rows.push(r);
+    }
+    alertPageBox.replaceChildren(...rows);
+  }
+
+  function renderQuiet(quiet) {
+    const box = $('quiet');
+    box.hidden = !quiet.length;
+    if (!quiet.length) { box.textContent = ''; return; }
+    const names = quiet.map((i) => shortLabel(i.view.queue)).join(' · ');
+    const text = t('quiet', { n: quiet.length });
+    if (box.dataset.text !== text + names) {
+      box.dataset.text = text + names;
+      box.replaceChildren(el('span', 'quiet-title', text), el('span', 'quiet-names', names));
+      box.dataset.queues = quiet.map((i) => i.view.queue).join(',');
+    }
+  }
+
+  // ---- alerts: counts, the three most urgent, the rest a key away ---------------------------------
+  function ruleLabel(rule) { return t('r_' + rule) === 'r_' + rule ? rule : t('r_' + rule); }
+  const isSurge = (a) => /surge|倍/.test(String(a.summary_en) + String(a.summary_zh));
+  // An alert's value now. The board only lists alerts of the scope it shows, so the stream's reading
+  // of that queue (`signals`, what the rules judge, renewed each second) is the freshest; else the
+  // API's current_value (renewed when the alerts are polled), else the value at firing.
+  function currentOf(a) {
+    const sig = state.signals[a.queue];
+    if (sig) {
+      const now = a.rule === 'oldest_wait' ? sig.oldest_wait_s : a.rule === 'sla_breach' ? sig.sl_5m
+        : a.rule === 'staffing_gap' ? sig.required_agents : a.rule === 'peak_load' && !isSurge(a) ? sig.rho : null;
+      if (isNum(now)) return now;
+    }
+    return a.current_value !== undefined && a.current_value !== null ? a.current_value : a.value;
+  }
+  function alertScope(a) {
+    const parts = [shortLabel(a.queue)];
+    if (a.shop_id && a.shop_id !== '*') parts.push(a.shop_id);
+    else if (a.tenant && a.tenant !== '*') parts.push(a.tenant);
+    if (a.platform && a.platform !== '*') parts.push(platformLabel(a.platform));
+    return parts.join(' · ');
+  }
+  // A figure as the rule measures it: a wait as a clock, a service level in %, load as ρ or a surge
+  // ratio, staffing as agents needed.
+  function alertValue(a, v) {
+    if (a.rule === 'peak_load' && !isNum(v)) return t('overload');
+    if (!isNum(v)) return ND;
+    if (a.rule === 'oldest_wait') return clockText(v);
+    if (a.rule === 'sla_breach') return pctText(v);
+    if (a.rule === 'peak_load') return isSurge(a) ? v.toFixed(1) + '×' : 'ρ ' + pctText(v);
+    if (a.rule === 'staffing_gap') return t('needed_n', { n: Math.round(v) });
+    return String(Math.round(v * 100) / 100);
+  }
+  function alertThreshold(a) {
+    if (a.rule === 'staffing_gap') return isNum(a.threshold) ? t('on_duty_n', { n: Math.round(a.threshold) }) : ND;
+    if (a.rule === 'peak_load' && isNum(a.threshold) && isSurge(a)) return a.threshold + '×';
+    return alertValue(a, a.threshold);
+  }
+  // How long an alert has been open: seconds, then whole minutes, then hours and minutes.
+  function openFor(a, now) {
+    const since = Date.parse(a.started_at);
+    if (!isNum(since)) return ND;
+    const s = Math.max(0, (now - since) / 1000);
+    if (s < 60) return Math.floor(s) + t('u_s');
+    if (s < 3600) return Math.floor(s / 60) + t('u_m');
+    return durText(s, true);
+  }
+
+  // How far past its threshold an alert is now (1 = at it): a wait or a load over its limit, a
+  // service level under its target, agents needed over those on duty.
+  function excess(a) {
+    const v = currentOf(a); const th = a.threshold;
+    if (a.rule === 'peak_load' && !isNum(v)) return 99;  // overload: no slots at all
+    if (!isNum(v) || !isNum(th) || th <= 0) return 1;
+    return a.rule === 'sla_breach' ? th / Math.max(v, 0.01) : v / th;
+  }
+  // Most urgent first: critical before warning, then the furthest past its threshold (in quarter
+  // steps first, so two alerts of different rules a hair apart do not swap every second), then the
+  // longest open.
+  function byUrgency(list) {
+    return list.map((a) => [a, excess(a)]).sort((x, y) => {
+      const [a, ea] = x; const [b, eb] = y;
+      if (a.severity !== b.severity) return a.severity === 'critical' ? -1 : 1;
+      return Math.floor(eb * 4) - Math.floor(ea * 4) || String(a.started_at).localeCompare(String(b.started_at)) ||
+        eb - ea;
+    }).map((x) => x[0]);
   }
 
   function renderAlerts() {
     const box = $('alerts');
-    const list = state.alertsOk ? alertsFor(undefined) : [];  // no /v1/alerts (404): no banner
+    const list = byUrgency(state.alertsOk ? alertsFor(undefined) : []);  // no /v1/alerts (404): no summary
     if (!list.length) { box.hidden = true; box.textContent = ''; return; }
     const now = serverNow();
-    const items = list.map((a) => {
-      const since = Date.parse(a.started_at);
-      const d = isNum(since) ? durText(Math.max(0, (now - since) / 1000), true) : '';
+    const crit = list.filter((a) => a.severity === 'critical').length;
+    const counts = el('div', 'acounts');
+    for (const [sev, n] of [['critical', crit], ['warning', list.length - crit]]) {
+      const c = el('div', 'acount ' + (sev === 'critical' ? 'crit' : 'warn') + (n ? '' : ' zero'));
+      c.setAttribute('data-testid', 'alerts-' + sev);
+      c.appendChild(el('b', '', String(n)));
+      c.appendChild(el('span', '', t('sev_n_' + sev)));
+      counts.appendChild(c);
+    }
+    const top = el('div', 'atop');
+    for (const a of list.slice(0, TOP_ALERTS)) {
+      const card = el('div', 'alert ' + a.severity);
+      card.setAttribute('data-testid', 'alert');
+      card.dataset.rule = a.rule; card.dataset.queue = a.queue; card.dataset.severity = a.severity;
       const summary = state.lang === 'zh' ? (a.summary_zh || a.summary_en) : (a.summary_en || a.summary_zh);
-      return '<span class="alert ' + esc(a.severity) + '" data-testid="alert" data-rule="' + esc(a.rule) +
-        '" data-queue="' + esc(a.queue) + '" data-severity="' + esc(a.severity) + '">' +
-        '<span class="sev">' + esc(t(a.severity === 'critical' ? 'sev_critical' : 'sev_warning')) + '</span>' +
-        '<span class="text">' + esc(summary || a.rule) + '</span>' +
-        (d ? '<span class="since">' + esc(t('alert_since', { d })) + '</span>' : '') + '</span>';
-    });
-    box.innerHTML = '<span class="alerts-count">⚠ ' + esc(t('alerts_n', { n: list.length })) + '</span>' +
-      '<span class="alerts-list">' + items.join('') + '</span>';
-    box.classList.toggle('warning-only', list.every((a) => a.severity !== 'critical'));
+      card.title = summary || a.rule;  // the engine's sentence (at firing), for whoever stands close
+      // Line 1: where, and for how long; line 2: what, its value now, and (small) the value at firing.
+      const l1 = el('div', 'al1');
+      // Severity is the card's colour bar and the counts beside it; the name gets the room.
+      l1.appendChild(el('span', 'aq', alertScope(a)));
+      const since = el('span', 'since', t('open_for', { d: openFor(a, now) }));
+      since.setAttribute('data-testid', 'alert-open');
+      l1.appendChild(since);
+      // The value now first, so a narrow card cuts the rule's name, never the figure.
+      const l2 = el('div', 'al2');
+      const nowEl = el('span', 'anow', t('now') + ' ' + alertValue(a, currentOf(a)));
+      nowEl.setAttribute('data-testid', 'alert-now');
+      l2.appendChild(nowEl);
+      l2.appendChild(el('span', 'arule', ruleLabel(a.rule)));
+      l2.appendChild(el('span', 'fired', t('at_firing') + ' ' + alertValue(a, a.value)));
+      card.append(l1, l2);
+      top.appendChild(card);
+    }
+    const parts = [counts, top];
+    if (list.length > TOP_ALERTS) {
+      const more = el('button', 'amore');
+      more.type = 'button';
+      more.setAttribute('data-testid', 'alerts-more');
+      more.append(el('b', '', t('more_alerts', { n: list.length - TOP_ALERTS })), el('span', '', t('all_alerts')));
+      more.addEventListener('click', () => { const i = firstAlertPage(); if (i >= 0) goPage(i); });
+      parts.push(more);
+    }
+    box.replaceChildren(...parts);
+    box.classList.toggle('warning-only', crit === 0);
     box.hidden = false;
   }
 
@@ -454,8 +1011,8 @@
 
   function renderAll() {
     renderOptions();
+    renderAlerts();  // first: the summary's height is taken from the board
     renderBoard();
-    renderAlerts();
     renderLegend();
     renderStatus();
   }
@@ -476,7 +1033,10 @@
     clearTimeout(reconnectTimer);
     if (es) es.close();
     state.conn = state.everData ? 'offline' : 'connecting';
-    es = new EventSource('/v1/stream' + scopeQuery());
+    const sel = {};
+    if (state.selection.queues) sel.queues = state.selection.queues;
+    if (state.selection.group) sel.group = state.selection.group;
+    es = new EventSource('/v1/stream' + scopeQuery(sel));
     es.addEventListener('views', onViews);
     es.addEventListener('alerts', onAlertsEvent);
     es.onerror = () => {
@@ -504,6 +1064,8 @@
     const asOf = data.as_of ? Date.parse(data.as_of) : NaN;
     state.asOfMs = isNum(asOf) ? asOf : null;
     state.views = Array.isArray(data.queues) ? data.queues : [];
+    const sel = state.selection;
+    state.viewQueues = sel.queues || sel.group ? new Set(state.views.map((v) => v.queue)) : null;
     state.signals = data.signals || {};
     if (data.options) state.options = data.options;
     state.conn = 'live';
@@ -525,8 +1087,8 @@
       if (a.state === 'firing') state.alerts.set(a.id, a); else state.alerts.delete(a.id);
     }
     state.lastEventAt = performance.now();
-    renderBoard();
     renderAlerts();
+    renderBoard();
   }
 
   // ---- polling: staffing, thresholds, alerts ---------------------------------------------------
@@ -537,7 +1099,9 @@
 
   let staffingBusy = false;
   async function refreshStaffing() {
-    if (staffingBusy) return;
+    // Rows show the alert rules' own staffing reading (the stream's signals); only tiles ask for more.
+    const rows = board.dataset.mode ? board.dataset.mode === 'rows' : visibleViews().length > TILE_MAX;
+    if (staffingBusy || rows) return;
     staffingBusy = true;
     try {
       await Promise.all(visibleViews().map(async (v) => {
@@ -593,8 +1157,8 @@
         next = ALERTS_ABSENT_EVERY_MS;
       }
     } catch (_) { /* offline: the stale banner says so; keep the last alerts */ }
-    renderBoard();
     renderAlerts();
+    renderBoard();
     alertsTimer = setTimeout(pollAlerts, next);
   }
 
@@ -610,6 +1174,8 @@
     state.everData = false;
     for (const el of tiles.values()) el.remove();
     tiles.clear();
+    rowEls.clear();
+    shownOrder = [];
     connect();
     renderAll();
   }
@@ -647,7 +1213,27 @@
     applyStaticText();
     renderAll();
   });
-  window.addEventListener('resize', () => { layout(visibleViews().length); refit(); });
+  window.addEventListener('resize', () => { layout(tiles.size); refit(); renderBoard(); });
+  // A TV with a keyboard or remote: ← → / PageUp PageDown turn pages, space (or P) holds the page,
+  // A shows the alert list (and back), Home the first page.
+  document.addEventListener('keydown', (e) => {
+    if (e.target && /^(SELECT|INPUT|TEXTAREA)$/.test(e.target.tagName)) return;
+    const k = e.key;
+    if (k === 'ArrowRight' || k === 'PageDown') goPage(pager.index + 1);
+    else if (k === 'ArrowLeft' || k === 'PageUp') goPage(pager.index - 1);
+    else if (k === 'Home') goPage(0);
+    else if (k === 'a' || k === 'A') {
+      const i = firstAlertPage();
+      if (i >= 0) goPage(pager.pages[pager.index].kind === 'alerts' ? 0 : i);
+    } else if (k === ' ' || k === 'p' || k === 'P') {
+      pager.paused = ROTATE_S === 0 || !pager.paused;  // rotate=0: always held
+      pager.shownAt = performance.now();
+      restartTimer();
+      renderPager();
+    } else return;
+    e.preventDefault();
+  });
+  $('pager').addEventListener('click', () => goPage(pager.index + 1));
 
   // ---- start -------------------------------------------------------------------------------------
   applyStaticText();
@@ -658,8 +1244,9 @@
     // A stream that has delivered nothing for a long while (a half-open connection): start again.
     if (state.conn === 'live' && performance.now() - state.lastEventAt > SILENT_RECONNECT_MS) connect();
     renderStatus();
-    renderBoard();
+    rotate();
     renderAlerts();
+    renderBoard();
   }, 1000);
   setInterval(refreshStaffing, STAFFING_EVERY_MS);
   setInterval(refreshThresholds, THRESHOLDS_EVERY_MS);
