@@ -42,10 +42,10 @@ def iso(offset_s: float) -> str:
 
 
 def chatwoot_script() -> list[Delivery]:
-    created = fixture("chatwoot/captured_2025_11/conversation_created.json")
-    message = fixture("chatwoot/captured_2025_11/message_created.json")
-    updated = fixture("chatwoot/captured_2025_11/conversation_updated.json")
-    status = fixture("chatwoot/captured_2025_11/conversation_status_changed.json")
+    created = fixture("chatwoot/conversation_created.json")
+    message = fixture("chatwoot/message_created.json")
+    updated = fixture("chatwoot/conversation_updated.json")
+    status = fixture("chatwoot/conversation_status_changed.json")
 
     def conv(display_id: int, at: float, **fields: Any) -> dict[str, Any]:
         c = copy.deepcopy(created)
@@ -108,7 +108,7 @@ def livechat_script() -> list[Delivery]:
     message = fixture("livechat/structures/message.json")
 
     def envelope(name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        env = fixture(f"livechat/{name}.jsonc") if name != "incoming_chat" else fixture("livechat/incoming_chat.jsonc")
+        env = fixture(f"livechat/{name}.json") if name != "incoming_chat" else fixture("livechat/incoming_chat.json")
         env.update(secret_key=LIVECHAT_SECRET, organization_id="org-9", payload=payload)
         return env
 
@@ -149,10 +149,10 @@ def livechat_script() -> list[Delivery]:
 
 
 def sunshine_script() -> list[Delivery]:
-    create = fixture("sunshine_conversations/conversationCreateEvent.json")
-    message = fixture("sunshine_conversations/conversationMessageEvent.json")
-    passed = fixture("sunshine_conversations/switchboardPassControlEvent.json")
-    release = fixture("sunshine_conversations/switchboardReleaseControlEvent.json")
+    create = fixture("sunshine/conversationCreateEvent.json")
+    message = fixture("sunshine/conversationMessageEvent.json")
+    passed = fixture("sunshine/switchboardPassControlEvent.json")
+    release = fixture("sunshine/switchboardReleaseControlEvent.json")
     workspace = {
         "id": "sw-2", "name": "zd-agentWorkspace", "integrationId": "zd-1", "integrationType": "zd:agentWorkspace"
     }
