@@ -828,15 +828,15 @@ def wallboard_url(cfg: StackConfig) -> str:
 
 
 def render_configs(cfg: StackConfig, out_dir: Path | None = None) -> tuple[Path, Path]:
-    """Render deploy/prometheus/prometheus.yml and deploy/alertmanager/alertmanager.yml (templates
-    with ${NAME} placeholders) into RUN_DIR/config, or `out_dir`, and the rule files of
+    """Render deploy/prometheus/prometheus.yml.tmpl and deploy/alertmanager/alertmanager.yml.tmpl
+    (templates with ${NAME} placeholders) into RUN_DIR/config, or `out_dir`, and the rule files of
     deploy/prometheus/rules into its rules/ folder (their ${WALLBOARD_URL} filled). Returns the
     paths of the two configs."""
     folder = cfg.config_dir if out_dir is None else out_dir
     rules_dir = folder / "rules"
     scorer_targets = ", ".join(f"'127.0.0.1:{p}'" for p in cfg.scorer_ports)
     prom = _render(
-        cfg.repo / "deploy" / "prometheus" / "prometheus.yml",
+        cfg.repo / "deploy" / "prometheus" / "prometheus.yml.tmpl",
         {
             "INGEST_TARGET": f"127.0.0.1:{cfg.ingest_port}",
             "API_TARGET": f"127.0.0.1:{cfg.api_port}",
@@ -847,7 +847,7 @@ def render_configs(cfg: StackConfig, out_dir: Path | None = None) -> tuple[Path,
         },
     )
     am = _render(
-        cfg.repo / "deploy" / "alertmanager" / "alertmanager.yml",
+        cfg.repo / "deploy" / "alertmanager" / "alertmanager.yml.tmpl",
         {"ALERT_WEBHOOK_URL": cfg.alert_webhook_url},
     )
     templates = sorted((cfg.repo / "deploy" / "prometheus" / "rules").glob("*.yml"))
