@@ -158,6 +158,28 @@ class WebhookHandler:
         return None
 
     async def handle(self, platform: str, request: Request) -> Outcome:
+        outcome = await self._handle(platform, request)
+        self._log_first(platform, outcome)
+        return outcome
+
+    def _log_first(self, platform: str, outcome: Outcome) -> None:
+        """A log line for the first accepted delivery of each platform and the first refusal of each
+        kind (what a quick start checks: docs/quickstart-platforms.md); no line per request."""
+        if platform not in ADAPTERS:
+            return
+        key = (platform, "answer", str(outcome.status))
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        if outcome.status < 400:
+            log.info("first webhook delivery accepted", extra={"platform": platform, "status": outcome.status})
+        else:
+            log.warning(
+                "webhook delivery refused (later refusals with this status are counted, not logged)",
+                extra={"platform": platform, "status": outcome.status, "reason": outcome.body.get("detail")},
+            )
+
+    async def _handle(self, platform: str, request: Request) -> Outcome:
         adapter = ADAPTERS.get(platform)
         if adapter is None:
             shown = platform[:40].encode("ascii", "backslashreplace").decode()

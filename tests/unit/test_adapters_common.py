@@ -202,7 +202,8 @@ async def make_hooks() -> AsyncIterator[MakeHooks]:
     async def make(**overrides: Any) -> Hooks:
         clock = [overrides.pop("now_s", NOW_S)]
         producer = FakeProducer()
-        app = create_app(webhook_settings(**overrides), producer, wall_clock=lambda: clock[0])
+        settings = overrides.pop("settings", None) or webhook_settings(**overrides)
+        app = create_app(settings, producer, wall_clock=lambda: clock[0])
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest")
