@@ -160,3 +160,13 @@ def test_renaming_a_team_does_not_split_a_running_conversation() -> None:
     care = views[("customer-care", "default", "*", "chatwoot")]["windows"]["5m"]
     assert (support["arrivals"], support["frt"]["count"], support["frt"]["mean_s"]) == (1, 1, 20.0)
     assert (care["arrivals"], care["frt"]["count"]) == (1, 0)
+
+
+def test_a_name_without_an_id_still_names_the_queue() -> None:
+    """Sunshine may send `source.type` without `integrationId`: the type still names the queue."""
+    delivery = {"app": {"id": "app-1"}, "webhook": {"id": "w"}, "events": [{
+        "id": "ev-1", "type": "conversation:create", "createdAt": "2027-01-15T08:00:00Z",
+        "payload": {"conversation": {"id": "c-1"}, "source": {"type": "web"}},
+    }]}
+    [opened] = adapt("sunshine", delivery).events
+    assert opened["queue"] == "web" and "queue_source_id" not in opened

@@ -101,6 +101,10 @@ def queue_id(name: object) -> str | None:
     return text[:MAX_NAME_LEN].rstrip("-._") or None
 
 
+def _no_id(value: object) -> bool:
+    return value is None or value == "" or isinstance(value, bool) or not isinstance(value, (str, int))
+
+
 class QueueRef(NamedTuple):
     """The queue of an event and the platform's id of what named it (`queue_source_id`)."""
 
@@ -227,13 +231,14 @@ class AdapterConfig:
         (account-scoped key, then unscoped), then `platform:account`, then `platform`. Else the
         platform's own name of the first named candidate (`queue_id`), else `{kind}-{id}` of the
         first candidate with an id, else `default`. `source_id` is `{platform}:{account}:{kind}:{id}`
-        of the candidate that decided (or of the first with an id).
+        of the candidate that decided (or of the first with an id, for the account/platform mapping
+        and the fallbacks; none for a name sent without its id).
         """
         qm = self.queue_map
-        usable = [
-            (kind, str(ident_), name) for kind, ident_, name in candidates
-            if not (ident_ is None or ident_ == "" or isinstance(ident_, bool) or not isinstance(ident_, (str, int)))
+        named = [
+            (kind, None if _no_id(ident_) else str(ident_), name) for kind, ident_, name in candidates
         ]
+        usable = [(kind, ident_, name) for kind, ident_, name in named if ident_ is not None]
         first = scoped(platform, account, usable[0][0], usable[0][1]) if usable else None
         for kind, ident_, _name in usable:
             for key in (f"{platform}:{account}:{kind}:{ident_}", f"{platform}:{kind}:{ident_}"):
@@ -242,10 +247,10 @@ class AdapterConfig:
         fallback = qm.get(f"{platform}:{account}") or qm.get(platform)
         if fallback:
             return QueueRef(fallback, first)
-        for kind, ident_, name in usable:
-            named = queue_id(name)
-            if named:
-                return QueueRef(named, scoped(platform, account, kind, ident_))
+        for kind, maybe_id, name in named:  # a name counts even where the platform gave no id with it
+            queue = queue_id(name)
+            if queue:
+                return QueueRef(queue, scoped(platform, account, kind, maybe_id) if maybe_id is not None else None)
         if usable:
             return QueueRef(queue_id(f"{usable[0][0]}-{usable[0][1]}") or DEFAULT_QUEUE, first)
         return QueueRef(DEFAULT_QUEUE, None)
