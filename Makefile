@@ -5,23 +5,32 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
+# Python: the newest supported CPython found (pyproject's requires-python: 3.11 to 3.13), or PYTHON=.
+# Found = `python3.X` on PATH that runs (a pyenv shim of a version not selected does not), else a
+# pyenv-installed 3.X. An existing .venv is kept whatever it was made with (`rm -rf .venv` to change).
+SUPPORTED_PYTHONS := 3.13 3.12 3.11
+find_python = $(shell for p in $$(command -v python$(1)) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(1).*/bin/python$(1) 2>/dev/null | sort -V -r); do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(1)".split("."))))' 2>/dev/null && { echo "$$p"; break; }; done)
+PYTHONS_FOUND = $(strip $(foreach v,$(SUPPORTED_PYTHONS),$(call find_python,$(v))))
+PYTHON ?= $(firstword $(PYTHONS_FOUND))
 VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.floorwatch-installed
 STACK := $(PY) deploy/local/stack.py
-PYTEST_ARGS ?= -q -rfE --durations=15 --junitxml=test-artifacts/junit.xml
+# -ra: every skip, xfail and failure is listed with its reason at the end of the run.
+PYTEST_ARGS ?= -q -ra --durations=15 --junitxml=test-artifacts/junit.xml
 
 # Debian packages behind each command the stack needs (command=package).
 SYSTEM_DEPS := prometheus=prometheus prometheus-alertmanager=prometheus-alertmanager \
 	promtool=prometheus amtool=prometheus-alertmanager chromium=chromium \
 	java=openjdk-17-jre-headless mvn=maven
 
-.PHONY: help venv system-deps kafka-jars ops-tools k8s-secrets up down status demo lint typecheck check-configs test
+.PHONY: help venv system-deps kafka-jars ops-tools k8s-secrets up down status demo lint typecheck check-configs test test-pythons
 
 help:
 	@echo "make demo      start the whole stack and the traffic simulator (Ctrl-C stops everything)"
 	@echo "make test      set up everything and run the whole test suite"
+	@echo "make test-pythons  the unit tests on every supported Python found (3.11-3.13), each in .venv-3.X"
 	@echo "make up|down   start the stack detached / stop it (make down WIPE=1 also deletes its data)"
 	@echo "make status    show each part of the local stack"
 	@echo "make bench     run the benchmarks (~30 min): benchmarks/results/latest.json and its PNG"
@@ -32,7 +41,10 @@ help:
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	@if [ ! -x $(PY) ]; then
+	  [ -n "$(PYTHON)" ] || { echo "no Python 3.11, 3.12 or 3.13 found: install one, or make PYTHON=/path/to/python3.X"; exit 1; }
+	  echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV)
+	fi
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
@@ -131,6 +143,33 @@ test: export HYPOTHESIS_PROFILE ?= $(if $(CI),ci,dev)
 test: venv system-deps kafka-jars lint typecheck check-configs
 	@mkdir -p test-artifacts
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The unit tests (no broker, no browser) on each supported Python found, each in its own venv
+# .venv-3.X (git-ignored, reused; `PYTHONS="/usr/bin/python3.12 …"` picks them by hand). Every
+# interpreter runs even when one fails; the summary names each one's result.
+PYTHONS ?= $(PYTHONS_FOUND)
+UNIT_TESTS ?= tests/unit
+test-pythons: export PYTHONDONTWRITEBYTECODE := 1
+test-pythons:
+	@[ -n "$(strip $(PYTHONS))" ] || { echo "no Python 3.11, 3.12 or 3.13 found"; exit 1; }
+	summary=""; failed=0
+	for py in $(PYTHONS); do
+	  v=$$("$$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+	  venv=.venv-$$v
+	  echo "==== Python $$v ($$py) in $$venv"
+	  if [ ! -x $$venv/bin/python ] || [ pyproject.toml -nt $$venv/.floorwatch-installed ]; then
+	    "$$py" -m venv $$venv
+	    $$venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	    touch $$venv/.floorwatch-installed
+	  fi
+	  if $$venv/bin/python -m pytest -q -ra -p no:cacheprovider $(UNIT_TESTS); then
+	    summary="$$summary\n  $$v: passed"
+	  else
+	    summary="$$summary\n  $$v: FAILED"; failed=1
+	  fi
+	done
+	printf "unit tests by Python:$$summary\n"
+	exit $$failed
 
 # ---- benchmarks -----------------------------------------------------------------------------
 # `make bench` (about 30 minutes on 2 cores): every section of benchmarks/ on a broker of its own

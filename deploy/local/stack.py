@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 
@@ -880,15 +880,15 @@ def wallboard_url(cfg: StackConfig) -> str:
 
 
 def render_configs(cfg: StackConfig, out_dir: Path | None = None) -> tuple[Path, Path]:
-    """Render deploy/prometheus/prometheus.yml and deploy/alertmanager/alertmanager.yml (templates
-    with ${NAME} placeholders) into RUN_DIR/config, or `out_dir`, and the rule files of
+    """Render deploy/prometheus/prometheus.yml.tmpl and deploy/alertmanager/alertmanager.yml.tmpl
+    (templates with ${NAME} placeholders) into RUN_DIR/config, or `out_dir`, and the rule files of
     deploy/prometheus/rules into its rules/ folder (their ${WALLBOARD_URL} filled). Returns the
     paths of the two configs."""
     folder = cfg.config_dir if out_dir is None else out_dir
     rules_dir = folder / "rules"
     scorer_targets = ", ".join(f"'127.0.0.1:{p}'" for p in cfg.scorer_ports)
     prom = _render(
-        cfg.repo / "deploy" / "prometheus" / "prometheus.yml",
+        cfg.repo / "deploy" / "prometheus" / "prometheus.yml.tmpl",
         {
             "INGEST_TARGET": f"127.0.0.1:{cfg.ingest_port}",
             "API_TARGET": f"127.0.0.1:{cfg.api_port}",
@@ -899,7 +899,7 @@ def render_configs(cfg: StackConfig, out_dir: Path | None = None) -> tuple[Path,
         },
     )
     am = _render(
-        cfg.repo / "deploy" / "alertmanager" / "alertmanager.yml",
+        cfg.repo / "deploy" / "alertmanager" / "alertmanager.yml.tmpl",
         {"ALERT_WEBHOOK_URL": cfg.alert_webhook_url},
     )
     templates = sorted((cfg.repo / "deploy" / "prometheus" / "rules").glob("*.yml"))
@@ -1193,13 +1193,55 @@ def print_summary(cfg: StackConfig) -> None:
     print("  stop: make down   (make down WIPE=1 also deletes the data)")
 
 
+WEBHOOK_PLATFORMS: Final = ("chatwoot", "livechat", "sunshine")
+_SAMPLE = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
+
+
+def webhook_lines(metrics: str, now_s: float) -> list[str]:
+    """One line per platform from ingest's /metrics: when its last delivery arrived (one that passed
+    authentication and mapping) and how many it refused, by HTTP status, since ingest started."""
+    last: dict[str, float] = {}
+    refused: dict[str, dict[str, float]] = {p: {} for p in WEBHOOK_PLATFORMS}
+    for line in metrics.splitlines():
+        m = _SAMPLE.match(line)
+        if m is None:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group("labels")))
+        platform = labels.get("platform", "")
+        if platform not in refused:
+            continue
+        if m.group("name") == "floorwatch_ingest_webhook_last_delivery_timestamp_seconds":
+            last[platform] = float(m.group("value"))
+        elif m.group("name") == "floorwatch_ingest_webhook_requests_total" and labels.get("code", "2").startswith("4"):
+            refused[platform][labels["code"]] = float(m.group("value"))
+    out = []
+    for platform in WEBHOOK_PLATFORMS:
+        when = last.get(platform)
+        seen = "no delivery yet"
+        if when:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+            seen = f"last delivery {stamp} ({max(0.0, now_s - when):.0f} s ago)"
+        errors = ", ".join(f"{code}: {n:g}" for code, n in sorted(refused[platform].items()) if n)
+        out.append(f"  webhook {platform:<9} {seen}" + (f"; refused {errors} (see the ingest log)" if errors else ""))
+    return out
+
+
 def status(cfg: StackConfig) -> bool:
     ok = True
+    ingest_up = False
     for part, pid, healthy in part_status(cfg):
         state = "healthy" if healthy else ("UNHEALTHY" if pid else "stopped")
         ok = ok and healthy
+        ingest_up = ingest_up or (part.name == "ingest" and healthy)
         pid_s = str(pid) if pid else "-"
         print(f"  {part.name:<13} {state:<10} pid {pid_s:<8} {part.url:<36} {log_path(cfg, part.name)}")
+    if ingest_up:  # the platform webhooks: did the first delivery arrive (docs/quickstart-platforms.md)
+        try:
+            metrics = httpx.get(f"{cfg.ingest_url}/metrics", timeout=5.0).text
+        except httpx.HTTPError as err:
+            print(f"  webhooks: ingest /metrics unreadable ({err})")
+        else:
+            print("\n".join(webhook_lines(metrics, time.time())))
     return ok
 
 

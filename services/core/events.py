@@ -83,6 +83,9 @@ class ChatEvent:
     status: str | None = None
     capacity: int | None = None
     queues: tuple[str, ...] | None = None
+    # The platform's id of what named `queue` / `to_queue` (a team, inbox, group), for joins.
+    queue_source_id: str | None = None
+    to_queue_source_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -129,6 +132,8 @@ _OPTIONAL_FIELDS: Final = (
     "status",
     "capacity",
     "queues",
+    "queue_source_id",
+    "to_queue_source_id",
 )
 
 
@@ -257,6 +262,7 @@ def parse_event(obj: object) -> ChatEvent:
         "customer_id": _text(obj, "customer_id", required=False, limit=MAX_ID_LEN),
         "channel": _text(obj, "channel", required=False),
         "agent_id": _text(obj, "agent_id", required=False, limit=MAX_ID_LEN),
+        "queue_source_id": _text(obj, "queue_source_id", required=False, limit=MAX_ID_LEN),
     }
     if etype == "message":
         sender = _choice(obj, "sender", SENDERS, required=True)
@@ -268,6 +274,7 @@ def parse_event(obj: object) -> ChatEvent:
         fields["agent_id"] = _text(obj, "agent_id", required=True, limit=MAX_ID_LEN)
     elif etype == "conversation.transferred":
         fields["to_queue"] = _text(obj, "to_queue", required=True)
+        fields["to_queue_source_id"] = _text(obj, "to_queue_source_id", required=False, limit=MAX_ID_LEN)
         fields["to_agent_id"] = _text(obj, "to_agent_id", required=False, limit=MAX_ID_LEN)
         fields["reason"] = _text(obj, "reason", required=False, limit=MAX_REASON_LEN)
     elif etype == "conversation.closed":

@@ -14,6 +14,11 @@ Webhooks (POST /v1/webhooks/{platform}) also have `floorwatch_ingest_webhook_req
 {platform, code} and `floorwatch_ingest_webhook_ignored_total`{platform, event}: deliveries (or
 events inside one) acknowledged with 202 but mapped to nothing, by the platform's event name
 (names outside each adapter's known list are counted as `other`, so the label set stays bounded).
+`floorwatch_ingest_webhook_assumed_total`{platform, what, source} counts deliveries where a fact
+the platform left out was assumed (Chatwoot's account: from CHATWOOT_DEFAULT_ACCOUNT, from an
+earlier delivery of the same inbox, or `default`), and
+`floorwatch_ingest_webhook_last_delivery_timestamp_seconds`{platform} is when the last delivery
+that passed authentication and mapping arrived (`make status` shows it).
 """
 
 from __future__ import annotations
@@ -102,6 +107,19 @@ class IngestMetrics:
             "floorwatch_ingest_webhook_ignored",
             "Webhook events acknowledged but not mapped to any chat event, by platform and event name",
             ["platform", "event"],
+            registry=r,
+        )
+        self.webhook_assumed = Counter(
+            "floorwatch_ingest_webhook_assumed",
+            "Webhook deliveries mapped with an assumed fact the platform left out (Chatwoot: the account), "
+            "by where the assumption came from: setting, inbox (an earlier delivery) or default",
+            ["platform", "what", "source"],
+            registry=r,
+        )
+        self.webhook_last_delivery = Gauge(
+            "floorwatch_ingest_webhook_last_delivery_timestamp_seconds",
+            "Unix time of the last webhook delivery that passed authentication and mapping, by platform",
+            ["platform"],
             registry=r,
         )
         self.dedupe_entries = Gauge(

@@ -20,7 +20,8 @@ from typing import Any, Final
 
 from starlette.requests import Request
 
-from .adapters import ADAPTERS, AdapterError, Context
+from .adapters import ADAPTERS, AdapterError, Context, Mapped
+from .adapters.common import Recall
 from .body import BodyError, RawItem, check_content_length, loads_limited, read_limited
 from .metrics import IngestMetrics
 from .service import Ingestor, Outcome
@@ -122,6 +123,8 @@ class WebhookHandler:
         self.ingestor = ingestor
         self.metrics = metrics
         self.recent = RecentDeliveries(settings.redelivery_window_s)
+        self.recall = Recall()  # names and accounts earlier deliveries showed (adapters/common.py)
+        self._warned: set[tuple[str, str, str]] = set()
         self._wall_clock = wall_clock
 
     def _refuse(self, status: int, code: str, reason: str, headers: dict[str, str] | None = None) -> Outcome:
@@ -155,6 +158,28 @@ class WebhookHandler:
         return None
 
     async def handle(self, platform: str, request: Request) -> Outcome:
+        outcome = await self._handle(platform, request)
+        self._log_first(platform, outcome)
+        return outcome
+
+    def _log_first(self, platform: str, outcome: Outcome) -> None:
+        """A log line for the first accepted delivery of each platform and the first refusal of each
+        kind (what a quick start checks: docs/quickstart-platforms.md); no line per request."""
+        if platform not in ADAPTERS:
+            return
+        key = (platform, "answer", str(outcome.status))
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        if outcome.status < 400:
+            log.info("first webhook delivery accepted", extra={"platform": platform, "status": outcome.status})
+        else:
+            log.warning(
+                "webhook delivery refused (later refusals with this status are counted, not logged)",
+                extra={"platform": platform, "status": outcome.status, "reason": outcome.body.get("detail")},
+            )
+
+    async def _handle(self, platform: str, request: Request) -> Outcome:
         adapter = ADAPTERS.get(platform)
         if adapter is None:
             shown = platform[:40].encode("ascii", "backslashreplace").decode()
@@ -195,11 +220,14 @@ class WebhookHandler:
                 return self._refuse(401, "unauthorized", "missing or wrong secret_key")
         now_ms = int(self._wall_clock() * 1000)
         received_ms = self.recent.first_seen(hashlib.sha256(platform.encode() + b"\0" + raw).digest(), now_ms)
-        ctx = Context(received_ms=received_ms, config=self.settings.adapters, account=account)
+        ctx = Context(received_ms=received_ms, config=self.settings.adapters, account=account, recall=self.recall)
         try:
             mapped = adapter(payload, ctx)
         except AdapterError as err:
             return self._refuse(422, "bad_payload", f"{platform}: {err}")
+        self.recall.learn(mapped)
+        self._report_assumed(platform, mapped)
+        self.metrics.webhook_last_delivery.labels(platform).set(now_ms / 1000)
         for name in mapped.ignored:
             self.metrics.webhook_ignored.labels(platform, name).inc()
         if mapped.events:
@@ -208,6 +236,20 @@ class WebhookHandler:
         else:
             outcome = Outcome(202, {"accepted": 0, "duplicates": 0})
         return self._merge(outcome, mapped.ignored, mapped.errors, len(mapped.events))
+
+    def _report_assumed(self, platform: str, mapped: Mapped) -> None:
+        """Count each assumption, and log it once per (platform, what, how) and process."""
+        for what, how in mapped.assumed:
+            self.metrics.webhook_assumed.labels(platform, what, how).inc()
+            if (platform, what, how) in self._warned or how == "setting":
+                continue
+            self._warned.add((platform, what, how))
+            used = "the account an earlier delivery showed for the inbox" if how == "inbox" else "account 'default'"
+            log.warning(
+                "Chatwoot delivery without an account id: counted under %s; set CHATWOOT_DEFAULT_ACCOUNT=<account id> "
+                "or add ?account=<account id> to the webhook URL (Chatwoot: Settings > Integrations > Webhooks)",
+                used, extra={"platform": platform, "assumed": what, "source": how, "set": "CHATWOOT_DEFAULT_ACCOUNT"},
+            )
 
     def _merge(self, outcome: Outcome, ignored: list[str], errors: list[str], mapped: int) -> Outcome:
         body: dict[str, Any] = dict(outcome.body)

@@ -146,10 +146,12 @@ async def test_signed_deliveries_of_every_platform_reach_kafka(kafka: Any, topic
         "event_id": "chatwoot:7:msg:9001", "type": "message", "ts": now_ms - 3000, "tenant": "acme",
         "shop_id": "chatwoot:7:3", "platform": "chatwoot", "conversation_id": "chatwoot:7:42",
         "queue": "presales", "customer_id": "chatwoot:7:contact:163", "sender": "customer", "chars": 2,
+        "queue_source_id": "chatwoot:7:inbox:3",  # the platform's id of what named the queue, for joins
     }
     key, status = by_type["agent.status"]
     assert key == b"livechat:org-9:agent:smith@example.com" and status["status"] == "online"
     key, opened = by_type["conversation.opened"]
     assert key == b"sunshine:app-1:conv-1" and opened["channel"] == "web"
+    assert opened["queue"] == "web"  # the integration's type: no ADAPTER_QUEUE_MAP entry for it
     for _key, value in records:
         parse_event(value)

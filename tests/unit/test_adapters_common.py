@@ -1,7 +1,10 @@
 """Helpers shared by the adapter tests (fixture loading, a webhook harness) and tests of common.py.
 
-Fixtures live in shared/fixtures/platforms beside the repository (read-only; `.jsonc` files are
-JSON with `//` comments and placeholders, stripped here).
+Fixtures live in tests/fixtures/platforms: the project's own deliveries in the shapes of the
+platforms' payloads (tests/fixtures/README.md). The vendors' and captured originals they were
+written from, `../shared/fixtures/platforms` beside a working copy (`.jsonc` files there are JSON
+with `//` comments and placeholders, stripped by `load_fixture`), are the reference that
+test_adapters_fixtures.py cross-checks shapes and outcomes against when it is there.
 """
 
 from __future__ import annotations
@@ -31,7 +34,42 @@ from services.ingest.webhooks import RecentDeliveries, sign_chatwoot
 from tests.unit.test_ingest_api import FakeProducer
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "platforms"
+FIXTURES = REPO / "tests" / "fixtures" / "platforms"
+REFERENCE = REPO.parent / "shared" / "fixtures" / "platforms"
+# Each fixture of ours -> the reference payload whose shape it has (paths under REFERENCE).
+REFERENCE_OF: dict[str, str] = {
+    "chatwoot/contact_updated.json": "chatwoot/captured/contact_updated.NextCRM.json",
+    "chatwoot/conversation_created.json": "chatwoot/captured_2025_11/conversation_created.json",
+    "chatwoot/conversation_status_changed.json": "chatwoot/captured_2025_11/conversation_status_changed.json",
+    "chatwoot/conversation_updated.json": "chatwoot/captured_2025_11/conversation_updated.json",
+    "chatwoot/message_created.json": "chatwoot/captured_2025_11/message_created.json",
+    "chatwoot/webwidget_triggered.json": "chatwoot/captured_2025_11/webwidget_triggered.json",
+    "chatwoot/message_created.old_docs.json": "chatwoot/official_docs/message_created.sample.jsonc",
+    "livechat/chat_deactivated.json": "livechat/chat_deactivated.jsonc",
+    "livechat/chat_transferred.json": "livechat/chat_transferred.jsonc",
+    "livechat/event_updated.json": "livechat/event_updated.jsonc",
+    "livechat/events_marked_as_seen.json": "livechat/events_marked_as_seen.jsonc",
+    "livechat/incoming_chat.json": "livechat/incoming_chat.jsonc",
+    "livechat/incoming_event.json": "livechat/incoming_event.jsonc",
+    "livechat/routing_status_set.json": "livechat/routing_status_set.jsonc",
+    "livechat/structures/agent.json": "livechat/structures/agent.json",
+    "livechat/structures/chat.json": "livechat/structures/chat.json",
+    "livechat/structures/customer.json": "livechat/structures/customer.json",
+    "livechat/structures/message.json": "livechat/structures/message.json",
+    "livechat/structures/thread.json": "livechat/structures/thread.json",
+    "livechat/thread_tagged.json": "livechat/thread_tagged.jsonc",
+    "livechat/user_added_to_chat.json": "livechat/user_added_to_chat.jsonc",
+    "livechat/user_removed_from_chat.json": "livechat/user_removed_from_chat.jsonc",
+    "sunshine/conversationCreateEvent.json": "sunshine_conversations/conversationCreateEvent.json",
+    "sunshine/conversationMessageDeliveryUserEvent.json":
+        "sunshine_conversations/conversationMessageDeliveryUserEvent.json",
+    "sunshine/conversationMessageEvent.json": "sunshine_conversations/conversationMessageEvent.json",
+    "sunshine/conversationReadEvent.json": "sunshine_conversations/conversationReadEvent.json",
+    "sunshine/conversationTypingEvent.json": "sunshine_conversations/conversationTypingEvent.json",
+    "sunshine/switchboardAcceptControlEvent.json": "sunshine_conversations/switchboardAcceptControlEvent.json",
+    "sunshine/switchboardPassControlEvent.json": "sunshine_conversations/switchboardPassControlEvent.json",
+    "sunshine/switchboardReleaseControlEvent.json": "sunshine_conversations/switchboardReleaseControlEvent.json",
+}
 
 CHATWOOT_SECRET = "cw-secret-0123456789"
 LIVECHAT_SECRET = "lc-secret-0123456789"
@@ -82,16 +120,15 @@ def load_fixture(path: Path) -> Any:
 
 
 def fixture_files() -> list[Path]:
-    if not FIXTURES.is_dir():
-        return []
-    return sorted(p for p in FIXTURES.rglob("*") if p.suffix in (".json", ".jsonc"))
+    """Every fixture of the repository (a clone has them all: an empty list is a broken checkout)."""
+    files = sorted(p for p in FIXTURES.rglob("*") if p.suffix == ".json")
+    assert files, f"no fixtures under {FIXTURES}"
+    return files
 
 
 def fixture(rel: str) -> dict[str, Any]:
     """A fixture that is a JSON object (a delivery or a structure), as a fresh copy."""
     path = FIXTURES / rel
-    if not path.is_file():
-        pytest.skip(f"fixture {rel} not found (shared/ is expected beside the repository)")
     value = load_fixture(path)
     assert isinstance(value, dict), rel
     return value
@@ -106,7 +143,7 @@ def valid(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # --- a webhook harness (fake producer, lifespan entered) ----------------------------------------
 
-NOW_S = 1_763_177_800.0  # 2025-11-15T03:36:40Z, just after the captured Chatwoot deliveries
+NOW_S = 1_773_177_800.0  # 2026-03-10T21:23:20Z, just after the Chatwoot deliveries of tests/fixtures
 NOW_MS = int(NOW_S * 1000)
 
 
@@ -165,7 +202,8 @@ async def make_hooks() -> AsyncIterator[MakeHooks]:
     async def make(**overrides: Any) -> Hooks:
         clock = [overrides.pop("now_s", NOW_S)]
         producer = FakeProducer()
-        app = create_app(webhook_settings(**overrides), producer, wall_clock=lambda: clock[0])
+        settings = overrides.pop("settings", None) or webhook_settings(**overrides)
+        app = create_app(settings, producer, wall_clock=lambda: clock[0])
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest")
@@ -236,9 +274,11 @@ def test_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADAPTER_TENANT", '{"*": "acme", "livechat:org-2": "beta"}')
     monkeypatch.setenv("ADAPTER_AGENT_CAPACITY", "3")
     monkeypatch.setenv("LIVECHAT_BOT_AGENT_IDS", "bot-1, bot-2")
+    monkeypatch.setenv("CHATWOOT_DEFAULT_ACCOUNT", " 7 ")
     cfg = AdapterConfig.from_env()
+    assert cfg.chatwoot_default_account == "7"
     assert cfg.queue_for("chatwoot", "1", ("team", 4), ("inbox", 1)) == "presales"
-    assert cfg.queue_for("chatwoot", "1", ("inbox", 2)) == "default"
+    assert cfg.queue_for("chatwoot", "1", ("inbox", 2)) == "inbox-2"  # unmapped, unnamed: by its id
     assert cfg.tenant_for("livechat", "org-2") == "beta" and cfg.tenant_for("chatwoot", "1") == "acme"
     assert cfg.agent_capacity == 3 and cfg.livechat_bot_agents == {"bot-1", "bot-2"}
     assert cfg.queues_of_agent("livechat", "org-1", "a@x", "livechat:org-1:agent:a@x") == ["vip"]

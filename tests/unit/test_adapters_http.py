@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from services.ingest.adapters import AdapterConfig
 from services.ingest.webhooks import sign_chatwoot
 from tests.unit.test_adapters_common import (
     CHATWOOT_SECRET,
@@ -123,12 +124,83 @@ async def test_chatwoot_account_from_the_url(make_hooks: MakeHooks) -> None:
     hooks = await make_hooks()
     status = {"event": "conversation_status_changed", "id": 150, "inbox_id": 1, "status": "resolved",
               "updated_at": 1763177760.5, "messages": []}
-    resp = await hooks.post("chatwoot", status)
-    assert resp.status_code == 422 and "?account=" in resp.json()["detail"]
     resp = await hooks.post("chatwoot", status, params={"account": "1"})
     assert resp.status_code == 202, resp.text
     assert hooks.events[0]["conversation_id"] == "chatwoot:1:150"
+    assert hooks.sample("floorwatch_ingest_webhook_assumed_total", platform="chatwoot", what="account",
+                        source="default") == 0
     assert (await hooks.post("chatwoot", status, params={"account": "a\u200fb"})).status_code == 400
+
+
+def widget_conversation(display_id: int = 151, inbox: int = 1, team: dict[str, Any] | None = None) -> dict[str, Any]:
+    """conversation_created as a web widget sends it: before the first message, so no messages[] and
+    nothing naming the account."""
+    return {
+        "event": "conversation_created", "id": display_id, "inbox_id": inbox, "status": "open", "messages": [],
+        "channel": "Channel::WebWidget", "created_at": 1763177760, "updated_at": 1763177760.25,
+        "meta": {"sender": {"id": 163, "type": "contact"}, "assignee": None, "team": team},
+    }
+
+
+async def test_chatwoot_conversation_without_account_is_counted_not_refused(
+    make_hooks: MakeHooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = await make_hooks()
+    caplog.set_level(logging.WARNING, logger="floorwatch.ingest.webhooks")
+    resp = await hooks.post("chatwoot", widget_conversation(team={"id": 2, "name": "Pre-Sales 售前"}))
+    assert resp.status_code == 202, resp.text  # was 422, which Chatwoot does not retry: the arrival was lost
+    [opened] = hooks.events
+    assert opened["type"] == "conversation.opened"
+    assert opened["conversation_id"] == "chatwoot:default:151"
+    assert (opened["queue"], opened["queue_source_id"]) == ("pre-sales-售前", "chatwoot:default:team:2")
+    assert hooks.sample("floorwatch_ingest_webhook_assumed_total", platform="chatwoot", what="account",
+                        source="default") == 1
+    [warning] = [r for r in caplog.records if "without an account id" in r.getMessage()]
+    assert "CHATWOOT_DEFAULT_ACCOUNT" in warning.getMessage() and "?account=" in warning.getMessage()
+    await hooks.post("chatwoot", widget_conversation(152))  # counted again, logged once
+    assert hooks.sample("floorwatch_ingest_webhook_assumed_total", platform="chatwoot", what="account",
+                        source="default") == 2
+    assert len([r for r in caplog.records if "without an account id" in r.getMessage()]) == 1
+
+
+async def test_chatwoot_default_account_setting(make_hooks: MakeHooks, caplog: pytest.LogCaptureFixture) -> None:
+    hooks = await make_hooks(adapters=AdapterConfig(chatwoot_default_account="7"))
+    caplog.set_level(logging.WARNING, logger="floorwatch.ingest.webhooks")
+    resp = await hooks.post("chatwoot", widget_conversation())
+    assert resp.status_code == 202, resp.text
+    assert hooks.events[0]["conversation_id"] == "chatwoot:7:151"
+    assert hooks.sample("floorwatch_ingest_webhook_assumed_total", platform="chatwoot", what="account",
+                        source="setting") == 1
+    assert not [r for r in caplog.records if "without an account id" in r.getMessage()]  # chosen, not a surprise
+    # A delivery that names its account keeps it.
+    assert (await hooks.post("chatwoot", chatwoot_message(account={"id": 9}))).status_code == 202
+    assert hooks.events[-1]["conversation_id"] == "chatwoot:9:150"
+
+
+async def test_chatwoot_account_and_inbox_name_remembered_from_an_earlier_delivery(make_hooks: MakeHooks) -> None:
+    hooks = await make_hooks()
+    message = chatwoot_message(account={"id": 7}, inbox={"id": 3, "name": "Web Shop"},
+                               conversation={"id": 40, "inbox_id": 3})
+    assert (await hooks.post("chatwoot", message)).status_code == 202
+    assert (hooks.events[0]["queue"], hooks.events[0]["queue_source_id"]) == ("web-shop", "chatwoot:7:inbox:3")
+    resp = await hooks.post("chatwoot", widget_conversation(41, inbox=3))
+    assert resp.status_code == 202, resp.text
+    opened = hooks.events[-1]
+    # The account this inbox belongs to, and its name, as the message showed them.
+    assert (opened["conversation_id"], opened["queue"]) == ("chatwoot:7:41", "web-shop")
+    assert hooks.sample("floorwatch_ingest_webhook_assumed_total", platform="chatwoot", what="account",
+                        source="inbox") == 1
+    # Another inbox, never seen: no account to borrow.
+    await hooks.post("chatwoot", widget_conversation(42, inbox=4))
+    assert (hooks.events[-1]["conversation_id"], hooks.events[-1]["queue"]) == ("chatwoot:default:42", "inbox-4")
+
+
+async def test_chatwoot_delivery_without_a_conversation_id_is_still_a_422(make_hooks: MakeHooks) -> None:
+    hooks = await make_hooks()
+    broken = widget_conversation()
+    del broken["id"]
+    resp = await hooks.post("chatwoot", broken)
+    assert resp.status_code == 422 and "conversation id is missing" in resp.json()["detail"]
 
 
 # --- LiveChat and Sunshine secrets ----------------------------------------------------------------

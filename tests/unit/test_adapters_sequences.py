@@ -10,15 +10,22 @@ and retries are counted as duplicates, never twice.
 from __future__ import annotations
 
 import copy
+import logging
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
 
+from deploy.local import stack as local_stack
 from services.ingest.adapters import ADAPTERS, AdapterConfig, Context
+from services.ingest.settings import IngestSettings
+from services.ingest.webhooks import sign_chatwoot
 from services.scorer.inprocess import InProcessScorer
-from tests.unit.test_adapters_common import LIVECHAT_SECRET, MakeHooks, fixture, make_hooks, valid
+from tests.unit.test_adapters_common import LIVECHAT_SECRET, NOW_S, MakeHooks, fixture, make_hooks, valid
 
 __all__ = ["make_hooks"]
 
@@ -42,10 +49,10 @@ def iso(offset_s: float) -> str:
 
 
 def chatwoot_script() -> list[Delivery]:
-    created = fixture("chatwoot/captured_2025_11/conversation_created.json")
-    message = fixture("chatwoot/captured_2025_11/message_created.json")
-    updated = fixture("chatwoot/captured_2025_11/conversation_updated.json")
-    status = fixture("chatwoot/captured_2025_11/conversation_status_changed.json")
+    created = fixture("chatwoot/conversation_created.json")
+    message = fixture("chatwoot/message_created.json")
+    updated = fixture("chatwoot/conversation_updated.json")
+    status = fixture("chatwoot/conversation_status_changed.json")
 
     def conv(display_id: int, at: float, **fields: Any) -> dict[str, Any]:
         c = copy.deepcopy(created)
@@ -108,7 +115,7 @@ def livechat_script() -> list[Delivery]:
     message = fixture("livechat/structures/message.json")
 
     def envelope(name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        env = fixture(f"livechat/{name}.jsonc") if name != "incoming_chat" else fixture("livechat/incoming_chat.jsonc")
+        env = fixture(f"livechat/{name}.json") if name != "incoming_chat" else fixture("livechat/incoming_chat.json")
         env.update(secret_key=LIVECHAT_SECRET, organization_id="org-9", payload=payload)
         return env
 
@@ -149,10 +156,10 @@ def livechat_script() -> list[Delivery]:
 
 
 def sunshine_script() -> list[Delivery]:
-    create = fixture("sunshine_conversations/conversationCreateEvent.json")
-    message = fixture("sunshine_conversations/conversationMessageEvent.json")
-    passed = fixture("sunshine_conversations/switchboardPassControlEvent.json")
-    release = fixture("sunshine_conversations/switchboardReleaseControlEvent.json")
+    create = fixture("sunshine/conversationCreateEvent.json")
+    message = fixture("sunshine/conversationMessageEvent.json")
+    passed = fixture("sunshine/switchboardPassControlEvent.json")
+    release = fixture("sunshine/switchboardReleaseControlEvent.json")
     workspace = {
         "id": "sw-2", "name": "zd-agentWorkspace", "integrationId": "zd-1", "integrationType": "zd:agentWorkspace"
     }
@@ -176,7 +183,7 @@ def sunshine_script() -> list[Delivery]:
             e["payload"]["conversation"]["activeSwitchboardIntegration"] = active
         m = e["payload"]["message"]
         m.update(id=f"m-{eid}", received=iso(at), author=author, content={"type": "text", "text": text})
-        m["source"]["integrationId"] = "web-int"
+        m["source"].update(integrationId="web-int", type="web")  # the integration the conversation opened in
         return e
 
     user = copy.deepcopy(message["events"][0]["payload"]["message"]["author"])
@@ -311,3 +318,85 @@ async def test_script_through_http_with_retries(make_hooks: MakeHooks, platform:
     assert hooks.sample("floorwatch_ingest_events_total", result="accepted") == written
     records = [orjson.loads(v) for _k, v in hooks.producer.records]
     CHECKS[platform](views_of(records, NOW[platform]))
+
+
+# --- docs/quickstart-platforms.md, followed as written -------------------------------------------------
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "docs" / "quickstart-platforms.md"
+SECTIONS = {"chatwoot": "Chatwoot", "livechat": "LiveChat", "sunshine": "Sunshine Conversations"}
+SECRET_VALUE = "secret-the-platform-shows-0123"
+
+
+def quickstart_rows(platform: str) -> dict[str, str]:
+    """The `| step | value |` rows of the platform's section: the first `code` of each value."""
+    text = QUICKSTART.read_text(encoding="utf-8")
+    section = text.split(f"\n## {SECTIONS[platform]}\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for step, value in re.findall(r"^\| ([A-Z][a-zA-Z ]+) \| (.+) \|$", section, flags=re.M):
+        code = re.search(r"`([^`]+)`", value)
+        rows[step] = code.group(1) if code else value
+    return rows
+
+
+@pytest.mark.parametrize("platform", sorted(SCRIPTS))
+async def test_quickstart_steps_deliver_the_script(
+    make_hooks: MakeHooks, platform: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = quickstart_rows(platform)
+    url = urlsplit(rows["Webhook URL"].replace("<ingest-host>", "ingest").replace("<account-id>", "7"))
+    assert (url.scheme, url.netloc) == ("https", "ingest")
+    # The secret goes where the doc says: the variable it names is the one ingest reads (a wrong name
+    # leaves the platform unconfigured: 503). No queue mapping: the platforms' own names.
+    for name in ("CHATWOOT_WEBHOOK_SECRET", "LIVECHAT_SECRET_KEY", "SUNSHINE_API_KEY", "ADAPTER_QUEUE_MAP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(rows["Secret"], SECRET_VALUE)
+    settings = IngestSettings(token="t", max_past_s=0.0, topic="unit.events", chatwoot_allow_unsigned=False)
+    hooks = await make_hooks(settings=settings, now_s=T0_S)
+    caplog.set_level(logging.INFO, logger="floorwatch.ingest.webhooks")
+    metrics = (await hooks.client.get("/metrics")).text
+    assert f"webhook {platform:<9} no delivery yet" in "\n".join(local_stack.webhook_lines(metrics, T0_S))
+    header = rows["Header"]
+    for d in SCRIPTS[platform]():
+        hooks.clock[0] = T0_S + d.at_s
+        payload = copy.deepcopy(d.payload)
+        if platform == "livechat":  # no header: the row names the body member that carries the secret
+            payload[header] = SECRET_VALUE
+        raw = orjson.dumps(payload)
+        headers = {"Content-Type": "application/json"}
+        if platform == "chatwoot":
+            signed = sign_chatwoot(SECRET_VALUE, int(hooks.clock[0]), raw)
+            headers[header] = signed[header]
+            headers["X-Chatwoot-Timestamp"] = signed["X-Chatwoot-Timestamp"]
+        elif platform == "sunshine":
+            headers[header] = SECRET_VALUE
+        resp = await hooks.client.post(f"{url.path}?{url.query}" if url.query else url.path, content=raw,
+                                       headers=headers)
+        assert resp.status_code == 202, resp.text
+    events = hooks.events
+    assert events and all(e["platform"] == platform for e in events)
+    queues = {e[k] for e in events for k in ("queue", "to_queue") if k in e}
+    expected = {"chatwoot": {"inbox-3", "旗舰店"}, "livechat": {"group-19", "group-20"}, "sunshine": {"web"}}
+    assert queues == expected[platform]
+    if platform == "chatwoot":  # ?account= of the URL is used where a delivery names none
+        assert {e["conversation_id"].split(":")[1] for e in events} == {"7"}
+    # What the quick start says to check: make status's line and the ingest log's.
+    metrics = (await hooks.client.get("/metrics")).text
+    line = next(x for x in local_stack.webhook_lines(metrics, T0_S + 60) if x.split()[1] == platform)
+    assert "last delivery" in line and "refused" not in line
+    assert [r.getMessage() for r in caplog.records].count("first webhook delivery accepted") == 1
+
+
+async def test_quickstart_wrong_secret_shows_as_refused(
+    make_hooks: MakeHooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = await make_hooks()
+    caplog.set_level(logging.INFO, logger="floorwatch.ingest.webhooks")
+    delivery = SCRIPTS["sunshine"]()[0].payload
+    for _ in range(3):
+        resp = await hooks.post("sunshine", delivery, sign=False, headers={"X-API-Key": "not-the-secret"})
+        assert resp.status_code == 401
+    metrics = (await hooks.client.get("/metrics")).text
+    [line] = [x for x in local_stack.webhook_lines(metrics, NOW_S) if x.split()[1] == "sunshine"]
+    assert line == "  webhook sunshine  no delivery yet; refused 401: 3 (see the ingest log)"
+    refused = [r for r in caplog.records if r.getMessage().startswith("webhook delivery refused")]
+    assert len(refused) == 1 and refused[0].__dict__["reason"] == "missing or wrong X-API-Key"

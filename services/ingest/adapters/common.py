@@ -8,6 +8,14 @@ delivery is answered 422 with its reason); nothing an adapter does may raise any
 Ids: every platform id is scoped by platform and account (`chatwoot:{account}:{id}`), so two
 accounts never collide. An id that would be longer than the contract's 128 characters is
 replaced by a hash of it (`{platform}:~{40 hex}`), deterministic like the id it stands for.
+
+Queues: named as the platform names them (a Chatwoot team or inbox, a LiveChat group, a Sunshine
+integration), normalised by `queue_id`, unless ADAPTER_QUEUE_MAP says otherwise; the platform's
+id of what named the queue travels in the event as `queue_source_id` (`to_queue_source_id` for
+transfers) for joins. Some names are not in every delivery (Chatwoot's conversation events carry
+no inbox name and no account): `Recall` keeps what earlier deliveries said, bounded, and the
+adapter reads it through the context (it never writes it: the webhook layer records
+`Mapped.learned` after the delivery).
 """
 
 from __future__ import annotations
@@ -16,10 +24,12 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import orjson
 
@@ -45,6 +55,13 @@ class Mapped:
     events: list[dict[str, Any]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # What this delivery says that later ones may leave out (`Recall` keys -> values), and the
+    # queues it named per `{platform}:{account}` (default queues of that account's agents).
+    learned: dict[str, str] = field(default_factory=dict)
+    queues_seen: list[tuple[str, str]] = field(default_factory=list)
+    # Where an assumption stood in for a missing fact: (what, how), e.g. ("account", "default");
+    # the webhook layer counts and logs them (floorwatch_ingest_webhook_assumed_total).
+    assumed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _parse_json_object(name: str, raw: str) -> dict[str, Any]:
@@ -67,6 +84,75 @@ def _csv(raw: str) -> frozenset[str]:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
+_NOT_WORD: Final = re.compile(r"[^\w.]+")
+
+
+def queue_id(name: object) -> str | None:
+    """A platform's name for a queue as a queue id: stable and readable, the same for the same name.
+
+    NFKC (full-width letters and digits become plain ones), case-folded, every run of anything but
+    letters, digits, `_` and `.` becomes one `-` (so no `*`, `:` or `@agent:` scope can be formed),
+    no `-`/`.`/`_` at either end, at most the contract's 128 characters. Letters of every script stay
+    (`售前 咨询` -> `售前-咨询`). None when nothing is left: the caller falls back to the id.
+    """
+    if not isinstance(name, str):
+        return None
+    text = _NOT_WORD.sub("-", unicodedata.normalize("NFKC", name).casefold()).strip("-._")
+    return text[:MAX_NAME_LEN].rstrip("-._") or None
+
+
+def _no_id(value: object) -> bool:
+    return value is None or value == "" or isinstance(value, bool) or not isinstance(value, (str, int))
+
+
+class QueueRef(NamedTuple):
+    """The queue of an event and the platform's id of what named it (`queue_source_id`)."""
+
+    queue: str
+    source_id: str | None
+
+
+class Recall:
+    """Facts earlier deliveries told that later ones leave out, bounded (least recently used go first).
+
+    Keys: `chatwoot:inbox:{inbox}:account` (the account an inbox belongs to: Chatwoot's inbox ids
+    are unique per installation), `{platform}:{account}:{kind}:{id}:name` (a team's or inbox's
+    name), and per `{platform}:{account}` the queues its deliveries named. One per ingest process,
+    not shared between replicas and empty after a restart: what it stands in for is documented
+    where it is used (adapters/README.md).
+    """
+
+    MAX_QUEUES_PER_ACCOUNT: Final = 64  # the contract's limit of queues in one agent.status
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._facts: OrderedDict[str, str] = OrderedDict()
+        self._queues: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._facts) + len(self._queues)
+
+    def get(self, key: str) -> str | None:
+        return self._facts.get(key)
+
+    def queues(self, scope: str) -> list[str]:
+        return sorted(self._queues.get(scope, ()))
+
+    def learn(self, mapped: Mapped) -> None:
+        for key, value in mapped.learned.items():
+            self._facts[key] = value
+            self._facts.move_to_end(key)
+        for scope, queue in mapped.queues_seen:
+            seen = self._queues.setdefault(scope, OrderedDict())
+            self._queues.move_to_end(scope)
+            seen[queue] = None
+            seen.move_to_end(queue)
+            while len(seen) > self.MAX_QUEUES_PER_ACCOUNT:
+                seen.popitem(last=False)
+        while len(self) > self.max_entries:
+            (self._facts if len(self._facts) >= len(self._queues) else self._queues).popitem(last=False)
+
+
 @dataclass(frozen=True)
 class AdapterConfig:
     """Mapping settings shared by the adapters (env names in `from_env`, documented in README.md).
@@ -83,6 +169,8 @@ class AdapterConfig:
     agent_queues: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     livechat_bot_agents: frozenset[str] = frozenset()
     sunshine_agent_integrations: frozenset[str] = frozenset({"zd-agentWorkspace", "zd:agentWorkspace"})
+    # The account of Chatwoot conversation events that do not name one (a single-account install).
+    chatwoot_default_account: str | None = None
 
     @classmethod
     def from_env(cls) -> AdapterConfig:
@@ -113,6 +201,9 @@ class AdapterConfig:
         if not 1 <= capacity <= 1000:
             raise SystemExit("ADAPTER_AGENT_CAPACITY must be between 1 and 1000")
         integrations = os.environ.get("SUNSHINE_AGENT_INTEGRATIONS")
+        default_account = os.environ.get("CHATWOOT_DEFAULT_ACCOUNT", "").strip()
+        if default_account and (len(default_account) > 64 or not default_account.isprintable()):
+            raise SystemExit("CHATWOOT_DEFAULT_ACCOUNT must be a Chatwoot account id (1..64 printable characters)")
         return cls(
             queue_map=queue_map,
             tenant=tenant,
@@ -123,29 +214,57 @@ class AdapterConfig:
             sunshine_agent_integrations=(
                 _csv(integrations) if integrations is not None else cls.sunshine_agent_integrations
             ),
+            chatwoot_default_account=default_account or None,
         )
 
     def tenant_for(self, platform: str, account: str) -> str:
         return self.tenants.get(f"{platform}:{account}") or self.tenants.get(platform) or self.tenant
 
     def queue_for(self, platform: str, account: str, *candidates: tuple[str, object]) -> str:
-        """The first mapped of (kind, id) candidates, then the account's and platform's default."""
-        qm = self.queue_map
-        for kind, ident in candidates:
-            if ident is None or isinstance(ident, bool) or not isinstance(ident, (str, int)):
-                continue
-            for key in (f"{platform}:{account}:{kind}:{ident}", f"{platform}:{kind}:{ident}"):
-                if key in qm:
-                    return qm[key]
-        return qm.get(f"{platform}:{account}") or qm.get(platform) or DEFAULT_QUEUE
+        """The queue of (kind, id) candidates when none has a name: see `resolve_queue`."""
+        return self.resolve_queue(platform, account, *((kind, ident_, None) for kind, ident_ in candidates)).queue
 
-    def queues_of_agent(self, platform: str, account: str, agent: str, scoped_agent: str) -> list[str]:
-        """Queues an agent serves: ADAPTER_AGENT_QUEUES, else every queue mapped for the platform."""
+    def resolve_queue(self, platform: str, account: str, *candidates: tuple[str, object, object]) -> QueueRef:
+        """The queue of (kind, id, name) candidates, most specific first (a team before its inbox).
+
+        ADAPTER_QUEUE_MAP first, so a configuration keeps meaning what it meant: a candidate's id
+        (account-scoped key, then unscoped), then `platform:account`, then `platform`. Else the
+        platform's own name of the first named candidate (`queue_id`), else `{kind}-{id}` of the
+        first candidate with an id, else `default`. `source_id` is `{platform}:{account}:{kind}:{id}`
+        of the candidate that decided (or of the first with an id, for the account/platform mapping
+        and the fallbacks; none for a name sent without its id).
+        """
+        qm = self.queue_map
+        named = [
+            (kind, None if _no_id(ident_) else str(ident_), name) for kind, ident_, name in candidates
+        ]
+        usable = [(kind, ident_, name) for kind, ident_, name in named if ident_ is not None]
+        first = scoped(platform, account, usable[0][0], usable[0][1]) if usable else None
+        for kind, ident_, _name in usable:
+            for key in (f"{platform}:{account}:{kind}:{ident_}", f"{platform}:{kind}:{ident_}"):
+                if key in qm:
+                    return QueueRef(qm[key], scoped(platform, account, kind, ident_))
+        fallback = qm.get(f"{platform}:{account}") or qm.get(platform)
+        if fallback:
+            return QueueRef(fallback, first)
+        for kind, maybe_id, name in named:  # a name counts even where the platform gave no id with it
+            queue = queue_id(name)
+            if queue:
+                return QueueRef(queue, scoped(platform, account, kind, maybe_id) if maybe_id is not None else None)
+        if usable:
+            return QueueRef(queue_id(f"{usable[0][0]}-{usable[0][1]}") or DEFAULT_QUEUE, first)
+        return QueueRef(DEFAULT_QUEUE, None)
+
+    def queues_of_agent(
+        self, platform: str, account: str, agent: str, scoped_agent: str, seen: Iterable[str] = ()
+    ) -> list[str]:
+        """Queues an agent serves: ADAPTER_AGENT_QUEUES, else every queue mapped for the platform,
+        else the queues the account's deliveries have named so far (`seen`), else `default`."""
         for key in (scoped_agent, f"{platform}:{agent}", f"{platform}:{account}", platform):
             if key in self.agent_queues:
                 return list(self.agent_queues[key])
         mapped = sorted({q for k, q in self.queue_map.items() if k == platform or k.startswith(platform + ":")})
-        return mapped or [DEFAULT_QUEUE]
+        return mapped or sorted(set(seen)) or [DEFAULT_QUEUE]
 
 
 @dataclass(frozen=True)
@@ -155,6 +274,7 @@ class Context:
     received_ms: int  # when this delivery (or the first identical one, for retries) arrived
     config: AdapterConfig = field(default_factory=AdapterConfig)
     account: str | None = None  # `?account=` of the webhook URL, for payloads that do not name it
+    recall: Recall = field(default_factory=Recall)  # read only: the webhook layer records `Mapped.learned`
 
 
 # --- reading payloads -------------------------------------------------------------------------

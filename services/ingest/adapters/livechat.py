@@ -7,6 +7,12 @@ Author roles: `users[].type` where the delivery lists users (incoming_chat). `in
 lists none, so there the id tells: LiveChat agent ids are their login e-mails, bot agents have
 32-hex ids, customers UUIDs; LIVECHAT_BOT_AGENT_IDS names bots explicitly.
 
+Queues: LiveChat names a chat's group only by id (`access.group_ids`; its name comes with
+`group_created`/`group_updated` only, which a restart would forget and so flip a floor's tiles),
+so the queue is `group-<id>` unless ADAPTER_QUEUE_MAP names it; `queue_source_id` keeps
+`livechat:{organization}:group:{id}`. An agent's queues (LiveChat's availability webhook names
+no groups) are ADAPTER_AGENT_QUEUES, else the mapped ones, else the groups seen so far.
+
 Most actions other than incoming_chat/incoming_event carry neither a time nor an id. Their ts
 is the delivery's arrival (`ctx.received_ms`, which the webhook layer keeps the same for an
 identical redelivery), and their event_id hashes the payload plus that time: an identical
@@ -24,6 +30,7 @@ from .common import (
     Base,
     Context,
     Mapped,
+    QueueRef,
     canonical_hash,
     clean_name,
     delivery_object,
@@ -60,10 +67,11 @@ def _list(value: object) -> list[Any]:
 
 
 class _Org:
-    def __init__(self, envelope: dict[str, Any], ctx: Context) -> None:
+    def __init__(self, envelope: dict[str, Any], ctx: Context, out: Mapped) -> None:
         org = envelope.get("organization_id", envelope.get("license_id"))
         self.id = ident(org, "organization_id")
         self.ctx = ctx
+        self.out = out
         self.base = Base(ctx.config.tenant_for(PLATFORM, self.id), scoped(PLATFORM, self.id), PLATFORM)
 
     def conv(self, chat_id: object, thread_id: object) -> str:
@@ -82,15 +90,17 @@ class _Org:
             return "bot" if _BOT_ID.match(author) else "agent"
         return "bot" if _BOT_ID.match(author) else "customer"
 
-    def queue(self, *group_lists: object) -> str | None:
+    def queue(self, *group_lists: object) -> QueueRef | None:
         for groups in group_lists:
             if isinstance(groups, list) and groups:
-                return self.ctx.config.queue_for(PLATFORM, self.id, ("group", groups[0]))
+                ref = self.ctx.config.resolve_queue(PLATFORM, self.id, ("group", groups[0], None))
+                self.out.queues_seen.append((f"{PLATFORM}:{self.id}", ref.queue))
+                return ref
         return None
 
 
 def _message(
-    org: _Org, conv: str, event: dict[str, Any], users: dict[str, str], queue: str | None
+    org: _Org, conv: str, event: dict[str, Any], users: dict[str, str], queue: QueueRef | None
 ) -> dict[str, Any] | None:
     if event.get("type") not in _MESSAGE_TYPES or event.get("visibility") == "agents":
         return None  # system messages, forms, internal whispers
@@ -103,7 +113,8 @@ def _message(
         fields["agent_id"] = org.agent(author)
     elif sender == "customer":
         fields["customer_id"] = scoped(PLATFORM, org.id, "customer", author)
-        fields["queue"] = queue
+        if queue is not None:
+            fields["queue"], fields["queue_source_id"] = queue
     return org.base.event("message", scoped(conv, "ev", event_id), ts, **fields)
 
 
@@ -121,11 +132,12 @@ def _incoming_chat(org: _Org, p: dict[str, Any], out: Mapped) -> None:
             users[ident(user.get("id"), "user id")] = user["type"]
     queue = org.queue(
         obj(thread.get("access")).get("group_ids"), obj(chat.get("access")).get("group_ids")
-    ) or org.ctx.config.queue_for(PLATFORM, org.id)
+    ) or org.ctx.config.resolve_queue(PLATFORM, org.id)
     customer = next((u for u, kind in users.items() if kind == "customer"), None)
     out.events.append(
         org.base.event(
-            "conversation.opened", scoped(conv, "opened"), ts, conversation_id=conv, queue=queue,
+            "conversation.opened", scoped(conv, "opened"), ts, conversation_id=conv, queue=queue.queue,
+            queue_source_id=queue.source_id,
             customer_id=scoped(PLATFORM, org.id, "customer", customer) if customer else None,
         )
     )
@@ -180,7 +192,8 @@ def _chat_transferred(org: _Org, p: dict[str, Any], out: Mapped) -> None:
         out.events.append(
             org.base.event(
                 "conversation.transferred", scoped(conv, "transferred", key, str(ts)), ts, conversation_id=conv,
-                to_queue=to_queue, to_agent_id=org.agent(to_agent) if to_agent else None,
+                to_queue=to_queue.queue, to_queue_source_id=to_queue.source_id,
+                to_agent_id=org.agent(to_agent) if to_agent else None,
                 reason=clean_name(p.get("reason")),
             )
         )
@@ -228,7 +241,9 @@ def _routing_status_set(org: _Org, p: dict[str, Any], out: Mapped) -> None:
         org.base.event(
             "agent.status", scoped(PLATFORM, org.id, "status", agent, status, str(ts)), ts, agent_id=agent_id,
             status=status, capacity=org.ctx.config.agent_capacity,
-            queues=org.ctx.config.queues_of_agent(PLATFORM, org.id, agent, agent_id),
+            queues=org.ctx.config.queues_of_agent(
+                PLATFORM, org.id, agent, agent_id, org.ctx.recall.queues(f"{PLATFORM}:{org.id}")
+            ),
         )
     )
 
@@ -255,5 +270,5 @@ def adapt(payload: object, ctx: Context) -> Mapped:
     body = delivery.get("payload")
     if not isinstance(body, dict):
         raise AdapterError(f"{action}: `payload` must be a JSON object")
-    handler(_Org(delivery, ctx), body, out)
+    handler(_Org(delivery, ctx, out), body, out)
     return out

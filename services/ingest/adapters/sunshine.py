@@ -6,6 +6,12 @@ app: conversation_id = `sunshine:{app}:{conversation}`; event_ids come from Suns
 (`events[].id`, documented as the key for spotting retried deliveries) or, for messages, the
 message id.
 
+Queues: the integration (channel) a conversation came in through: Sunshine names it by
+`source.type` (`web`, `whatsapp`, ...) beside its `integrationId`, so the queue is that type
+unless ADAPTER_QUEUE_MAP maps the integration id; `queue_source_id` keeps
+`sunshine:{app}:integration:{id}`. (The switchboard's names say who controls a conversation,
+bot or agents, not where it queues.)
+
 Who is human: Sunshine's switchboard says which integration controls a conversation. Control
 passed to or accepted by an integration named in SUNSHINE_AGENT_INTEGRATIONS (names, ids or
 integration types; default Zendesk's agent workspace) is a bot-to-human handoff; a business
@@ -22,6 +28,7 @@ from .common import (
     Base,
     Context,
     Mapped,
+    QueueRef,
     clean_name,
     delivery_object,
     dispatch,
@@ -59,8 +66,12 @@ class _App:
         names = self.ctx.config.sunshine_agent_integrations
         return any(isinstance(active.get(k), str) and active[k] in names for k in ("name", "integrationType", "id"))
 
-    def queue(self, integration: object) -> str:
-        return self.ctx.config.queue_for(PLATFORM, self.id, ("integration", integration))
+    def queue(self, source: dict[str, Any], out: Mapped) -> QueueRef:
+        ref = self.ctx.config.resolve_queue(
+            PLATFORM, self.id, ("integration", source.get("integrationId"), source.get("type"))
+        )
+        out.queues_seen.append((f"{PLATFORM}:{self.id}", ref.queue))
+        return ref
 
 
 class _Event(NamedTuple):
@@ -77,9 +88,11 @@ class _Event(NamedTuple):
 def _conversation_create(app: _App, ev: _Event, out: Mapped) -> None:
     source = obj(ev.payload.get("source"))
     user = opt_ident(obj(ev.payload.get("user")).get("id"), "user.id")
+    queue = app.queue(source, out)
     out.events.append(
         app.base.event(
-            "conversation.opened", ev.id, ev.ts, conversation_id=ev.conv, queue=app.queue(source.get("integrationId")),
+            "conversation.opened", ev.id, ev.ts, conversation_id=ev.conv, queue=queue.queue,
+            queue_source_id=queue.source_id,
             customer_id=scoped(PLATFORM, app.id, "user", user) if user else None,
             channel=clean_name(source.get("type")),
         )
@@ -99,7 +112,7 @@ def _conversation_message(app: _App, ev: _Event, out: Mapped) -> None:
     kind = author.get("type")
     if kind == "user":
         fields["sender"] = "customer"
-        fields["queue"] = app.queue(obj(message.get("source")).get("integrationId"))
+        fields["queue"], fields["queue_source_id"] = app.queue(obj(message.get("source")), out)
         user = opt_ident(author.get("userId"), "author.userId")
         fields["customer_id"] = scoped(PLATFORM, app.id, "user", user) if user else None
     elif kind == "business":
