@@ -25,6 +25,7 @@ from tests.unit.test_scorer_properties import CHEAP_PROPERTY, Floor, assert_matc
 
 T = 1_800_000_000_000
 GRACE = 60_000
+HORIZON = 100_000  # short, so that a few minutes of events fold some of them
 
 
 def ev(i: int, etype: str, t_s: float, cid: str = "c", **extra: Any) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def busy_conversation() -> tuple[Conversation, list[dict[str, Any]]]:
     ]
     conv = Conversation("acme", "acme-jd", "jd")
     for e in events:
-        conv.apply(conv_event(e), e["ts"], GRACE)
+        conv.apply(conv_event(e), e["ts"], GRACE, HORIZON)
     return conv, events
 
 
@@ -190,6 +191,19 @@ def test_a_rebuild_from_the_table_changes_no_figure(floor: Floor) -> None:
 
 
 def test_state_defaults_round_trip() -> None:
-    for state in (ConvState(), ConvState(queue="q"), ConvState(opened=True), ConvState(last_order_queue="x")):
+    for state in (ConvState(), ConvState(queue="q"), ConvState(opened=True),
+                  ConvState(conversion=(("x", None, T - 3),)), ConvState(conversion=(("x", T, None), ("y", T, T)))):
         conv = Conversation("t", "s", "p", base=state, state=state.copy(), base_ts=T, last_event_ts=T + 5)
         same(roundtrip(conv), conv)
+
+
+def test_a_state_written_before_conversion_was_per_queue_is_read() -> None:
+    # [queue, opened, closed, frt_start, waiting_since, answered, assignee, first assigned, last reply ts,
+    # its queue, last order ts, its queue], times as `last ts - time`.
+    old = ["aftersales", True, False, 9, None, True, "a1", 8, 4, "presales", 2, "presales"]
+    conv = Conversation.from_json(["t", "s", "p", T, 1, old])
+    assert conv.base.conversion == (("presales", T - 4, T - 2),)
+    assert conv.base.queue == "aftersales" and conv.base.first_assigned_ts == T - 8
+    old[-1] = "aftersales"
+    assert Conversation.from_json(["t", "s", "p", T, 1, old]).base.conversion == (
+        ("presales", T - 4, None), ("aftersales", None, T - 2))
