@@ -171,7 +171,8 @@ class ConversationStage:
             self.m.late_events.inc()
             return []
         # Out of order, the events after it are replayed: the agents' slots may change anywhere in between.
-        spans_before = None if conv.in_order(cev) else conv.agent_spans()
+        # (A conversation never assigned has held no slot: nothing to derive.)
+        spans_before = None if conv.in_order(cev) else conv.agent_spans() if conv.state.assignee else {}
         delta, late = conv.apply_new(cev, wm, self.grace_ms, self.horizon_ms)
         self.m.events.labels("applied").inc()
         if late:
@@ -234,7 +235,7 @@ class ConversationStage:
             return [[None if s is not None and s <= settled else s, e] for s, e in spans
                     if e is None or e > settled]
 
-        after = conv.agent_spans()
+        after = conv.agent_spans() if conv.state.assignee else {}
         return [
             self._spans(agent, key, after.get(agent, []))
             for agent in sorted(before.keys() | after.keys())
