@@ -11,10 +11,11 @@ An event older than the folded base is beyond the horizon: too old, not applied.
 
 What a conversation keeps is sized for millions of open ones (memory per conversation): it
 remembers the ids of its pending events exactly (in the events themselves) and of its folded
-events only a 64-bit digest each (`id_digest`); its current state and the pending events' net
-facts are functions of the base and the pending events, derived when needed and never stored.
-`to_json` is a compact positional record (event types and fact kinds as codes, times relative
-to the last event); `from_json` reads it and the earlier dict form.
+events only a 64-bit digest each (`id_digest`); its current state and its facts are functions
+of the base and the pending events, derived when read from the table and never stored there
+(facts of folded events lie beyond the horizon, out of every window). `to_json` is a compact
+positional record (event types as codes, times relative to the last event); `from_json` reads
+it and the earlier forms.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class ConvEvent(NamedTuple):
         )
 
 
-# Codes of event types and fact kinds in stored records. Append only: a stored code must keep its meaning.
+# Codes of event types in stored records (and of fact kinds in records written before facts were derived).
+# Append only: a stored code must keep its meaning.
 EVENT_TYPE_CODES: Final = (
     "conversation.opened", "message", "conversation.assigned", "conversation.handoff",
     "conversation.transferred", "conversation.closed", "csat.rated", "order.placed",
@@ -83,10 +85,8 @@ EVENT_TYPE_CODES: Final = (
 FACT_KIND_CODES: Final = (
     ARRIVAL, FRT, LEFT, ABANDON_WAIT, REPLY, TRANSFER_OUT, CSAT, MSG_CUSTOMER, MSG_AGENT, LAST_REPLY, LAST_ORDER,
     CLOSED_PREFIX + "resolved", CLOSED_PREFIX + "abandoned", CLOSED_PREFIX + "timeout", CLOSED_PREFIX + "bot_resolved",
-    CONVERTED,
 )
 _TYPE_CODE: Final = {name: i for i, name in enumerate(EVENT_TYPE_CODES)}
-_KIND_CODE: Final = {name: i for i, name in enumerate(FACT_KIND_CODES)}
 _TYPE_NAME: Final = {name: name for name in EVENT_TYPE_CODES}
 _SENDER_NAME: Final = {name: name for name in ("customer", "agent", "bot")}
 
@@ -340,6 +340,17 @@ class Conversation:
             step(state, ev)
         return state
 
+    def _derive(self) -> tuple[ConvState, Counter[Fact]]:
+        """The current state and the facts of the pending events, replayed from the base. Facts at or before
+        the base's last event (retractions of folded events' facts) are beyond the horizon: left out."""
+        state = self.base.copy()
+        facts: Counter[Fact] = Counter()
+        for ev in self.pending:
+            for fact, sign in step(state, ev):
+                facts[fact] += sign
+        settled = self.base_ts
+        return state, Counter({f: n for f, n in facts.items() if n and f.ts > settled})
+
     def _insert(self, i: int, ev: ConvEvent) -> Delta:
         """Put `ev` at position i of the pending events; the facts of the replayed events change by the delta."""
         state = self.base.copy()
@@ -407,14 +418,15 @@ class Conversation:
             del self.facts[fact]
 
     def to_json(self) -> list[Any]:
-        """[tenant, shop, platform, last ts, base ts, base, pending, facts, folded digests], every time but
-        the last one as `last ts - time` (short), trailing defaults left out; see `from_json`."""
+        """[tenant, shop, platform, last ts, base ts, base, pending, [], folded digests], every time but
+        the last one as `last ts - time` (short), trailing defaults left out; see `from_json`. (The empty
+        list is where records before the event log kept the horizon wrote their facts.)"""
         lt = self.last_event_ts
         out: list[Any] = [
             self.tenant, self.shop_id, self.platform, lt, -1 if self.base_ts < 0 else lt - self.base_ts,
             _state_to_json(self.base, lt),
             [_event_to_json(ev, lt) for ev in self.pending],  # the state and pending facts replay from these
-            _facts_to_json(self.facts, lt),
+            [],
             binascii.b2a_base64(self.folded_ids, newline=False).decode() if self.folded_ids else "",
         ]
         while len(out) > 5 and not out[-1]:
@@ -434,12 +446,15 @@ class Conversation:
             platform=sys.intern(platform),
             base=_state_of(base_raw, lt),
             pending=[_event_of(ev, lt) for ev in pending_raw],
-            facts=_facts_of(facts_raw, lt),
             folded_ids=binascii.a2b_base64(digests) if digests else b"",
             base_ts=-1 if bt < 0 else lt - bt,
             last_event_ts=lt,
         )
-        conv.state = conv._derive_state()
+        if facts_raw:  # written when only the grace period's events were kept: their facts are not derivable
+            conv.facts = _facts_of(facts_raw, lt)
+            conv.state = conv._derive_state()
+        else:
+            conv.state, conv.facts = conv._derive()
         return conv
 
     @classmethod
@@ -541,19 +556,8 @@ def _event_of(raw: list[Any], lt: int) -> ConvEvent:
     return ConvEvent(lt - dt, event_id, name, *rest)
 
 
-def _facts_to_json(facts: Counter[Fact], lt: int) -> list[list[Any]]:
-    # [kind, lt - ts, queue] + [value] unless 0 + [count] unless 1; one loop, no call per fact (hot in flush).
-    code = _KIND_CODE.get
-    return [
-        [code(kind, kind), lt - ts, queue] if n == 1 and not value
-        else [code(kind, kind), lt - ts, queue, value] if n == 1
-        else [code(kind, kind), lt - ts, queue, value, n]
-        for (kind, ts, queue, value), n in facts.items()
-    ]
-
-
 def _facts_of(raw: list[list[Any]], lt: int) -> Counter[Fact]:
-    # The one hot loop of decoding (a conversation has tens of facts): tuple.__new__ skips Fact's Python __new__.
+    """Facts of a record written before they were derived: [kind code, lt - ts, queue, [value, [count]]]."""
     out: Counter[Fact] = Counter()
     kinds, intern, new = FACT_KIND_CODES, sys.intern, tuple.__new__
     for f in raw:
