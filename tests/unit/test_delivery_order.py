@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -230,3 +231,31 @@ def test_a_floor_delivered_minutes_late_and_shuffled_gives_the_in_order_figures(
     for v in got.values():
         for w in v["windows"].values():
             assert w["conversion_rate"] is None or 0 <= w["conversion_rate"] <= 1
+
+
+def test_an_agents_history_is_kept_for_the_horizon_and_round_trips() -> None:
+    agent = AgentState()
+    for i, state in enumerate(["online", "busy", "online", "away"]):
+        agent.apply_status(at(i * 1_200), f"s{i}", TENANT, SHOP, PLATFORM, state, 3, ("presales",))  # every 20 min
+    assert not agent.apply_status(at(1_200), "s1", TENANT, SHOP, PLATFORM, "busy", 3, ("presales",))  # duplicate
+    agent.set_active("c1", True, at(100))
+    agent.set_active("c1", False, at(200))
+    agent.set_active("c2", True, at(3_000))
+    agent.set_spans("c3", [[None, at(3_500)]])
+    agent.prune(agent.latest_ts() - HORIZON)  # latest: 3,600 s; the edge: -120 s
+    assert len(agent.statuses) == 4
+    agent.prune(at(2_500))
+    # What ended before the edge is gone; the status in force at the edge stays.
+    assert [s for _ts, _id, s in agent.statuses] == ["online", "away"] and set(agent.chats) == {"c2", "c3"}
+    back = AgentState.from_json(orjson.loads(orjson.dumps(agent.to_json())))
+    assert back == agent and back.summary() == agent.summary()
+    assert agent.summary()["history"] == [[at(2_400), "online", 1], [at(3_000), "online", 2],
+                                          [at(3_500), "online", 1], [at(3_600), "away", 1]]
+
+
+def test_an_agent_record_of_the_earlier_form_is_read() -> None:
+    raw = {"t": [TENANT, SHOP, PLATFORM], "s": "busy", "k": [at(50), "s9"], "c": 2, "q": ["presales"],
+           "a": ["c1", "c2"], "h": [[at(0), "online", 0], [at(50), "busy", 2]]}
+    agent = AgentState.from_json(raw)
+    assert (agent.status, agent.capacity, agent.queues, agent.active) == ("busy", 2, ("presales",), {"c1", "c2"})
+    assert not agent.apply_status(at(50), "s9", TENANT, SHOP, PLATFORM, "busy", 2, ("presales",))
