@@ -50,10 +50,11 @@ Scope = tuple[str, str, str, str]  # (tenant, shop, platform, queue)
 class Record:
     """One figure a conversation recorded: where (scope + queue), when, and its value."""
 
-    kind: str  # arrival, frt, reply, left, transfer_out, csat, msg_customer, msg_agent, closed, last_reply, last_order
+    kind: str  # arrival, frt, reply, left, transfer_out, csat, msg_customer, msg_agent, closed, replied, ordered
     ts: int
     queue: str
-    value: Any = None  # frt/reply ms; left: frt ms or None (abandoned); csat: score; closed: (reason, handle ms|None)
+    value: Any = None  # frt/reply ms; left: frt ms or None (abandoned); csat: score; closed: (reason, handle ms|None);
+    # replied (any human reply) / ordered: the conversation id (conversion counts distinct conversations)
 
 
 @dataclass
@@ -118,8 +119,6 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
     first = events[0]
     conv = ConvResult(first.tenant, first.shop_id, first.platform)
     first_assigned_ts: int | None = None
-    last_reply: Record | None = None
-    last_order: Record | None = None
     out = conv.records
     for i, e in enumerate(events):
         ts = e.ts_ms
@@ -143,7 +142,7 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
             me = AGENT + (e.agent_id or "")
             out.append(Record("msg_agent", ts, q))
             out.append(Record("msg_agent", ts, me))
-            last_reply = Record("last_reply", ts, q)
+            out.append(Record("replied", ts, q, e.conversation_id))
             if not conv.closed:
                 if conv.assignee is None:
                     conv.assignee = e.agent_id
@@ -209,11 +208,7 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
         elif e.type == "csat.rated":
             out.append(Record("csat", ts, q, e.score))
         elif e.type == "order.placed":
-            last_order = Record("last_order", ts, q)
-    if last_reply is not None:
-        out.append(last_reply)
-    if last_order is not None:
-        out.append(last_order)
+            out.append(Record("ordered", ts, q, e.conversation_id))
     return conv
 
 
@@ -278,6 +273,7 @@ def window_figures(records: list[Record], width: int) -> dict[str, Any]:
     closed = [r.value for r in by["closed"]]
     handles = [handle for _reason, handle in closed if handle is not None]
     scores = [r.value for r in by["csat"]]
+    replied = {r.value for r in by["replied"]}
     reply = _summary(replies)
     reply["slow"] = sum(1 for v in replies if v > SLOW_REPLY_MS) if replies else None
     return {
@@ -298,7 +294,9 @@ def window_figures(records: list[Record], width: int) -> dict[str, Any]:
             "satisfied_share": _ratio(sum(1 for s in scores if s >= 4), len(scores)),
             "participation": _ratio(len(scores), len(closed)),
         },
-        "conversion_rate": _ratio(len(by["last_order"]), len(by["last_reply"])),
+        # Per queue (a view's records are all of one queue): distinct conversations with an order in the window
+        # that this queue also replied to in the window, over distinct conversations it replied to in it.
+        "conversion_rate": _ratio(len({r.value for r in by["ordered"]} & replied), len(replied)),
         "platform_rule": {
             "counted": len(by["rule"]),
             "met": sum(1 for r in by["rule"] if r.value),

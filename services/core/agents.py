@@ -1,17 +1,23 @@
 """Agents: presence, capacity and active chats, and what each contributes to its queues.
 
-An agent's status is last-writer-wins by event time (ts, event_id), so replays and
-duplicates change nothing; active chats are a set of conversation ids, so assignment
-changes are idempotent too.
+An agent's history follows event time, not arrival order: its status events are kept sorted by
+(ts, event_id) (the latest is its status now), and the chat slots its conversations held are kept
+as [start, end) spans per conversation, so a late status or a late assignment lands where it
+belongs and the time per status and the most concurrent chats are those of what happened.
+Duplicates change nothing (a status event is known by its id, a conversation's spans are replaced
+whole or opened/closed idempotently). Both are kept for the horizon only (`prune`).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .partials import Scope
+
+Span = list[int | None]  # [start, end): start None = before the history kept, end None = still held
 
 
 class AgentLive(NamedTuple):
@@ -29,58 +35,115 @@ class AgentLive(NamedTuple):
 
 @dataclass(slots=True)
 class AgentState:
+    # Shop, capacity and queues of the latest status event (by event time).
     tenant: str = ""
     shop_id: str = ""
     platform: str = ""
-    status: str | None = None
-    status_key: tuple[int, str] = (-1, "")
     capacity: int = 1
     queues: tuple[str, ...] = ()
-    active: set[str] = field(default_factory=set)
-    # (ts, status, active chats) at every change, within the longest window plus the state before it:
-    # time per status and the most concurrent chats in a window come from it.
-    history: list[tuple[int, str | None, int]] = field(default_factory=list)
+    # (ts, event_id, status) of each status event, sorted: within the horizon plus the one in force at its edge.
+    statuses: list[tuple[int, str, str]] = field(default_factory=list)
+    # conversation id -> the spans of this agent's chat slot it held, sorted by start.
+    chats: dict[str, list[Span]] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str | None:
+        return self.statuses[-1][2] if self.statuses else None
+
+    @property
+    def active(self) -> set[str]:
+        """The conversations holding one of the agent's chat slots now."""
+        return {c for c, spans in self.chats.items() if spans and spans[-1][1] is None}
 
     def apply_status(
         self, ts: int, event_id: str, tenant: str, shop_id: str, platform: str,
         status: str, capacity: int, queues: tuple[str, ...],
     ) -> bool:
-        if (ts, event_id) <= self.status_key:
-            return False
-        self.status_key = (ts, event_id)
-        self.tenant, self.shop_id, self.platform = tenant, shop_id, platform
-        self.status, self.capacity, self.queues = status, capacity, queues
-        self._record(ts)
+        key = (ts, event_id)
+        i = bisect_left(self.statuses, key)  # (ts, event_id) sorts before every entry that starts with it
+        if i < len(self.statuses) and self.statuses[i][:2] == key:
+            return False  # a duplicate
+        self.statuses.insert(i, (ts, event_id, status))
+        if i == len(self.statuses) - 1:  # the latest: it says where the agent works now
+            self.tenant, self.shop_id, self.platform = tenant, shop_id, platform
+            self.capacity, self.queues = capacity, queues
         return True
 
     def set_active(self, conversation_id: str, active: bool, ts: int | None = None) -> bool:
-        if active == (conversation_id in self.active):
+        """A conversation took (active) or left the agent's chat slot at ts, in event order for it."""
+        spans = self.chats.setdefault(conversation_id, [])
+        held = bool(spans) and spans[-1][1] is None
+        if active == held:
+            if not spans:
+                del self.chats[conversation_id]
             return False
+        at = self.latest_ts() if ts is None else ts
         if active:
-            self.active.add(conversation_id)
+            spans.append([at, None])
         else:
-            self.active.discard(conversation_id)
-        if ts is not None:
-            self._record(ts)
+            start = spans[-1][0]
+            spans[-1][1] = at if start is None else max(at, start)
         return True
 
-    def _record(self, ts: int) -> None:
-        entry = (ts, self.status, len(self.active))
-        h = self.history
-        # Keep it in time order: a late change is inserted where it belongs (status is last-writer-wins).
-        i = len(h)
-        while i > 0 and h[i - 1][0] > ts:
-            i -= 1
-        h.insert(i, entry)
+    def set_spans(self, conversation_id: str, spans: list[Span]) -> bool:
+        """Replace what a conversation held (after it was re-derived in event order)."""
+        new = sorted(([s, e] for s, e in spans), key=lambda sp: -1 if sp[0] is None else sp[0])
+        if new == self.chats.get(conversation_id, []):
+            return False
+        if new:
+            self.chats[conversation_id] = new
+        else:
+            self.chats.pop(conversation_id, None)
+        return True
 
-    def prune_history(self, before: int) -> None:
-        """Forget changes before `before`, keeping the one in force at that moment."""
-        h = self.history
-        i = 0
-        while i + 1 < len(h) and h[i + 1][0] <= before:
+    def latest_ts(self) -> int:
+        """The newest time the agent knows of."""
+        latest = self.statuses[-1][0] if self.statuses else -1
+        for spans in self.chats.values():
+            for start, end in spans:
+                last = end if end is not None else start
+                if last is not None and last > latest:
+                    latest = last
+        return latest
+
+    def prune(self, before: int) -> None:
+        """Forget what ended before `before`, keeping the status in force at that moment."""
+        st, i = self.statuses, 0
+        while i + 1 < len(st) and st[i + 1][0] <= before:
             i += 1
         if i:
-            del h[:i]
+            del st[:i]
+        for cid in list(self.chats):
+            spans = [sp for sp in self.chats[cid] if sp[1] is None or sp[1] > before]
+            if spans:
+                self.chats[cid] = spans
+            else:
+                del self.chats[cid]
+
+    def history(self) -> list[tuple[int, str | None, int]]:
+        """(ts, status, active chats) at every change, in event time (what `AgentTimeline` reads)."""
+        change: dict[int, int] = defaultdict(int)
+        held = 0  # spans from before every kept change
+        for spans in self.chats.values():
+            for start, end in spans:
+                if start is None:
+                    held += 1
+                else:
+                    change[start] += 1
+                if end is not None:
+                    change[end] -= 1
+        for ts, _id, _status in self.statuses:
+            change[ts] += 0
+        out: list[tuple[int, str | None, int]] = []
+        statuses, i, status = self.statuses, 0, None
+        for ts in sorted(change):
+            held += change[ts]
+            while i < len(statuses) and statuses[i][0] <= ts:
+                status = statuses[i][2]
+                i += 1
+            if not out or out[-1][1:] != (status, held):
+                out.append((ts, status, held))
+        return out
 
     def contribution(self) -> dict[Scope, AgentLive]:
         status = self.status
@@ -89,13 +152,14 @@ class AgentState:
         if status == "offline":
             return {Scope(self.tenant, self.shop_id, self.platform, q): AgentLive(known=1) for q in self.queues}
         serving = status in ("online", "busy")
+        active = len(self.active)
         one = AgentLive(
             online=1,
-            available=1 if status == "online" and len(self.active) < self.capacity else 0,
+            available=1 if status == "online" and active < self.capacity else 0,
             away=1 if status == "away" else 0,
             serving=1 if serving else 0,
             slots_capacity=self.capacity if serving else 0,
-            slots_active=len(self.active) if serving else 0,
+            slots_active=active if serving else 0,
             known=1,
         )
         return {Scope(self.tenant, self.shop_id, self.platform, q): one for q in self.queues}
@@ -103,29 +167,30 @@ class AgentState:
     def to_json(self) -> dict[str, Any]:
         return {
             "t": [self.tenant, self.shop_id, self.platform],
-            "s": self.status,
-            "k": list(self.status_key),
             "c": self.capacity,
             "q": list(self.queues),
-            "a": sorted(self.active),
-            "h": [list(e) for e in self.history],
+            "st": [list(e) for e in self.statuses],
+            "ch": self.chats,
         }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> AgentState:
         tenant, shop, platform = raw["t"]
-        return cls(
-            tenant=tenant, shop_id=shop, platform=platform, status=raw["s"],
-            status_key=(int(raw["k"][0]), str(raw["k"][1])), capacity=int(raw["c"]),
-            queues=tuple(raw["q"]), active=set(raw["a"]),
-            history=[(int(t), st, int(n)) for t, st, n in raw.get("h", [])],
-        )
+        agent = cls(tenant=tenant, shop_id=shop, platform=platform, capacity=int(raw["c"]), queues=tuple(raw["q"]))
+        if "st" in raw:
+            agent.statuses = [(int(ts), str(i), str(st)) for ts, i, st in raw["st"]]
+            agent.chats = {str(c): [[s, e] for s, e in spans] for c, spans in raw["ch"].items()}
+        else:  # the record before the history followed event time: the latest status, the chats held now
+            if raw.get("s") is not None:
+                agent.statuses = [(int(raw["k"][0]), str(raw["k"][1]), str(raw["s"]))]
+            agent.chats = {str(c): [[None, None]] for c in raw.get("a", [])}
+        return agent
 
     def summary(self) -> dict[str, Any]:
         """What stage 2 needs for the agent's own view (published whole on every change)."""
         return {
             "status": self.status, "capacity": self.capacity, "queues": list(self.queues),
-            "active_chats": len(self.active), "history": [list(e) for e in self.history],
+            "active_chats": len(self.active), "history": [list(e) for e in self.history()],
         }
 
 

@@ -32,10 +32,13 @@ TRANSFER_OUT: Final = "transfer_out"
 CSAT: Final = "csat"
 MSG_CUSTOMER: Final = "msg_customer"
 MSG_AGENT: Final = "msg_agent"
-# Distinct-conversation facts: a conversation keeps one, at its latest reply / order, so a window's
-# sum is the number of distinct conversations with a reply / an order inside it.
+# Distinct-conversation facts, one per (conversation, queue): `last_reply` at the queue's latest human
+# reply, `converted` at the earlier of its latest reply and latest order in that queue. A window ends
+# now, so it holds the fact iff it holds such a reply (and such an order): its sum counts distinct
+# conversations, and converted <= replied in every window (conversion never above 1).
 LAST_REPLY: Final = "last_reply"
-LAST_ORDER: Final = "last_order"
+CONVERTED: Final = "converted"
+LAST_ORDER: Final = "last_order"  # one per conversation at its latest order: only in records written before
 CLOSED_PREFIX: Final = "closed_"  # closed_<reason>; value = handle time ms, or -1 if no agent handled it
 # A wait for a human reply that a close (not `bot_resolved`) ended: value = ms waited. The platform
 # rules count it as a miss (platform_rules.PlatformRule.outcome); no other figure reads it.
@@ -137,7 +140,7 @@ class Bucket:
             pass  # read by the platform rules only
         elif kind == LAST_REPLY:
             c["replied_convs"] += sign
-        elif kind == LAST_ORDER:
+        elif kind in (CONVERTED, LAST_ORDER):
             c["ordered_convs"] += sign
         elif kind == TRANSFER_OUT:
             c["transfers_out"] += sign

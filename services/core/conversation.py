@@ -2,17 +2,20 @@
 
 `step` is the definition: it applies one event to a `ConvState` and returns the facts it
 records (and retracts). `Conversation` wraps it for a stream that is duplicated and out of
-order: it remembers applied event ids, keeps the events of the last `grace` of event time
-pending, and when an event arrives out of order it replays the pending ones from the folded
-base in (ts, event_id) order and returns the difference in facts. Events older than the base
-are late: applied at the front of the pending list, where the state still allows.
+order: it remembers applied event ids, keeps its events of the last `horizon` of event time
+(the longest window plus grace) pending, and when an event arrives out of order it replays the
+pending ones from the folded base in (ts, event_id) order and returns the difference in facts.
+So every figure is a function of the set of events, however late (within the horizon) and
+whatever other traffic moved the watermark: the grace only decides what is counted as late.
+An event older than the folded base is beyond the horizon: too old, not applied.
 
 What a conversation keeps is sized for millions of open ones (memory per conversation): it
 remembers the ids of its pending events exactly (in the events themselves) and of its folded
-events only a 64-bit digest each (`id_digest`); its current state and the pending events' net
-facts are functions of the base and the pending events, derived when needed and never stored.
-`to_json` is a compact positional record (event types and fact kinds as codes, times relative
-to the last event); `from_json` reads it and the earlier dict form.
+events only a 64-bit digest each (`id_digest`); its current state and its facts are functions
+of the base and the pending events, derived when read from the table and never stored there
+(facts of folded events lie beyond the horizon, out of every window). `to_json` is a compact
+positional record (event types as codes, times relative to the last event); `from_json` reads
+it and the earlier forms.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .buckets import (
     ABANDON_WAIT,
     ARRIVAL,
     CLOSED_PREFIX,
+    CONVERTED,
     CSAT,
     FRT,
     LAST_ORDER,
@@ -74,7 +78,8 @@ class ConvEvent(NamedTuple):
         )
 
 
-# Codes of event types and fact kinds in stored records. Append only: a stored code must keep its meaning.
+# Codes of event types in stored records (and of fact kinds in records written before facts were derived).
+# Append only: a stored code must keep its meaning.
 EVENT_TYPE_CODES: Final = (
     "conversation.opened", "message", "conversation.assigned", "conversation.handoff",
     "conversation.transferred", "conversation.closed", "csat.rated", "order.placed",
@@ -85,7 +90,6 @@ FACT_KIND_CODES: Final = (
     UNANSWERED_CLOSED, WAIT_CLOSED,
 )
 _TYPE_CODE: Final = {name: i for i, name in enumerate(EVENT_TYPE_CODES)}
-_KIND_CODE: Final = {name: i for i, name in enumerate(FACT_KIND_CODES)}
 _TYPE_NAME: Final = {name: name for name in EVENT_TYPE_CODES}
 _SENDER_NAME: Final = {name: name for name in ("customer", "agent", "bot")}
 
@@ -100,10 +104,8 @@ class ConvState:
     answered: bool = False
     assignee: str | None = None
     first_assigned_ts: int | None = None
-    last_reply_ts: int | None = None
-    last_reply_queue: str | None = None
-    last_order_ts: int | None = None
-    last_order_queue: str | None = None
+    # Per queue the conversation was in: (queue, its latest human reply ts, its latest order ts).
+    conversion: tuple[tuple[str, int | None, int | None], ...] = ()
 
     def copy(self) -> ConvState:
         return ConvState(*self.to_json())
@@ -111,8 +113,7 @@ class ConvState:
     def to_json(self) -> list[Any]:
         return [
             self.queue, self.opened, self.closed, self.frt_start, self.waiting_since, self.answered,
-            self.assignee, self.first_assigned_ts, self.last_reply_ts, self.last_reply_queue,
-            self.last_order_ts, self.last_order_queue,
+            self.assignee, self.first_assigned_ts, self.conversion,
         ]
 
     @property
@@ -129,6 +130,28 @@ def _assign(s: ConvState, agent_id: str, ts: int) -> None:
     s.assignee = agent_id
     if s.first_assigned_ts is None:
         s.first_assigned_ts = ts
+
+
+def _convert(s: ConvState, q: str, out: Delta, reply: int | None = None, order: int | None = None) -> None:
+    """A human reply or an order in queue q: move q's `last_reply` and `converted` facts (conversion_rate is
+    per conversation and queue: an order counts in a queue only where that queue replied in the window)."""
+    rows = s.conversion
+    i = next((n for n, row in enumerate(rows) if row[0] == q), len(rows))
+    _q, old_reply, old_order = rows[i] if i < len(rows) else (q, None, None)
+    new_reply = old_reply if reply is None else reply
+    new_order = old_order if order is None else order
+    if reply is not None and reply != old_reply:
+        if old_reply is not None:
+            out.append((Fact(LAST_REPLY, old_reply, q), -1))
+        out.append((Fact(LAST_REPLY, reply, q), 1))
+    old = None if old_reply is None or old_order is None else min(old_reply, old_order)
+    new = None if new_reply is None or new_order is None else min(new_reply, new_order)
+    if new != old:
+        if old is not None:
+            out.append((Fact(CONVERTED, old, q), -1))
+        if new is not None:
+            out.append((Fact(CONVERTED, new, q), 1))
+    s.conversion = (*rows[:i], (q, new_reply, new_order), *rows[i + 1:])
 
 
 def step(s: ConvState, ev: ConvEvent) -> Delta:
@@ -159,10 +182,7 @@ def step(s: ConvState, ev: ConvEvent) -> Delta:
             out.append((Fact(MSG_AGENT, ts, q), 1))
             if ev.agent_id:
                 out.append((Fact(MSG_AGENT, ts, me), 1))
-            if s.last_reply_ts is not None and s.last_reply_queue is not None:
-                out.append((Fact(LAST_REPLY, s.last_reply_ts, s.last_reply_queue), -1))
-            s.last_reply_ts, s.last_reply_queue = ts, q
-            out.append((Fact(LAST_REPLY, ts, q), 1))
+            _convert(s, q, out, reply=ts)
             if not s.closed:
                 if s.assignee is None and ev.agent_id:
                     _assign(s, ev.agent_id, ts)
@@ -223,15 +243,16 @@ def step(s: ConvState, ev: ConvEvent) -> Delta:
         if ev.score is not None:
             out.append((Fact(CSAT, ts, q, ev.score), 1))
     elif etype == "order.placed":
-        if s.last_order_ts is not None and s.last_order_queue is not None:
-            out.append((Fact(LAST_ORDER, s.last_order_ts, s.last_order_queue), -1))
-        s.last_order_ts, s.last_order_queue = ts, q
-        out.append((Fact(LAST_ORDER, ts, q), 1))
+        _convert(s, q, out, order=ts)
     return out
 
 
 def _order_key(ev: ConvEvent) -> tuple[int, str]:
     return (ev.ts, ev.event_id)
+
+
+# The longest window (1 h) plus its coarse bucket and the grace period: the scorer's default horizon.
+DEFAULT_HORIZON_MS: Final = 3_600_000 + 60_000 + 60_000
 
 
 DIGEST_SIZE: Final = 8
@@ -279,36 +300,44 @@ class Conversation:
                 return True
         return bool(self.folded_ids) and _has_digest(self.folded_ids, id_digest(event_id))
 
-    def apply(self, ev: ConvEvent, watermark: int, grace_ms: int) -> tuple[Delta, bool]:
-        """Apply an event; returns (fact delta, late). A duplicate returns ([], False).
+    def apply(self, ev: ConvEvent, watermark: int, grace_ms: int,
+              horizon_ms: int = DEFAULT_HORIZON_MS) -> tuple[Delta, bool]:
+        """Apply an event; returns (fact delta, late). A duplicate returns ([], False), one too old ([], True).
 
-        `late` means older than the stream's watermark minus the grace period: counted, still applied.
+        `late` means older than the stream's watermark minus the grace period: counted, still applied
+        where it belongs in event time.
         """
         if self.has_seen(ev.event_id):
             return [], False
-        return self.apply_new(ev, watermark, grace_ms)
+        if self.too_old(ev):
+            return [], True
+        return self.apply_new(ev, watermark, grace_ms, horizon_ms)
 
-    def apply_new(self, ev: ConvEvent, watermark: int, grace_ms: int) -> tuple[Delta, bool]:
-        """`apply` for an event the caller has checked is not a duplicate (`has_seen`)."""
+    def too_old(self, ev: ConvEvent) -> bool:
+        """Older than an event already folded into the base: beyond the horizon, it can no longer be
+        put where it belongs (not applied; the caller counts it)."""
+        return ev.ts <= self.base_ts
+
+    def in_order(self, ev: ConvEvent) -> bool:
+        """Whether `ev` goes after every event kept: applied by one step, nothing replayed."""
+        return not self.pending or _order_key(ev) >= _order_key(self.pending[-1])
+
+    def apply_new(self, ev: ConvEvent, watermark: int, grace_ms: int,
+                  horizon_ms: int = DEFAULT_HORIZON_MS) -> tuple[Delta, bool]:
+        """`apply` for an event the caller has checked is neither a duplicate (`has_seen`) nor `too_old`."""
         self.last_event_ts = max(self.last_event_ts, ev.ts)
         late = ev.ts < watermark - grace_ms
-        if ev.ts < self.base_ts:
-            # Before what is already folded: apply it first among the pending events, with its own ts.
-            before = self._pending_delta()
-            self.pending.insert(0, ev)
-            delta = self._replay(before)
-        elif not self.pending or _order_key(ev) >= _order_key(self.pending[-1]):
+        if self.in_order(ev):
             self.pending.append(ev)
             delta = step(self.state, ev)
             self._add(delta)
         else:
-            before = self._pending_delta()
             i = len(self.pending)
             while i > 0 and _order_key(self.pending[i - 1]) > _order_key(ev):
                 i -= 1
-            self.pending.insert(i, ev)
-            delta = self._replay(before)
-        self.fold(watermark - grace_ms)
+            delta = self._insert(i, ev)
+        # Only what is beyond the horizon settles: a conversation's own order is never lost to the grace.
+        self.fold(watermark - horizon_ms)
         return delta, late
 
     def _add(self, delta: Delta) -> None:
@@ -320,32 +349,43 @@ class Conversation:
             else:
                 del facts[fact]
 
-    def _derive(self) -> tuple[ConvState, Counter[Fact]]:
-        """The current state and the pending events' net facts, replayed from the base."""
-        state = self.base.copy()
-        delta: Counter[Fact] = Counter()
-        for ev in self.pending:
-            for fact, sign in step(state, ev):
-                delta[fact] += sign
-        return state, Counter({f: n for f, n in delta.items() if n})
-
     def _derive_state(self) -> ConvState:
         state = self.base.copy()
         for ev in self.pending:
             step(state, ev)
         return state
 
-    def _pending_delta(self) -> Counter[Fact]:
-        return self._derive()[1]
+    def _derive(self) -> tuple[ConvState, Counter[Fact]]:
+        """The current state and the facts of the pending events, replayed from the base. Facts at or before
+        the base's last event (retractions of folded events' facts) are beyond the horizon: left out."""
+        state = self.base.copy()
+        facts: Counter[Fact] = Counter()
+        for ev in self.pending:
+            for fact, sign in step(state, ev):
+                facts[fact] += sign
+        settled = self.base_ts
+        return state, Counter({f: n for f, n in facts.items() if n and f.ts > settled})
 
-    def _replay(self, before: Counter[Fact]) -> Delta:
-        """Re-derive after the pending events changed; `before` is their net facts before the change."""
-        state, new_delta = self._derive()
+    def _insert(self, i: int, ev: ConvEvent) -> Delta:
+        """Put `ev` at position i of the pending events; the facts of the replayed events change by the delta."""
+        state = self.base.copy()
+        for e in self.pending[:i]:  # what comes before is unchanged: only its state is needed
+            step(state, e)
+        before: Counter[Fact] = Counter()
+        replay = state.copy()
+        for e in self.pending[i:]:
+            for fact, sign in step(replay, e):
+                before[fact] += sign
+        self.pending.insert(i, ev)
+        after: Counter[Fact] = Counter()
+        for e in self.pending[i:]:
+            for fact, sign in step(state, e):
+                after[fact] += sign
         diff: Delta = []
         # Retractions first, in a fixed order: a distribution's max is exact again when the replacing
         # sample comes after the retraction, and the result does not depend on set order (hash seed).
-        for fact in sorted(new_delta.keys() | before.keys()):
-            d = new_delta.get(fact, 0) - before.get(fact, 0)
+        for fact in sorted(after.keys() | before.keys()):
+            d = after.get(fact, 0) - before.get(fact, 0)
             if d:
                 diff.extend([(fact, 1 if d > 0 else -1)] * abs(d))
         diff.sort(key=lambda change: change[1])
@@ -369,20 +409,39 @@ class Conversation:
             digests.append(id_digest(ev.event_id))
         self.folded_ids = b"".join(digests)
 
+    def agent_spans(self) -> dict[str, list[list[int | None]]]:
+        """The chat slot this conversation held, per agent, in event time: [start, end) spans, start None
+        when it began before the kept events, end None while it lasts (the agent stage's max concurrent
+        chats and active chats follow them, not the order the events arrived in)."""
+        state = self.base.copy()
+        current = state.active_agent
+        spans: dict[str, list[list[int | None]]] = {current: [[None, None]]} if current else {}
+        for ev in self.pending:
+            step(state, ev)
+            agent = state.active_agent
+            if agent != current:
+                if current:
+                    spans[current][-1][1] = ev.ts
+                if agent:
+                    spans.setdefault(agent, []).append([ev.ts, None])
+                current = agent
+        return spans
+
     def prune_facts(self, before: int) -> None:
         """Forget facts older than every window: they can no longer change any figure."""
         for fact in [f for f in self.facts if f.ts < before]:
             del self.facts[fact]
 
     def to_json(self) -> list[Any]:
-        """[tenant, shop, platform, last ts, base ts, base, pending, facts, folded digests], every time but
-        the last one as `last ts - time` (short), trailing defaults left out; see `from_json`."""
+        """[tenant, shop, platform, last ts, base ts, base, pending, [], folded digests], every time but
+        the last one as `last ts - time` (short), trailing defaults left out; see `from_json`. (The empty
+        list is where records before the event log kept the horizon wrote their facts.)"""
         lt = self.last_event_ts
         out: list[Any] = [
             self.tenant, self.shop_id, self.platform, lt, -1 if self.base_ts < 0 else lt - self.base_ts,
             _state_to_json(self.base, lt),
             [_event_to_json(ev, lt) for ev in self.pending],  # the state and pending facts replay from these
-            _facts_to_json(self.facts, lt),
+            [],
             binascii.b2a_base64(self.folded_ids, newline=False).decode() if self.folded_ids else "",
         ]
         while len(out) > 5 and not out[-1]:
@@ -402,12 +461,15 @@ class Conversation:
             platform=sys.intern(platform),
             base=_state_of(base_raw, lt),
             pending=[_event_of(ev, lt) for ev in pending_raw],
-            facts=_facts_of(facts_raw, lt),
             folded_ids=binascii.a2b_base64(digests) if digests else b"",
             base_ts=-1 if bt < 0 else lt - bt,
             last_event_ts=lt,
         )
-        conv.state = conv._derive_state()
+        if facts_raw:  # written when only the grace period's events were kept: their facts are not derivable
+            conv.facts = _facts_of(facts_raw, lt)
+            conv.state = conv._derive_state()
+        else:
+            conv.state, conv.facts = conv._derive()
         return conv
 
     @classmethod
@@ -420,7 +482,7 @@ class Conversation:
             tenant=sys.intern(tenant),
             shop_id=sys.intern(shop),
             platform=sys.intern(platform),
-            base=ConvState(*raw["b"]),
+            base=_state_of_dict_form(raw["b"]),
             pending=pending,
             facts=Counter({Fact(k, t, q, v): n for k, t, q, v, n in raw["f"]}),
             folded_ids=b"".join(id_digest(i) for i in sorted(raw["seen"]) if i not in pending_ids),
@@ -431,11 +493,24 @@ class Conversation:
         return conv
 
 
+def _state_of_dict_form(raw: list[Any]) -> ConvState:
+    """The base of the dict form: the state's fields in order, times absolute."""
+    values = _conversion_of_old_layout(raw) if _old_layout(raw) else raw
+    state = ConvState(*values[:_CONVERSION])
+    state.conversion = tuple((q, r, o) for q, r, o in (values[_CONVERSION] if len(values) > _CONVERSION else ()))
+    return state
+
+
 # --- the compact record's parts ------------------------------------------------------------------
 _DEFAULT_STATE: Final = ConvState()
-_STATE_DEFAULTS: Final = tuple(_DEFAULT_STATE.to_json())
-_STATE_TIMES: Final = (3, 4, 7, 8, 10)  # frt_start, waiting_since, first_assigned_ts, last_reply_ts, last_order_ts
-_STATE_NAMES: Final = (0, 6, 9, 11)  # queue, assignee, last_reply_queue, last_order_queue
+_STATE_TIMES: Final = (3, 4, 7)  # frt_start, waiting_since, first_assigned_ts
+_STATE_NAMES: Final = (0, 6)  # queue, assignee
+_CONVERSION: Final = 8  # [[queue, latest reply, latest order], ...]
+_STATE_DEFAULTS: Final = (*_DEFAULT_STATE.to_json()[:_CONVERSION], [])  # as written
+
+
+def _rel(lt: int, ts: int | None) -> int | None:
+    return None if ts is None else lt - ts
 
 
 def _state_to_json(s: ConvState, lt: int) -> list[Any]:
@@ -445,12 +520,32 @@ def _state_to_json(s: ConvState, lt: int) -> list[Any]:
     for i in _STATE_TIMES:
         if out[i] is not None:
             out[i] = lt - out[i]
+    out[_CONVERSION] = [[q, _rel(lt, r), _rel(lt, o)] for q, r, o in s.conversion]
     while out and type(out[-1]) is type(_STATE_DEFAULTS[len(out) - 1]) and out[-1] == _STATE_DEFAULTS[len(out) - 1]:
         out.pop()
     return out
 
 
+def _old_layout(raw: list[Any]) -> bool:
+    return len(raw) > _CONVERSION and not isinstance(raw[_CONVERSION], list | tuple)
+
+
+def _conversion_of_old_layout(values: list[Any]) -> list[Any]:
+    """A state written before conversion was per queue: [..., last reply ts, its queue, last order ts, its
+    queue] at 8-11 becomes one conversion row per queue (times as they were written)."""
+    reply_ts, reply_q, order_ts, order_q = [*values[_CONVERSION:], None, None, None, None][:4]
+    rows: list[list[Any]] = [[reply_q, reply_ts, None]] if reply_q is not None else []
+    if order_q is not None:
+        if rows and rows[0][0] == order_q:
+            rows[0][2] = order_ts
+        else:
+            rows.append([order_q, None, order_ts])
+    return [*values[:_CONVERSION], rows]
+
+
 def _state_of(raw: list[Any], lt: int) -> ConvState:
+    if _old_layout(raw):
+        raw = _conversion_of_old_layout(raw)
     values = [*raw, *_STATE_DEFAULTS[len(raw):]]
     for i in _STATE_TIMES:
         if values[i] is not None:
@@ -458,6 +553,7 @@ def _state_of(raw: list[Any], lt: int) -> ConvState:
     for i in _STATE_NAMES:
         if values[i] is not None:
             values[i] = sys.intern(values[i])
+    values[_CONVERSION] = tuple((sys.intern(q), _rel(lt, r), _rel(lt, o)) for q, r, o in values[_CONVERSION])
     return ConvState(*values)
 
 
@@ -475,19 +571,8 @@ def _event_of(raw: list[Any], lt: int) -> ConvEvent:
     return ConvEvent(lt - dt, event_id, name, *rest)
 
 
-def _facts_to_json(facts: Counter[Fact], lt: int) -> list[list[Any]]:
-    # [kind, lt - ts, queue] + [value] unless 0 + [count] unless 1; one loop, no call per fact (hot in flush).
-    code = _KIND_CODE.get
-    return [
-        [code(kind, kind), lt - ts, queue] if n == 1 and not value
-        else [code(kind, kind), lt - ts, queue, value] if n == 1
-        else [code(kind, kind), lt - ts, queue, value, n]
-        for (kind, ts, queue, value), n in facts.items()
-    ]
-
-
 def _facts_of(raw: list[list[Any]], lt: int) -> Counter[Fact]:
-    # The one hot loop of decoding (a conversation has tens of facts): tuple.__new__ skips Fact's Python __new__.
+    """Facts of a record written before they were derived: [kind code, lt - ts, queue, [value, [count]]]."""
     out: Counter[Fact] = Counter()
     kinds, intern, new = FACT_KIND_CODES, sys.intern, tuple.__new__
     for f in raw:

@@ -124,10 +124,9 @@ class ConversationStage:
             part.watermark = max(part.watermark, conv.last_event_ts)
             part.apply_facts(conv.tenant, conv.shop_id, conv.platform, [(f, n) for f, n in conv.facts.items()])
             part.apply_live(conv.tenant, conv.shop_id, conv.platform, None, live_key(conv.state))
-            # Re-assert each conversation's slot: idempotent, and repairs a change lost in a crash.
+            # Re-assert the slots each conversation held: idempotent, and repairs a change lost in a crash.
             if conv.state.assignee:
-                active = conv.state.active_agent is not None
-                out.append(self._assignment(conv.state.assignee, key, active, conv.last_event_ts))
+                out.extend(self._spans(agent, key, spans) for agent, spans in conv.agent_spans().items())
             if conv.state.closed:
                 closed[p].append((conv.last_event_ts, key))
         for p in todo:
@@ -179,7 +178,16 @@ class ConversationStage:
         if conv.has_seen(ev.event_id):
             self.m.events.labels("duplicate").inc()
             return []
-        delta, late = conv.apply_new(ConvEvent.of(ev), wm, self.grace_ms)
+        cev = ConvEvent.of(ev)
+        if conv.too_old(cev):
+            # Older than what the conversation folded (beyond the horizon): it cannot land where it belongs.
+            self.m.events.labels("too_old").inc()
+            self.m.late_events.inc()
+            return []
+        # Out of order, the events after it are replayed: the agents' slots may change anywhere in between.
+        # (A conversation never assigned has held no slot: nothing to derive.)
+        spans_before = None if conv.in_order(cev) else conv.agent_spans() if conv.state.assignee else {}
+        delta, late = conv.apply_new(cev, wm, self.grace_ms, self.horizon_ms)
         self.m.events.labels("applied").inc()
         if late:
             self.m.late_events.inc()
@@ -187,7 +195,9 @@ class ConversationStage:
         part.apply_live(conv.tenant, conv.shop_id, conv.platform, old_live, live_key(conv.state))
         out: list[Out] = []
         new_agent = conv.state.active_agent
-        if new_agent != old_agent:
+        if spans_before is not None:
+            out.extend(self._span_changes(ckey, conv, spans_before))
+        elif new_agent != old_agent:  # in order: the slot changed hands at this event
             if old_agent:
                 out.append(self._assignment(old_agent, ckey, False, ev.ts_ms))
             if new_agent:
@@ -226,6 +236,25 @@ class ConversationStage:
     def _assignment(self, agent_id: str, conversation_key: bytes, active: bool, ts: int) -> Out:
         value = orjson.dumps({"k": "assign", "c": conversation_key.decode(), "active": active, "ts": ts})
         return Out("agent_changes", agent_id.encode(), value)
+
+    def _spans(self, agent_id: str, conversation_key: bytes, spans: list[list[int | None]]) -> Out:
+        value = orjson.dumps({"k": "spans", "c": conversation_key.decode(), "s": spans})
+        return Out("agent_changes", agent_id.encode(), value)
+
+    def _span_changes(self, key: bytes, conv: Conversation, before: dict[str, list[list[int | None]]]) -> list[Out]:
+        """The agents whose slot spans from this conversation changed, with their new spans."""
+        settled = conv.base_ts  # the fold may have moved: compare both as seen from the new base
+
+        def seen(spans: list[list[int | None]]) -> list[list[int | None]]:
+            return [[None if s is not None and s <= settled else s, e] for s, e in spans
+                    if e is None or e > settled]
+
+        after = conv.agent_spans() if conv.state.assignee else {}
+        return [
+            self._spans(agent, key, after.get(agent, []))
+            for agent in sorted(before.keys() | after.keys())
+            if seen(before.get(agent, [])) != after.get(agent, [])
+        ]
 
     def _load(self, key: bytes, partition: int) -> tuple[Conversation | None, int | None]:
         """The conversation, and the time of its last event if it had been evicted (a tombstone)."""
@@ -368,11 +397,12 @@ class AgentStage:
                 e["ts"], e["event_id"], e["tenant"], e["shop_id"], e["platform"], e["status"], e["capacity"],
                 tuple(e["queues"]),
             )
+        elif change["k"] == "spans":
+            changed = agent.set_spans(change["c"], change["s"])
         else:
             changed = agent.set_active(change["c"], bool(change["active"]), change.get("ts"))
         if changed:
-            if agent.history:
-                agent.prune_history(agent.history[-1][0] - self.horizon_ms)
+            agent.prune(agent.latest_ts() - self.horizon_ms)
             self.parts[partition].replace(before, agent.contribution())
             self.table[key] = kept({"pt": partition, "a": agent.to_json()})
             self.dirty_agents[partition][key.decode()] = agent

@@ -402,7 +402,7 @@ def test_late_event_beyond_grace_is_counted_late_and_applied() -> None:
     s.agent("a", 10)  # FRT 10 s
     s.opened("b", 200)  # moves the watermark (one partition) to 200 s
     rating = s.ev("a", "csat.rated", 5, score=5)  # 195 s behind: beyond the 60 s grace
-    customer = s.ev("a", "message", 3, sender="customer")  # older than what is already folded
+    customer = s.ev("a", "message", 3, sender="customer")  # older than the reply that answered it
 
     # The state machine: the rating is late (5 s < 200 s - 60 s), still applied in its own bucket.
     conv = Conversation(TENANT, SHOP, PLATFORM)
@@ -410,11 +410,13 @@ def test_late_event_beyond_grace_is_counted_late_and_applied() -> None:
         assert conv.apply(ConvEvent.of(parse_event(e)), wm, GRACE)[1] is False
     delta, late = conv.apply(ConvEvent.of(parse_event(rating)), at(200), GRACE)
     assert late and delta == [(Fact(CSAT, at(5), "presales", 5), 1)]
-    # Events older than the folded base apply first among what is pending, where the state still allows:
-    # the conversation was answered at 10 s, so the late customer message starts a new wait at its own ts.
+    # The late customer message lands where it belongs, before the reply at 10 s that answered it: one
+    # more question (and the reply's wait is still from 0 s), not a buyer waiting since 3 s (METRICS.md:
+    # "a late customer message older than the reply that answered it is not a waiting buyer").
     delta, late = conv.apply(ConvEvent.of(parse_event(customer)), at(200), GRACE)
-    assert late and (Fact(MSG_CUSTOMER, at(3), "presales"), 1) in delta
-    assert conv.state.waiting_since == at(3) and values(list(conv.facts), FRT) == [10_000]
+    assert late and delta == [(Fact(MSG_CUSTOMER, at(3), "presales"), 1)]
+    assert conv.state.waiting_since is None and values(list(conv.facts), FRT) == [10_000]
+    assert values(list(conv.facts), REPLY) == [10_000]
 
     # The scorer: both are counted as late (the late-events counter) and applied.
     scorer = InProcessScorer(event_partitions=1)
@@ -425,7 +427,8 @@ def test_late_event_beyond_grace_is_counted_late_and_applied() -> None:
     assert w["csat"]["mean"] == 5.0 and w["answer_question_ratio"] == 1 / 2
     assert w["frt"]["count"] == 1 and w["frt"]["mean_s"] == 10.0
     live = view(views)["live"]
-    assert live["awaiting_reply"] == 1 and live["oldest_wait_s"] == 197.0  # now (200 s) - 3 s
+    assert live["awaiting_reply"] == 0 and live["oldest_wait_s"] is None  # nobody waits: no oldest_wait page
+    check_reference(s.events, views)
     # A late duplicate is still a duplicate.
     scorer.feed([rating, customer])
     assert scorer.tick(0) == views
