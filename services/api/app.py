@@ -79,7 +79,11 @@ def create_app(
 
     @app.get("/v1/queues")
     async def list_queues(tenant: Filter = None, shop_id: Filter = None, platform: Filter = None) -> dict[str, Any]:
-        """Every queue's view; filters pick the roll-up for a tenant, a platform or one shop."""
+        """Every queue's view; filters pick the roll-up for a tenant, a platform or one shop.
+
+        Each window ("1m", "5m", "15m", "1h") states `span_s`, the event time it actually covers
+        ((now − W, now] with its edge rounded down to a grid of W/60, so between W and W + W/60), and
+        `arrivals_per_min` is `arrivals` ÷ that span."""
         selected = views.select(None, tenant, shop_id, platform)
         as_of = max((v["as_of"] for v in selected), default=None)
         return {"as_of": as_of or iso(int(time.time() * 1000)), "queues": selected}

@@ -173,14 +173,30 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den > 0 else None
 
 
-def window_figures(total: Bucket, window_ms: int) -> dict[str, Any]:
-    """The API's per-window figures from the sum of a window's buckets (null where no data)."""
+def with_span(figures: dict[str, Any], span_ms: int) -> dict[str, Any]:
+    """`figures` restated for a window covering `span_ms`: its span and its rates (a copy when they change).
+
+    METRICS.md: every window states the span it actually covers, and every per-minute rate divides
+    by that span, never by the window's nominal width."""
+    span_s = span_ms / 1000
+    if figures.get("span_s") == span_s:
+        return figures
+    out = dict(figures)
+    out["span_s"] = span_s
+    out["arrivals_per_min"] = figures["arrivals"] * 60_000 / span_ms
+    return out
+
+
+def window_figures(total: Bucket, span_ms: int) -> dict[str, Any]:
+    """The API's per-window figures from the sum of a window's buckets (null where no data);
+    `span_ms` is the event time the window covers (the span its rates divide by)."""
     c = total.c
     reply = total.reply.summary()
     reply["slow"] = c["slow_replies"] if total.reply.count else None
     return {
         "arrivals": c["arrivals"],
-        "arrivals_per_min": c["arrivals"] / (window_ms / 60_000),
+        "arrivals_per_min": c["arrivals"] * 60_000 / span_ms,
+        "span_s": span_ms / 1000,
         "frt": total.frt.summary(),
         "reply": reply,
         "sl": {str(t): _ratio(c[f"sl_{t}"], c["left"]) for t in SL_THRESHOLDS_S},
