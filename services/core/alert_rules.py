@@ -63,8 +63,10 @@ __all__ = [
     "StaffingDefaults",
     "StaffingGap",
     "Thresholds",
+    "alert_group",
     "judge",
     "load_rules",
+    "paging_scopes",
     "parse_rules",
     "reply_limit_s",
     "rules_from_env",
@@ -524,6 +526,28 @@ def signals_for_views(
         key: signals_from_view(view, r.thresholds_for(key[0]), defaults, platforms=seen.get((key[0], key[1])))
         for key, view in views.items()
     }
+
+
+def paging_scopes(scopes: Collection[ScopeKey]) -> set[ScopeKey]:
+    """The scopes whose alerts page, out of a tick's queue totals and shops (METRICS.md, Alerts:
+    one condition pages once). A shop always pages. A queue total (q, *, *, *) pages only when it
+    rolls up two shops or more: over a single shop it is the same conversations, and the shop's
+    alert (which names the shop and its platform's reply rule) is the one page. Where it rolls up
+    several, its members are grouped under it (`alert_group`)."""
+    shops: dict[str, int] = {}
+    for queue, _tenant, shop, _platform in scopes:
+        if shop != ALL:
+            shops[queue] = shops.get(queue, 0) + 1
+    return {
+        key for key in scopes
+        if key[2] != ALL or key[1:] != (ALL, ALL, ALL) or shops.get(key[0], 0) >= 2
+    }
+
+
+def alert_group(rule: str, scope: ScopeKey) -> str:
+    """The roll-up an alert is grouped under: its rule on its queue across shops (what Alertmanager
+    groups one notification by: alertname, rule, queue)."""
+    return f"{rule}:{scope[0]}:{ALL}:{ALL}:{ALL}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from .alert_rules import (
     Severity,
     Signals,
     Thresholds,
+    alert_group,
     judge,
 )
 from .merge import ALL, iso
@@ -192,6 +193,9 @@ class Alert:
     time_to_breach_s: float | None
     acknowledged_by: str | None = None
     acknowledged_at: str | None = None
+    # The roll-up it is grouped under (`alert_rules.alert_group`): a queue's alert across shops and
+    # its shops' alerts of the same rule share it, and page as one notification.
+    group: str | None = None
 
     @property
     def scope(self) -> ScopeKey:
@@ -337,7 +341,7 @@ class AlertEngine:
             rule=rule, queue=queue, tenant=tenant, shop_id=shop, platform=platform,
             severity=severity, state="firing", started_at=iso(now), resolved_at=None, updated_at=iso(now),
             value=j.value, threshold=j.threshold, summary_zh=zh, summary_en=en,
-            time_to_breach_s=sig.time_to_breach_s,
+            time_to_breach_s=sig.time_to_breach_s, group=alert_group(rule, scope),
         )
 
     @staticmethod
