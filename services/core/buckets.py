@@ -8,6 +8,7 @@ event time for one scope; windows are sums of buckets. Every operation has an in
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Final, NamedTuple
 
 from .config import SL_THRESHOLDS_S, SLOW_REPLY_S
@@ -73,6 +74,8 @@ COUNTERS: Final = (
     "rule_counted",  # replies the platform's reply-time rule counts (its counted hours)
     "rule_met",  # ...and that met its limit
 )
+_KNOWN: Final = frozenset(COUNTERS)
+NO_SAMPLES: Final = Dist()  # shared, read only: see Bucket.__init__
 _SLOW_MS: Final = int(SLOW_REPLY_S * 1000)
 _SL_MS: Final = tuple((f"sl_{t}", t * 1000) for t in SL_THRESHOLDS_S)
 
@@ -81,9 +84,25 @@ class Bucket:
     __slots__ = ("c", "frt", "reply")
 
     def __init__(self) -> None:
-        self.c: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self.frt = Dist()
-        self.reply = Dist()
+        # Sparse: only the counters a fact touched (a missing one reads 0). With 1 s buckets kept for the
+        # horizon in both stages, a bucket holding one arrival must not carry all the counters.
+        self.c: Counter[str] = Counter()
+        # No FRT / reply samples yet: the shared empty Dist (most buckets hold arrivals and messages only);
+        # a bucket gets its own on its first sample (`_own`). Never mutate `NO_SAMPLES`.
+        self.frt = NO_SAMPLES
+        self.reply = NO_SAMPLES
+
+    def _own(self, name: str) -> Dist:
+        d: Dist = getattr(self, name)
+        if d is NO_SAMPLES:
+            d = Dist()
+            setattr(self, name, d)
+        return d
+
+    def set_max(self, name: str, value_ms: int) -> None:
+        """Set the `frt` / `reply` maximum (recomputed after a retraction lowered it)."""
+        if value_ms or getattr(self, name) is not NO_SAMPLES:
+            self._own(name).max_ms = value_ms
 
     def apply(self, fact: Fact, sign: int, rule: PlatformRule | None = None) -> None:
         """Add (sign=1) or retract (sign=-1) a fact; `rule` is the scope's platform reply-time rule."""
@@ -97,13 +116,15 @@ class Bucket:
         elif kind == MSG_AGENT:
             c["msgs_agent"] += sign
         elif kind == REPLY:
-            (self.reply.add if sign > 0 else self.reply.remove)(v)
+            reply = self._own("reply")
+            (reply.add if sign > 0 else reply.remove)(v)
             if v > _SLOW_MS:
                 c["slow_replies"] += sign
         elif kind == ARRIVAL:
             c["arrivals"] += sign
         elif kind == FRT:
-            (self.frt.add if sign > 0 else self.frt.remove)(v)
+            frt = self._own("frt")
+            (frt.add if sign > 0 else frt.remove)(v)
         elif kind == LEFT:
             c["left"] += sign
             if v < 0:
@@ -142,17 +163,19 @@ class Bucket:
         c = self.c
         for k, n in other.c.items():
             c[k] += sign * n
-        self.frt.merge(other.frt, sign)
-        self.reply.merge(other.reply, sign)
+        if other.frt is not NO_SAMPLES:
+            self._own("frt").merge(other.frt, sign)
+        if other.reply is not NO_SAMPLES:
+            self._own("reply").merge(other.reply, sign)
 
     def is_empty(self) -> bool:
         return self.frt.count == 0 and self.reply.count == 0 and not any(self.c.values())
 
     def copy(self) -> Bucket:
         out = Bucket()
-        out.c = dict(self.c)
-        out.frt = self.frt.copy()
-        out.reply = self.reply.copy()
+        out.c = Counter(self.c)
+        out.frt = NO_SAMPLES if self.frt is NO_SAMPLES else self.frt.copy()
+        out.reply = NO_SAMPLES if self.reply is NO_SAMPLES else self.reply.copy()
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -162,11 +185,16 @@ class Bucket:
     def from_json(cls, raw: dict[str, Any]) -> Bucket:
         out = cls()
         for k, n in raw["c"].items():
-            if k in out.c:
+            if k in _KNOWN:
                 out.c[k] = int(n)
-        out.frt = Dist.from_json(raw["frt"])
-        out.reply = Dist.from_json(raw["reply"])
+        out.frt = _dist_or_none(raw["frt"])
+        out.reply = _dist_or_none(raw["reply"])
         return out
+
+
+def _dist_or_none(raw: list[Any]) -> Dist:
+    d = Dist.from_json(raw)
+    return NO_SAMPLES if d.count == 0 and d.total_ms == 0 and d.max_ms == 0 and not d.bins else d
 
 
 def _ratio(num: int, den: int) -> float | None:

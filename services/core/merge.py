@@ -243,7 +243,7 @@ class QueueMerger:
                          if (b := fine.get(s)) is not None),
                         default=0,
                     )
-                getattr(merged, dist).max_ms = top
+                merged.set_max(dist, top)
 
     def put_live(self, src: str, part: int, scope: Scope, live: Live | None) -> None:
         _put(self.lives, scope, (src, part), live)
@@ -345,7 +345,8 @@ class QueueMerger:
                 if bucket is not None:
                     frt_max = max(frt_max, bucket.frt.max_ms)
                     reply_max = max(reply_max, bucket.reply.max_ms)
-            total.frt.max_ms, total.reply.max_ms = frt_max, reply_max
+            total.set_max("frt", frt_max)
+            total.set_max("reply", reply_max)
         running.stale.clear()
         return running.totals
 
