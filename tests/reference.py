@@ -13,10 +13,14 @@ The rules it follows, in short:
    `conversation.transferred` (a transfer counts out of the old queue; `to_agent_id` assigns).
 3-7. Messages, handoffs, closes, ratings and orders as in the interpretation list (see `_walk`).
 8. Every figure is recorded in the conversation's queue at the moment of its event.
-9. Window W at `now` holds the records whose bucket (5 s for 1m/5m, 60 s for 15m/1h)
-   overlaps (now - W, now]. A platform rule's wait has one record: met at the reply within the
-   limit, else missed at start + limit (answered late, closed later, or still open at `now`), or
-   at a close before the limit; a `bot_resolved` close records none.
+9. Window W at `now` is (now - W, now] with its lower edge rounded down to a grid of W/60
+   (1 s for 1m, 5 s for 5m, 15 s for 15m, 60 s for 1h; METRICS.md allows no coarser): it holds
+   the records from the grid point at or before now - W to now, states that span (`span_s`) and
+   divides its per-minute rate by it. (Before issue 10 this read "every 5 s / 60 s bucket that
+   overlaps", divided by the nominal W: the window-rule reading that METRICS.md now rules out.)
+   A platform rule's wait has one record: met at the reply within the limit, else missed at
+   start + limit (answered late, closed later, or still open at `now`), or at a close before the
+   limit; a `bot_resolved` close records none.
 10. Percentiles are nearest-rank.
 11-12. Live figures and roll-ups as in `_live` and `view_keys_of`.
 
@@ -38,7 +42,7 @@ from services.core.events import ChatEvent, parse_event
 
 ALL = "*"
 UNKNOWN = "unknown"
-WINDOWS = {"1m": (60_000, 5_000), "5m": (300_000, 5_000), "15m": (900_000, 60_000), "1h": (3_600_000, 60_000)}
+WINDOWS = {"1m": (60_000, 1_000), "5m": (300_000, 5_000), "15m": (900_000, 15_000), "1h": (3_600_000, 60_000)}
 SL_THRESHOLDS_MS = {"30": 30_000, "180": 180_000}
 SLOW_REPLY_MS = 100_000
 
@@ -255,12 +259,16 @@ def _summary(values: list[int]) -> dict[str, Any]:
     }
 
 
-def in_window(ts: int, now: int, width: int, bucket: int) -> bool:
-    start = ts - ts % bucket
-    return start + bucket > now - width and start <= now
+def window_start(now: int, width: int, grid: int) -> int:
+    """The window's lower edge: now - W rounded down to the grid (the grid point at or before it)."""
+    return (now - width) // grid * grid
 
 
-def window_figures(records: list[Record], width: int) -> dict[str, Any]:
+def in_window(ts: int, now: int, width: int, grid: int) -> bool:
+    return window_start(now, width, grid) <= ts <= now
+
+
+def window_figures(records: list[Record], span_ms: int) -> dict[str, Any]:
     by: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         by[r.kind].append(r)
@@ -278,7 +286,8 @@ def window_figures(records: list[Record], width: int) -> dict[str, Any]:
     reply["slow"] = sum(1 for v in replies if v > SLOW_REPLY_MS) if replies else None
     return {
         "arrivals": arrivals,
-        "arrivals_per_min": arrivals / (width / 60_000),
+        "arrivals_per_min": arrivals * 60_000 / span_ms,
+        "span_s": span_ms / 1000,
         "frt": _summary(frt),
         "reply": reply,
         "sl": {name: _ratio(sum(1 for v in answered if v <= x), len(left)) for name, x in SL_THRESHOLDS_MS.items()},
@@ -339,11 +348,15 @@ def _live(convs: list[ConvResult], agents: list[AgentResult], active: dict[str, 
     return out
 
 
-def empty_view() -> dict[str, Any]:
-    """The view of a scope with no data at all (what a missing view stands for)."""
+def empty_view(now: int | None = None) -> dict[str, Any]:
+    """The view of a scope with no data at all at `now` (what a missing view stands for); its windows
+    state the span they cover at `now` (the nominal widths when no `now` is given)."""
     return {
         "live": _live([], [], {}, 0),
-        "windows": {name: window_figures([], width) for name, (width, _size) in WINDOWS.items()},
+        "windows": {
+            name: window_figures([], width if now is None else now - window_start(now, width, size))
+            for name, (width, size) in WINDOWS.items()
+        },
     }
 
 
@@ -404,7 +417,8 @@ def reference_views(raw_events: list[dict[str, Any]], now: int | None = None) ->
     views: dict[ViewKey, dict[str, Any]] = {}
     for key in keys:
         windows = {
-            name: window_figures([r for r in records_of[key] if in_window(r.ts, now, width, size)], width)
+            name: window_figures([r for r in records_of[key] if in_window(r.ts, now, width, size)],
+                                 now - window_start(now, width, size))
             for name, (width, size) in WINDOWS.items()
         }
         views[key] = {"live": _live(open_of[key], agents_of[key], active, now), "windows": windows}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from fractions import Fraction
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
@@ -15,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from services.core import erlang
 from services.core.config import STAFFING_MAX_OCCUPANCY, STAFFING_SL_SECONDS, STAFFING_SL_TARGET
 from services.core.merge import iso
+from services.core.staffing import StaffingDefaults, staffing_inputs
 
 from .agents import mount_agents
 from .alerts import AlertStore, CurrentValues, mount_alerts
@@ -89,7 +91,11 @@ def create_app(
 
     @app.get("/v1/queues")
     async def list_queues(tenant: Filter = None, shop_id: Filter = None, platform: Filter = None) -> dict[str, Any]:
-        """Every queue's view; filters pick the roll-up for a tenant, a platform or one shop."""
+        """Every queue's view; filters pick the roll-up for a tenant, a platform or one shop.
+
+        Each window ("1m", "5m", "15m", "1h") states `span_s`, the event time it actually covers
+        ((now − W, now] with its edge rounded down to a grid of W/60, so between W and W + W/60), and
+        `arrivals_per_min` is `arrivals` ÷ that span."""
         selected = views.select(None, tenant, shop_id, platform)
         as_of = max((v["as_of"] for v in selected), default=None)
         return {"as_of": as_of or iso(int(time.time() * 1000)), "queues": selected}
@@ -124,24 +130,22 @@ def create_app(
     ) -> dict[str, Any]:
         """Agents needed now for this queue, from its live arrival rate, AHT and concurrency."""
         view = await get_queue(queue, tenant, shop_id, platform)
-        live, w15, w1h = view["live"], view["windows"]["15m"], view["windows"]["1h"]
-        arrivals_per_hour = w15["arrivals_per_min"] * 60
-        aht_s, aht_source = (w1h["aht_s"], "measured_1h") if w1h["aht_s"] else (cfg.staffing.aht_s, "default")
-        conc, conc_source = (
-            (live["concurrency"], "mean_agent_capacity") if live.get("concurrency")
-            else (cfg.staffing.concurrency, "default")
-        )
-        available = live["agents_available"] or 0
-        # Projections use the agents staffing the queue (online or busy): a busy floor's free-slot count
-        # falls as load rises and would count the same load twice (docs/metrics-notes.md).
-        staffing = live.get("agents_serving") or 0
-        backlog = live["awaiting_reply"] or 0
+        # The alert rules' reading of the view too (staffing_gap): one function, one answer.
+        inputs = staffing_inputs(view, StaffingDefaults(aht_s=cfg.staffing.aht_s, concurrency=cfg.staffing.concurrency))
+        if inputs.arrivals_per_hour is None:
+            raise HTTPException(404, f"no 15m arrival figures for queue {queue!r} yet")
+        arrivals_per_hour, aht_s, conc = inputs.arrivals_per_hour, inputs.aht_s, inputs.concurrency
+        available = inputs.agents_available or 0
+        # Projections use the agents on duty (online or busy) and their real slots (Σ capacity): a busy
+        # floor's free-slot count falls as load rises and would count the same load twice.
+        staffing = inputs.agents_serving or 0
+        backlog = inputs.backlog or 0
+        patience_s = inputs.patience_s  # observed: all waits of those who left / those who gave up
         try:
             need = erlang.required_agents(
                 arrivals_per_hour, aht_s, conc, sl_target, sl_seconds, max_occupancy, shrinkage
             )
-            patience_s = w1h.get("patience_s")  # observed: all waits of those who left / those who gave up
-            proj = erlang.projected(staffing, conc, arrivals_per_hour, aht_s, sl_seconds, patience_s or None)
+            proj = erlang.projected(staffing, conc, arrivals_per_hour, aht_s, sl_seconds, patience_s)
             drain = erlang.backlog_drain(backlog, drain_minutes, arrivals_per_hour, aht_s, conc, staffing)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
@@ -149,13 +153,16 @@ def create_app(
             "queue": queue,
             "as_of": view["as_of"],
             "inputs": {
-                "arrivals_per_hour": arrivals_per_hour,
+                "arrivals_per_hour": float(arrivals_per_hour),
                 "aht_s": aht_s,
-                "aht_source": aht_source,
-                "concurrency": conc,
-                "concurrency_source": conc_source,
+                "aht_source": inputs.aht_source,
+                "concurrency": float(conc),
+                # The exact mean capacity (Σ capacity ÷ agents, e.g. "8/3"): the figure the answer used.
+                "concurrency_exact": str(conc),
+                "concurrency_source": inputs.concurrency_source,
                 "agents_available": available,
                 "agents_staffing": staffing,
+                "slots_on_duty": inputs.slots,
                 "backlog": backlog,
             },
             "target": {"sl_target": sl_target, "sl_seconds": sl_seconds, "max_occupancy": max_occupancy,
@@ -176,7 +183,13 @@ def create_app(
     async def erlang_calculator(
         arrivals_per_hour: Annotated[float, Query(ge=0, le=MAX_ARRIVALS_PER_HOUR)],
         aht_s: Annotated[float, Query(gt=0, le=MAX_AHT_S)],
-        concurrency: Annotated[float, Query(ge=1, le=MAX_CONCURRENCY)] = 1,
+        concurrency: Annotated[
+            str,
+            Query(
+                max_length=64, pattern=r"^\s*\d+(\.\d+)?(\s*/\s*\d+)?\s*$",
+                description="Chats per agent: a number (2.5) or an exact fraction (8/3 for capacities 2, 3, 3).",
+            ),
+        ] = "1",
         sl_target: Annotated[float, Query(gt=0, lt=1)] = 0.8,
         sl_seconds: Annotated[float, Query(ge=0, le=MAX_AHT_S)] = 20,
         max_occupancy: Annotated[float, Query(gt=0, le=1)] = 1,
@@ -189,8 +202,16 @@ def create_app(
                 "aht_s / 3600 / max_occupancy)"
             )
         try:
+            # Exactly what was typed: "8/3" is 8/3 and "2.5" is 5/2, never a rounded float.
+            c = Fraction(concurrency.replace(" ", ""))
+        except (ValueError, ZeroDivisionError):
+            raise HTTPException(422, f"concurrency must be a number or a fraction such as 8/3, got {concurrency!r}") \
+                from None
+        if not 1 <= c <= MAX_CONCURRENCY:
+            raise HTTPException(422, f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency!r}")
+        try:
             need = erlang.required_agents(
-                arrivals_per_hour, aht_s, concurrency, sl_target, sl_seconds, max_occupancy, shrinkage
+                arrivals_per_hour, aht_s, c, sl_target, sl_seconds, max_occupancy, shrinkage
             )
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None

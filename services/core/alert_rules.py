@@ -36,17 +36,15 @@ from typing import Any, Final, Literal, NamedTuple
 
 from . import erlang
 from .config import (
-    STAFFING_DEFAULT_AHT_S,
-    STAFFING_DEFAULT_CONCURRENCY,
     STAFFING_MAX_OCCUPANCY,
     STAFFING_SL_SECONDS,
     STAFFING_SL_TARGET,
     SlThresholds,
-    StaffingSettings,
     sl_thresholds,
 )
 from .merge import ALL
 from .platform_rules import platform_rules
+from .staffing import StaffingDefaults, staffing_inputs
 
 __all__ = [
     "DEFAULT_REPLY_LIMIT_S",
@@ -66,9 +64,11 @@ __all__ = [
     "StaffingDefaults",
     "StaffingGap",
     "Thresholds",
+    "alert_group",
     "check_measured",
     "judge",
     "load_rules",
+    "paging_scopes",
     "parse_rules",
     "reply_limit_s",
     "rules_from_env",
@@ -259,25 +259,6 @@ class AlertRules:
         return {"default": self.default.to_json(), "queues": {q: t.to_json() for q, t in sorted(self.queues.items())}}
 
 
-@dataclass(frozen=True, slots=True)
-class StaffingDefaults:
-    """Inputs used when the view has no measurement: AHT when no chat closed in the 1h window and
-    concurrency when no agent serves the queue. `from_env`: as configured for the API's staffing
-    (`config.StaffingSettings`); the constructor's defaults are the unconfigured ones."""
-
-    aht_s: float = STAFFING_DEFAULT_AHT_S
-    concurrency: float = STAFFING_DEFAULT_CONCURRENCY
-
-    def __post_init__(self) -> None:
-        _require(math.isfinite(self.aht_s) and self.aht_s > 0, f"default AHT must be > 0 s, got {self.aht_s!r}")
-        _require(1 <= self.concurrency <= 1000, f"default concurrency must be in [1, 1000], got {self.concurrency!r}")
-
-    @classmethod
-    def from_env(cls) -> StaffingDefaults:
-        configured = StaffingSettings()
-        return cls(aht_s=configured.aht_s, concurrency=configured.concurrency)
-
-
 # ---------------------------------------------------------------------------------------------
 # Parsing and loading
 
@@ -409,12 +390,15 @@ def thresholds_for(queue: str, rules: AlertRules | None = None) -> Thresholds:
 class Signals:
     """One scope's figures now. None = no data (never 0 for unknown).
 
-    rho = A / slots with A = λ(15m) · AHT(1h, or the default); None with no load and no slots, or
-    when the load or the slots are unknown; `overload` when there is load and ρ ≥ 1 or no slots.
+    rho = A / slots with A = λ(5m) · AHT(1h, or the default) and slots = Σ capacity of the agents on
+    duty; None with no load and no slots, or when the load or the slots are unknown; `overload` when
+    there is load and ρ ≥ 1 (compared exactly) or no slots. The staffing inputs are
+    `staffing.staffing_inputs`, the API's reading too: λ(15m), concurrency Σ capacity ÷ agents exactly.
     `oldest_wait_s` is None when nobody waits (`waiting` = 0) or when the live figures are missing.
-    `staffing_gap` = required_agents − agents_staffing (agents online or busy).
+    `staffing_gap` = required_agents − agents_staffing (agents on duty: online or busy).
     `time_to_breach_s`: seconds until the oldest waiting buyer passes `reply_limit_s`, the strictest
     platform reply rule in scope (0 once passed; None when nobody waits).
+    `concurrency` is the exact fraction's nearest float, for display only.
     """
 
     rho: float | None = None
@@ -472,43 +456,44 @@ def signals_from_view(
     """The rules' inputs from one queue view. `platforms`: the platforms an all-platform ('*') view
     covers, for its strictest reply rule (else the strictest of the whole platform table)."""
     th = thresholds if thresholds is not None else Thresholds()
-    dft = defaults if defaults is not None else StaffingDefaults()
     live, windows = _section(view, "live"), _section(view, "windows")
-    w5, w15, w1h = _section(windows, "5m"), _section(windows, "15m"), _section(windows, "1h")
-
-    apm15 = _num(w15, "arrivals_per_min")
-    rate5, rate1h = _num(w5, "arrivals_per_min"), _num(w1h, "arrivals_per_min")
-    measured = _num(w1h, "aht_s")
-    aht, aht_source = (measured, "measured_1h") if measured is not None and measured > 0 else (dft.aht_s, "default")
+    w5 = _section(windows, "5m")
+    # The same reading of the view as the API's /v1/staffing (one function: they cannot disagree).
+    inputs = staffing_inputs(view, defaults)
+    aht, aht_source = inputs.aht_s, inputs.aht_source
+    apm15 = None if inputs.arrivals_per_hour is None else float(inputs.arrivals_per_hour / 60)
+    rate5 = None if inputs.arrivals_per_hour_5m is None else float(inputs.arrivals_per_hour_5m / 60)
+    rate1h = None if inputs.arrivals_per_hour_1h is None else float(inputs.arrivals_per_hour_1h / 60)
     # Peak load is judged on the last 5 minutes of arrivals: a 15-minute mean (the staffing input)
     # would hear of a peak only after the platforms' reply-time rules had broken.
-    load = None if rate5 is None else rate5 / 60 * aht
-    slots = _int(live, "slots_capacity")
+    load_q = inputs.load_erlangs_5m
+    load = None if load_q is None else float(load_q)
+    slots = inputs.slots
     rho: float | None = None
     overload = False
-    if load is not None and slots is not None:
+    if load_q is not None and slots is not None:
         if slots == 0:
-            overload = load > 0  # buyers arrive and nobody staffs the queue, whatever the handle time
+            overload = load_q > 0  # buyers arrive and nobody staffs the queue, whatever the handle time
         elif aht_source != "default":
             # With no measured handle time yet (a floor just opened), no load figure rather than an
-            # alarm built on a default.
-            rho = load / slots
-            overload = rho >= 1.0
+            # alarm built on a default. ρ is compared exactly: overload at ρ ≥ 1 and only then.
+            rho_q = load_q / slots
+            rho = float(rho_q)
+            overload = rho_q >= 1
 
     ratio = rate5 / rate1h if rate5 is not None and rate1h is not None and rate1h > 0 else None
 
-    live_conc = _num(live, "concurrency")
-    conc = live_conc if live_conc is not None and live_conc >= 1 else dft.concurrency
+    conc = inputs.concurrency  # exact: Σ capacity ÷ agents on duty (8/3, never 2.6666666666666665)
     required: int | None = None
-    if apm15 is not None:
+    if inputs.arrivals_per_hour is not None:
         sg = th.staffing_gap
         try:
             required = erlang.required_agents(
-                apm15 * 60, aht, conc, sg.sl_target, sg.sl_seconds, sg.max_occupancy
+                inputs.arrivals_per_hour, aht, conc, sg.sl_target, sg.sl_seconds, sg.max_occupancy
             ).required_agents
         except ValueError:  # beyond the Erlang guard rails (a million slots): no answer, not a guess
             required = None
-    staffing = _int(live, "agents_serving")
+    staffing = inputs.agents_serving
 
     oldest = _num(live, "oldest_wait_s")
     scope = _section(view, "scope")
@@ -534,7 +519,7 @@ def signals_from_view(
         sl_5m_left=_int(w5, "left_unanswered"),
         required_agents=required,
         agents_staffing=staffing,
-        concurrency=conc,
+        concurrency=float(conc),
         staffing_gap=None if required is None or staffing is None else required - staffing,
         reply_limit_s=limit,
         time_to_breach_s=None if oldest is None else max(0.0, limit - oldest),
@@ -558,6 +543,28 @@ def signals_for_views(
         key: signals_from_view(view, r.thresholds_for(key[0]), defaults, platforms=seen.get((key[0], key[1])))
         for key, view in views.items()
     }
+
+
+def paging_scopes(scopes: Collection[ScopeKey]) -> set[ScopeKey]:
+    """The scopes whose alerts page, out of a tick's queue totals and shops (METRICS.md, Alerts:
+    one condition pages once). A shop always pages. A queue total (q, *, *, *) pages only when it
+    rolls up two shops or more: over a single shop it is the same conversations, and the shop's
+    alert (which names the shop and its platform's reply rule) is the one page. Where it rolls up
+    several, its members are grouped under it (`alert_group`)."""
+    shops: dict[str, int] = {}
+    for queue, _tenant, shop, _platform in scopes:
+        if shop != ALL:
+            shops[queue] = shops.get(queue, 0) + 1
+    return {
+        key for key in scopes
+        if key[2] != ALL or key[1:] != (ALL, ALL, ALL) or shops.get(key[0], 0) >= 2
+    }
+
+
+def alert_group(rule: str, scope: ScopeKey) -> str:
+    """The roll-up an alert is grouped under: its rule on its queue across shops (what Alertmanager
+    groups one notification by: alertname, rule, queue)."""
+    return f"{rule}:{scope[0]}:{ALL}:{ALL}:{ALL}"
 
 
 # ---------------------------------------------------------------------------------------------

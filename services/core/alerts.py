@@ -37,6 +37,7 @@ from .alert_rules import (
     Severity,
     Signals,
     Thresholds,
+    alert_group,
     judge,
 )
 from .merge import ALL, iso
@@ -195,6 +196,9 @@ class Alert:
     acknowledged_by: str | None = None
     acknowledged_at: str | None = None
     current_value: float | None = None
+    # The roll-up it is grouped under (`alert_rules.alert_group`): a queue's alert across shops and
+    # its shops' alerts of the same rule share it, and page as one notification.
+    group: str | None = None
 
     @property
     def scope(self) -> ScopeKey:
@@ -363,7 +367,7 @@ class AlertEngine:
             rule=rule, queue=queue, tenant=tenant, shop_id=shop, platform=platform,
             severity=severity, state="firing", started_at=iso(now), resolved_at=None, updated_at=iso(now),
             value=j.value, threshold=j.threshold, summary_zh=zh, summary_en=en,
-            time_to_breach_s=sig.time_to_breach_s, current_value=j.value,
+            time_to_breach_s=sig.time_to_breach_s, current_value=j.value, group=alert_group(rule, scope),
         )
 
     @staticmethod

@@ -8,6 +8,7 @@ event time for one scope; windows are sums of buckets. Every operation has an in
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
@@ -79,6 +80,8 @@ COUNTERS: Final = (
     "rule_counted",  # waits the platform's reply-time rule counts, by the time of their outcome
     "rule_met",  # ...and that were answered within its limit
 )
+_KNOWN: Final = frozenset(COUNTERS)
+NO_SAMPLES: Final = Dist()  # shared, read only: see Bucket.__init__
 _SLOW_MS: Final = int(SLOW_REPLY_S * 1000)
 # Answered within X counters, "sl_<X>", one per service-level threshold X of the scope's queue: they are
 # configuration per queue (config.sl_thresholds_for), so a bucket holds those of its own queue only.
@@ -99,9 +102,25 @@ class Bucket:
     __slots__ = ("c", "frt", "reply")
 
     def __init__(self) -> None:
-        self.c: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self.frt = Dist()
-        self.reply = Dist()
+        # Sparse: only the counters a fact touched (a missing one reads 0). With 1 s buckets kept for the
+        # horizon in both stages, a bucket holding one arrival must not carry all the counters.
+        self.c: Counter[str] = Counter()
+        # No FRT / reply samples yet: the shared empty Dist (most buckets hold arrivals and messages only);
+        # a bucket gets its own on its first sample (`_own`). Never mutate `NO_SAMPLES`.
+        self.frt = NO_SAMPLES
+        self.reply = NO_SAMPLES
+
+    def _own(self, name: str) -> Dist:
+        d: Dist = getattr(self, name)
+        if d is NO_SAMPLES:
+            d = Dist()
+            setattr(self, name, d)
+        return d
+
+    def set_max(self, name: str, value_ms: int) -> None:
+        """Set the `frt` / `reply` maximum (recomputed after a retraction lowered it)."""
+        if value_ms or getattr(self, name) is not NO_SAMPLES:
+            self._own(name).max_ms = value_ms
 
     def count_rule(self, met: bool, sign: int) -> None:
         """Add or retract one outcome of the platform's reply-time rule (placed by its own time, which
@@ -119,13 +138,15 @@ class Bucket:
         elif kind == MSG_AGENT:
             c["msgs_agent"] += sign
         elif kind == REPLY:
-            (self.reply.add if sign > 0 else self.reply.remove)(v)
+            reply = self._own("reply")
+            (reply.add if sign > 0 else reply.remove)(v)
             if v > _SLOW_MS:
                 c["slow_replies"] += sign
         elif kind == ARRIVAL:
             c["arrivals"] += sign
         elif kind == FRT:
-            (self.frt.add if sign > 0 else self.frt.remove)(v)
+            frt = self._own("frt")
+            (frt.add if sign > 0 else frt.remove)(v)
         elif kind == LEFT:
             c["left"] += sign
             if v < 0:
@@ -165,21 +186,20 @@ class Bucket:
     def merge(self, other: Bucket, sign: int = 1) -> None:
         c = self.c
         for k, n in other.c.items():
-            if k in c:
-                c[k] += sign * n
-            else:  # a service-level counter this bucket did not have yet
-                c[k] = sign * n
-        self.frt.merge(other.frt, sign)
-        self.reply.merge(other.reply, sign)
+            c[k] += sign * n
+        if other.frt is not NO_SAMPLES:
+            self._own("frt").merge(other.frt, sign)
+        if other.reply is not NO_SAMPLES:
+            self._own("reply").merge(other.reply, sign)
 
     def is_empty(self) -> bool:
         return self.frt.count == 0 and self.reply.count == 0 and not any(self.c.values())
 
     def copy(self) -> Bucket:
         out = Bucket()
-        out.c = dict(self.c)
-        out.frt = self.frt.copy()
-        out.reply = self.reply.copy()
+        out.c = Counter(self.c)
+        out.frt = NO_SAMPLES if self.frt is NO_SAMPLES else self.frt.copy()
+        out.reply = NO_SAMPLES if self.reply is NO_SAMPLES else self.reply.copy()
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -189,26 +209,47 @@ class Bucket:
     def from_json(cls, raw: dict[str, Any]) -> Bucket:
         out = cls()
         for k, n in raw["c"].items():
-            if k in out.c or k.startswith("sl_"):
+            if k in _KNOWN or k.startswith("sl_"):  # sl_<X>: one per configured threshold
                 out.c[k] = int(n)
-        out.frt = Dist.from_json(raw["frt"])
-        out.reply = Dist.from_json(raw["reply"])
+        out.frt = _dist_or_none(raw["frt"])
+        out.reply = _dist_or_none(raw["reply"])
         return out
+
+
+def _dist_or_none(raw: list[Any]) -> Dist:
+    d = Dist.from_json(raw)
+    return NO_SAMPLES if d.count == 0 and d.total_ms == 0 and d.max_ms == 0 and not d.bins else d
 
 
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den > 0 else None
 
 
-def window_figures(total: Bucket, window_ms: int, sl_thresholds_s: tuple[int, ...] = SL_THRESHOLDS_S) -> dict[str, Any]:
+def with_span(figures: dict[str, Any], span_ms: int) -> dict[str, Any]:
+    """`figures` restated for a window covering `span_ms`: its span and its rates (a copy when they change).
+
+    METRICS.md: every window states the span it actually covers, and every per-minute rate divides
+    by that span, never by the window's nominal width."""
+    span_s = span_ms / 1000
+    if figures.get("span_s") == span_s:
+        return figures
+    out = dict(figures)
+    out["span_s"] = span_s
+    out["arrivals_per_min"] = figures["arrivals"] * 60_000 / span_ms
+    return out
+
+
+def window_figures(total: Bucket, span_ms: int, sl_thresholds_s: tuple[int, ...] = SL_THRESHOLDS_S) -> dict[str, Any]:
     """The API's per-window figures from the sum of a window's buckets (null where no data);
-    `sl_thresholds_s`: the view's queue's service-level thresholds X (config.sl_thresholds_for)."""
+    `span_ms` is the event time the window covers (the span its rates divide by); `sl_thresholds_s`:
+    the view's queue's service-level thresholds X (config.sl_thresholds_for)."""
     c = total.c
     reply = total.reply.summary()
     reply["slow"] = c["slow_replies"] if total.reply.count else None
     return {
         "arrivals": c["arrivals"],
-        "arrivals_per_min": c["arrivals"] / (window_ms / 60_000),
+        "arrivals_per_min": c["arrivals"] * 60_000 / span_ms,
+        "span_s": span_ms / 1000,
         "frt": total.frt.summary(),
         "reply": reply,
         "sl": {str(t): _ratio(c.get(f"sl_{t}", 0), c["left"]) for t in sl_thresholds_s},

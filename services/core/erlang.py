@@ -10,7 +10,10 @@ Model and units
 * Arrivals are given per hour (as the API takes them), AHT, thresholds and patience in seconds.
 * A fractional concurrency (a mean `capacity`, e.g. 2.5) is allowed. Then ``agents × c`` need not
   be a whole number, and the Erlang formulas only see whole slots: ⌊agents × c⌋ (half a slot
-  serves nobody). With an integer c this changes nothing.
+  serves nobody). With an integer c this changes nothing. A mean of integer capacities is best
+  passed as the exact `fractions.Fraction` Σ capacity ÷ agents (8/3): the float 2.6666666666666665
+  is a different number, and 3 agents × it is 7 whole slots, not 8. Every rate and concurrency
+  parameter takes a `Fraction` as well as a float.
 * Erlang B by the stable recursion B(0) = 1, B(n) = A·B(n−1) / (n + A·B(n−1)): no factorials,
   no overflow, and every step O(1), so scanning upward for the smallest staffing is O(N).
 * Erlang C: C = N·B / (N − A·(1 − B)); SL(T) = 1 − C·exp(−(N − A)·T / AHT);
@@ -65,12 +68,13 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Final
+from typing import Final, TypeAlias
 
 __all__ = [
     "MAX_SERVERS",
     "BacklogDrain",
     "ErlangAResult",
+    "Number",
     "Projection",
     "StaffingAnswer",
     "agents_for_slots",
@@ -86,6 +90,9 @@ __all__ = [
     "rostered_headcount",
     "service_level",
 ]
+
+# A float (read as the decimal it prints as) or an exact fraction (e.g. Σ capacity ÷ agents).
+Number: TypeAlias = float | Fraction
 
 # Guard rails against requests that would only burn CPU: a million chat slots is far beyond any
 # customer-service floor, and the O(N) recursion stays around a tenth of a second there.
@@ -138,11 +145,12 @@ class ErlangAResult:
 class Projection:
     """The queue with the agents available now.
 
-    `utilization` ρ = A ÷ (agents × c); None when there are arrivals and no slots at all.
-    `overload` when the load reaches the usable slots (ρ ≥ 1, or no slots with arrivals): then
-    Erlang C has no answer, `asa_s` is None, `service_level`/`p_wait` come from Erlang A when a
-    patience is given (else 0.0 / 1.0), and `queue_growth_per_min` = (λ − capacity rate) per minute
-    with capacity rate = agents × c / AHT (0.0 when not overloaded).
+    `utilization` ρ = A ÷ slots, the whole slots ⌊agents × c⌋ (with c = Σ capacity ÷ agents exactly,
+    the agents' real Σ capacity); None when there are arrivals and no slots at all.
+    `overload` when ρ ≥ 1, and only then (or no slots with arrivals): then Erlang C has no answer,
+    `asa_s` is None, `service_level`/`p_wait` come from Erlang A when a patience is given (else
+    0.0 / 1.0), and `queue_growth_per_min` = (λ − capacity rate) per minute with capacity rate =
+    slots / AHT (0.0 when not overloaded).
     `erlang_a_abandon` is the Erlang A abandonment estimate whenever a patience is given.
     """
 
@@ -168,22 +176,22 @@ class BacklogDrain:
 # Validation and exact arithmetic
 
 
-def _real(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _real(name: str, value: Number) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | Fraction):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 
-def _non_negative(name: str, value: float) -> float:
+def _non_negative(name: str, value: Number) -> float:
     v = _real(name, value)
     if v < 0:
         raise ValueError(f"{name} must be ≥ 0, got {value!r}")
     return v
 
 
-def _positive(name: str, value: float) -> float:
+def _positive(name: str, value: Number) -> float:
     v = _real(name, value)
     if v <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
@@ -200,7 +208,7 @@ def _count(name: str, value: int) -> int:
     return value
 
 
-def _concurrency(value: float) -> float:
+def _concurrency(value: Number) -> float:
     c = _real("concurrency", value)
     if c < 1:
         raise ValueError(f"concurrency must be ≥ 1 chat per agent, got {value!r}")
@@ -216,8 +224,11 @@ def _load(value: float) -> float:
     return a
 
 
-def _exact(value: float) -> Fraction:
-    """The decimal a number prints as, exactly (0.3 → 3/10). Callers validated finiteness."""
+def _exact(value: Number) -> Fraction:
+    """The decimal a number prints as, exactly (0.3 → 3/10); a Fraction as it is. Callers validated
+    finiteness."""
+    if isinstance(value, Fraction):
+        return value
     if isinstance(value, int):
         return Fraction(value)
     return Fraction(Decimal(repr(value)))
@@ -231,7 +242,7 @@ def _floor(q: Fraction) -> int:
     return q.numerator // q.denominator
 
 
-def _exact_load(arrivals_per_hour: float, aht_s: float) -> Fraction:
+def _exact_load(arrivals_per_hour: Number, aht_s: Number) -> Fraction:
     load = _exact(arrivals_per_hour) * _exact(aht_s) / _SECONDS_PER_HOUR
     if load > MAX_SERVERS:
         # Not float(load): a load past 1.8e308 (1e300 chats × 1e300 s) would overflow in the message itself.
@@ -239,13 +250,13 @@ def _exact_load(arrivals_per_hour: float, aht_s: float) -> Fraction:
     return load
 
 
-def agents_for_slots(slots: int, concurrency: float) -> int:
+def agents_for_slots(slots: int, concurrency: Number) -> int:
     """Agents needed to run `slots` chat slots: ⌈slots / c⌉, exactly."""
     n = _count("slots", slots)
     return _ceil(Fraction(n) / _exact(_concurrency(concurrency)))
 
 
-def rostered_headcount(agents: int, shrinkage: float) -> int:
+def rostered_headcount(agents: int, shrinkage: Number) -> int:
     """Headcount to schedule so that `agents` are on the floor: ⌈agents / (1 − shrinkage)⌉, exactly."""
     n = _count("agents", agents)
     s = _real("shrinkage", shrinkage)
@@ -333,13 +344,13 @@ def occupancy(servers: int, load: float) -> float:
 
 
 def required_agents(
-    arrivals_per_hour: float,
-    aht_s: float,
-    concurrency: float,
-    sl_target: float,
-    sl_seconds: float,
-    max_occupancy: float = 1.0,
-    shrinkage: float = 0.0,
+    arrivals_per_hour: Number,
+    aht_s: Number,
+    concurrency: Number,
+    sl_target: Number,
+    sl_seconds: Number,
+    max_occupancy: Number = 1.0,
+    shrinkage: Number = 0.0,
 ) -> StaffingAnswer:
     """Agents needed now so that `sl_target` of chats are answered within `sl_seconds`, with
     occupancy A / slots ≤ `max_occupancy`; rostered headcount adds `shrinkage`.
@@ -402,11 +413,11 @@ def required_agents(
 
 def projected(
     agents_available: int,
-    concurrency: float,
-    arrivals_per_hour: float,
-    aht_s: float,
-    sl_seconds: float,
-    patience_s: float | None = None,
+    concurrency: Number,
+    arrivals_per_hour: Number,
+    aht_s: Number,
+    sl_seconds: Number,
+    patience_s: Number | None = None,
 ) -> Projection:
     """Service with the agents available now; `patience_s` (mean patience) adds Erlang A.
 
@@ -429,14 +440,15 @@ def projected(
     if load_q == 0:
         return Projection(1.0, 0.0, False, 0.0, 0.0, 0.0, None if theta is None else 0.0)
 
-    utilization = None if capacity_q == 0 else float(load_q / capacity_q)
+    # ρ on the slots that serve (whole ones), so that overload (no Erlang C answer) is exactly ρ ≥ 1.
+    utilization = None if usable == 0 else float(load_q / usable)
     lam_s = float(arrivals_per_hour) / _SECONDS_PER_HOUR
     ea = None if theta is None else erlang_a(usable, lam_s, 1.0 / aht, theta, t)
     abandon = None if ea is None else ea.p_abandon
 
     if load_q >= usable:
         arrivals_q = _exact(arrivals_per_hour) / _SECONDS_PER_HOUR
-        growth = max(Fraction(0), arrivals_q - capacity_q / _exact(aht_s)) * 60
+        growth = max(Fraction(0), arrivals_q - usable / _exact(aht_s)) * 60
         if ea is None:
             return Projection(0.0, utilization, True, 1.0, None, float(growth), None)
         return Projection(ea.service_level, utilization, True, ea.p_wait, None, float(growth), abandon)
@@ -455,11 +467,11 @@ def projected(
 
 
 def backlog_drain(
-    backlog: float,
-    drain_minutes: float,
-    arrivals_per_hour: float,
-    aht_s: float,
-    concurrency: float,
+    backlog: Number,
+    drain_minutes: Number,
+    arrivals_per_hour: Number,
+    aht_s: Number,
+    concurrency: Number,
     agents_available: int,
 ) -> BacklogDrain:
     """Agents to clear `backlog` waiting buyers within `drain_minutes` while arrivals continue,

@@ -2,14 +2,18 @@
 
 Partials arrive as full values keyed by (source, partition, scope, slot), so a re-sent
 partial replaces what was there and nothing is counted twice. Buckets are merged over
-partitions into fine buckets (BUCKET_S, for the 1m and 5m windows) and minute buckets
-(for 15m and 1h). Each scope keeps a running total per window: a replaced bucket changes it
-by the difference, and a tick adds the slots that entered and subtracts those that left, so
-a tick costs what changed, not scopes x windows x slots. Figures are recomputed only for the
-views whose totals or live counters changed.
+partitions into one table of slots per window size: each window W sums slots of W/60 at most
+(`window_slot_ms`: 1 s for 1m, 5 s for 5m, 15 s for 15m, 60 s for 1h with the default 1 s
+source buckets), so every window is summed from about 61 slots. Each scope keeps a running
+total per window: a replaced bucket changes it by the difference, and a tick adds the slots
+that entered and subtracts those that left, so a tick costs what changed, not scopes x windows
+x slots. Figures are recomputed only for the views whose totals or live counters changed.
 
-A window W at time `now` holds the buckets that overlap (now - W, now]: it covers between
-W and W + one bucket of event time (5 s for 1m/5m, 60 s for 15m/1h).
+A window W at time `now` is (now - W, now] with its lower edge rounded down to its slot grid
+(METRICS.md allows that for slots of at most W/60): it holds the slots from the one holding
+now - W to the one holding now, and covers the span now - lo, between W and W + one slot. Every
+window states that span (`span_s`) and its per-minute rate divides by it, never by W; an
+agent's time per status is taken over the same (lo, now].
 """
 
 from __future__ import annotations
@@ -22,13 +26,12 @@ from itertools import accumulate
 from typing import Any, Final
 
 from .agents import AgentLive, AgentTimeline
-from .buckets import Bucket, is_agent_scope, window_figures
+from .buckets import Bucket, is_agent_scope, window_figures, with_span
 from .config import WINDOWS, sl_thresholds_for
 from .partials import Live, Scope
 from .platform_rules import rule_for
 
-COARSE_MS: Final = 60_000
-FINE_WINDOW_MAX_MS: Final = 300_000
+GRID_MS: Final = 60_000  # every slot size divides a minute, so all grids line up
 ALL: Final = "*"
 
 SrcKey = tuple[str, int, Scope]  # (source stage, partition, scope)
@@ -120,9 +123,22 @@ class _Windows:
 
 
 def window_range(now: int, width: int, size: int) -> tuple[int, int]:
-    """(first, last) slot start of the slots of `size` that overlap (now - width, now]."""
+    """(first, last) slot start of the slots of `size` that overlap (now - width, now]; the window
+    covers (first, now], a span of now - first."""
     lo = now - width
     return lo - lo % size, now - now % size
+
+
+def window_slot_ms(width: int, bucket_ms: int) -> int:
+    """The slot size a window of `width` is summed from: the largest multiple of `bucket_ms` that
+    divides a minute and is at most width/60 (METRICS.md: only then may its edge be rounded), else
+    `bucket_ms` itself (a source bucket cannot be split; the window states its longer span)."""
+    best = bucket_ms
+    for k in range(1, GRID_MS // bucket_ms + 1):
+        size = k * bucket_ms
+        if size * 60 <= width and GRID_MS % size == 0:
+            best = size
+    return best
 
 
 class QueueMerger:
@@ -143,14 +159,18 @@ class QueueMerger:
         self.agents_waiting: tuple[set[ViewKey], set[ViewKey]] = (set(), set())
         self.src_buckets: dict[SrcKey, dict[int, Bucket]] = {}
         self.sources_of: dict[Scope, set[tuple[str, int]]] = defaultdict(set)
-        self.fine: dict[Scope, dict[int, Bucket]] = defaultdict(dict)
-        self.coarse: dict[Scope, dict[int, Bucket]] = defaultdict(dict)
+        self.sizes = {n: window_slot_ms(w, bucket_ms) for n, w in WINDOWS.items()}
+        # One table of merged slots per slot size, finest first; the source bucket size is always one
+        # (maxima are recomputed from it, and it says which scopes have any data).
+        self.tables: dict[int, dict[Scope, dict[int, Bucket]]] = {
+            size: defaultdict(dict) for size in sorted({bucket_ms, *self.sizes.values()})
+        }
+        self.fine = self.tables[bucket_ms]
         self.lives: dict[Scope, dict[tuple[str, int], Live]] = {}
         self.agents: dict[Scope, dict[tuple[str, int], AgentLive]] = {}
         self.watermarks: dict[tuple[str, int], int] = {}
         self.agent_states: dict[Scope, dict[str, Any]] = {}
         self.timelines: dict[Scope, AgentTimeline] = {}
-        self.sizes = {n: bucket_ms if w <= FINE_WINDOW_MAX_MS else COARSE_MS for n, w in WINDOWS.items()}
         # The ranges every running total is summed over (None until the first views()).
         self.ranges: dict[str, tuple[int, int]] | None = None
         self.windows: dict[Scope, _Windows] = {}
@@ -174,8 +194,9 @@ class QueueMerger:
         self.sources_of[scope].add((src, part))
         if start + self.bucket_ms <= self.pruned_to:
             self.pruned_to = -1  # a bucket already out of every window: the next prune must look
-        minute = start - start % COARSE_MS
-        for table, slot in ((self.fine[scope], start), (self.coarse[scope], minute)):
+        for size, tables in self.tables.items():
+            table = tables[scope]
+            slot = start - start % size
             merged = table.get(slot)
             if merged is None:
                 merged = table[slot] = Bucket()
@@ -183,7 +204,7 @@ class QueueMerger:
                 merged.merge(old, -1)
             if new is not None:
                 merged.merge(new, 1)
-        self._fix_max(scope, start, minute, old, new)
+        self._fix_max(scope, start, old, new)
         if self.ranges is None:
             return
         running = self.windows.get(scope)
@@ -191,7 +212,8 @@ class QueueMerger:
             self.changed.add(scope)
             return
         for name, (lo, hi) in self.ranges.items():
-            slot = start if self.sizes[name] == self.bucket_ms else minute
+            size = self.sizes[name]
+            slot = start - start % size
             if lo <= slot <= hi:
                 if old is not None:
                     running.take_out(name, old)
@@ -199,31 +221,35 @@ class QueueMerger:
                     running.totals[name].merge(new, 1)
                 self.changed.add(scope)
 
-    def _fix_max(self, scope: Scope, start: int, minute: int, old: Bucket | None, new: Bucket | None) -> None:
-        """Maxima do not subtract: after a replacement, recompute a merged max only if it may have gone down."""
-        fine, coarse = self.fine[scope], self.coarse[scope]
-        merged, merged_min = fine[start], coarse[minute]
-        if merged.is_empty():
-            del fine[start]
-        for dist in ("frt", "reply"):
-            old_max = 0 if old is None else getattr(old, dist).max_ms
-            new_max = 0 if new is None else getattr(new, dist).max_ms
-            if old_max <= new_max:
-                continue  # merging `new` already raised the merged maxima as far as they go
-            if not merged.is_empty():
-                getattr(merged, dist).max_ms = max(
-                    (getattr(b, dist).max_ms for src, part in self.sources_of[scope]
-                     if (b := self.src_buckets.get((src, part, scope), {}).get(start)) is not None),
-                    default=0,
-                )
-            if not merged_min.is_empty():
-                getattr(merged_min, dist).max_ms = max(
-                    (getattr(b, dist).max_ms for s in range(minute, minute + COARSE_MS, self.bucket_ms)
-                     if (b := fine.get(s)) is not None),
-                    default=0,
-                )
-        if merged_min.is_empty():
-            del coarse[minute]
+    def _fix_max(self, scope: Scope, start: int, old: Bucket | None, new: Bucket | None) -> None:
+        """Maxima do not subtract: after a replacement, recompute a merged max only if it may have gone down.
+        A source-sized slot takes its maxima from the sources, a larger slot from the source-sized slots in it."""
+        fine = self.fine[scope]
+        lowered = [
+            dist for dist in ("frt", "reply")
+            if (0 if old is None else getattr(old, dist).max_ms) > (0 if new is None else getattr(new, dist).max_ms)
+        ]  # otherwise merging `new` already raised the merged maxima as far as they go
+        for size, tables in self.tables.items():
+            table = tables[scope]
+            slot = start - start % size
+            merged = table[slot]
+            if merged.is_empty():
+                del table[slot]
+                continue
+            for dist in lowered:
+                if size == self.bucket_ms:
+                    top = max(
+                        (getattr(b, dist).max_ms for src, part in self.sources_of[scope]
+                         if (b := self.src_buckets.get((src, part, scope), {}).get(slot)) is not None),
+                        default=0,
+                    )
+                else:
+                    top = max(
+                        (getattr(b, dist).max_ms for s in range(slot, slot + size, self.bucket_ms)
+                         if (b := fine.get(s)) is not None),
+                        default=0,
+                    )
+                merged.set_max(dist, top)
 
     def put_live(self, src: str, part: int, scope: Scope, live: Live | None) -> None:
         _put(self.lives, scope, (src, part), live)
@@ -251,11 +277,14 @@ class QueueMerger:
         return max(self.watermarks.values(), default=0)
 
     def prune(self, before: int) -> None:
-        boundary = before - before % self.bucket_ms
+        """Drop slots that ended before `before` rounded down to the minute. A prune walks every slot,
+        so it runs once a minute of event time (as stage 1's), not once a 1 s bucket."""
+        boundary = before - before % GRID_MS
         if boundary == self.pruned_to:  # nothing new can have ended since the last prune
             return
         self.pruned_to = boundary
-        for table, width in ((self.fine, self.bucket_ms), (self.coarse, COARSE_MS)):
+        before = boundary
+        for width, table in self.tables.items():
             for scope, per_scope in table.items():
                 gone = [s for s in per_scope if s + width <= before]
                 for slot in gone:
@@ -269,7 +298,7 @@ class QueueMerger:
 
     # --- running window totals ---------------------------------------------------------------
     def _table(self, scope: Scope, name: str) -> dict[int, Bucket]:
-        return (self.fine if self.sizes[name] == self.bucket_ms else self.coarse).get(scope, {})
+        return self.tables[self.sizes[name]].get(scope, {})
 
     def _sum(self, scope: Scope) -> _Windows:
         assert self.ranges is not None
@@ -323,7 +352,8 @@ class QueueMerger:
                 if bucket is not None:
                     frt_max = max(frt_max, bucket.frt.max_ms)
                     reply_max = max(reply_max, bucket.reply.max_ms)
-            total.frt.max_ms, total.reply.max_ms = frt_max, reply_max
+            total.set_max("frt", frt_max)
+            total.set_max("reply", reply_max)
         running.stale.clear()
         return running.totals
 
@@ -368,6 +398,9 @@ class QueueMerger:
     def views(self, now: int) -> dict[ViewKey, dict[str, Any]]:
         """Every queue view at `now`: per queue, per tenant, platform, tenant+platform and shop."""
         self._advance({n: window_range(now, w, self.sizes[n]) for n, w in WINDOWS.items()})
+        assert self.ranges is not None
+        # The span each window covers now: the same for every view, and it moves with every tick.
+        spans = {n: now - lo for n, (lo, _hi) in self.ranges.items()}
         touched = self._regroup()
         windows_due = touched | self.agents_waiting[0] | \
             {k for s in self.changed if s in self.present for k in view_keys(s)}
@@ -395,7 +428,7 @@ class QueueMerger:
                         group[n].merge(b)
             assert group is not None
             sl = sl_thresholds_for(key[0])
-            self.figures[key] = {n: window_figures(b, WINDOWS[n], sl) for n, b in group.items()}
+            self.figures[key] = {n: window_figures(b, spans[n], sl) for n, b in group.items()}
         for key in live_due & self.members.keys():
             merged_live: Live | None = None
             merged_agents: AgentLive | None = None
@@ -422,7 +455,10 @@ class QueueMerger:
                 "scope": {"tenant": tenant, "shop_id": shop, "platform": platform},
                 "as_of": as_of,
                 "live": live_figures(live, agents, now),
-                "windows": figures if key not in past_limit else with_waits_past_limit(figures, past_limit[key]),
+                # Figures computed at an earlier tick keep their sums; their span and rates are now's.
+                "windows": {n: with_span(f, spans[n]) for n, f in (
+                    figures if key not in past_limit else with_waits_past_limit(figures, past_limit[key])
+                ).items()},
             }
             if agent:
                 scope = Scope(tenant, shop, platform, queue)
@@ -431,7 +467,8 @@ class QueueMerger:
                 if timeline is None:
                     timeline = self.timelines[scope] = AgentTimeline(state.get("history", []))
                 view["agent"] = {k: v for k, v in state.items() if k != "history"}
-                view["windows"] = {n: {**w, **timeline.window(now, WINDOWS[n])} for n, w in figures.items()}
+                # Time per status over the very interval the window's buckets cover, (lo, now].
+                view["windows"] = {n: {**w, **timeline.window(now, spans[n])} for n, w in view["windows"].items()}
             out[key] = view
             self.rebuilt.add(key)
         self.built = out

@@ -104,6 +104,7 @@ def _count(counter: Counter[int], ts: int, sign: int) -> None:
         del counter[ts]
 
 
+PRUNE_MS = 60_000  # buckets are dropped a whole minute at a time (see `prune`)
 LIVE = -1  # the bucket slot that carries a scope's live counters in a partial's key
 
 
@@ -157,13 +158,15 @@ class PartitionPartials:
             self.dirty.add((scope, LIVE))
 
     def prune(self, before: int) -> None:
-        """Drop buckets that ended before `before` (out of every window); stage 2 gets tombstones."""
-        boundary = before - before % self.bucket_ms
+        """Drop buckets that ended before `before` rounded down to the minute (out of every window);
+        stage 2 gets tombstones. A prune walks every bucket, so it runs once a minute of event time,
+        not once a bucket: with 1 s buckets that would be a walk a second."""
+        boundary = before - before % PRUNE_MS
         if boundary == self.pruned_to:  # nothing new can have ended since the last prune
             return
         self.pruned_to = boundary
         for scope, per_scope in self.buckets.items():
-            for start in [s for s in per_scope if s + self.bucket_ms <= before]:
+            for start in [s for s in per_scope if s + self.bucket_ms <= boundary]:
                 del per_scope[start]
                 self.dirty.add((scope, start))
 

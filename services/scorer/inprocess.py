@@ -19,7 +19,7 @@ from .stages import AgentStage, ConversationStage, Out, QueueStage
 
 class InProcessScorer:
     def __init__(
-        self, *, event_partitions: int = 6, queue_partitions: int = 3, bucket_ms: int = 5000,
+        self, *, event_partitions: int = 6, queue_partitions: int = 3, bucket_ms: int = 1000,
         grace_ms: int = 60_000, retention_ms: int = 3_900_000, event_clock: bool = True,
     ) -> None:
         self.event_partitions = event_partitions

@@ -17,7 +17,8 @@ class ScorerSettings:
     # "wall": now is the wall clock (live floors); "event": now is the newest event time seen (replays, tests).
     clock: str = field(default_factory=lambda: env_str("SCORER_CLOCK", "wall"))
     grace_ms: int = field(default_factory=lambda: int(env_float("GRACE_S", 60) * 1000))
-    bucket_ms: int = field(default_factory=lambda: int(env_float("BUCKET_S", 5) * 1000))
+    # A window's edge may be rounded only to buckets of W/60 (METRICS.md): 1 s for the 1m window.
+    bucket_ms: int = field(default_factory=lambda: round(env_float("BUCKET_S", 1) * 1000))
     tick_s: float = field(default_factory=lambda: env_float("TICK_S", 1.0))
     # An agent's own view is rebuilt this often (agents take turns; its as_of says when); queue views are
     # rebuilt every tick. Thousands of agents, each changing with every chat, cost more than all queues.
@@ -51,8 +52,11 @@ class ScorerSettings:
             raise SystemExit("SCORER_PROCESSING_GUARANTEE must be at_least_once or exactly_once")
         if self.clock not in ("wall", "event"):
             raise SystemExit(f"SCORER_CLOCK must be 'wall' or 'event', got {self.clock!r}")
-        if self.bucket_ms <= 0 or 60_000 % self.bucket_ms:
-            raise SystemExit("BUCKET_S must divide 60 (e.g. 1, 5, 10, 15, 30)")
+        if self.bucket_ms <= 0 or 60_000 % self.bucket_ms or self.bucket_ms > 1000:
+            raise SystemExit(
+                "BUCKET_S must be at most 1 and divide 60 (e.g. 1, 0.5): a window's lower edge may be rounded "
+                "only to buckets of 1/60 of its width, 1 s for the 1m window (METRICS.md, rolling windows)"
+            )
 
     @property
     def agent_refresh_ticks(self) -> int:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from services.core.agents import AgentLive, AgentState, PartitionAgents
-from services.core.alerts import Alert, AlertEngine, AlertRules, Signals, signals_for_views
+from services.core.alerts import Alert, AlertEngine, AlertRules, Signals, paging_scopes, signals_for_views
 from services.core.buckets import Bucket, agent_scope, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState
 from services.core.events import EventError, event_from_record
@@ -561,7 +561,9 @@ class QueueStage:
         for qp, engine in self.engines.items():
             signals = signals_for_views(by_partition[qp], self.rules)  # type: ignore[arg-type]
             self.latest_signals.update(signals)
-            changes = engine.evaluate(signals, now)
+            # One condition pages once: a queue total over a single shop is that shop (paging_scopes).
+            paging = paging_scopes(signals.keys())
+            changes = engine.evaluate({k: v for k, v in signals.items() if k in paging}, now)
             out.extend(Out("alerts", a.id.encode(), orjson.dumps(a.to_json()), qp) for a in changes)
             for alert_id in engine.expired(now):  # resolved past the retention: leave the topic, with any ack
                 gone = alert_id.encode()

@@ -214,3 +214,59 @@ def test_floor_alert_reaches_the_webhook_and_resolves(stack: Any, receiver: Webh
         f"the resolution of {sorted(alert_ids)} did not arrive within {clear_s + FIRING_BOUND_S:.0f} s of the reply; "
         f"received: {[n.payload for n in receiver.notifications][-5:]}"
     )
+
+
+def test_one_waiting_buyer_in_a_single_shop_queue_pages_once(stack: Any, receiver: WebhookReceiver) -> None:
+    """One condition, one page (METRICS.md, Alerts): the queue across shops and the queue in its only shop
+    are the same conversations, so one waiting buyer is one alert and one notification, not two."""
+    queue = f"one-page-{uuid.uuid4().hex[:8]}"
+    rules = stack_rules(stack.env).thresholds_for(queue).oldest_wait
+    headers = {"Authorization": f"Bearer {stack.ingest_token}"}
+    # Past the warning level 5 s from now; the reply below comes long before the critical level.
+    waiting_since_ms = int(time.time() * 1000) - int((rules.warning_s - 5) * 1000)
+    breach_ms = waiting_since_ms + int(rules.warning_s * 1000)
+    conv, agent = f"{queue}-c1", f"{queue}-a1"
+    scope = {"tenant": TENANT, "shop_id": SHOP, "platform": PLATFORM}
+    events = [
+        {**scope, "event_id": f"{agent}-s1", "type": "agent.status", "ts": waiting_since_ms,
+         "agent_id": agent, "status": "online", "capacity": 5, "queues": [queue]},
+        {**scope, "event_id": f"{conv}-1", "type": "conversation.opened", "ts": waiting_since_ms,
+         "conversation_id": conv, "queue": queue},
+        {**scope, "event_id": f"{conv}-2", "type": "message", "ts": waiting_since_ms,
+         "conversation_id": conv, "sender": "customer", "chars": 12},
+    ]
+    r = httpx.post(f"{stack.ingest_url}/v1/events", json=events, headers=headers, timeout=30)
+    assert r.status_code == 202, r.text
+
+    def ours(state: str) -> Any:
+        def match(n: Notification, a: dict[str, Any]) -> bool:
+            labels = a.get("labels", {})
+            return bool(labels.get("alertname") == "FloorAlert" and labels.get("queue") == queue
+                        and a.get("status") == state)
+        return match
+
+    deadline = breach_ms / 1000 + FIRING_BOUND_S
+    while not receiver.find(ours("firing")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert receiver.find(ours("firing")), f"no FloorAlert for {queue} within {FIRING_BOUND_S:.0f} s of the breach"
+    # While it fires, the API lists one alert for the one buyer.
+    listed = httpx.get(f"{stack.api_url}/v1/alerts", params={"state": "firing"}, timeout=30).json()["alerts"]
+    assert [(a["rule"], a["shop_id"]) for a in listed if a["queue"] == queue] == [("oldest_wait", SHOP)]
+
+    # The buyer is answered; everything Alertmanager sends about the episode has arrived once its
+    # resolution has (a second alert of the same condition would have come with or before it).
+    reply_ms = int(time.time() * 1000)
+    reply = {**scope, "event_id": f"{conv}-3", "type": "message", "ts": reply_ms, "conversation_id": conv,
+             "sender": "agent", "agent_id": agent, "chars": 30}
+    r = httpx.post(f"{stack.ingest_url}/v1/events", json=[reply], headers=headers, timeout=30)
+    assert r.status_code == 202, r.text
+    resolve_deadline = reply_ms / 1000 + rules.clear_s + FIRING_BOUND_S
+    while not receiver.find(ours("resolved")) and time.time() < resolve_deadline:
+        time.sleep(0.2)
+    assert receiver.find(ours("resolved")), f"the resolution for {queue} did not arrive"
+
+    firing = receiver.find(ours("firing"))
+    pages = {id(n) for n, _ in firing}
+    alerted = sorted({(a["labels"]["rule"], a["labels"]["shop"], a["labels"]["alert_id"]) for _, a in firing})
+    assert len(pages) == 1 and len(alerted) == 1, f"one buyer paged {len(pages)} times: {alerted}"
+    assert alerted[0][:2] == ("oldest_wait", SHOP)

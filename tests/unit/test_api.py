@@ -103,8 +103,10 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
 
 async def test_staffing_overload_answers_with_growth_and_erlang_a() -> None:
     store = ViewStore("unused:9092", "unused")
-    view = make_view("presales", "*", "*", "*", agents_serving=1, agents_available=0, concurrency=1.0)
-    view["windows"]["15m"]["arrivals_per_min"] = 10.0  # 600 chats an hour
+    # One agent on duty with one slot: staffing reads the integers (slots_capacity, agents_serving).
+    view = make_view("presales", "*", "*", "*", agents_serving=1, slots_capacity=1, agents_available=0,
+                     concurrency=1.0)
+    view["windows"]["15m"].update(arrivals=150, span_s=900.0, arrivals_per_min=10.0)  # 600 chats an hour
     view["windows"]["1h"]["aht_s"] = 300.0  # 50 Erlangs on one slot: hopeless
     view["windows"]["1h"]["patience_s"] = 60.0
     store.views[("presales", "*", "*", "*")] = view
