@@ -1,8 +1,9 @@
 """Faust wiring of the scorer: topics, tables, agents, ticks and the worker's web pages.
 
 All logic is in `stages.py` and `services.core`; this module only moves bytes.
-Processing is at-least-once with concurrency 1 per agent: Faust flushes the changelog
-before it commits offsets, and replayed events are recognised by event_id in the
+Processing is at-least-once with concurrency 1 per agent: offsets are committed only once
+the changelog writes they cover are acknowledged (`producers.StateProducer`: Faust's own
+flush gives up after 0.1 s), and replayed events are recognised by event_id in the
 conversation state, so a crash neither loses nor double-counts an event.
 """
 
@@ -24,6 +25,7 @@ from services.core.alerts import rules_from_env
 
 from .alert_log import AlertPublisher, read_engine_states
 from .metrics import AlertsCollector, PipelineMetrics, SignalsCollector, ViewsCollector
+from .producers import ScorerApp
 from .settings import ScorerSettings, worker_data_dir
 from .stages import AgentStage, ConversationStage, Out, QueueStage
 
@@ -37,7 +39,7 @@ def wall_ms() -> int:
 def build_app(settings: ScorerSettings) -> faust.App:
     k = settings.kafka
     topics = k.topics
-    app = faust.App(
+    app = ScorerApp(
         settings.app_id,
         broker=f"kafka://{k.bootstrap}",
         store=settings.store,

@@ -1,6 +1,7 @@
 """A simulated hour through real Kafka and real Faust workers equals the reference model:
-with one worker, with a second worker joining mid-run (a rebalance), and with a worker
-SIGKILLed mid-run and restarted.
+with one worker, with a second worker joining mid-run (a rebalance), with a worker
+SIGKILLed mid-run and restarted, and with a worker SIGKILLed right after committing offsets
+while the broker was slow to acknowledge its state writes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from services.simulator.model import FloorModel, SimConfig
 from tests.reference import reference_views
 from tests.unit.test_scorer_properties import assert_matches_reference
 
+from .kafka_admin import committed_offsets, set_produce_quota
 from .scorer_harness import ScorerRun, produce
 
 START = 1_795_600_800_000  # a fixed hour, so the run is reproducible
@@ -115,3 +117,44 @@ async def test_sigkill_mid_run_equals_reference(
         run.start_worker(0)
         await run.wait_healthy(0)
         await wait_until_equal(run, expected, 0)
+
+
+# What the throttled worker may produce, in bytes/s: a small part of what it writes while scoring flat out, so
+# its writes wait seconds for their acknowledgements, and still enough for a commit to get through eventually.
+SLOW_ACKS_QUOTA = 50_000
+SCORED_UNDER_THROTTLE = 1_000  # events scored with acknowledgements lagging, before the commit awaited
+
+
+async def test_sigkill_after_a_commit_with_acks_lagging_equals_reference(
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
+) -> None:
+    """Offsets are committed only after every state write they cover is acknowledged. The broker is made slow
+    to acknowledge the worker's writes (a produce quota on its client id: Kafka answers, then stops reading
+    that connection for the throttle time), the worker scores on and commits, and is SIGKILLed right after
+    a commit: nothing the commit covers may be lost. Faust's own flush gave up after 0.1 s without progress
+    and let such a commit through with changelog writes still queued in the worker, which the kill lost."""
+    client_id = f"slow-acks-{uuid.uuid4().hex[:6]}"
+    run = ScorerRun(kafka, f"acks-{uuid.uuid4().hex[:6]}", events_topic, extra_env={"BROKER_CLIENT_ID": client_id})
+    group = f"{run.prefix}-scorer"
+    await run.create_topics()
+    try:
+        run.start_worker(0)
+        await run.wait_healthy(0)
+        assert await wait_scored(run, len(hour_of_events) // 5, time.monotonic() + 120, poll_s=0.2)
+        await set_produce_quota(kafka.bootstrap, client_id, SLOW_ACKS_QUOTA)
+        scored = await run.metric_sum("floorwatch_scorer_events_total")
+        assert await wait_scored(run, int(scored) + SCORED_UNDER_THROTTLE, time.monotonic() + 180, poll_s=0.2)
+        # The next commit from here on covers events whose state writes queued behind the throttle.
+        before = await committed_offsets(kafka.bootstrap, group, events_topic)
+        deadline = time.monotonic() + 180
+        while await committed_offsets(kafka.bootstrap, group, events_topic) == before:
+            assert time.monotonic() < deadline, "no offsets committed with the acknowledgements lagging"
+            await asyncio.sleep(0.05)
+        run.kill_worker(0)  # SIGKILL: whatever the worker had not got acknowledged is gone
+        await set_produce_quota(kafka.bootstrap, client_id, None)
+        run.start_worker(0)
+        await run.wait_healthy(0)
+        await wait_until_equal(run, expected, 0)
+    finally:
+        run.stop()
+        await set_produce_quota(kafka.bootstrap, client_id, None)
