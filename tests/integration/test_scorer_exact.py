@@ -16,6 +16,10 @@ from typing import Any
 import pytest
 
 from deploy.local.stack import KafkaBroker
+from services.core.conversation import Conversation
+from services.core.events import EventError, event_from_record
+from services.kafka_util.read import read_to_end
+from services.scorer.stages import _decode  # the conversations table's value format
 from services.simulator.model import FloorModel, SimConfig
 from tests.reference import reference_views
 from tests.unit.test_scorer_properties import assert_matches_reference
@@ -152,9 +156,46 @@ async def test_sigkill_after_a_commit_with_acks_lagging_equals_reference(
             await asyncio.sleep(0.05)
         run.kill_worker(0)  # SIGKILL: whatever the worker had not got acknowledged is gone
         await set_produce_quota(kafka.bootstrap, client_id, None)
+        committed = await committed_offsets(kafka.bootstrap, group, events_topic)
+        missing = await committed_but_not_in_changelog(kafka, events_topic, f"{group}-conversations-changelog",
+                                                       committed, run.event_partitions)
+        assert not missing, f"{len(missing)} committed events are in no conversation's changelog state: {missing[:5]}"
         run.start_worker(0)
         await run.wait_healthy(0)
         await wait_until_equal(run, expected, 0)
     finally:
         run.stop()
         await set_produce_quota(kafka.bootstrap, client_id, None)
+
+
+async def committed_but_not_in_changelog(
+    kafka: KafkaBroker, events_topic: str, changelog: str, committed: dict[int, int], partitions: int
+) -> list[str]:
+    """The conversation events below the committed offsets whose event id the conversation's latest state in
+    the changelog has not seen: what a restarted worker would never score again."""
+    latest: dict[bytes, bytes | None] = {}
+    events: list[tuple[int, int, bytes]] = []
+
+    def on_changelog(rec: Any) -> None:
+        latest[rec.key] = rec.value
+
+    def on_event(rec: Any) -> None:
+        events.append((rec.partition, rec.offset, rec.value))
+
+    await read_to_end(kafka.bootstrap, changelog, range(partitions), on_changelog)
+    await read_to_end(kafka.bootstrap, events_topic, range(partitions), on_event)
+    missing: list[str] = []
+    for partition, offset, value in events:
+        if offset >= committed.get(partition, 0):
+            continue
+        try:
+            ev = event_from_record(value)
+        except EventError:
+            continue
+        if ev.type == "agent.status":  # not conversation state: forwarded to the agents stage
+            continue
+        raw = latest.get(ev.key.encode())
+        record = None if raw is None else _decode(raw)[1]
+        if record is None or not Conversation.from_json(record).has_seen(ev.event_id):
+            missing.append(ev.event_id)
+    return missing
