@@ -25,7 +25,7 @@ from services.core.alerts import rules_from_env
 
 from .alert_log import AlertPublisher, read_engine_states
 from .metrics import AlertsCollector, PipelineMetrics, SignalsCollector, ViewsCollector
-from .producers import ScorerApp
+from .producers import OutputProducer, ScorerApp
 from .settings import ScorerSettings, worker_data_dir
 from .stages import AgentStage, ConversationStage, Out, QueueStage
 
@@ -57,10 +57,17 @@ def build_app(settings: ScorerSettings) -> faust.App:
         processing_guarantee=settings.processing_guarantee,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
-        stream_buffer_maxsize=4096,
+        stream_buffer_maxsize=settings.stream_buffer_maxsize,
         table_standby_replicas=0,
         logging_config=None,
     )
+    # exactly_once: outputs belong to the transactions, so they stay on Faust's producer.
+    if settings.output_producer == "separate" and settings.processing_guarantee == "at_least_once":
+        app.outputs = OutputProducer(
+            k.bootstrap, f"{settings.app_id}-outputs-{settings.worker_index}", linger_ms=settings.output_linger_ms,
+            max_batch_size=settings.output_batch_bytes,
+            compression_type=None if settings.output_compression == "none" else settings.output_compression,
+        )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     events_topic = app.topic(topics.events, partitions=k.event_partitions, **raw)
     agent_topic = app.topic(topics.agent_changes, partitions=k.event_partitions, **raw)
@@ -104,9 +111,19 @@ def build_app(settings: ScorerSettings) -> faust.App:
     def assigned(topic: str) -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
 
+    # Partials and views are rebuilt from state (re-sent whole after a rebuild, views every tick): they go
+    # through the batching output producer. Agent changes and dead letters are per event, not rebuilt, so
+    # they stay on Faust's producer, whose flush before each commit covers them.
+    outputs = app.outputs
+    rebuilt = {"partials": topics.partials, "views": topics.views} if outputs is not None else {}
+
     async def send(records: list[Out]) -> None:
         for r in records:
-            await out_topics[r.topic].send(key=r.key, value=r.value, partition=r.partition, force=True)
+            name = rebuilt.get(r.topic)
+            if name is not None and outputs is not None:
+                await outputs.send(name, r.key, r.value, r.partition)
+            else:
+                await out_topics[r.topic].send(key=r.key, value=r.value, partition=r.partition, force=True)
             metrics.published.labels(r.topic).inc()
 
     next_offset: dict[int, int] = {}  # per chat-events partition: the next offset to score
@@ -203,6 +220,10 @@ def build_app(settings: ScorerSettings) -> faust.App:
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         state["ready"] = False
+        if outputs is not None:
+            # What this worker published for the partitions it gives up lands before their new owner rebuilds
+            # and re-sends them whole: a late partial from here would otherwise overwrite a newer one.
+            await outputs.flush()
         conversations.revoke({tp.partition for tp in revoked if tp.topic == topics.events})
         agents.revoke({tp.partition for tp in revoked if tp.topic == topics.agent_changes})
         if any(tp.topic == topics.partials for tp in revoked):
