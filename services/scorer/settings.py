@@ -32,8 +32,6 @@ class ScorerSettings:
     output_compression: str = field(default_factory=lambda: env_str("SCORER_OUTPUT_COMPRESSION", "none"))
     # "separate" (the default), or "shared": everything on Faust's producer, as before (kept to measure both).
     output_producer: str = field(default_factory=lambda: env_str("SCORER_OUTPUT_PRODUCER", "separate"))
-    # Events Faust buffers per stream before it stops fetching (Faust's default: 4096).
-    stream_buffer_maxsize: int = field(default_factory=lambda: env_int("SCORER_STREAM_BUFFER_MAXSIZE", 4096))
     # Closed conversations stay this long after their last event, so late events still find them.
     retention_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_RETENTION_S", 3900) * 1000))
     # After retention a closed conversation leaves a tombstone this long, so an order or a rating that comes
