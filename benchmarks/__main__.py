@@ -10,7 +10,7 @@ own date) and benchmarks/results/throughput_freshness.png. Sections, in the orde
     recovery    SIGKILL and restart with 100k open conversations (and the real-worker memory point)
     freshness   ingest 202 -> figure at the API and at /metrics, at 1,000 and 10,000 events/s offered
     profile     cProfile of InProcessScorer over a simulated hour, py-spy of a real worker
-    whatif      the same worker with other settings (environment only): Faust's producer batching
+    whatif      the same worker with other settings (environment only): producers, Faust's knobs
     names       one sender tries 100k queue names: ingest and scorer state, /metrics size (in-process)
 
 Every section is bounded in time and stops by itself; a broker (TEST_PORT_OFFSET, default 700) is
@@ -38,11 +38,18 @@ from .common import REPO, RESULTS, Broker, broker, dump_json, log, port_offset
 
 SECTIONS = ("ingest", "staffing", "memory", "names", "throughput", "recovery", "freshness", "profile", "whatif")
 NEEDS_BROKER = {"throughput", "recovery", "freshness", "profile", "whatif"}
-# Faust's producer batches little by default (no linger, 16 KiB batches). What-if: 10 ms linger and
-# batches up to 1 MB, through Faust's own environment settings. Not the default: with them a worker
-# SIGKILLed mid-run did not come back to the reference figures (tests/integration/test_scorer_exact.py).
-WHATIF = {"linger_10ms_batch_1mb": {"PRODUCER_LINGER": "0.01", "PRODUCER_MAX_BATCH_SIZE": "1000000",
-                                    "PRODUCER_MAX_REQUEST_SIZE": "4000000"}}
+# What-if: the same worker under other settings (environment only), alternated with the defaults in one run.
+# Since issue 11 the state producer's writes are awaited before each commit and linger 10 ms, and partials
+# and views have their own producer (10 ms linger, 512 KiB batches). "outputs_shared" and "state_no_linger"
+# are the ways before (one Faust producer for everything; no linger); the others are Faust's and aiokafka's
+# cheap knobs. benchmarks/results/whatif_issue11.json has the runs that chose the defaults.
+WHATIF = {
+    "outputs_shared": {"SCORER_OUTPUT_PRODUCER": "shared"},
+    "state_no_linger": {"PRODUCER_LINGER": "0"},  # Faust reads its settings' environment names first
+    "outputs_gzip": {"SCORER_OUTPUT_COMPRESSION": "gzip"},
+    "max_poll_records_500": {"BROKER_MAX_POLL_RECORDS": "500"},
+    "stream_buffer_16k": {"STREAM_BUFFER_MAXSIZE": "16384"},
+}
 
 FULL: dict[str, dict[str, Any]] = {
     "throughput": {"events": 1_000_000, "scale": 10, "rounds": 3, "scorer_cap_s": 60, "ceiling_cap_s": 120,

@@ -26,6 +26,14 @@ class ScorerSettings:
     # Events scored per batch, and the longest a batch waits to fill (a bound on added latency).
     batch_max: int = field(default_factory=lambda: env_int("SCORER_BATCH_MAX", 500))
     batch_within_s: float = field(default_factory=lambda: env_float("SCORER_BATCH_WITHIN_S", 0.05))
+    # The producer of partials and views (what is rebuilt from state), apart from the state producer whose
+    # writes the commits wait for: how long a batch lingers, how large it grows, and its compression
+    # ("none", or "gzip"; "lz4"/"zstd" need their Python libraries, which the image does not have).
+    output_linger_ms: int = field(default_factory=lambda: env_int("SCORER_OUTPUT_LINGER_MS", 10))
+    output_batch_bytes: int = field(default_factory=lambda: env_int("SCORER_OUTPUT_BATCH_BYTES", 512 * 1024))
+    output_compression: str = field(default_factory=lambda: env_str("SCORER_OUTPUT_COMPRESSION", "none"))
+    # "separate" (the default), or "shared": everything on Faust's producer, as before (kept to measure both).
+    output_producer: str = field(default_factory=lambda: env_str("SCORER_OUTPUT_PRODUCER", "separate"))
     # Closed conversations stay this long after their last event, so late events still find them.
     retention_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_RETENTION_S", 3900) * 1000))
     # After retention a closed conversation leaves a tombstone this long, so an order or a rating that comes
@@ -50,6 +58,10 @@ class ScorerSettings:
         require_secrets({"AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")})
         if self.processing_guarantee not in ("at_least_once", "exactly_once"):
             raise SystemExit("SCORER_PROCESSING_GUARANTEE must be at_least_once or exactly_once")
+        if self.output_compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
+            raise SystemExit("SCORER_OUTPUT_COMPRESSION must be none, gzip, snappy, lz4 or zstd")
+        if self.output_producer not in ("separate", "shared"):
+            raise SystemExit("SCORER_OUTPUT_PRODUCER must be separate or shared")
         if self.clock not in ("wall", "event"):
             raise SystemExit(f"SCORER_CLOCK must be 'wall' or 'event', got {self.clock!r}")
         if self.bucket_ms <= 0 or 60_000 % self.bucket_ms or self.bucket_ms > 1000:

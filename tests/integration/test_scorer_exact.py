@@ -1,6 +1,7 @@
 """A simulated hour through real Kafka and real Faust workers equals the reference model:
-with one worker, with a second worker joining mid-run (a rebalance), and with a worker
-SIGKILLed mid-run and restarted.
+with one worker, with a second worker joining mid-run (a rebalance), with a worker
+SIGKILLed mid-run and restarted, and with a worker SIGKILLed right after committing offsets
+while the broker was slow to acknowledge its state writes.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from typing import Any
 import pytest
 
 from deploy.local.stack import KafkaBroker
+from services.core.conversation import Conversation
+from services.core.events import EventError, event_from_record
+from services.kafka_util.read import read_to_end
+from services.scorer.stages import _decode  # the conversations table's value format
 from services.simulator.model import FloorModel, SimConfig
 from tests.reference import reference_views
 from tests.unit.test_scorer_properties import assert_matches_reference
 
+from .kafka_admin import committed_offsets, set_produce_quota
 from .scorer_harness import ScorerRun, produce
 
 START = 1_795_600_800_000  # a fixed hour, so the run is reproducible
@@ -115,3 +121,81 @@ async def test_sigkill_mid_run_equals_reference(
         run.start_worker(0)
         await run.wait_healthy(0)
         await wait_until_equal(run, expected, 0)
+
+
+# What the throttled worker may produce, in bytes/s: a small part of what it writes while scoring flat out, so
+# its writes wait seconds for their acknowledgements, and still enough for a commit to get through eventually.
+SLOW_ACKS_QUOTA = 50_000
+SCORED_UNDER_THROTTLE = 1_000  # events scored with acknowledgements lagging, before the commit awaited
+
+
+async def test_sigkill_after_a_commit_with_acks_lagging_equals_reference(
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
+) -> None:
+    """Offsets are committed only after every state write they cover is acknowledged. The broker is made slow
+    to acknowledge the worker's writes (a produce quota on its client id: Kafka answers, then stops reading
+    that connection for the throttle time), the worker scores on and commits, and is SIGKILLed right after
+    a commit: nothing the commit covers may be lost. Faust's own flush gave up after 0.1 s without progress
+    and let such a commit through with changelog writes still queued in the worker, which the kill lost."""
+    client_id = f"slow-acks-{uuid.uuid4().hex[:6]}"
+    run = ScorerRun(kafka, f"acks-{uuid.uuid4().hex[:6]}", events_topic, extra_env={"BROKER_CLIENT_ID": client_id})
+    group = f"{run.prefix}-scorer"
+    await run.create_topics()
+    try:
+        run.start_worker(0)
+        await run.wait_healthy(0)
+        assert await wait_scored(run, len(hour_of_events) // 5, time.monotonic() + 120, poll_s=0.2)
+        await set_produce_quota(kafka.bootstrap, client_id, SLOW_ACKS_QUOTA)
+        scored = await run.metric_sum("floorwatch_scorer_events_total")
+        assert await wait_scored(run, int(scored) + SCORED_UNDER_THROTTLE, time.monotonic() + 180, poll_s=0.2)
+        # The next commit from here on covers events whose state writes queued behind the throttle.
+        before = await committed_offsets(kafka.bootstrap, group, events_topic)
+        deadline = time.monotonic() + 180
+        while await committed_offsets(kafka.bootstrap, group, events_topic) == before:
+            assert time.monotonic() < deadline, "no offsets committed with the acknowledgements lagging"
+            await asyncio.sleep(0.05)
+        run.kill_worker(0)  # SIGKILL: whatever the worker had not got acknowledged is gone
+        await set_produce_quota(kafka.bootstrap, client_id, None)
+        committed = await committed_offsets(kafka.bootstrap, group, events_topic)
+        missing = await committed_but_not_in_changelog(kafka, events_topic, f"{group}-conversations-changelog",
+                                                       committed, run.event_partitions)
+        assert not missing, f"{len(missing)} committed events are in no conversation's changelog state: {missing[:5]}"
+        run.start_worker(0)
+        await run.wait_healthy(0)
+        await wait_until_equal(run, expected, 0)
+    finally:
+        run.stop()
+        await set_produce_quota(kafka.bootstrap, client_id, None)
+
+
+async def committed_but_not_in_changelog(
+    kafka: KafkaBroker, events_topic: str, changelog: str, committed: dict[int, int], partitions: int
+) -> list[str]:
+    """The conversation events below the committed offsets whose event id the conversation's latest state in
+    the changelog has not seen: what a restarted worker would never score again."""
+    latest: dict[bytes, bytes | None] = {}
+    events: list[tuple[int, int, bytes]] = []
+
+    def on_changelog(rec: Any) -> None:
+        latest[rec.key] = rec.value
+
+    def on_event(rec: Any) -> None:
+        events.append((rec.partition, rec.offset, rec.value))
+
+    await read_to_end(kafka.bootstrap, changelog, range(partitions), on_changelog)
+    await read_to_end(kafka.bootstrap, events_topic, range(partitions), on_event)
+    missing: list[str] = []
+    for partition, offset, value in events:
+        if offset >= committed.get(partition, 0):
+            continue
+        try:
+            ev = event_from_record(value)
+        except EventError:
+            continue
+        if ev.type == "agent.status":  # not conversation state: forwarded to the agents stage
+            continue
+        raw = latest.get(ev.key.encode())
+        record = None if raw is None else _decode(raw)[1]
+        if record is None or not Conversation.from_json(record).has_seen(ev.event_id):
+            missing.append(ev.event_id)
+    return missing

@@ -1,0 +1,110 @@
+"""The scorer's producers: offsets are committed only after the state writes they cover are acknowledged.
+
+Faust commits a batch of offsets in `Consumer._commit_offsets` (faust/transport/consumer.py) right after
+`await app.producer.flush()`. That flush is `ProducerBuffer.flush()` and then aiokafka's own flush
+(faust/transport/drivers/aiokafka.py, `Producer.flush`), and neither covers every table write:
+
+- table writes (`Table.send_changelog` -> `Topic.send_soon`) wait in Faust's `ProducerBuffer`, a queue
+  that one task hands to aiokafka a message at a time; handing one over blocks while its partition's
+  batch is full and the previous request is unacknowledged;
+- `ProducerBuffer.flush_atmost` (faust/transport/producer.py) waits at most 0.1 s for the next hand-over
+  and, on timeout, returns with the queue not empty, and `size` never counts the message being handed over;
+- aiokafka's flush waits only for the batches already in its accumulator.
+
+So when the broker is slow to acknowledge (a loaded machine, a throttle, a GC pause), offsets are committed
+while the changelog writes of the events they cover still sit in Faust's queue, and a crash then loses
+that state: the restarted worker restores the table without them and resumes after those events.
+
+`StateProducer.flush` closes that hole with Faust's own futures: every message given to `send_soon`
+(Faust's path for changelog writes) is remembered until Kafka acknowledges it, and flush awaits all that
+were given before it was called. A write that fails raises out of flush, so nothing is committed and the
+worker crashes: its events are scored again.
+
+Outputs that are derived from state and re-sent whole after a rebuild (partials, views) go through a second
+producer, `OutputProducer`, with linger and large batches: aiokafka keeps one request in flight per broker
+and producer, so megabytes of views per tick on the state producer would make the changelog writes (and
+so the commits and stage 1) wait behind them. Per-event outputs (agent changes, dead letters) stay on
+Faust's producer: they are not re-derived, so the commit's flush must cover them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaFaustProducer
+from faust.types import ProducerT
+from faust.types.tuples import FutureMessage
+from mode import Service
+
+
+class StateProducer(AIOKafkaFaustProducer):  # type: ignore[misc]  # faust's driver classes are untyped
+    """Faust's aiokafka producer whose flush returns only when every buffered write given to it before
+    the flush is acknowledged by Kafka (with acks=all: by every in-sync replica)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unacked: set[FutureMessage] = set()
+
+    def send_soon(self, fut: FutureMessage) -> None:
+        self.unacked.add(fut)
+        fut.add_done_callback(self.unacked.discard)  # resolved by Topic._on_published on the broker's ack
+        super().send_soon(fut)
+
+    async def flush(self) -> None:
+        waiting = list(self.unacked)  # what was written before the offsets being committed were taken
+        await super().flush()
+        if waiting:
+            # gather, not wait: a failed write raises here, so the consumer does not commit.
+            await asyncio.gather(*waiting)
+
+
+class OutputProducer(Service):  # type: ignore[misc]  # mode is untyped
+    """An aiokafka producer for what is rebuilt from state: acks=all and idempotent (a view or partial
+    acknowledged is there, once and in order despite retries), batched for throughput instead of latency."""
+
+    def __init__(self, bootstrap: str, client_id: str, *, linger_ms: int, max_batch_size: int,
+                 compression_type: str | None, **kwargs: Any) -> None:
+        self.options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap, "client_id": client_id, "acks": "all", "enable_idempotence": True,
+            "linger_ms": linger_ms, "max_batch_size": max_batch_size, "compression_type": compression_type,
+        }
+        self.producer: AIOKafkaProducer | None = None
+        super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        self.producer = AIOKafkaProducer(**self.options)
+        await self.producer.start()
+
+    async def on_stop(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            await producer.stop()  # sends what still lingers first
+
+    async def flush(self) -> None:
+        """Wait until everything handed over so far is acknowledged."""
+        if self.producer is not None:
+            await self.producer.flush()
+
+    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int | None) -> None:
+        """Hand a record over (it waits only while its partition's batch is full and unsent)."""
+        if self.producer is None:
+            raise RuntimeError("output producer not started")
+        await self.producer.send(topic, value, key=key, partition=partition)
+
+
+class ScorerApp(faust.App):  # type: ignore[misc]
+    """faust.App whose producer is a StateProducer, with an optional OutputProducer started before the
+    agents and stopped after them."""
+
+    outputs: OutputProducer | None = None
+
+    def _new_producer(self) -> ProducerT:
+        return StateProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
+    def on_init_dependencies(self) -> Iterable[Any]:
+        first = [self.outputs] if self.outputs is not None else []
+        return [*first, *super().on_init_dependencies()]
