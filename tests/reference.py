@@ -80,9 +80,10 @@ class ConvResult:
 # human, "reply": every wait), the limit, the counted China-time hours of the wait's start.
 PLATFORM_RULES: dict[str, tuple[str, int, tuple[int, int] | None]] = {
     "jd": ("frt", 30_000, (9, 23)),
-    "pdd": ("reply", 180_000, (8, 23)),
-    "taobao": ("reply", 180_000, (8, 23)),
-    "tmall": ("reply", 180_000, (8, 23)),
+    # The denominator is buyers (METRICS.md): Pinduoduo and Taobao count the first wait too.
+    "pdd": ("frt", 180_000, (8, 23)),
+    "taobao": ("frt", 180_000, (8, 23)),
+    "tmall": ("frt", 180_000, (8, 23)),
 }
 CHINA = timezone(timedelta(hours=8))
 
@@ -265,7 +266,8 @@ def window_start(now: int, width: int, grid: int) -> int:
 
 
 def in_window(ts: int, now: int, width: int, grid: int) -> bool:
-    return window_start(now, width, grid) <= ts <= now
+    # (edge, now]: METRICS.md's (now - W, now] with the edge moved down to the grid; the edge itself is out.
+    return window_start(now, width, grid) < ts <= now
 
 
 def window_figures(records: list[Record], span_ms: int) -> dict[str, Any]:

@@ -132,7 +132,9 @@ class PartitionPartials:
     def _bucket(self, scope: Scope, ts: int) -> Bucket:
         """The bucket of `ts` in `scope` (created), marked dirty for the next drain."""
         size = self.bucket_ms
-        start = ts - ts % size
+        # A bucket keyed `start` holds (start, start + size]: windows are (now - W, now], so a window of
+        # buckets from a grid point `first` holds exactly (first, now] (an event at `first` is outside).
+        start = (ts - 1) - (ts - 1) % size
         if start + size <= self.pruned_to:
             self.pruned_to = -1  # a bucket already out of every window: the next prune must look
         per_scope = self.buckets.get(scope)

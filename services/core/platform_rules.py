@@ -1,9 +1,10 @@
 """The platforms' reply-time rules: one home for their limits and counted hours (shared/METRICS.md).
 
-A rule is a window figure like a service level, counted per buyer waiting for a human reply:
-JD counts the first reply within 30 s and leaves out sessions started 23:00-09:00 China time
-(its own 30 s rate); Pinduoduo, Taobao and Tmall count every human reply within 3 minutes for
-buyers who started waiting 08:00-23:00. Each wait has one outcome at one event time:
+A rule is a window figure like a service level, counted per buyer who needed a human reply (the
+denominator METRICS.md names): JD counts the first reply within 30 s and leaves out sessions started
+23:00-09:00 China time (its own 30 s rate); Pinduoduo, Taobao and Tmall count the first human reply
+within 3 minutes for buyers who started waiting 08:00-23:00 (configurable to every wait with
+"first_reply_only": false). Each counted wait has one outcome at one event time:
 * met, at the reply, when the reply came within the limit;
 * missed, at start + limit, when no reply had come by then (answered late, closed later, or still
   waiting: the miss is a fact from the moment the limit passes, whatever arrives afterwards);
@@ -14,7 +15,7 @@ buyers who started waiting 08:00-23:00. Each wait has one outcome at one event t
 from the live state by the view (`overdue`). docs/metrics-notes.md explains the choices.
 
 Override with PLATFORM_RULES (JSON keyed by platform, null removes a rule): {"jd": {"limit_s": 30,
-"first_reply_only": true, "hours": [9, 23]}, "pdd": {"limit_s": 180, "hours": [8, 23]}, ...};
+"hours": [9, 23]}, "pdd": {"limit_s": 180, "hours": [8, 23], "first_reply_only": false}, ...};
 `hours` [start, end) are the local hours whose waits count (start > end wraps past midnight, null =
 all day), local time is UTC + `utc_offset_min` (default 480, China time).
 """
@@ -38,7 +39,7 @@ _HOUR_MS: Final = 3_600_000
 @dataclass(frozen=True, slots=True)
 class PlatformRule:
     limit_s: float
-    first_reply_only: bool = False  # JD counts the buyer's first wait; the others every wait
+    first_reply_only: bool = True  # each buyer once, by their first wait (METRICS.md); False: every wait
     hours: tuple[int, int] | None = None  # counted local hours [start, end) of a wait's start; None = all day
     utc_offset_min: int = CHINA_UTC_OFFSET_MIN
 
@@ -82,9 +83,11 @@ class PlatformRule:
 
 DEFAULT_RULES: Final[dict[str, PlatformRule]] = {
     "jd": PlatformRule(30, first_reply_only=True, hours=(9, 23)),
-    "pdd": PlatformRule(180, hours=(8, 23)),
-    "taobao": PlatformRule(180, hours=(8, 23)),
-    "tmall": PlatformRule(180, hours=(8, 23)),
+    # METRICS.md: the denominator is the buyers who needed a human reply (PDD's 需人工回复的咨询人数), so
+    # each buyer counts once, by their first wait; `"first_reply_only": false` counts every wait instead.
+    "pdd": PlatformRule(180, first_reply_only=True, hours=(8, 23)),
+    "taobao": PlatformRule(180, first_reply_only=True, hours=(8, 23)),
+    "tmall": PlatformRule(180, first_reply_only=True, hours=(8, 23)),
 }
 
 
@@ -106,7 +109,7 @@ def parse_rules(raw: str) -> dict[str, PlatformRule]:
             hours = spec.get("hours", None if base is None else base.hours)
             rule = PlatformRule(
                 limit_s=float(spec["limit_s"] if base is None or "limit_s" in spec else base.limit_s),
-                first_reply_only=bool(spec.get("first_reply_only", base is not None and base.first_reply_only)),
+                first_reply_only=bool(spec.get("first_reply_only", base is None or base.first_reply_only)),
                 hours=None if hours is None else (int(hours[0]), int(hours[1])),
                 utc_offset_min=int(spec.get("utc_offset_min", CHINA_UTC_OFFSET_MIN)),
             )

@@ -162,8 +162,10 @@ class ConversationStage:
         ckey = ev.key.encode()
         conv, gone_ts = self._load(ckey, partition)
         wm = part.watermark
-        if gone_ts is not None and ev.ts_ms <= gone_ts:
-            # Evicted, and the event is no newer than its last one: a duplicate or a straggler.
+        if gone_ts is not None and (ev.ts_ms <= gone_ts or ev.ts_ms < wm - self.horizon_ms):
+            # Evicted, and the event is no newer than its last one (a duplicate or a straggler) or older than
+            # every window: too old (METRICS.md), counted and not applied. A later rating or order still
+            # counts, in the conversation's last queue.
             self.m.events.labels("too_old").inc()
             self.m.late_events.inc()
             return []

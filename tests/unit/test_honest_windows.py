@@ -53,10 +53,11 @@ def test_the_15m_window_is_no_longer_than_15_min_15_s_and_its_rate_divides_by_it
     now = T + 7_200_000 + 50_000
     arrivals = [now - 900_000 - 40_000, now - 900_000 - 5_000, now - 600_000, now - 1_000]
     w = views_at(now, arrivals)[TOP]["windows"]["15m"]
-    # Edge now − 900 s = T + 6,350 s rounded down to 15 s: T + 6,345 s, a span of 905 s.
+    # Edge now − 900 s = T + 6,350 s rounded down to 15 s: T + 6,345 s, a span of 905 s. The window is
+    # (edge, now]: the arrival exactly at the edge (now − 905 s) is outside, as (now − W, now] says.
     assert w["span_s"] == 905.0
-    assert w["arrivals"] == 3
-    assert w["arrivals_per_min"] == pytest.approx(3 * 60 / 905, rel=1e-12)
+    assert w["arrivals"] == 2
+    assert w["arrivals_per_min"] == pytest.approx(2 * 60 / 905, rel=1e-12)
 
 
 def test_every_window_of_every_view_states_its_span_and_an_agent_view_uses_the_same_one() -> None:

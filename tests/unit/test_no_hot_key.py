@@ -11,12 +11,14 @@ T = 1_800_000_000_000
 
 
 def burst(first: int, n: int, at_ms: int) -> list[dict[str, Any]]:
+    """n conversations opened and written to just after `at_ms`: one 1 s bucket, (at_ms, at_ms + 1 s]."""
     base = {"tenant": "acme", "shop_id": "acme-jd", "platform": "jd", "queue": "presales"}
     out: list[dict[str, Any]] = []
     for i in range(first, first + n):
         cid = f"c{i}"
-        out.append({**base, "event_id": f"{cid}-o", "type": "conversation.opened", "ts": at_ms, "conversation_id": cid})
-        out.append({**base, "event_id": f"{cid}-m", "type": "message", "ts": at_ms + 1, "conversation_id": cid,
+        out.append({**base, "event_id": f"{cid}-o", "type": "conversation.opened", "ts": at_ms + 1,
+                    "conversation_id": cid})
+        out.append({**base, "event_id": f"{cid}-m", "type": "message", "ts": at_ms + 2, "conversation_id": cid,
                     "sender": "customer"})
     return out
 

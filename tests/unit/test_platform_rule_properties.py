@@ -20,7 +20,7 @@ from services.scorer.inprocess import InProcessScorer
 
 CHINA = timezone(timedelta(hours=8))
 # (platform, counts only the first wait, limit ms, counted China-time hours [start, end))
-RULES = {"jd": (True, 30_000, (9, 23)), "pdd": (False, 180_000, (8, 23)), "taobao": (False, 180_000, (8, 23))}
+RULES = {"jd": (True, 30_000, (9, 23)), "pdd": (True, 180_000, (8, 23)), "taobao": (True, 180_000, (8, 23))}
 EDGES = [datetime(2026, 11, 11, h, 0, tzinfo=CHINA) for h in (8, 9, 23)]
 
 
@@ -80,10 +80,10 @@ def definition(platform: str, events: list[dict[str, Any]], now: int) -> dict[st
             if e["type"] == "message" and e.get("sender") == "customer" and start is None:
                 if not (first_only and answered):
                     start = e["ts"]
-            elif e["type"] == "message" and e.get("sender") == "agent":
-                if start is not None:
-                    waits.append((start, e["ts"], "reply"))
-                    start = None
+            elif e["type"] == "message" and e.get("sender") == "agent" and start is not None:
+                # (a greeting before the buyer wrote answers nobody)
+                waits.append((start, e["ts"], "reply"))
+                start = None
                 answered = True
         if start is not None:
             waits.append((start, None, None))

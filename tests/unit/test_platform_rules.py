@@ -85,10 +85,18 @@ def test_jd_leaves_out_sessions_started_2300_to_0900() -> None:
     assert rule_figures(inside, "jd") == counted(1, 0)
 
 
-def test_pdd_counts_every_reply_within_180s_in_counted_hours() -> None:
-    inside = chat("p1", "pdd", at(22, 50), [100, 200])  # both waits start before 23:00: counted
+def test_pdd_counts_each_buyer_once_within_180s_in_counted_hours() -> None:
+    # METRICS.md: the denominator is the buyers who needed a human reply; a buyer counts by the first wait.
+    inside = chat("p1", "pdd", at(22, 50), [100, 200])  # first answered after 100 s: met (the second wait: not again)
+    late = chat("p3", "pdd", at(22, 40), [200])  # first answered after 200 s: a miss
     outside = chat("p2", "pdd", at(23, 5), [10])  # a buyer writing at 23:05 is not counted
-    assert rule_figures(inside + outside, "pdd") == counted(2, 1)
+    assert rule_figures(inside + late + outside, "pdd") == counted(2, 1)
+
+
+def test_every_wait_is_a_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLATFORM_RULES", '{"pdd": {"first_reply_only": false}}')  # each wait a count
+    inside = chat("p1", "pdd", at(22, 50), [100, 200])
+    assert rule_figures(inside, "pdd") == counted(2, 1)
 
 
 def test_platform_without_a_rule_counts_nothing() -> None:
@@ -108,10 +116,11 @@ def test_closed_unanswered_is_a_miss_and_bot_resolved_is_not_counted() -> None:
     assert rule_figures(by_agent, "jd") == counted(1, 0)
     by_bot = [*waiting("j2", "jd", at(10, 0)), close("j2", "jd", at(10, 0, 10), "bot_resolved")]
     assert rule_figures(by_bot, "jd") == counted(0, 0)
-    # Taobao: the buyer wrote again after an answer and the chat was closed without a reply.
+    # Taobao: the buyer wrote again after an answer and the chat was closed without a reply: the buyer was
+    # answered within the limit once, and counts once.
     again = [*chat("t1", "taobao", at(10, 0), [10]), ev("t1", "taobao", "c9", at(10, 1), "message", sender="customer"),
              close("t1", "taobao", at(10, 2), "resolved")]
-    assert rule_figures(again, "taobao") == counted(2, 1)
+    assert rule_figures(again, "taobao") == counted(1, 1)
 
 
 def test_a_buyer_still_waiting_is_a_miss_from_the_moment_the_limit_passes() -> None:
@@ -124,10 +133,13 @@ def test_a_buyer_still_waiting_is_a_miss_from_the_moment_the_limit_passes() -> N
     assert rule_figures(events, "jd", now=at(10, 1, 36), window="5m") == counted(1, 0)
 
 
-def test_taobao_counts_a_buyer_waiting_again() -> None:
+def test_a_buyer_waiting_again_counts_once(monkeypatch: pytest.MonkeyPatch) -> None:
     events = [*chat("t1", "taobao", at(10, 0), [10]), ev("t1", "taobao", "c9", at(10, 1), "message", sender="customer")]
     assert rule_figures(events, "taobao", now=at(10, 3, 59)) == counted(1, 1)
-    assert rule_figures(events, "taobao", now=at(10, 4, 1)) == counted(2, 1)  # waiting again for over 3 min
+    assert rule_figures(events, "taobao", now=at(10, 4, 1)) == counted(1, 1)  # one buyer, answered in time once
+    monkeypatch.setenv("PLATFORM_RULES", '{"taobao": {"first_reply_only": false}}')  # every wait: counted again
+    assert rule_figures(events, "taobao", now=at(10, 4, 1)) == counted(2, 1)
+    monkeypatch.delenv("PLATFORM_RULES")
     # JD counts only the first wait: the same buyer waiting again is not JD's rule.
     jd = [*chat("j1", "jd", at(10, 0), [10]), ev("j1", "jd", "c9", at(10, 1), "message", sender="customer")]
     assert rule_figures(jd, "jd", now=at(10, 30)) == counted(1, 1)
@@ -178,7 +190,7 @@ def test_counted_hours_are_configuration(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_rules_are_configuration() -> None:
     rules = parse_rules('{"douyin": {"limit_s": 60, "hours": [9, 21]}, "jd": null, "pdd": {"limit_s": 120}}')
     assert rules["douyin"] == PlatformRule(60, hours=(9, 21)) and "jd" not in rules
-    assert rules["pdd"] == PlatformRule(120, hours=(8, 23))  # an override changes only what it names
+    assert rules["pdd"] == PlatformRule(120, first_reply_only=True, hours=(8, 23))  # changes only what it names
     assert rules["pdd"].counts(at(8, 0)) and not rules["pdd"].counts(at(7, 59))
     assert DEFAULT_RULES["jd"] == PlatformRule(30, first_reply_only=True, hours=(9, 23))
     for bad in ('{"douyin": {"hours": [8, 23]}}', '{"pdd": {"limit_s": 0}}', '{"pdd": {"hours": [8, 25]}}',
@@ -195,5 +207,7 @@ def test_outcome_of_each_wait() -> None:
     assert jd.outcome(REPLY, t, 1) is None and jd.outcome(WAIT_CLOSED, t, 1) is None
     assert jd.outcome(UNANSWERED_CLOSED, t, 5_000) == (t, False)
     assert jd.outcome(UNANSWERED_CLOSED, t, 40_000) == (t - 10_000, False)
-    assert pdd.outcome(REPLY, t, 180_000) == (t, True) and pdd.outcome(FRT, t, 1) is None
-    assert pdd.outcome(WAIT_CLOSED, t, 200_000) == (t - 20_000, False)
+    assert pdd.outcome(FRT, t, 180_000) == (t, True) and pdd.outcome(REPLY, t, 1) is None
+    every = PlatformRule(180, first_reply_only=False, hours=(8, 23))  # counting every wait, by configuration
+    assert every.outcome(REPLY, t, 180_000) == (t, True) and every.outcome(FRT, t, 1) is None
+    assert every.outcome(WAIT_CLOSED, t, 200_000) == (t - 20_000, False)

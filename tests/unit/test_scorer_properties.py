@@ -321,7 +321,7 @@ def test_generator_reaches_out_of_order_and_duplicates() -> None:
     """The strategy is not vacuous: out-of-order arrivals, duplicates, long floors, events after retention."""
     seen = {"reordered": False, "duplicated": False, "long": False, "retracting": False, "after_retention": False}
 
-    @settings(PROPERTY, max_examples=40)
+    @settings(PROPERTY, max_examples=300)
     @given(floors())
     def probe(floor: Floor) -> None:
         ts = [e["ts"] for e in floor.stream]
