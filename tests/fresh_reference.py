@@ -263,11 +263,15 @@ def conversation_facts(cid: str, evs: list[Ev], now: int) -> tuple[list[Fact], C
                     fact(close_i, "rule", flag=False)  # closed unanswered (abandoned, timeout, resolved)
                 # READING: closed bot_resolved before the limit: the buyer did not need a human.
             elif deadline + 1 <= now:
-                # A miss from the moment the limit passes (answered late, closed after it, or still waiting),
-                # in the queue the conversation is in then. READING: that moment is limit + 1 ms (a reply at
-                # exactly the limit is within it, as SL's "within X").
+                # A miss from the moment the limit passes (answered late, closed after it, or still waiting).
+                # READING: that moment is limit + 1 ms (a reply at exactly the limit is within it, as SL's
+                # "within X"). READING: it counts in the queue that answered (or closed) the buyer, or, while
+                # the buyer still waits, the queue they wait in now: METRICS.md's "a conversation answered
+                # after a transfer counts in the queue that answered it".
                 t = deadline + 1
-                facts.append(Fact(t, queue_at(t), scope, "rule", flag=False, conv=cid))
+                told_by = first_reply_i if first_reply_i is not None else close_i
+                where = q_before[told_by] if told_by is not None else queue_at(now)  # (as `fact` files it)
+                facts.append(Fact(t, where, scope, "rule", flag=False, conv=cid))
 
     live: ConvLive | None = None
     if close_i is None:
@@ -505,10 +509,10 @@ def agent_figures(events: Iterable[Mapping[str, Any]], agent_id: str, now: int |
                 seconds[str(e.get("status"))] += (b - a) / 1000
         # Max concurrent chats over the window: the count at its start and at every assignment inside it.
         # READING: a chat assigned and handed on in the same millisecond (events apart in (ts, event_id)
-        # order) is held at that instant.
-        held = floor.intervals.get(agent_id, [])
+        # order) is held for no time, so it occupies no slot (docs/metrics-notes.md).
+        held = [(a, b) for a, b in floor.intervals.get(agent_id, []) if b is None or b > a]
         points = [lo + 1] + [a for a, _ in held if lo < a <= hi]
-        peak = max(sum(1 for a, b in held if a <= t and (b is None or t < b or a == b == t)) for t in points)
+        peak = max(sum(1 for a, b in held if a <= t and (b is None or t < b)) for t in points)
         out[name] = {
             "status_seconds": seconds,
             "max_concurrent": peak,

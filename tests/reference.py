@@ -88,7 +88,8 @@ PLATFORM_RULES: dict[str, tuple[str, int, tuple[int, int] | None]] = {
 CHINA = timezone(timedelta(hours=8))
 
 
-def _rule_record(platform: str, kind: str, q: str, started: int, ended: int, answered: bool) -> Record | None:
+def _rule_record(platform: str, kind: str, q: str, started: int, ended: int, answered: bool,
+                 bot: bool = False) -> Record | None:
     """The one outcome of a counted wait from `started` that a reply (`answered`) or a close ended at
     `ended`: met at the reply within the limit; else missed when the limit passed, or at the close
     if that came first."""
@@ -97,7 +98,8 @@ def _rule_record(platform: str, kind: str, q: str, started: int, ended: int, ans
         return None
     deadline = started + rule[1]
     if ended <= deadline:
-        return Record("rule", ended, q, answered)
+        # A bot that resolved the chat within the limit served a buyer who needed no human.
+        return None if bot else Record("rule", ended, q, answered)
     return Record("rule", deadline, q, False)
 
 
@@ -192,18 +194,18 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
                 if not conv.answered and conv.frt_start is not None and e.reason in ("abandoned", "timeout"):
                     out.append(Record("left", ts, q, None))
                 # Closed unanswered (abandoned, or by an agent): a miss of the platform rule; a bot that
-                # resolved it served a buyer who never needed a human.
-                if e.reason != "bot_resolved":
-                    wheres = [q] if conv.assignee is None else [q, AGENT + conv.assignee]
-                    for where in wheres:
-                        if not conv.answered and conv.frt_start is not None:
-                            rr = _rule_record(conv.platform, "frt", where, conv.frt_start, ts, False)
-                            if rr:
-                                out.append(rr)
-                        if conv.waiting_since is not None:
-                            rr = _rule_record(conv.platform, "reply", where, conv.waiting_since, ts, False)
-                            if rr:
-                                out.append(rr)
+                # resolved it within the limit served a buyer who never needed a human (past it: a miss).
+                bot = e.reason == "bot_resolved"
+                wheres = [q] if conv.assignee is None else [q, AGENT + conv.assignee]
+                for where in wheres:
+                    if not conv.answered and conv.frt_start is not None:
+                        rr = _rule_record(conv.platform, "frt", where, conv.frt_start, ts, False, bot)
+                        if rr:
+                            out.append(rr)
+                    if conv.waiting_since is not None:
+                        rr = _rule_record(conv.platform, "reply", where, conv.waiting_since, ts, False, bot)
+                        if rr:
+                            out.append(rr)
                 handle = None if first_assigned_ts is None else ts - first_assigned_ts
                 out.append(Record("closed", ts, q, (e.reason, handle)))
                 if conv.assignee is not None:

@@ -45,6 +45,10 @@ CLOSED_PREFIX: Final = "closed_"  # closed_<reason>; value = handle time ms, or 
 # rules count it as a miss (platform_rules.PlatformRule.outcome); no other figure reads it.
 UNANSWERED_CLOSED: Final = "unanswered_closed"  # the buyer's first wait: never answered
 WAIT_CLOSED: Final = "wait_closed"  # a later wait (answered before, waiting again)
+# The same, ended by a `bot_resolved` close: the bot served the buyer, so the rule counts the wait only if
+# its limit had passed before (a miss from that moment: METRICS.md), never as a wait that needed no human.
+UNANSWERED_BOT_CLOSED: Final = "unanswered_bot_closed"
+WAIT_BOT_CLOSED: Final = "wait_bot_closed"
 
 # Facts attributed to an agent (the Chitu per-agent view) carry the pseudo-queue "@agent:<id>":
 # they flow through the same buckets, partials and merge as a queue's, and never mix with a real queue.
@@ -157,7 +161,7 @@ class Bucket:
                         c[name] = c.get(name, 0) + sign
         elif kind == ABANDON_WAIT:
             c["abandon_wait_ms"] += sign * v
-        elif kind in (UNANSWERED_CLOSED, WAIT_CLOSED):
+        elif kind in (UNANSWERED_CLOSED, WAIT_CLOSED, UNANSWERED_BOT_CLOSED, WAIT_BOT_CLOSED):
             pass  # read by the platform rules only
         elif kind == LAST_REPLY:
             c["replied_convs"] += sign

@@ -41,7 +41,9 @@ from .buckets import (
     MSG_CUSTOMER,
     REPLY,
     TRANSFER_OUT,
+    UNANSWERED_BOT_CLOSED,
     UNANSWERED_CLOSED,
+    WAIT_BOT_CLOSED,
     WAIT_CLOSED,
     Fact,
     agent_scope,
@@ -87,7 +89,7 @@ EVENT_TYPE_CODES: Final = (
 FACT_KIND_CODES: Final = (
     ARRIVAL, FRT, LEFT, ABANDON_WAIT, REPLY, TRANSFER_OUT, CSAT, MSG_CUSTOMER, MSG_AGENT, LAST_REPLY, LAST_ORDER,
     CLOSED_PREFIX + "resolved", CLOSED_PREFIX + "abandoned", CLOSED_PREFIX + "timeout", CLOSED_PREFIX + "bot_resolved",
-    UNANSWERED_CLOSED, WAIT_CLOSED,
+    UNANSWERED_CLOSED, WAIT_CLOSED, UNANSWERED_BOT_CLOSED, WAIT_BOT_CLOSED,
 )
 _TYPE_CODE: Final = {name: i for i, name in enumerate(EVENT_TYPE_CODES)}
 _TYPE_NAME: Final = {name: name for name in EVENT_TYPE_CODES}
@@ -222,13 +224,13 @@ def step(s: ConvState, ev: ConvEvent) -> Delta:
                 # How long the buyer waited before giving up: with the answered waits, it estimates patience.
                 out.append((Fact(ABANDON_WAIT, ts, q, max(0, ts - s.frt_start)), 1))
             # A wait for a human the close ends unanswered: a miss of the platform rules (platform_rules.py).
-            # The bot served a `bot_resolved` buyer, who never needed a human reply: no wait counts.
+            # A `bot_resolved` close ends it too: a miss only if the limit had passed by then (the rule decides).
             ended: tuple[str, int] | None = None
-            if reason != "bot_resolved":
-                if not s.answered and s.frt_start is not None:
-                    ended = UNANSWERED_CLOSED, max(0, ts - s.frt_start)
-                elif s.waiting_since is not None:
-                    ended = WAIT_CLOSED, max(0, ts - s.waiting_since)
+            bot = reason == "bot_resolved"
+            if not s.answered and s.frt_start is not None:
+                ended = UNANSWERED_BOT_CLOSED if bot else UNANSWERED_CLOSED, max(0, ts - s.frt_start)
+            elif s.waiting_since is not None:
+                ended = WAIT_BOT_CLOSED if bot else WAIT_CLOSED, max(0, ts - s.waiting_since)
             if ended is not None:
                 out.append((Fact(ended[0], ts, q, ended[1]), 1))
                 if s.assignee:

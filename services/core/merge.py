@@ -18,7 +18,7 @@ agent's time per status is taken over the same (lo, now].
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -520,9 +520,10 @@ def rule_deadlines(scope: Scope, lives: Iterable[Live]) -> tuple[list[int], list
 
 
 def passed_in_windows(deadlines: list[int], totals: list[int], now: int, lows: dict[str, int]) -> dict[str, int]:
-    """Per window, the waits whose deadline passed at or before `now` and at or after the window's first
-    slot (`lows`): the windows a miss recorded at that moment falls in. Empty when none has passed."""
-    end = bisect_right(deadlines, now)
+    """Per window, the waits whose limit has passed by `now` (a miss from deadline + 1 ms: a reply at the
+    deadline itself is within the limit) and whose miss falls in the window, (`lows`, now]: the deadline is
+    at or after the window's edge. Empty when none has passed."""
+    end = bisect_left(deadlines, now)
     if end == 0:
         return {}
     out: dict[str, int] = {}

@@ -29,7 +29,7 @@ from typing import Final
 
 import orjson
 
-from .buckets import FRT, REPLY, UNANSWERED_CLOSED, WAIT_CLOSED
+from .buckets import FRT, REPLY, UNANSWERED_BOT_CLOSED, UNANSWERED_CLOSED, WAIT_BOT_CLOSED, WAIT_CLOSED
 
 CHINA_UTC_OFFSET_MIN: Final = 8 * 60
 _DAY_MS: Final = 86_400_000
@@ -62,9 +62,11 @@ class PlatformRule:
 
         FRT / REPLY facts end a wait with a reply at `ts` after `value` ms; UNANSWERED_CLOSED /
         WAIT_CLOSED end one with a close at `ts` after `value` ms (never answered / waiting again)."""
+        bot = kind in (UNANSWERED_BOT_CLOSED, WAIT_BOT_CLOSED)
         if kind == (FRT if self.first_reply_only else REPLY):
             replied = True
-        elif kind == UNANSWERED_CLOSED or (kind == WAIT_CLOSED and not self.first_reply_only):
+        elif kind in (UNANSWERED_CLOSED, UNANSWERED_BOT_CLOSED) or (
+                kind in (WAIT_CLOSED, WAIT_BOT_CLOSED) and not self.first_reply_only):
             replied = False
         else:
             return None
@@ -73,8 +75,11 @@ class PlatformRule:
             return None
         deadline = started + self.limit_ms
         if ts <= deadline:
-            return ts, replied
-        return deadline, False  # missed the moment the limit passed, not when the reply or close came
+            # Within the limit: a reply met it, a close missed it, a bot that resolved it needed no human.
+            return None if bot else (ts, replied)
+        # Missed the moment the limit passed (1 ms after it: a reply at the limit is within it), not when the
+        # reply or close came.
+        return deadline + 1, False
 
     @property
     def name(self) -> str:

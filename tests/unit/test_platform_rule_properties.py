@@ -88,8 +88,10 @@ def definition(platform: str, events: list[dict[str, Any]], now: int) -> dict[st
         if start is not None:
             waits.append((start, None, None))
         for started, end, how in waits:
-            if not counted_hour(started, hours) or how == "bot_resolved":
-                continue  # a bot that resolved the chat served the buyer: no human reply was needed
+            if not counted_hour(started, hours):
+                continue
+            if how == "bot_resolved" and end is not None and end <= started + limit:
+                continue  # a bot resolved the chat within the limit: no human reply was needed
             if end is None and started + limit > now:
                 continue  # still waiting, within the limit: no outcome yet
             outcomes.append(how == "reply" and end is not None and end <= started + limit)

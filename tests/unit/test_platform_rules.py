@@ -126,7 +126,8 @@ def test_closed_unanswered_is_a_miss_and_bot_resolved_is_not_counted() -> None:
 def test_a_buyer_still_waiting_is_a_miss_from_the_moment_the_limit_passes() -> None:
     events = waiting("j1", "jd", at(10, 0))
     assert rule_figures(events, "jd", now=at(10, 0, 29)) == counted(0, 0)  # 29 s: no outcome yet
-    assert rule_figures(events, "jd", now=at(10, 0, 30)) == counted(1, 0)  # the limit passed at 30 s
+    assert rule_figures(events, "jd", now=at(10, 0, 30)) == counted(0, 0)  # a reply now would still be in time
+    assert rule_figures(events, "jd", now=at(10, 0, 30.001)) == counted(1, 0)  # the limit passed at 30 s
     assert rule_figures(events, "jd", now=at(10, 0, 40)) == counted(1, 0)  # still waiting at 40 s: a miss
     # The miss belongs to 10:00:30: at 10:01:36 it has left the 1m window (and its bucket), not the 5m one.
     assert rule_figures(events, "jd", now=at(10, 1, 36), window="1m") == counted(0, 0)
@@ -203,11 +204,11 @@ def test_outcome_of_each_wait() -> None:
     jd, pdd = DEFAULT_RULES["jd"], DEFAULT_RULES["pdd"]
     t = at(10, 0, 40)
     assert jd.outcome(FRT, t, 30_000) == (t, True)
-    assert jd.outcome(FRT, t, 30_001) == (t - 1, False)  # missed when the limit passed
+    assert jd.outcome(FRT, t, 30_001) == (t, False)  # missed the moment the limit passed (1 ms after it)
     assert jd.outcome(REPLY, t, 1) is None and jd.outcome(WAIT_CLOSED, t, 1) is None
     assert jd.outcome(UNANSWERED_CLOSED, t, 5_000) == (t, False)
-    assert jd.outcome(UNANSWERED_CLOSED, t, 40_000) == (t - 10_000, False)
+    assert jd.outcome(UNANSWERED_CLOSED, t, 40_000) == (t - 10_000 + 1, False)
     assert pdd.outcome(FRT, t, 180_000) == (t, True) and pdd.outcome(REPLY, t, 1) is None
     every = PlatformRule(180, first_reply_only=False, hours=(8, 23))  # counting every wait, by configuration
     assert every.outcome(REPLY, t, 180_000) == (t, True) and every.outcome(FRT, t, 1) is None
-    assert every.outcome(WAIT_CLOSED, t, 200_000) == (t - 20_000, False)
+    assert every.outcome(WAIT_CLOSED, t, 200_000) == (t - 20_000 + 1, False)

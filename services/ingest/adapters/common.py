@@ -102,7 +102,9 @@ def queue_id(name: object) -> str | None:
 
 
 def _no_id(value: object) -> bool:
-    return value is None or value == "" or isinstance(value, bool) or not isinstance(value, (str, int))
+    """Not an id a queue can be known by (an id with control characters would be refused by the contract)."""
+    return (value is None or value == "" or isinstance(value, bool) or not isinstance(value, (str, int))
+            or (isinstance(value, str) and (not value.isprintable() or len(value) > MAX_PLATFORM_ID_LEN)))
 
 
 class QueueRef(NamedTuple):
