@@ -249,6 +249,11 @@ class StackConfig:
         return str(venv) if venv.exists() else sys.executable
 
 
+TEST_PLATFORM_RULES = (
+    '{"jd": {"hours": null}, "pdd": {"hours": null}, "taobao": {"hours": null}, "tmall": {"hours": null}}'
+)
+
+
 def config_for_tests(**overrides: object) -> StackConfig:
     """The test session's stack: its own ports and RUN_DIR, fresh secrets, in-memory scorer tables.
 
@@ -268,7 +273,9 @@ def config_for_tests(**overrides: object) -> StackConfig:
         alertmanager_port=29095 + off,
         alert_webhook_url=f"http://127.0.0.1:{29099 + off}/alerts",
         env_file=run_dir / ".env",  # RUN_DIR is wiped first, so every session gets new tokens
-        extra_env={"SCORER_STORE": "memory://"},
+        # The platforms' rules counted all day: end-to-end figures must not depend on the hour CI runs at (the
+        # counted hours themselves are tested in process: tests/unit/test_platform_rules.py).
+        extra_env={"SCORER_STORE": "memory://", "PLATFORM_RULES": TEST_PLATFORM_RULES},
     )
     cfg = replace(cfg, **overrides)  # type: ignore[arg-type]
     cfg.validate()
