@@ -40,6 +40,8 @@ from faust.types import ProducerT
 from faust.types.tuples import FutureMessage
 from mode import Service
 
+from services.core.kafka_security import client_kwargs
+
 
 class StateProducer(AIOKafkaFaustProducer):  # type: ignore[misc]  # faust's driver classes are untyped
     """Faust's aiokafka producer whose flush returns only when every buffered write given to it before
@@ -71,6 +73,7 @@ class OutputProducer(Service):  # type: ignore[misc]  # mode is untyped
         self.options: dict[str, Any] = {
             "bootstrap_servers": bootstrap, "client_id": client_id, "acks": "all", "enable_idempotence": True,
             "linger_ms": linger_ms, "max_batch_size": max_batch_size, "compression_type": compression_type,
+            **client_kwargs(),  # the same SASL/TLS settings as every client (services/core/kafka_security.py)
         }
         self.producer: AIOKafkaProducer | None = None
         super().__init__(**kwargs)
