@@ -367,17 +367,22 @@
 
   function alertsFor(queue) {
     const f = state.filters;
-    const scope = [f.tenant || '*', f.shop_id || '*', f.platform || '*'];
+    const firing = [...state.alerts.values()].filter((a) => a.state === 'firing');
+    // One condition, one page (METRICS.md): a queue across shops pages at its roll-up (its shops' alerts
+    // grouped under it), a queue in one shop pages at the shop. So a board over many shops shows the
+    // roll-up where one fires and the shops' own alerts otherwise.
+    const rollups = new Set(firing.filter((a) => (a.shop_id || '*') === '*' && a.group).map((a) => a.group));
     const out = [];
-    for (const a of state.alerts.values()) {
-      if (a.state !== 'firing') continue;
+    for (const a of firing) {
       if (queue !== undefined && a.queue !== queue) continue;
       if (f.queue && a.queue !== f.queue) continue;
       if (state.viewQueues && !state.viewQueues.has(a.queue)) continue;  // a saved board: its queues only
-      // The alert of the scope the board shows (the roll-up, or the one shop), not its siblings.
       const shop = a.shop_id || '*';
       if (f.shop_id) { if (shop !== f.shop_id || (f.platform && a.platform !== f.platform)) continue; }
-      else if ((a.tenant || '*') !== scope[0] || shop !== '*' || (a.platform || '*') !== scope[2]) continue;
+      else if (f.tenant || f.platform) {
+        // A tenant's or platform's board: its own shops' alerts (a roll-up also counts other tenants').
+        if (shop === '*' || (f.tenant && a.tenant !== f.tenant) || (f.platform && a.platform !== f.platform)) continue;
+      } else if (shop !== '*' && rollups.has(a.group)) continue;
       out.push(a);
     }
     out.sort((a, b) => (a.severity === b.severity ? String(a.started_at).localeCompare(String(b.started_at))
