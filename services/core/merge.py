@@ -19,6 +19,7 @@ agent's time per status is taken over the same (lo, now].
 from __future__ import annotations
 
 from bisect import bisect_left
+from zlib import crc32
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -392,7 +393,7 @@ class QueueMerger:
         """Whether an agent's own view keeps its last build this call (agents take turns)."""
         return (
             self.agent_refresh_ticks > 1 and is_agent_scope(key[0]) and key in self.built
-            and (self.ticks + hash(key)) % self.agent_refresh_ticks != 0
+            and (self.ticks + _turn(key)) % self.agent_refresh_ticks != 0
         )
 
     def views(self, now: int) -> dict[ViewKey, dict[str, Any]]:
@@ -532,6 +533,12 @@ def passed_in_windows(deadlines: list[int], totals: list[int], now: int, lows: d
         if first < end:
             out[name] = totals[end - 1] - (totals[first - 1] if first else 0)
     return out
+
+
+def _turn(key: ViewKey) -> int:
+    """An agent view's turn: the same in every process (str hashes are salted per process, so two
+    workers, or a worker after a restart, would rotate agents differently)."""
+    return crc32("\x1f".join(key).encode())
 
 
 def with_waits_past_limit(figures: dict[str, dict[str, Any]], past: dict[str, int]) -> dict[str, dict[str, Any]]:

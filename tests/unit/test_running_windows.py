@@ -144,3 +144,31 @@ def test_agent_views_take_turns_and_are_exact_as_of_their_build() -> None:
             assert view == history[view["as_of"]][key]
         if second > 5:
             assert len(turns.rebuilt & {k for k in shown if k[0].startswith("@agent:")}) < len(agents)
+
+
+TURNS = """
+from services.core.merge import QueueMerger
+m = QueueMerger(5000, agent_refresh_ticks=5)
+keys = [(f"@agent:a{i}", "acme", "acme-jd", "jd") for i in range(12)]
+m.built = {k: {} for k in keys}
+out = []
+for t in range(5):
+    m.ticks = t
+    out.append([k[0] for k in keys if m._waits(k)])
+print(out)
+"""
+
+
+def test_agent_turns_are_the_same_in_every_process() -> None:
+    """Two workers (or one after a restart) rotate agent views alike: the turn is not drawn from
+    Python's per-process salted str hash."""
+    import os
+    import subprocess
+    import sys
+
+    runs = {
+        subprocess.run([sys.executable, "-c", TURNS], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(runs) == 1, runs
