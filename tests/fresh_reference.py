@@ -34,6 +34,7 @@ PLATFORM_RULES: dict[str, tuple[int, int, int]] = {
 }
 STAR = "*"
 ViewKey = tuple[str, str, str, str]  # (queue, tenant, shop_id, platform), "*" = all
+AgentKey = tuple[str, str]  # (tenant, agent_id)
 
 
 def ts_ms(value: Any) -> int:
@@ -290,8 +291,8 @@ class Floor:
     now: int
     facts: list[Fact]
     live: list[ConvLive]
-    agents: dict[str, AgentFacts]
-    intervals: dict[str, list[tuple[int, int | None]]]  # agent -> assignment intervals
+    agents: dict[AgentKey, AgentFacts]
+    intervals: dict[AgentKey, list[tuple[int, int | None]]]  # agent -> assignment intervals
 
 
 def build_floor(events: Iterable[Mapping[str, Any]], now: int | None = None) -> Floor:
@@ -299,27 +300,29 @@ def build_floor(events: Iterable[Mapping[str, Any]], now: int | None = None) -> 
     if now is None:
         now = max(e.ts for e in evs)
     evs = [e for e in evs if e.ts <= now]
-    by_conv: dict[str, list[Ev]] = defaultdict(list)
-    by_agent: dict[str, list[Ev]] = defaultdict(list)
+    # READING (issue 16): conversations and agents are per tenant; two tenants' "c1" or "a1" are two.
+    by_conv: dict[tuple[str, str], list[Ev]] = defaultdict(list)
+    by_agent: dict[AgentKey, list[Ev]] = defaultdict(list)
     for e in evs:
+        tenant = str(e.get("tenant", "default"))
         if e.type == "agent.status":
-            by_agent[str(e.get("agent_id"))].append(e)
+            by_agent[(tenant, str(e.get("agent_id")))].append(e)
         else:
-            by_conv[str(e.get("conversation_id"))].append(e)
+            by_conv[(tenant, str(e.get("conversation_id")))].append(e)
     facts: list[Fact] = []
     live: list[ConvLive] = []
-    intervals: dict[str, list[tuple[int, int | None]]] = defaultdict(list)
-    for cid, cevs in by_conv.items():
+    intervals: dict[AgentKey, list[tuple[int, int | None]]] = defaultdict(list)
+    for (tenant, cid), cevs in by_conv.items():
         f, lv, iv = conversation_facts(cid, cevs, now)
         facts += f
         if lv is not None:
             live.append(lv)
         for agent, a, b in iv:
-            intervals[agent].append((a, b))
-    agents: dict[str, AgentFacts] = {}
-    for agent_id, sevs in by_agent.items():
+            intervals[(tenant, agent)].append((a, b))
+    agents: dict[AgentKey, AgentFacts] = {}
+    for agent_key, sevs in by_agent.items():
         last = sevs[-1]  # the latest by (ts, event_id): arrival order plays no part
-        agents[agent_id] = AgentFacts(
+        agents[agent_key] = AgentFacts(
             scope=(str(last.get("tenant", "default")), str(last.get("shop_id", "")), str(last.get("platform", ""))),
             status=str(last.get("status")), capacity=int(last.get("capacity", 1)),
             queues=tuple(str(q) for q in last.get("queues") or ()), status_events=sevs,
@@ -368,8 +371,8 @@ def window_view(facts: list[Fact], span_ms: int) -> dict[str, Any]:
     # READING: with no reply in the window `slow` is null like the other reply figures ("a window with no
     # samples reports null"); `count` stays 0.
     reply["slow"] = sum(1 for f in replies if f.flag) if replies else None
-    replied = {(f.conv, f.queue) for f in kinds["human_reply"]}
-    ordered = {(f.conv, f.queue) for f in kinds["order"]} & replied
+    replied = {(f.scope[0], f.conv, f.queue) for f in kinds["human_reply"]}  # a conversation is (tenant, id)
+    ordered = {(f.scope[0], f.conv, f.queue) for f in kinds["order"]} & replied
     rules = kinds["rule"]
     customers, agents_msgs = len(kinds["msg_customer"]), len(kinds["msg_agent"])
     return {
@@ -407,7 +410,7 @@ def window_view(facts: list[Fact], span_ms: int) -> dict[str, Any]:
     }
 
 
-def active_chats(floor: Floor, agent: str, t: int) -> int:
+def active_chats(floor: Floor, agent: AgentKey, t: int) -> int:
     """Open conversations assigned to `agent` at time t (an interval [from, to))."""
     return sum(1 for a, b in floor.intervals.get(agent, []) if a <= t and (b is None or t < b))
 
@@ -490,13 +493,21 @@ def reference_views(events: Iterable[Mapping[str, Any]], now: int | None = None,
 # --- agents (the Chitu view): only the figures METRICS.md names for agents --------------------------
 
 def agent_figures(events: Iterable[Mapping[str, Any]], agent_id: str, now: int | None = None,
-                  spans_ms: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
+                  spans_ms: Mapping[str, int] | None = None, tenant: str | None = None) -> dict[str, dict[str, Any]]:
     """Per window: time per status (s), max concurrent chats, FRT and reply of this agent's replies, messages
     sent. READING: an agent's time before their first status event is in no status; FRT and reply times
-    belong to the agent who replied."""
+    belong to the agent who replied. The agent is the tenant's (`tenant` may be left out when only one
+    tenant has an agent of that id)."""
     floor = build_floor(events, now)
-    sevs = floor.agents[agent_id].status_events if agent_id in floor.agents else []
-    mine = [f for f in floor.facts if f.kind in ("msg_agent", "frt", "reply") and f.agent == agent_id]
+    if tenant is None:
+        tenants = {t for t, a in floor.agents if a == agent_id} | {t for t, a in floor.intervals if a == agent_id} \
+            | {f.scope[0] for f in floor.facts if f.agent == agent_id}
+        assert len(tenants) <= 1, f"agent {agent_id!r} in several tenants {sorted(tenants)}: name one"
+        tenant = next(iter(tenants), "default")
+    agent_key = (tenant, agent_id)
+    sevs = floor.agents[agent_key].status_events if agent_key in floor.agents else []
+    mine = [f for f in floor.facts if f.kind in ("msg_agent", "frt", "reply") and f.agent == agent_id
+            and f.scope[0] == tenant]
     out: dict[str, dict[str, Any]] = {}
     for name, width in WINDOWS.items():
         span = (spans_ms or {}).get(name, width)
@@ -510,7 +521,7 @@ def agent_figures(events: Iterable[Mapping[str, Any]], agent_id: str, now: int |
         # Max concurrent chats over the window: the count at its start and at every assignment inside it.
         # READING: a chat assigned and handed on in the same millisecond (events apart in (ts, event_id)
         # order) is held for no time, so it occupies no slot (docs/metrics-notes.md).
-        held = [(a, b) for a, b in floor.intervals.get(agent_id, []) if b is None or b > a]
+        held = [(a, b) for a, b in floor.intervals.get(agent_key, []) if b is None or b > a]
         points = [lo + 1] + [a for a, _ in held if lo < a <= hi]
         peak = max(sum(1 for a, b in held if a <= t and (b is None or t < b)) for t in points)
         out[name] = {

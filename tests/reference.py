@@ -58,7 +58,7 @@ class Record:
     ts: int
     queue: str
     value: Any = None  # frt/reply ms; left: frt ms or None (abandoned); csat: score; closed: (reason, handle ms|None);
-    # replied (any human reply) / ordered: the conversation id (conversion counts distinct conversations)
+    # replied (any human reply) / ordered: (tenant, conversation id) (conversion counts distinct conversations)
 
 
 @dataclass
@@ -149,7 +149,7 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
             me = AGENT + (e.agent_id or "")
             out.append(Record("msg_agent", ts, q))
             out.append(Record("msg_agent", ts, me))
-            out.append(Record("replied", ts, q, e.conversation_id))
+            out.append(Record("replied", ts, q, (e.tenant, e.conversation_id)))
             if not conv.closed:
                 if conv.assignee is None:
                     conv.assignee = e.agent_id
@@ -215,7 +215,7 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
         elif e.type == "csat.rated":
             out.append(Record("csat", ts, q, e.score))
         elif e.type == "order.placed":
-            out.append(Record("ordered", ts, q, e.conversation_id))
+            out.append(Record("ordered", ts, q, (e.tenant, e.conversation_id)))
     return conv
 
 
@@ -320,7 +320,8 @@ def window_figures(records: list[Record], span_ms: int) -> dict[str, Any]:
     }
 
 
-def _live(convs: list[ConvResult], agents: list[AgentResult], active: dict[str, int], now: int) -> dict[str, Any]:
+def _live(convs: list[ConvResult], agents: list[AgentResult], active: dict[tuple[str, str], int],
+          now: int) -> dict[str, Any]:
     open_ = [c for c in convs if not c.closed]
     unanswered = [c for c in open_ if c.frt_start is not None and not c.answered]
     waits = [max(0, now - c.waiting_since) for c in open_ if c.waiting_since is not None]
@@ -340,10 +341,11 @@ def _live(convs: list[ConvResult], agents: list[AgentResult], active: dict[str, 
         return out
     serving = [a for a in agents if a.status in ("online", "busy")]
     capacity = sum(a.capacity for a in serving)
-    busy_slots = sum(active.get(a.agent_id, 0) for a in serving)
+    busy_slots = sum(active.get((a.tenant, a.agent_id), 0) for a in serving)
     out.update(
         agents_online=sum(1 for a in agents if a.status != "offline"),
-        agents_available=sum(1 for a in agents if a.status == "online" and active.get(a.agent_id, 0) < a.capacity),
+        agents_available=sum(1 for a in agents
+                             if a.status == "online" and active.get((a.tenant, a.agent_id), 0) < a.capacity),
         agents_away=sum(1 for a in agents if a.status == "away"),
         slots_capacity=capacity,
         slots_active=busy_slots,
@@ -376,27 +378,28 @@ def reference_views(raw_events: list[dict[str, Any]], now: int | None = None) ->
     if now is None:
         now = max(ev.ts_ms for ev in events)
 
-    by_conv: dict[str, list[ChatEvent]] = defaultdict(list)
-    by_agent: dict[str, list[ChatEvent]] = defaultdict(list)
+    # Conversations and agents are per tenant (issue 16): two tenants' "c1" or "a1" are two.
+    by_conv: dict[tuple[str, str], list[ChatEvent]] = defaultdict(list)
+    by_agent: dict[tuple[str, str], list[ChatEvent]] = defaultdict(list)
     for ev in events:
         if ev.type == "agent.status":
             assert ev.agent_id is not None
-            by_agent[ev.agent_id].append(ev)
+            by_agent[(ev.tenant, ev.agent_id)].append(ev)
         else:
             assert ev.conversation_id is not None
-            by_conv[ev.conversation_id].append(ev)
+            by_conv[(ev.tenant, ev.conversation_id)].append(ev)
     convs = [_walk(evs) for evs in by_conv.values()]
 
     agents: list[AgentResult] = []
-    for agent_id, evs in by_agent.items():
+    for (_tenant, agent_id), evs in by_agent.items():
         last = max(evs, key=lambda e: (e.ts_ms, e.event_id))
         assert last.status is not None and last.capacity is not None and last.queues is not None
         agents.append(AgentResult(agent_id, last.tenant, last.shop_id, last.platform, last.status, last.capacity,
                                   last.queues))
-    active: dict[str, int] = defaultdict(int)  # agent -> open conversations assigned to them, any queue
+    active: dict[tuple[str, str], int] = defaultdict(int)  # (tenant, agent) -> open conversations assigned
     for c in convs:
         if not c.closed and c.assignee is not None:
-            active[c.assignee] += 1
+            active[(c.tenant, c.assignee)] += 1
 
     records_of: dict[ViewKey, list[Record]] = defaultdict(list)
     open_of: dict[ViewKey, list[ConvResult]] = defaultdict(list)

@@ -59,9 +59,18 @@ def mount_agents(app: FastAPI, views: ViewStore) -> None:
         return {"agents": agents(tenant, shop_id, platform)}
 
     @app.get("/v1/agents/{agent_id}")
-    async def get_agent(agent_id: Annotated[str, Path(max_length=128)]) -> dict[str, Any]:
-        for (q, _t, _s, _p), v in views.views.items():
+    async def get_agent(agent_id: Annotated[str, Path(max_length=128)], tenant: Filter = None) -> dict[str, Any]:
+        """One agent's view. Agents are per tenant: when two tenants have an agent of that id, `tenant` says
+        whose (409 without it)."""
+        found = [
+            v for (q, t, _s, _p), v in views.views.items()
             # By the id as shown (agent-<hash> for an address), or by the id itself.
-            if is_agent_scope(q) and agent_id in (q[len(AGENT_PREFIX):], shown_agent_id(q[len(AGENT_PREFIX):])):
-                return agent_view(v)
-        raise HTTPException(404, f"no figures for agent {agent_id!r} yet")
+            if is_agent_scope(q) and tenant in (None, t)
+            and agent_id in (q[len(AGENT_PREFIX):], shown_agent_id(q[len(AGENT_PREFIX):]))
+        ]
+        if not found:
+            raise HTTPException(404, f"no figures for agent {agent_id!r} yet")
+        tenants = sorted({v["scope"]["tenant"] for v in found})
+        if len(tenants) > 1:
+            raise HTTPException(409, f"agent {agent_id!r} works for {len(tenants)} tenants: give ?tenant=")
+        return agent_view(found[0])

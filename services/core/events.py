@@ -53,6 +53,22 @@ _RFC3339: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
 _CURRENCY: Final = re.compile(r"^[A-Z]{3}$")
+# Conversations and agents are per tenant: their state (and Kafka record) key is the pair (tenant, id), joined
+# by the ASCII unit separator, which no tenant or id can hold (both are printable, docs/events-bounds.md).
+STATE_KEY_SEP: Final = "\x1f"
+
+
+def state_key(tenant: str, ident: str) -> str:
+    """The key of a conversation's or an agent's state: two tenants' "c1" (or "a1") are two keys."""
+    return f"{tenant}{STATE_KEY_SEP}{ident}"
+
+
+def split_state_key(key: str) -> tuple[str, str]:
+    """(tenant, id) of a `state_key`."""
+    tenant, sep, ident = key.partition(STATE_KEY_SEP)
+    if not sep:
+        raise ValueError(f"not a state key: {key[:40]!r}")
+    return tenant, ident
 
 
 class EventError(ValueError):
@@ -89,12 +105,13 @@ class ChatEvent:
 
     @property
     def key(self) -> str:
-        """The Kafka record key: the conversation, or the agent for `agent.status`."""
+        """The Kafka record key and the scorer's state key: the tenant's conversation, or the tenant's agent for
+        `agent.status` (`state_key`). One conversation's records share it, so they share a partition."""
         if self.type == "agent.status":
             assert self.agent_id is not None
-            return self.agent_id
+            return state_key(self.tenant, self.agent_id)
         assert self.conversation_id is not None
-        return self.conversation_id
+        return state_key(self.tenant, self.conversation_id)
 
     def to_record(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -19,7 +19,7 @@ from services.core.agents import AgentLive, AgentState, PartitionAgents
 from services.core.alerts import Alert, AlertEngine, AlertRules, Signals, paging_scopes, signals_for_views
 from services.core.buckets import Bucket, agent_scope, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState
-from services.core.events import EventError, event_from_record
+from services.core.events import EventError, event_from_record, split_state_key, state_key
 from services.core.limits import NameBudget, TenantLimits
 from services.core.merge import QueueMerger
 from services.core.partials import Live, PartitionPartials, Scope, live_key
@@ -126,7 +126,7 @@ class ConversationStage:
             part.apply_live(conv.tenant, conv.shop_id, conv.platform, None, live_key(conv.state))
             # Re-assert the slots each conversation held: idempotent, and repairs a change lost in a crash.
             if conv.state.assignee:
-                out.extend(self._spans(agent, key, spans) for agent, spans in conv.agent_spans().items())
+                out.extend(self._spans(conv.tenant, agent, key, spans) for agent, spans in conv.agent_spans().items())
             if conv.state.closed:
                 closed[p].append((conv.last_event_ts, key))
         for p in todo:
@@ -201,9 +201,9 @@ class ConversationStage:
             out.extend(self._span_changes(ckey, conv, spans_before))
         elif new_agent != old_agent:  # in order: the slot changed hands at this event
             if old_agent:
-                out.append(self._assignment(old_agent, ckey, False, ev.ts_ms))
+                out.append(self._assignment(conv.tenant, old_agent, ckey, False, ev.ts_ms))
             if new_agent:
-                out.append(self._assignment(new_agent, ckey, True, ev.ts_ms))
+                out.append(self._assignment(conv.tenant, new_agent, ckey, True, ev.ts_ms))
         conv.prune_facts(wm - self.horizon_ms)
         self.unwritten[partition][ckey] = conv
         cache = self.caches[partition]
@@ -235,13 +235,14 @@ class ConversationStage:
                 break
             del cache[key]  # idle: decoded again from the table on its next event
 
-    def _assignment(self, agent_id: str, conversation_key: bytes, active: bool, ts: int) -> Out:
+    # Agent changes are keyed by the conversation's tenant's agent: two tenants' "a1" are two agents.
+    def _assignment(self, tenant: str, agent_id: str, conversation_key: bytes, active: bool, ts: int) -> Out:
         value = orjson.dumps({"k": "assign", "c": conversation_key.decode(), "active": active, "ts": ts})
-        return Out("agent_changes", agent_id.encode(), value)
+        return Out("agent_changes", state_key(tenant, agent_id).encode(), value)
 
-    def _spans(self, agent_id: str, conversation_key: bytes, spans: list[list[int | None]]) -> Out:
+    def _spans(self, tenant: str, agent_id: str, conversation_key: bytes, spans: list[list[int | None]]) -> Out:
         value = orjson.dumps({"k": "spans", "c": conversation_key.decode(), "s": spans})
-        return Out("agent_changes", agent_id.encode(), value)
+        return Out("agent_changes", state_key(tenant, agent_id).encode(), value)
 
     def _span_changes(self, key: bytes, conv: Conversation, before: dict[str, list[list[int | None]]]) -> list[Out]:
         """The agents whose slot spans from this conversation changed, with their new spans."""
@@ -253,7 +254,7 @@ class ConversationStage:
 
         after = conv.agent_spans() if conv.state.assignee else {}
         return [
-            self._spans(agent, key, after.get(agent, []))
+            self._spans(conv.tenant, agent, key, after.get(agent, []))
             for agent in sorted(before.keys() | after.keys())
             if seen(before.get(agent, [])) != after.get(agent, [])
         ]
@@ -419,15 +420,15 @@ class AgentStage:
                         None if value is None else orjson.dumps(value),
                         queue_partition(scope.queue, self.queue_partitions))
                 )
-            for agent_id, agent in self.dirty_agents[p].items():
+            for key, agent in self.dirty_agents[p].items():
                 if agent.status is None:
                     continue  # no status event yet: the agent has no shop to be shown in
-                scope = Scope(agent.tenant, agent.shop_id, agent.platform, agent_scope(agent_id))
+                scope = Scope(agent.tenant, agent.shop_id, agent.platform, agent_scope(split_state_key(key)[1]))
                 qp = queue_partition(scope.queue, self.queue_partitions)
-                old = self.published_scope.get(agent_id)
+                old = self.published_scope.get(key)
                 if old is not None and old != scope:  # moved shop: the old view goes
                     out.append(Out("partials", partial_key(SRC_AGENTS, p, old, SLOT_AGENT_STATE), None, qp))
-                self.published_scope[agent_id] = scope
+                self.published_scope[key] = scope
                 out.append(
                     Out("partials", partial_key(SRC_AGENTS, p, scope, SLOT_AGENT_STATE),
                         orjson.dumps(agent.summary()), qp)

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.protocol.produce import ProduceRequest
 
 from services.core.config import KafkaSettings
-from services.core.events import parse_event
+from services.core.events import parse_event, state_key
 from services.ingest.app import create_app
 from services.ingest.producer import KafkaEventProducer
 from services.ingest.settings import IngestSettings
@@ -202,7 +202,8 @@ async def test_202_only_after_records_are_durable_with_keys_and_values(ingest: I
         value = orjson.loads(rec.value)
         source = expected.pop(value["event_id"])
         assert rec.value == parse_event(source).to_json()
-        assert rec.key == (b"agent-7" if source["type"] == "agent.status" else source["conversation_id"].encode())
+        own_id = "agent-7" if source["type"] == "agent.status" else source["conversation_id"]
+        assert rec.key == state_key(source.get("tenant", "default"), own_id).encode()  # per tenant (issue 16)
         assert partition_of.setdefault(rec.key, rec.partition) == rec.partition  # one key, one partition
         per_key.setdefault(rec.key, []).append(value.get("chars", -1))
     assert expected == {}

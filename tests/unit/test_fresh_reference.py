@@ -269,12 +269,12 @@ def compare(events: Sequence[Mapping[str, Any]], got: Mapping[ViewKey, dict[str,
     # Agent views: the figures METRICS.md names for agents (time per status, max concurrent chats, messages
     # sent, FRT and reply counts), for agents with a status.
     floor = build_floor(events)
-    for agent_id, facts in floor.agents.items():
+    for (tenant, agent_id), facts in floor.agents.items():
         key = (f"@agent:{agent_id}", *facts.scope)
         if key not in got:
             problems.append(f"{key}: agent view missing in production")
             continue
-        figures = agent_figures(events, agent_id, spans_ms=spans)
+        figures = agent_figures(events, agent_id, spans_ms=spans, tenant=tenant)
         for name, mine in figures.items():
             theirs = got[key]["windows"][name]
             projected = {

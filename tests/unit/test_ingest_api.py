@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.core.events import parse_event
+from services.core.events import parse_event, state_key
 from services.ingest.app import create_app
 from services.ingest.producer import ProduceError, Record
 from services.ingest.settings import IngestSettings
@@ -168,7 +168,7 @@ async def test_single_object_is_produced_with_key_and_normalised_value(h: Harnes
     assert resp.status_code == 202, resp.text
     assert resp.json() == {"accepted": 1, "duplicates": 0}
     [(key, value)] = h.producer.records
-    assert key == b"c-1"
+    assert key == state_key("acme", "c-1").encode()  # the tenant's conversation (issue 16)
     assert value == parse_event(ev(1)).to_json()
     assert orjson.loads(value)["ts"] == NOW_MS - 1000
 
@@ -180,8 +180,8 @@ async def test_array_is_one_produce_call_and_agent_status_keyed_by_agent(h: Harn
     assert resp.json() == {"accepted": 51, "duplicates": 0}
     assert len(h.producer.batches) == 1  # one produce round for the whole batch
     keys = [k for k, _ in h.producer.batches[0]]
-    assert keys[:50] == [f"c-{i % 3}".encode() for i in range(50)]  # order kept
-    assert keys[50] == b"a-9"
+    assert keys[:50] == [state_key("acme", f"c-{i % 3}").encode() for i in range(50)]  # order kept
+    assert keys[50] == state_key("default", "a-9").encode()  # the tenant's agent (no tenant: "default")
     assert orjson.loads(h.producer.batches[0][50][1])["ts"] == NOW_MS - 60_000
     assert h.producer.timeouts == [10.0]
 

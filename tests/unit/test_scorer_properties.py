@@ -80,7 +80,7 @@ def conversation(draw: st.DrawFn, cid: str, shop: tuple[str, str, str], agents: 
             return
         tie = draw(st.integers(0, 9))  # event ids decide the order of events with the same ts
         out.append({
-            "event_id": f"{cid}-{tie}{len(out):02d}", "type": etype, "ts": ts, "tenant": tenant,
+            "event_id": f"{tenant}-{cid}-{tie}{len(out):02d}", "type": etype, "ts": ts, "tenant": tenant,
             "shop_id": shop_id, "platform": platform, "conversation_id": cid, **extra,
         })
 
@@ -143,7 +143,7 @@ def agent_statuses(draw: st.DrawFn, agent_id: str, shop: tuple[str, str, str], b
     out = []
     for i in range(draw(st.integers(0, 3))):
         out.append({
-            "event_id": f"st-{agent_id}-{draw(st.integers(0, 9))}{i}", "type": "agent.status",
+            "event_id": f"st-{tenant}-{agent_id}-{draw(st.integers(0, 9))}{i}", "type": "agent.status",
             "ts": base + draw(st.integers(0, end - base)), "tenant": tenant, "shop_id": shop_id,
             "platform": platform, "agent_id": agent_id, "status": draw(st.sampled_from(STATUSES)),
             "capacity": draw(st.integers(1, 3)),
@@ -160,12 +160,18 @@ def floors(draw: st.DrawFn, max_conversations: int = 30) -> Floor:
     end = base + draw(st.sampled_from([HOUR_SPAN_MS, 1_000_000, 200_000, 30_000, LONG_SPAN_MS]))
     events: list[dict[str, Any]] = []
     agents_of: dict[tuple[str, str, str], list[str]] = {}
-    for n, shop in enumerate(shops):
-        agents_of[shop] = [f"a{n}-{i}" for i in range(draw(st.integers(0, 2)))]
+    # Ids are numbered per tenant, so two tenants use the same conversation and agent ids (kept apart: issue 16).
+    agents_in: dict[str, int] = {}
+    for shop in shops:
+        first = agents_in.get(shop[0], 0)
+        agents_in[shop[0]] = first + draw(st.integers(0, 2))
+        agents_of[shop] = [f"a{i}" for i in range(first, agents_in[shop[0]])]
         for agent_id in agents_of[shop]:
             events += draw(agent_statuses(agent_id, shop, base, end))
-    for i in range(draw(st.integers(0, max_conversations))):
+    conversations_in: dict[str, int] = {}
+    for _ in range(draw(st.integers(0, max_conversations))):
         shop = draw(st.sampled_from(shops))
+        i = conversations_in[shop[0]] = conversations_in.get(shop[0], -1) + 1
         events += draw(conversation(f"c{i}", shop, agents_of[shop], base, end))
     if not events:
         events.append({"event_id": "only", "type": "message", "ts": base, "tenant": shops[0][0],
@@ -318,8 +324,10 @@ def strip_bounded(views: dict[ViewKey, dict[str, Any]]) -> dict[ViewKey, Any]:
 
 
 def test_generator_reaches_out_of_order_and_duplicates() -> None:
-    """The strategy is not vacuous: out-of-order arrivals, duplicates, long floors, events after retention."""
-    seen = {"reordered": False, "duplicated": False, "long": False, "retracting": False, "after_retention": False}
+    """The strategy is not vacuous: out-of-order arrivals, duplicates, long floors, events after retention, and
+    two tenants using the same conversation id and the same agent id."""
+    seen = {"reordered": False, "duplicated": False, "long": False, "retracting": False, "after_retention": False,
+            "shared_conversation_id": False, "shared_agent_id": False}
 
     @settings(PROPERTY, max_examples=300)
     @given(floors())
@@ -330,12 +338,22 @@ def test_generator_reaches_out_of_order_and_duplicates() -> None:
         seen["duplicated"] |= len(set(ids)) < len(ids)
         seen["long"] |= max(ts) - min(ts) > 3_000_000
         seen["retracting"] |= not floor.in_order
-        closed_at: dict[str, int] = {}
+        closed_at: dict[tuple[str, str], int] = {}
         for e in sorted(floor.events, key=lambda e: e["ts"]):
+            conv = (e["tenant"], e.get("conversation_id", ""))
             if e["type"] == "conversation.closed":
-                closed_at.setdefault(e["conversation_id"], e["ts"])
-            elif e.get("conversation_id") in closed_at:
-                seen["after_retention"] |= e["ts"] - closed_at[e["conversation_id"]] > 65 * 60_000
+                closed_at.setdefault(conv, e["ts"])
+            elif conv in closed_at:
+                seen["after_retention"] |= e["ts"] - closed_at[conv] > 65 * 60_000
+        tenants_of: dict[tuple[str, str], set[str]] = {}
+        for e in floor.events:
+            if e["type"] == "agent.status":
+                tenants_of.setdefault(("agent", e["agent_id"]), set()).add(e["tenant"])
+            else:
+                tenants_of.setdefault(("conversation", e["conversation_id"]), set()).add(e["tenant"])
+        shared = {kind for (kind, _id), tenants in tenants_of.items() if len(tenants) > 1}
+        seen["shared_conversation_id"] |= "conversation" in shared
+        seen["shared_agent_id"] |= "agent" in shared
 
     probe()
     assert all(seen.values()), seen
