@@ -117,7 +117,8 @@ def build_app(settings: ScorerSettings) -> faust.App:
         horizon_ms=settings.horizon_ms, retention_ms=settings.retention_ms, queue_partitions=k.queue_partitions,
         event_clock=settings.clock == "event", tombstone_ms=settings.tombstone_ms,
     )
-    agents = AgentStage(agent_table, metrics, queue_partitions=k.queue_partitions)
+    agents = AgentStage(agent_table, metrics, queue_partitions=k.queue_partitions,
+                        retention_ms=settings.agent_retention_ms, event_clock=settings.clock == "event")
     queues = QueueStage(
         partials_table, metrics, bucket_ms=settings.bucket_ms, horizon_ms=settings.horizon_ms,
         queue_partitions=k.queue_partitions, event_clock=settings.clock == "event", rules=rules_from_env(),
@@ -180,6 +181,10 @@ def build_app(settings: ScorerSettings) -> faust.App:
                 finally:
                     _current_event.reset(token)
 
+    # The last agent change scored per partition: idle agents are deleted on the tick in its context (a table
+    # write's changelog partition is its current event's), so a partition with no new change still sheds them.
+    last_agent_event: dict[int, Any] = {}
+
     @app.agent(agent_topic, concurrency=1)
     async def score_agents(stream: Any) -> None:
         async for event in stream.events():
@@ -187,6 +192,17 @@ def build_app(settings: ScorerSettings) -> faust.App:
             if partition not in agents.parts:
                 agents.rebuild(assigned(topics.agent_changes) | {partition})
             agents.on_event(event.key, event.value, partition)
+            last_agent_event[partition] = event
+
+    def evict_agents() -> list[Out]:
+        out: list[Out] = []
+        for partition, event in list(last_agent_event.items()):
+            token = _current_event.set(weakref.ref(event))
+            try:
+                out += agents.evict(partition, wall_ms())
+            finally:
+                _current_event.reset(token)
+        return out
 
     async def rebuild_queues() -> None:
         owned = assigned(topics.partials)
@@ -202,7 +218,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
 
     async def publish_partials() -> None:
         started = time.perf_counter()
-        await send(conversations.tick(wall_ms()) + agents.tick())
+        await send(evict_agents() + conversations.tick(wall_ms()) + agents.tick())
         export_lag()
         metrics.tick_seconds.labels("partials").observe(time.perf_counter() - started)
 
@@ -247,6 +263,9 @@ def build_app(settings: ScorerSettings) -> faust.App:
             await outputs.flush()
         conversations.revoke({tp.partition for tp in revoked if tp.topic == topics.events})
         agents.revoke({tp.partition for tp in revoked if tp.topic == topics.agent_changes})
+        for tp in revoked:
+            if tp.topic == topics.agent_changes:
+                last_agent_event.pop(tp.partition, None)
         if any(tp.topic == topics.partials for tp in revoked):
             queues.revoke()
 

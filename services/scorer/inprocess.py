@@ -21,6 +21,7 @@ class InProcessScorer:
     def __init__(
         self, *, event_partitions: int = 6, queue_partitions: int = 3, bucket_ms: int = 1000,
         grace_ms: int = 60_000, retention_ms: int = 3_900_000, event_clock: bool = True,
+        agent_retention_ms: int = 86_400_000,
     ) -> None:
         self.event_partitions = event_partitions
         self.queue_partitions = queue_partitions
@@ -33,7 +34,8 @@ class InProcessScorer:
             self.conv_table, self.metrics, bucket_ms=bucket_ms, grace_ms=grace_ms, horizon_ms=horizon,
             retention_ms=retention_ms, queue_partitions=queue_partitions, event_clock=event_clock,
         )
-        self.agents = AgentStage(self.agent_table, self.metrics, queue_partitions=queue_partitions)
+        self.agents = AgentStage(self.agent_table, self.metrics, queue_partitions=queue_partitions,
+                                 retention_ms=agent_retention_ms, event_clock=event_clock)
         self.queues = QueueStage(
             self.partials_table, self.metrics, bucket_ms=bucket_ms, horizon_ms=horizon,
             queue_partitions=queue_partitions, event_clock=event_clock,
@@ -42,6 +44,7 @@ class InProcessScorer:
         self.agents.rebuild(set(range(event_partitions)))
         self.queues.rebuild(set(range(queue_partitions)))
         self.dead_letters: list[Out] = []
+        self.tombstoned: set[tuple[Any, ...]] = set()
         self.alerts: list[Out] = []
         self._partitioner = DefaultPartitioner()
 
@@ -78,7 +81,10 @@ class InProcessScorer:
 
     def tick(self, now_ms: int) -> dict[tuple[str, str, str, str], dict[str, Any]]:
         """One tick of every stage; returns the views published (by view key)."""
+        for p in range(self.event_partitions):
+            self._route(self.agents.evict(p, now_ms))
         self._route(self.conversations.tick(now_ms) + self.agents.tick())
         views, alerts = self.queues.tick(now_ms)
         self.alerts.extend(alerts)
+        self.tombstoned = {tuple(orjson.loads(v.key)) for v in views if v.value is None}  # views that went
         return {tuple(orjson.loads(v.key)): orjson.loads(v.value) for v in views if v.value}  # type: ignore[misc]

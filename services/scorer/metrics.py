@@ -341,3 +341,7 @@ class PipelineMetrics:
             "floorwatch_scorer_conversations_evicted_total", "Closed conversations removed after retention",
             registry=registry,
         )
+        self.agents_evicted = Counter(
+            "floorwatch_scorer_agents_evicted_total",
+            "Agents removed after AGENT_RETENTION_S idle, offline and holding no chat", registry=registry,
+        )

@@ -39,6 +39,9 @@ class ScorerSettings:
     # After retention a closed conversation leaves a tombstone this long, so an order or a rating that comes
     # hours later counts in its queue instead of opening a new conversation.
     tombstone_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_TOMBSTONE_S", 86_400) * 1000))
+    # An agent whose last status or chat change is this old, who is offline (or never sent a status) and holds no
+    # chat, is deleted: its view leaves the API, the wallboard and /metrics, and it starts fresh if it comes back.
+    agent_retention_ms: int = field(default_factory=lambda: int(env_float("AGENT_RETENTION_S", 86_400) * 1000))
     # at_least_once (default: idempotent state makes replays harmless) or exactly_once (Kafka transactions);
     # docs/architecture.md has the measured cost of each.
     processing_guarantee: str = field(
@@ -64,6 +67,11 @@ class ScorerSettings:
             raise SystemExit("SCORER_OUTPUT_PRODUCER must be separate or shared")
         if self.clock not in ("wall", "event"):
             raise SystemExit(f"SCORER_CLOCK must be 'wall' or 'event', got {self.clock!r}")
+        if self.agent_retention_ms < self.horizon_ms:
+            raise SystemExit(
+                f"AGENT_RETENTION_S must be at least {self.horizon_ms // 1000} (the longest window plus GRACE_S): "
+                "an agent deleted sooner would take time still inside a window with it"
+            )
         if self.bucket_ms <= 0 or 60_000 % self.bucket_ms or self.bucket_ms > 1000:
             raise SystemExit(
                 "BUCKET_S must be at most 1 and divide 60 (e.g. 1, 0.5): a window's lower edge may be rounded "

@@ -353,22 +353,39 @@ def _dead_letter(key: bytes | None, value: bytes | None, partition: int, reason:
 
 
 class AgentStage:
-    """Agent-keyed stage: presence, capacity and active chats joined per agent."""
+    """Agent-keyed stage: presence, capacity and active chats joined per agent (the key: `state_key`).
+
+    An agent idle past `retention_ms` (its last status or chat change that long ago), offline (or never with a
+    status) and holding no chat is deleted from the table (`evict`): its view goes and it leaves every count.
+    If it comes back it starts fresh.
+    """
+
+    SWEEP_EVERY_MS = 60_000  # how often (of the stage's clock) a partition's idle agents are looked for
 
     def __init__(self, table: Table, metrics: PipelineMetrics, *, queue_partitions: int,
-                 horizon_ms: int = 3_720_000) -> None:
+                 horizon_ms: int = 3_720_000, retention_ms: int = 86_400_000, event_clock: bool = False) -> None:
         self.table = table
         self.m = metrics
         self.queue_partitions = queue_partitions
         self.horizon_ms = horizon_ms
+        self.retention_ms = retention_ms
+        self.event_clock = event_clock
         self.parts: dict[int, PartitionAgents] = {}
         self.dirty_agents: dict[int, dict[str, AgentState]] = {}
         self.published_scope: dict[str, Scope] = {}
+        # Per partition: each agent's newest time (what `evict` compares with the retention), and the newest
+        # time of any agent change (the event clock: the stage's clock is the newest over its partitions).
+        self.last_seen: dict[int, dict[str, int]] = {}
+        self.watermarks: dict[int, int] = {}
+        self.next_sweep: dict[int, int] = {}
 
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
             self.parts.pop(p, None)
             self.dirty_agents.pop(p, None)
+            self.last_seen.pop(p, None)
+            self.watermarks.pop(p, None)
+            self.next_sweep.pop(p, None)
 
     def rebuild(self, partitions: set[int]) -> None:
         todo = {p for p in partitions if p not in self.parts}
@@ -377,12 +394,16 @@ class AgentStage:
         for p in todo:
             self.parts[p] = PartitionAgents()
             self.dirty_agents[p] = {}
+            self.last_seen[p] = {}
+            self.watermarks[p] = 0
         for key, raw in self.table.items():
             record = orjson.loads(raw)
-            if record["pt"] in todo:
+            p = record["pt"]
+            if p in todo:
                 agent = AgentState.from_json(record["a"])
-                self.parts[record["pt"]].replace({}, agent.contribution())
-                self.dirty_agents[record["pt"]][key.decode()] = agent
+                self.parts[p].replace({}, agent.contribution())
+                self.dirty_agents[p][key.decode()] = agent
+                self._seen(p, key.decode(), agent)
         for p in todo:
             self.parts[p].mark_all_dirty()
         self.m.rebuilds.labels("agents").inc()
@@ -409,7 +430,54 @@ class AgentStage:
             self.parts[partition].replace(before, agent.contribution())
             self.table[key] = kept({"pt": partition, "a": agent.to_json()})
             self.dirty_agents[partition][key.decode()] = agent
+            self._seen(partition, key.decode(), agent)
         return []
+
+    def _seen(self, partition: int, key: str, agent: AgentState) -> None:
+        latest = agent.latest_ts()
+        self.last_seen[partition][key] = latest
+        self.watermarks[partition] = max(self.watermarks.get(partition, 0), latest)
+
+    def now(self, wall_ms: int) -> int:
+        """The stage's clock: the newest agent change seen (event clock), or the wall clock if later."""
+        newest = max(self.watermarks.values(), default=0)
+        return newest if self.event_clock else max(wall_ms, newest)
+
+    def evict(self, partition: int, wall_ms: int) -> list[Out]:
+        """Delete the partition's agents idle past the retention, offline and holding no chat (a tombstone in the
+        changelog: call it in the context of an event of that partition), and withdraw their own views.
+        Their contributions to queue counts go with the next `tick`."""
+        now = self.now(wall_ms)
+        if partition not in self.parts or now < self.next_sweep.get(partition, 0):
+            return []
+        self.next_sweep[partition] = now + self.SWEEP_EVERY_MS
+        limit = now - self.retention_ms
+        seen = self.last_seen[partition]
+        out: list[Out] = []
+        for key in [k for k, ts in seen.items() if ts < limit]:
+            raw_key = key.encode()
+            raw = self.table.get(raw_key)
+            if raw is None:
+                del seen[key]
+                continue
+            agent = AgentState.from_json(orjson.loads(raw)["a"])
+            if agent.status not in (None, "offline") or agent.active or agent.latest_ts() >= limit:
+                seen[key] = agent.latest_ts()  # online, away, busy or holding a chat: kept however old
+                continue
+            del self.table[raw_key]
+            del seen[key]
+            self.parts[partition].replace(agent.contribution(), {})
+            self.dirty_agents[partition].pop(key, None)
+            scopes: set[Scope] = set()
+            if (published := self.published_scope.pop(key, None)) is not None:
+                scopes.add(published)
+            if agent.status is not None:  # (a worker that rebuilt may not have published it yet)
+                scopes.add(Scope(agent.tenant, agent.shop_id, agent.platform, agent_scope(split_state_key(key)[1])))
+            for scope in scopes:
+                out.append(Out("partials", partial_key(SRC_AGENTS, partition, scope, SLOT_AGENT_STATE), None,
+                               queue_partition(scope.queue, self.queue_partitions)))
+            self.m.agents_evicted.inc()
+        return out
 
     def tick(self) -> list[Out]:
         out: list[Out] = []
