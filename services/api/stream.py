@@ -10,6 +10,10 @@
   "platform"}, …]}}`. `server_time` lets a client measure the data's age on the server's clock, not
   its own. `signals` are what the alert rules judge for each view (`alert_rules.signals_from_view`:
   ρ, overload, staffing gap, …), so a wallboard colours by the very figures the alerts fire on.
+- with `delta=1`, after the first `views`: `event: delta` instead, only what changed since the last
+  frame (`services/api/delta.py`): `{"as_of", "server_time", "stale_after_s", "views": {queue: patch},
+  "replace": {queue: QueueView}, "removed": [queue], "signals": {queue: Signals} (changed ones),
+  "options" (if changed)}`. Most of a view stands still between ticks: a frame is a few % of a full one.
 - `event: alerts`, data `{"alerts": [Alert, …]}`: the alerts that changed, each by `id` with its
   `state`, whenever the alert code calls `app.state.stream.publish_alerts(alerts)`. Nothing is sent
   until it does. Changes that pile up while a client is slow are coalesced by alert id.
@@ -38,6 +42,7 @@ from services.core.alert_rules import StaffingDefaults, signals_from_view, thres
 from services.core.buckets import is_agent_scope
 from services.core.merge import iso
 
+from .delta import views_delta
 from .params import Filter
 from .views import ViewKey, ViewStore
 from .wallboard import queue_matcher
@@ -194,10 +199,26 @@ class StreamHub:
             "options": self.options(),
         }
 
+    @staticmethod
+    def _delta(payload: dict[str, Any], held: dict[str, Any], held_rest: dict[str, Any]) -> dict[str, Any]:
+        """A `delta` frame taking the client from what it holds (`held` views by queue, `held_rest`
+        signals and options) to `payload`; both are updated to it."""
+        copy = orjson.loads(orjson.dumps([payload["queues"], payload["signals"], payload["options"]]))
+        out = {k: payload[k] for k in ("as_of", "server_time", "stale_after_s")}
+        out.update(views_delta(held, copy[0]))
+        old_signals = held_rest.get("signals", {})
+        changed = {q: s for q, s in copy[1].items() if q not in old_signals or old_signals[q] != s}
+        if changed:
+            out["signals"] = changed
+        if copy[2] != held_rest.get("options"):
+            out["options"] = copy[2]
+        held_rest.update(signals=copy[1], options=copy[2])
+        return out
+
     # --- one client ----------------------------------------------------------------------------
     async def events(
         self, tenant: str | None = None, shop_id: str | None = None, platform: str | None = None,
-        queues: str | None = None, group: str | None = None,
+        queues: str | None = None, group: str | None = None, delta: bool = False,
     ) -> AsyncIterator[bytes]:
         sub = _Subscriber()
         self._join(sub)
@@ -207,6 +228,11 @@ class StreamHub:
             yield b"retry: 3000\n" + sse_frame("views", first)
             # Compared as bytes: a store may update its view dicts in place.
             last_sent = orjson.dumps([first["queues"], first["options"]])
+            # A delta stream's copy of what the client holds (copies, for the same reason).
+            held: dict[str, Any] = {}
+            held_rest: dict[str, Any] = {}
+            if delta:
+                self._delta(first, held, held_rest)
             last_views = last_write = loop.time()
             while True:
                 wait = min(self.exit_check_s, max(0.0, last_write + self.heartbeat_s - loop.time()))
@@ -232,7 +258,8 @@ class StreamHub:
                     content = orjson.dumps([payload["queues"], payload["options"]])
                     if content != last_sent:
                         last_sent = content
-                        yield sse_frame("views", payload)
+                        yield sse_frame("delta", self._delta(payload, held, held_rest)) if delta \
+                            else sse_frame("views", payload)
                         last_views = last_write = loop.time()
                 if loop.time() - last_write >= self.heartbeat_s:
                     yield b": heartbeat\n\n"
@@ -256,14 +283,16 @@ def mount_stream(app: FastAPI, store: ViewStore, stale_after_s: float = 10.0, ma
     async def stream(
         tenant: Filter = None, shop_id: Filter = None, platform: Filter = None,
         queues: Annotated[str | None, Query(max_length=4096)] = None, group: Filter = None,
+        delta: Annotated[bool, Query()] = False,
     ) -> StreamingResponse:
         """Server-Sent Events of queue views (`views`) and alert changes (`alerts`) for the wallboard;
-        `queues` (comma-separated names, `*` wildcards) and `group` keep a saved board's queues."""
+        `queues` (comma-separated names, `*` wildcards) and `group` keep a saved board's queues; `delta=1`
+        sends what changed (`delta` frames, services/api/delta.py) after the first `views`."""
         if hub.subscribers >= max_clients:
             raise HTTPException(503, f"at most {max_clients} open streams; try again later",
                                 headers={"Retry-After": "10"})
         return StreamingResponse(
-            hub.events(tenant, shop_id, platform, queues, group),
+            hub.events(tenant, shop_id, platform, queues, group, delta),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

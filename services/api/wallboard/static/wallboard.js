@@ -1041,8 +1041,10 @@
     const sel = {};
     if (state.selection.queues) sel.queues = state.selection.queues;
     if (state.selection.group) sel.group = state.selection.group;
+    sel.delta = '1';  // after the first full frame, only what changed (services/api/delta.py)
     es = new EventSource('/v1/stream' + scopeQuery(sel));
     es.addEventListener('views', onViews);
+    es.addEventListener('delta', onDelta);
     es.addEventListener('alerts', onAlertsEvent);
     es.onerror = () => {
       state.conn = 'offline';
@@ -1062,6 +1064,33 @@
   function onViews(e) {
     let data;
     try { data = JSON.parse(e.data); } catch (_) { return; }
+    viewsReceived(data);
+  }
+
+  // A patch (services/api/delta.py): objects merge key by key, any other value replaces.
+  function applyPatch(old, change) {
+    if (!old || typeof old !== 'object' || Array.isArray(old) || !change || typeof change !== 'object'
+        || Array.isArray(change)) return change;
+    const out = Object.assign({}, old);
+    for (const [k, v] of Object.entries(change)) out[k] = k in old ? applyPatch(old[k], v) : v;
+    return out;
+  }
+
+  function onDelta(e) {
+    let d;
+    try { d = JSON.parse(e.data); } catch (_) { return; }
+    const byQueue = new Map(state.views.map((v) => [v.queue, v]));
+    for (const [q, p] of Object.entries(d.views || {})) if (byQueue.has(q)) byQueue.set(q, applyPatch(byQueue.get(q), p));
+    for (const [q, v] of Object.entries(d.replace || {})) byQueue.set(q, v);
+    const signals = Object.assign({}, state.signals, d.signals || {});
+    for (const q of d.removed || []) { byQueue.delete(q); delete signals[q]; }
+    const queues = [...byQueue.values()].sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1
+      : String((a.scope || {}).shop_id).localeCompare(String((b.scope || {}).shop_id))));
+    viewsReceived({ as_of: d.as_of, server_time: d.server_time, stale_after_s: d.stale_after_s, queues, signals,
+                    options: d.options });
+  }
+
+  function viewsReceived(data) {
     const received = Date.now();
     const serverTime = Date.parse(data.server_time);
     if (isNum(serverTime)) state.clockOffsetMs = serverTime - received;
