@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from deploy.local.stack import KafkaBroker
+from deploy.local.testing import KafkaBroker
 from services.core.alerts import signals_from_view
 from services.simulator.model import FloorModel, SimConfig
 from tests.reference import reference_views
