@@ -244,11 +244,6 @@ class AgentTimeline:
         return {"status_seconds": {s: v / 1000 for s, v in ms.items()}, "max_concurrent": most}
 
 
-def agent_window(summary: dict[str, Any], now: int, width: int) -> dict[str, Any]:
-    """Seconds in each status and the most concurrent chats over (now - width, now]."""
-    return AgentTimeline(summary.get("history", [])).window(now, width)
-
-
 class PartitionAgents:
     """The agent partials of one partition of the agent stage."""
 

@@ -14,7 +14,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.core.agents import AgentState, agent_window
+from services.core.agents import AgentState, AgentTimeline
 from services.core.conversation import Conversation, ConvEvent
 from services.core.events import parse_event
 from services.scorer.inprocess import InProcessScorer
@@ -150,7 +150,7 @@ def test_max_concurrent_chats_follow_event_time_not_arrival_order() -> None:
     agent.set_active("c1", True, at(100))
     agent.set_active("c2", True, at(50))
     agent.set_active("c2", False, at(80))
-    w = agent_window(agent.summary(), at(120), 300_000)
+    w = AgentTimeline(agent.summary()["history"]).window(at(120), 300_000)
     assert w["max_concurrent"] == 1
     assert agent.summary()["active_chats"] == 1
 
