@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from services.core.agents import AgentLive, AgentState, PartitionAgents
-from services.core.alerts import Alert, AlertEngine, AlertRules, Signals, paging_scopes, signals_for_views
+from services.core.alert_rules import AlertRules, Signals, paging_scopes, signals_for_views
+from services.core.alerts import Alert, AlertEngine
 from services.core.buckets import Bucket, agent_scope, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState
 from services.core.events import EventError, event_from_record
