@@ -258,14 +258,6 @@ def test_an_agents_history_is_kept_for_the_horizon_and_round_trips() -> None:
                                           [at(3_500), "online", 1], [at(3_600), "away", 1]]
 
 
-def test_an_agent_record_of_the_earlier_form_is_read() -> None:
-    raw = {"t": [TENANT, SHOP, PLATFORM], "s": "busy", "k": [at(50), "s9"], "c": 2, "q": ["presales"],
-           "a": ["c1", "c2"], "h": [[at(0), "online", 0], [at(50), "busy", 2]]}
-    agent = AgentState.from_json(raw)
-    assert (agent.status, agent.capacity, agent.queues, agent.active) == ("busy", 2, ("presales",), {"c1", "c2"})
-    assert not agent.apply_status(at(50), "s9", TENANT, SHOP, PLATFORM, "busy", 2, ("presales",))
-
-
 @CHEAP_PROPERTY
 @given(floors(max_conversations=12), st.randoms(use_true_random=False))
 def test_minutes_late_a_conversation_read_back_from_the_table_changes_no_figure(floor: Floor, rnd: Any) -> None:
