@@ -387,7 +387,7 @@ class Target:
 
 
 def bench_config(offset: int) -> Any:
-    """The test stack's config (deploy/local/stack.py config_for_tests) shifted by `offset`, in its own RUN_DIR."""
+    """The test stack's config (deploy/local/testing.py config_for_tests) shifted by `offset`, in its own RUN_DIR."""
     from deploy.local.testing import config_for_tests
 
     saved = os.environ.get("TEST_PORT_OFFSET")
