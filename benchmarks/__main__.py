@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if a.quick else FULL
     os.environ.setdefault("TEST_PORT_OFFSET", str(port_offset()))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    from deploy.local.stack import StackConfig
+    from deploy.local.config import StackConfig
 
     data: dict[str, Any] = orjson.loads(a.out.read_bytes()) if a.out.exists() else {}
     data.setdefault("sections", {})

@@ -136,7 +136,7 @@ class Broker:
 
     cfg: Any
     bootstrap: str
-    kafka: Any  # deploy.local.stack.KafkaBroker
+    kafka: Any  # deploy.local.testing.KafkaBroker
 
     def create_topic(self, name: str, partitions: int, compact: bool = False) -> None:
         self.kafka.create_topic(name, partitions, compact)
@@ -145,15 +145,16 @@ class Broker:
 @contextlib.contextmanager
 def broker() -> Iterator[Broker]:
     os.environ.setdefault("TEST_PORT_OFFSET", str(port_offset()))
-    from deploy.local import stack
+    from deploy.local.stack import down
+    from deploy.local.testing import config_for_tests, reset, start_broker_for_tests
 
-    cfg = stack.config_for_tests()
-    stack.reset(cfg)
+    cfg = config_for_tests()
+    reset(cfg)
     try:
-        kb = stack.start_broker_for_tests(cfg)
+        kb = start_broker_for_tests(cfg)
         yield Broker(cfg=cfg, bootstrap=kb.bootstrap, kafka=kb)
     finally:
-        stack.down(cfg)
+        down(cfg)
 
 
 async def prefill(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> float:

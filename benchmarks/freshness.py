@@ -183,7 +183,7 @@ def summarize(recs: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 
 async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, pyspy_s: int = 0) -> dict[str, Any]:
-    from deploy.local import stack
+    from deploy.local.processes import running_pid
 
     from .common import RESULTS
     from .profiling import analyze_raw, pyspy_path
@@ -200,7 +200,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         load = asyncio.create_task(offered_load(load_client, f"{ingest}/v1/events", token, rate, seconds, stats))
         recorder = None
         raw = RESULTS / f"pyspy_live_{int(rate)}.txt"
-        pid = stack.running_pid(cfg, "scorer-0")
+        pid = running_pid(cfg, "scorer-0")
         spy = pyspy_path()
         if pyspy_s and pid and spy:
             raw.unlink(missing_ok=True)
@@ -236,7 +236,10 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
 
 
 def run(b: Broker, *, rates: list[float], seconds: float, pyspy_s: int = 20) -> dict[str, Any]:
-    from deploy.local import stack
+    from deploy.local.config import ensure_dotenv, service_env
+    from deploy.local.kafka import create_topics, topic_specs
+    from deploy.local.service_parts import start_services
+    from deploy.local.stack import down
 
     out: dict[str, Any] = {"probe_timeout_s": PROBE_TIMEOUT_S, "api_poll_interval_s": POLL_S,
                            "metrics_poll_interval_s": METRICS_POLL_S, "tick_s": 1.0,
@@ -249,16 +252,16 @@ def run(b: Broker, *, rates: list[float], seconds: float, pyspy_s: int = 20) -> 
                  "TOPIC_VIEWS": "queue-views", "TOPIC_ALERTS": "alerts"}
         cfg = dataclasses.replace(b.cfg, extra_env={**b.cfg.extra_env, "SCORER_APP_ID": f"{p}-scorer",
                                                     **{k: f"{p}.{v}" for k, v in names.items()}})
-        stack.down(cfg, parts=["ingest", "scorer-0", "api"])
-        stack.ensure_dotenv(cfg)
-        stack.create_topics(cfg, stack.topic_specs(cfg, stack.service_env(cfg)))
-        stack.start_services(cfg, quiet=True)
-        env = stack.service_env(cfg)
+        down(cfg, parts=["ingest", "scorer-0", "api"])
+        ensure_dotenv(cfg)
+        create_topics(cfg, topic_specs(cfg, service_env(cfg)))
+        start_services(cfg, quiet=True)
+        env = service_env(cfg)
         log(f"freshness: {rate:,.0f} events/s offered for {seconds:.0f} s")
         try:
             res = asyncio.run(one_rate(cfg, env, rate, seconds, pyspy_s if rate == rates[0] else 0))
         finally:
-            stack.down(cfg, parts=["ingest", "scorer-0", "api"])
+            down(cfg, parts=["ingest", "scorer-0", "api"])
         log(f"  { {k: v for k, v in res.items() if k != 'worker_profile'} }")
         out["by_rate"][str(int(rate))] = res
     return out

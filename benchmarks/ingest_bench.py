@@ -387,14 +387,14 @@ class Target:
 
 
 def bench_config(offset: int) -> Any:
-    """The test stack's config (deploy/local/stack.py config_for_tests) shifted by `offset`, in its own RUN_DIR."""
-    from deploy.local import stack as local_stack
+    """The test stack's config (deploy/local/testing.py config_for_tests) shifted by `offset`, in its own RUN_DIR."""
+    from deploy.local.testing import config_for_tests
 
     saved = os.environ.get("TEST_PORT_OFFSET")
     os.environ["TEST_PORT_OFFSET"] = str(offset)
     try:
         run_dir = REPO / ".run" / f"bench-ingest-{offset}"
-        return local_stack.config_for_tests(run_dir=run_dir, env_file=run_dir / ".env")
+        return config_for_tests(run_dir=run_dir, env_file=run_dir / ".env")
     finally:
         if saved is None:
             os.environ.pop("TEST_PORT_OFFSET", None)
@@ -419,35 +419,38 @@ def ingest_settings_from(env: Mapping[str, str]) -> Any:
 @contextlib.contextmanager
 def local_stack_target(offset: int, keep_scorer: bool) -> Iterator[Target]:
     """Bring up a whole local stack on `offset` ports (as `make up`); stop and wipe it afterwards."""
-    from deploy.local import stack as local_stack
+    from deploy.local.config import service_env, topics_for
+    from deploy.local.processes import running_pid
+    from deploy.local.stack import down, stop_part, up
+    from deploy.local.testing import reset
 
     cfg = bench_config(offset)
-    local_stack.reset(cfg)  # leftovers of an interrupted earlier run
+    reset(cfg)  # leftovers of an interrupted earlier run
     try:
         print(f"starting a local stack in {cfg.run_dir} (ports offset {offset}) ...", flush=True)
-        local_stack.up(cfg, quiet=True)
-        env = local_stack.service_env(cfg)
+        up(cfg, quiet=True)
+        env = service_env(cfg)
         if not keep_scorer:
             for i in range(cfg.scorer_workers):
-                local_stack.stop_part(cfg, f"scorer-{i}")
+                stop_part(cfg, f"scorer-{i}")
         settings = ingest_settings_from(env)
         yield Target(
             ingest_url=cfg.ingest_url,
             ingest_token=env.get("INGEST_TOKEN", ""),
             kafka_bootstrap=cfg.kafka_bootstrap,
-            topic=local_stack.topics_for(env).events,
+            topic=topics_for(env).events,
             linger_ms=settings.kafka_linger_ms,
             max_batch_bytes=settings.kafka_max_batch_bytes,
             send_timeout_s=settings.send_timeout_s,
             kafka_version=cfg.kafka_version,
-            ingest_pid=local_stack.running_pid(cfg, "ingest"),
+            ingest_pid=running_pid(cfg, "ingest"),
             reused=False,
             run_dir=str(cfg.run_dir),
             scorer_running=keep_scorer,
         )
     finally:
         print("stopping the local stack ...", flush=True)
-        local_stack.down(cfg, wipe=True)
+        down(cfg, wipe=True)
 
 
 @contextlib.contextmanager

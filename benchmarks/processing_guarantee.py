@@ -19,7 +19,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from deploy.local import stack as local_stack
+from deploy.local.stack import down
+from deploy.local.testing import KafkaBroker, config_for_tests, reset, start_broker_for_tests
 from services.simulator.model import FloorModel, SimConfig
 from tests.integration.scorer_harness import ScorerRun, produce
 
@@ -27,7 +28,7 @@ START = 1_795_600_800_000
 OUT = Path(__file__).resolve().parent / "results" / "processing_guarantee.json"
 
 
-async def score(broker: local_stack.KafkaBroker, topic: str, total: int, guarantee: str) -> dict[str, Any]:
+async def score(broker: KafkaBroker, topic: str, total: int, guarantee: str) -> dict[str, Any]:
     run = ScorerRun(broker, f"pg-{guarantee[:3]}-{uuid.uuid4().hex[:6]}", topic,
                     extra_env={"SCORER_PROCESSING_GUARANTEE": guarantee})
     await run.create_topics()
@@ -54,9 +55,9 @@ def _cpu(pid: int) -> float:
 
 
 async def main(hours: float) -> None:
-    cfg = local_stack.config_for_tests()
-    local_stack.reset(cfg)
-    broker = local_stack.start_broker_for_tests(cfg)
+    cfg = config_for_tests()
+    reset(cfg)
+    broker = start_broker_for_tests(cfg)
     try:
         events = FloorModel(SimConfig(start_ms=START, seed=11, run_id="pg")).events_until(
             START + int(hours * 3_600_000))
@@ -79,7 +80,7 @@ async def main(hours: float) -> None:
         OUT.write_text(json.dumps(summary, indent=2))
         print(json.dumps(summary, indent=2))
     finally:
-        local_stack.down(cfg)
+        down(cfg)
 
 
 if __name__ == "__main__":

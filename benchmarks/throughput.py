@@ -78,7 +78,7 @@ async def run_scorer(b: Broker, topic: str, expect: int, cap_s: float, extra_env
     await run.create_topics()
     run.start_worker(0)
     pid, port = run.procs[0].pid, run.ports[0]
-    from deploy.local.stack import running_pid
+    from deploy.local.processes import running_pid
 
     broker_pid = running_pid(b.cfg, "kafka")
     started = time.monotonic()

@@ -25,7 +25,17 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from deploy.local import stack as local_stack
+from deploy.local.config import StackConfig
+from deploy.local.stack import down
+from deploy.local.testing import (
+    KafkaBroker,
+    RunningStack,
+    config_for_tests,
+    copy_logs,
+    reset,
+    start_broker_for_tests,
+    start_stack_for_tests,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACT_LOGS = REPO / "test-artifacts" / "logs"
@@ -44,43 +54,43 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 
 
 @pytest.fixture(scope="session")
-def stack_config() -> local_stack.StackConfig:
+def stack_config() -> StackConfig:
     """The test stack's settings (ports, RUN_DIR .run/test, SCORER_STORE=memory://)."""
-    return local_stack.config_for_tests()
+    return config_for_tests()
 
 
-def _save_logs(cfg: local_stack.StackConfig) -> None:
-    local_stack.copy_logs(cfg, ARTIFACT_LOGS)
+def _save_logs(cfg: StackConfig) -> None:
+    copy_logs(cfg, ARTIFACT_LOGS)
     print(f"\nstack logs copied to {ARTIFACT_LOGS}")
 
 
 @pytest.fixture(scope="session")
-def kafka(request: pytest.FixtureRequest, stack_config: local_stack.StackConfig) -> Iterator[local_stack.KafkaBroker]:
+def kafka(request: pytest.FixtureRequest, stack_config: StackConfig) -> Iterator[KafkaBroker]:
     """A single-node Kafka broker on 127.0.0.1:29092 (controller 29094) with the floor.* topics."""
-    local_stack.reset(stack_config)  # stop leftovers of an earlier session, wipe .run/test
+    reset(stack_config)  # stop leftovers of an earlier session, wipe .run/test
     try:
-        broker = local_stack.start_broker_for_tests(stack_config)
+        broker = start_broker_for_tests(stack_config)
     except Exception:
         _save_logs(stack_config)
-        local_stack.down(stack_config)
+        down(stack_config)
         raise
     try:
         yield broker
     finally:
         if request.session.testsfailed:
             _save_logs(stack_config)
-        local_stack.down(stack_config)
+        down(stack_config)
 
 
 @pytest.fixture(scope="session")
 def stack(
     request: pytest.FixtureRequest,
-    stack_config: local_stack.StackConfig,
-    kafka: local_stack.KafkaBroker,
-) -> Iterator[local_stack.RunningStack]:
+    stack_config: StackConfig,
+    kafka: KafkaBroker,
+) -> Iterator[RunningStack]:
     """The whole stack on test ports (reusing the `kafka` broker), with fresh random tokens."""
     try:
-        running = local_stack.start_stack_for_tests(stack_config)
+        running = start_stack_for_tests(stack_config)
     except Exception:
         _save_logs(stack_config)
         raise
@@ -89,4 +99,4 @@ def stack(
     finally:
         if request.session.testsfailed:
             _save_logs(stack_config)
-        local_stack.down(stack_config, keep=("kafka",))  # the broker goes with the `kafka` fixture
+        down(stack_config, keep=("kafka",))  # the broker goes with the `kafka` fixture

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.core.config import KafkaSettings, StaffingSettings, env_float, env_int, env_str
+from services.core.config import (
+    DEFAULT_API_PORT,
+    KafkaSettings,
+    StaffingSettings,
+    env_float,
+    env_int,
+    env_str,
+)
 from services.core.secrets import refuse_placeholders, require_secrets
 
 
@@ -12,7 +19,7 @@ from services.core.secrets import refuse_placeholders, require_secrets
 class ApiSettings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     host: str = field(default_factory=lambda: env_str("API_HOST", "127.0.0.1"))  # 0.0.0.0 in a pod
-    port: int = field(default_factory=lambda: env_int("API_PORT", 8080))
+    port: int = field(default_factory=lambda: env_int("API_PORT", DEFAULT_API_PORT))
     token: str = field(default_factory=lambda: env_str("API_TOKEN", ""))
     # Optional: when set, every /v1 read (and the SSE stream) needs it, or the write token (docs/operations.md).
     read_token: str = field(default_factory=lambda: env_str("API_READ_TOKEN", ""))

@@ -177,13 +177,8 @@ class AgentState:
     def from_json(cls, raw: dict[str, Any]) -> AgentState:
         tenant, shop, platform = raw["t"]
         agent = cls(tenant=tenant, shop_id=shop, platform=platform, capacity=int(raw["c"]), queues=tuple(raw["q"]))
-        if "st" in raw:
-            agent.statuses = [(int(ts), str(i), str(st)) for ts, i, st in raw["st"]]
-            agent.chats = {str(c): [[s, e] for s, e in spans] for c, spans in raw["ch"].items()}
-        else:  # the record before the history followed event time: the latest status, the chats held now
-            if raw.get("s") is not None:
-                agent.statuses = [(int(raw["k"][0]), str(raw["k"][1]), str(raw["s"]))]
-            agent.chats = {str(c): [[None, None]] for c in raw.get("a", [])}
+        agent.statuses = [(int(ts), str(i), str(st)) for ts, i, st in raw["st"]]
+        agent.chats = {str(c): [[s, e] for s, e in spans] for c, spans in raw["ch"].items()}
         return agent
 
     def summary(self) -> dict[str, Any]:
@@ -242,11 +237,6 @@ class AgentTimeline:
                 ms[s] += sums[last] - sums[first + 1]
         most = self.suffix_max[first] if end == n else max(self.active[first:end])
         return {"status_seconds": {s: v / 1000 for s, v in ms.items()}, "max_concurrent": most}
-
-
-def agent_window(summary: dict[str, Any], now: int, width: int) -> dict[str, Any]:
-    """Seconds in each status and the most concurrent chats over (now - width, now]."""
-    return AgentTimeline(summary.get("history", [])).window(now, width)
 
 
 class PartitionAgents:

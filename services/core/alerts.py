@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Final, Literal
 
-from . import alert_rules
-from .alert_rules import *  # noqa: F403  (re-exported, see __all__)
 from .alert_rules import (
     RULES,
     AlertRules,
@@ -42,9 +40,7 @@ from .alert_rules import (
 )
 from .merge import ALL, iso
 
-# The rules' names too (all of `alert_rules.__all__`), so `services.core.alerts` is the one import for callers.
 __all__ = ["Alert", "AlertEngine"]
-__all__ += alert_rules.__all__
 
 AlertState = Literal["firing", "resolved"]
 _RANK: Final[dict[str, int]] = {"warning": 1, "critical": 2}

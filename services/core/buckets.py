@@ -39,7 +39,6 @@ MSG_AGENT: Final = "msg_agent"
 # conversations, and converted <= replied in every window (conversion never above 1).
 LAST_REPLY: Final = "last_reply"
 CONVERTED: Final = "converted"
-LAST_ORDER: Final = "last_order"  # one per conversation at its latest order: only in records written before
 CLOSED_PREFIX: Final = "closed_"  # closed_<reason>; value = handle time ms, or -1 if no agent handled it
 # A wait for a human reply that a close (not `bot_resolved`) ended: value = ms waited. The platform
 # rules count it as a miss (platform_rules.PlatformRule.outcome); no other figure reads it.
@@ -165,7 +164,7 @@ class Bucket:
             pass  # read by the platform rules only
         elif kind == LAST_REPLY:
             c["replied_convs"] += sign
-        elif kind in (CONVERTED, LAST_ORDER):
+        elif kind == CONVERTED:
             c["ordered_convs"] += sign
         elif kind == TRANSFER_OUT:
             c["transfers_out"] += sign

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 from .kafka_security import KafkaSecurity
 
@@ -30,6 +30,28 @@ STAFFING_DEFAULT_CONCURRENCY: Final = 3.0
 STAFFING_SL_TARGET: Final = 0.8
 STAFFING_SL_SECONDS: Final = 30.0
 STAFFING_MAX_OCCUPANCY: Final = 0.85
+
+# The deployment's addresses and sizes by default (.env.example): the services read their settings with
+# these, and the local stack (deploy/local/config.py) starts its parts on them, so the two always agree.
+DEFAULT_KAFKA_PORT: Final = 9092
+DEFAULT_KAFKA_BOOTSTRAP: Final = f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
+DEFAULT_INGEST_PORT: Final = 8081
+DEFAULT_API_PORT: Final = 8080
+DEFAULT_SCORER_METRICS_PORT: Final = 6066  # the first worker's; worker i listens on + i
+DEFAULT_EVENT_PARTITIONS: Final = 6
+DEFAULT_QUEUE_PARTITIONS: Final = 3
+# Only the local stack reads these: where it keeps its files, its broker, monitoring and logs.
+DEFAULT_RUN_DIR: Final = ".run/local"
+DEFAULT_KAFKA_CONTROLLER_PORT: Final = 9094  # never 9093: Alertmanager's port
+DEFAULT_PROMETHEUS_PORT: Final = 9090
+DEFAULT_ALERTMANAGER_PORT: Final = 9093
+DEFAULT_SCORER_WORKERS: Final = 1
+DEFAULT_KAFKA_VERSION: Final = "4.4.0"
+DEFAULT_KAFKA_HEAP: Final = "512m"
+DEFAULT_KAFKA_SECURITY: Final = "plaintext"
+DEFAULT_ALERT_WEBHOOK_URL: Final = "http://127.0.0.1:9099/alerts"
+DEFAULT_LOG_MAX_BYTES: Final = 50 * 1024 * 1024
+DEFAULT_LOG_BACKUPS: Final = 3
 
 
 @dataclass(frozen=True)
@@ -122,11 +144,32 @@ class Topics:
     alerts: str = field(default_factory=lambda: env_str("TOPIC_ALERTS", "floor.alerts"))
 
 
+class TopicSpec(NamedTuple):
+    """A topic as it is created: its name, partitions and whether it is compacted."""
+
+    name: str
+    partitions: int
+    compacted: bool
+
+
+def deployment_topics(topics: Topics, event_partitions: int, queue_partitions: int) -> list[TopicSpec]:
+    """Every topic created before the services start (`make up`; Kubernetes: kafka-topics.yaml). The
+    conversation-keyed ones have event_partitions; the queue-keyed ones, compacted, queue_partitions."""
+    return [
+        TopicSpec(topics.events, event_partitions, False),
+        TopicSpec(topics.dead_letter, event_partitions, False),
+        TopicSpec(topics.agent_changes, event_partitions, False),
+        TopicSpec(topics.partials, queue_partitions, True),
+        TopicSpec(topics.views, queue_partitions, True),
+        TopicSpec(topics.alerts, queue_partitions, True),
+    ]
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
-    bootstrap: str = field(default_factory=lambda: env_str("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    event_partitions: int = field(default_factory=lambda: env_int("EVENT_PARTITIONS", 6))
-    queue_partitions: int = field(default_factory=lambda: env_int("QUEUE_PARTITIONS", 3))
+    bootstrap: str = field(default_factory=lambda: env_str("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP))
+    event_partitions: int = field(default_factory=lambda: env_int("EVENT_PARTITIONS", DEFAULT_EVENT_PARTITIONS))
+    queue_partitions: int = field(default_factory=lambda: env_int("QUEUE_PARTITIONS", DEFAULT_QUEUE_PARTITIONS))
     replication: int = field(default_factory=lambda: env_int("TOPIC_REPLICATION", 1))
     topics: Topics = field(default_factory=Topics)
     security: KafkaSecurity = field(default_factory=KafkaSecurity.from_env)

@@ -15,7 +15,7 @@ events only a 64-bit digest each (`id_digest`); its current state and its facts 
 of the base and the pending events, derived when read from the table and never stored there
 (facts of folded events lie beyond the horizon, out of every window). `to_json` is a compact
 positional record (event types as codes, times relative to the last event); `from_json` reads
-it and the earlier forms.
+it back.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from .buckets import (
     CONVERTED,
     CSAT,
     FRT,
-    LAST_ORDER,
     LAST_REPLY,
     LEFT,
     MSG_AGENT,
@@ -80,16 +79,10 @@ class ConvEvent(NamedTuple):
         )
 
 
-# Codes of event types in stored records (and of fact kinds in records written before facts were derived).
-# Append only: a stored code must keep its meaning.
+# Codes of event types in stored records. Append only: a stored code must keep its meaning.
 EVENT_TYPE_CODES: Final = (
     "conversation.opened", "message", "conversation.assigned", "conversation.handoff",
     "conversation.transferred", "conversation.closed", "csat.rated", "order.placed",
-)
-FACT_KIND_CODES: Final = (
-    ARRIVAL, FRT, LEFT, ABANDON_WAIT, REPLY, TRANSFER_OUT, CSAT, MSG_CUSTOMER, MSG_AGENT, LAST_REPLY, LAST_ORDER,
-    CLOSED_PREFIX + "resolved", CLOSED_PREFIX + "abandoned", CLOSED_PREFIX + "timeout", CLOSED_PREFIX + "bot_resolved",
-    UNANSWERED_CLOSED, WAIT_CLOSED, UNANSWERED_BOT_CLOSED, WAIT_BOT_CLOSED,
 )
 _TYPE_CODE: Final = {name: i for i, name in enumerate(EVENT_TYPE_CODES)}
 _TYPE_NAME: Final = {name: name for name in EVENT_TYPE_CODES}
@@ -351,12 +344,6 @@ class Conversation:
             else:
                 del facts[fact]
 
-    def _derive_state(self) -> ConvState:
-        state = self.base.copy()
-        for ev in self.pending:
-            step(state, ev)
-        return state
-
     def _derive(self) -> tuple[ConvState, Counter[Fact]]:
         """The current state and the facts of the pending events, replayed from the base. Facts at or before
         the base's last event (retractions of folded events' facts) are beyond the horizon: left out."""
@@ -437,7 +424,7 @@ class Conversation:
     def to_json(self) -> list[Any]:
         """[tenant, shop, platform, last ts, base ts, base, pending, [], folded digests], every time but
         the last one as `last ts - time` (short), trailing defaults left out; see `from_json`. (The empty
-        list is where records before the event log kept the horizon wrote their facts.)"""
+        list is a slot no reader uses: kept so the record's layout stays as written.)"""
         lt = self.last_event_ts
         out: list[Any] = [
             self.tenant, self.shop_id, self.platform, lt, -1 if self.base_ts < 0 else lt - self.base_ts,
@@ -451,12 +438,10 @@ class Conversation:
         return out
 
     @classmethod
-    def from_json(cls, raw: list[Any] | dict[str, Any]) -> Conversation:
-        if isinstance(raw, dict):
-            return cls._from_dict(raw)
+    def from_json(cls, raw: list[Any]) -> Conversation:
         tenant, shop, platform, lt, bt, *rest = raw
         rest += [[], [], [], ""][len(rest):]
-        base_raw, pending_raw, facts_raw, digests = rest
+        base_raw, pending_raw, _unused, digests = rest
         conv = cls(
             tenant=sys.intern(tenant),
             shop_id=sys.intern(shop),
@@ -467,40 +452,8 @@ class Conversation:
             base_ts=-1 if bt < 0 else lt - bt,
             last_event_ts=lt,
         )
-        if facts_raw:  # written when only the grace period's events were kept: their facts are not derivable
-            conv.facts = _facts_of(facts_raw, lt)
-            conv.state = conv._derive_state()
-        else:
-            conv.state, conv.facts = conv._derive()
+        conv.state, conv.facts = conv._derive()
         return conv
-
-    @classmethod
-    def _from_dict(cls, raw: dict[str, Any]) -> Conversation:
-        """The record form before the compact one: full event ids in "seen", absolute times."""
-        tenant, shop, platform = raw["t"]
-        pending = [ConvEvent(*ev) for ev in raw["p"]]
-        pending_ids = {ev.event_id for ev in pending}
-        conv = cls(
-            tenant=sys.intern(tenant),
-            shop_id=sys.intern(shop),
-            platform=sys.intern(platform),
-            base=_state_of_dict_form(raw["b"]),
-            pending=pending,
-            facts=Counter({Fact(k, t, q, v): n for k, t, q, v, n in raw["f"]}),
-            folded_ids=b"".join(id_digest(i) for i in sorted(raw["seen"]) if i not in pending_ids),
-            base_ts=raw["bt"],
-            last_event_ts=raw["lt"],
-        )
-        conv.state = conv._derive_state()
-        return conv
-
-
-def _state_of_dict_form(raw: list[Any]) -> ConvState:
-    """The base of the dict form: the state's fields in order, times absolute."""
-    values = _conversion_of_old_layout(raw) if _old_layout(raw) else raw
-    state = ConvState(*values[:_CONVERSION])
-    state.conversion = tuple((q, r, o) for q, r, o in (values[_CONVERSION] if len(values) > _CONVERSION else ()))
-    return state
 
 
 # --- the compact record's parts ------------------------------------------------------------------
@@ -528,26 +481,7 @@ def _state_to_json(s: ConvState, lt: int) -> list[Any]:
     return out
 
 
-def _old_layout(raw: list[Any]) -> bool:
-    return len(raw) > _CONVERSION and not isinstance(raw[_CONVERSION], list | tuple)
-
-
-def _conversion_of_old_layout(values: list[Any]) -> list[Any]:
-    """A state written before conversion was per queue: [..., last reply ts, its queue, last order ts, its
-    queue] at 8-11 becomes one conversion row per queue (times as they were written)."""
-    reply_ts, reply_q, order_ts, order_q = [*values[_CONVERSION:], None, None, None, None][:4]
-    rows: list[list[Any]] = [[reply_q, reply_ts, None]] if reply_q is not None else []
-    if order_q is not None:
-        if rows and rows[0][0] == order_q:
-            rows[0][2] = order_ts
-        else:
-            rows.append([order_q, None, order_ts])
-    return [*values[:_CONVERSION], rows]
-
-
 def _state_of(raw: list[Any], lt: int) -> ConvState:
-    if _old_layout(raw):
-        raw = _conversion_of_old_layout(raw)
     values = [*raw, *_STATE_DEFAULTS[len(raw):]]
     for i in _STATE_TIMES:
         if values[i] is not None:
@@ -571,15 +505,3 @@ def _event_of(raw: list[Any], lt: int) -> ConvEvent:
     name = EVENT_TYPE_CODES[etype] if isinstance(etype, int) else etype
     rest = [sys.intern(x) if isinstance(x, str) else x for x in rest]
     return ConvEvent(lt - dt, event_id, name, *rest)
-
-
-def _facts_of(raw: list[list[Any]], lt: int) -> Counter[Fact]:
-    """Facts of a record written before they were derived: [kind code, lt - ts, queue, [value, [count]]]."""
-    out: Counter[Fact] = Counter()
-    kinds, intern, new = FACT_KIND_CODES, sys.intern, tuple.__new__
-    for f in raw:
-        kind = f[0]
-        fact = new(Fact, (kinds[kind] if type(kind) is int else kind, lt - f[1], intern(f[2]),
-                          f[3] if len(f) > 3 else 0))
-        out[fact] = f[4] if len(f) > 4 else 1
-    return out

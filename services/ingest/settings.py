@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from services.core.config import KafkaSettings, Topics, env_float, env_int, env_str
+from services.core.config import DEFAULT_INGEST_PORT, KafkaSettings, Topics, env_float, env_int, env_str
 from services.core.limits import TenantLimits
 from services.core.secrets import refuse_placeholders, require_secrets
 
@@ -51,7 +51,7 @@ def parse_tenant_tokens(raw: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class IngestSettings:
     host: str = field(default_factory=lambda: env_str("INGEST_HOST", "127.0.0.1"))
-    port: int = field(default_factory=lambda: env_int("INGEST_PORT", 8081))
+    port: int = field(default_factory=lambda: env_int("INGEST_PORT", DEFAULT_INGEST_PORT))
     # Bearer token for POST /v1/events. Empty: refuse all traffic unless allow_unauthenticated.
     token: str = field(default_factory=lambda: env_str("INGEST_TOKEN", ""))
     # Per-tenant tokens, `tenant=token` pairs separated by commas: a sender holding one may post events of

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.core.config import KafkaSettings, env_float, env_int, env_str
+from services.core.config import DEFAULT_SCORER_METRICS_PORT, KafkaSettings, env_float, env_int, env_str
 from services.core.secrets import refuse_placeholders, require_secrets
 
 
@@ -51,7 +51,7 @@ class ScorerSettings:
     session_timeout_s: float = field(default_factory=lambda: env_float("SCORER_SESSION_TIMEOUT_S", 20.0))
     worker_index: int = field(default_factory=lambda: env_int("SCORER_WORKER_INDEX", 0))
     web_bind: str = field(default_factory=lambda: env_str("SCORER_WEB_BIND", "127.0.0.1"))  # 0.0.0.0 in a pod
-    metrics_port: int = field(default_factory=lambda: env_int("SCORER_METRICS_PORT", 6066))
+    metrics_port: int = field(default_factory=lambda: env_int("SCORER_METRICS_PORT", DEFAULT_SCORER_METRICS_PORT))
     data_dir: Path = field(
         default_factory=lambda: Path(env_str("RUN_DIR", str(Path.cwd() / ".run" / "local"))) / "scorer"
     )

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from services.core.agents import AgentLive, AgentState, PartitionAgents
-from services.core.alerts import Alert, AlertEngine, AlertRules, Signals, paging_scopes, signals_for_views
+from services.core.alert_rules import AlertRules, Signals, paging_scopes, signals_for_views
+from services.core.alerts import Alert, AlertEngine
 from services.core.buckets import Bucket, agent_scope, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState
 from services.core.events import EventError, event_from_record, split_state_key, state_key
@@ -333,13 +334,12 @@ class ConversationStage:
 def _decode(raw: bytes) -> tuple[int, Any, list[Any] | None]:
     """A conversations-table value: (partition, conversation record or None, tombstone or None).
 
-    A conversation is [partition, Conversation.to_json()]; a tombstone (and a conversation written
-    before the compact form) is a dict: {"pt": partition, "gone": [...]} or {"pt": ..., "c": {...}}.
+    A conversation is [partition, Conversation.to_json()]; a tombstone is {"pt": partition, "gone": [...]}.
     """
     record = orjson.loads(raw)
     if isinstance(record, list):
         return int(record[0]), record[1], None
-    return int(record["pt"]), record.get("c"), record.get("gone")
+    return int(record["pt"]), None, record.get("gone")
 
 
 def _dead_letter(key: bytes | None, value: bytes | None, partition: int, reason: str) -> Out:

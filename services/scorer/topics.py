@@ -10,13 +10,14 @@ removes that race. Topics the stack owns (events, partials, views…) are create
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
 
+from services.core.config import TopicSpec
 from services.core.kafka_security import client_kwargs
+from services.core.kafka_topics import create_missing_topics
 
 from .settings import ScorerSettings
 
@@ -35,15 +36,13 @@ async def ensure_changelog_topics(s: ScorerSettings, timeout_s: float = 120) -> 
         admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap, **client_kwargs())
         try:
             await admin.start()
-            existing = set(await admin.list_topics())
-            missing = [
-                NewTopic(name, parts, s.kafka.replication, topic_configs={"cleanup.policy": "compact"})
-                for name, parts in changelog_topics(s) if name not in existing
-            ]
-            if missing:
-                with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
-                    await admin.create_topics(missing)
-                log.info("created changelog topics", extra={"topics": [t.name for t in missing]})
+            specs = [TopicSpec(name, parts, True) for name, parts in changelog_topics(s)]
+            # Another worker winning the race is no problem; a refusal leaves Faust to declare the topic.
+            created, problems = await create_missing_topics(admin, specs, s.kafka.replication)
+            if created:
+                log.info("created changelog topics", extra={"topics": created})
+            if problems:
+                log.warning("changelog topics refused", extra={"problems": problems})
             return
         except KafkaConnectionError:
             if asyncio.get_running_loop().time() > deadline:

@@ -20,7 +20,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from deploy.local.stack import topics_for
+from deploy.local.config import topics_for
 from services.core.events import parse_event
 
 pytestmark = pytest.mark.stack

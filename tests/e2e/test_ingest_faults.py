@@ -33,7 +33,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy.local.stack import running_pid, topics_for
+from deploy.local.config import topics_for
+from deploy.local.processes import running_pid
 from services.ingest.settings import IngestSettings
 
 pytestmark = pytest.mark.stack

@@ -22,7 +22,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from deploy.local.stack import KafkaBroker
+from deploy.local.testing import KafkaBroker
 from services.core.events import parse_event
 from services.kafka_util.read import read_to_end
 

@@ -18,15 +18,20 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from deploy.local import stack as local_stack
+from deploy.local.config import REPO, StackConfig, ensure_dotenv, service_env
+from deploy.local.kafka import start_kafka
+from deploy.local.processes import log_tail
+from deploy.local.service_parts import start_services
+from deploy.local.stack import down
+from deploy.local.testing import config_for_tests, copy_logs, reset
 from services.core.kafka_security import client_kwargs
 
 OFFSET = 50  # beside the session's ports (TEST_PORT_OFFSET steps by 100)
 
 
 @pytest.fixture(scope="module")
-def secure_stack() -> Iterator[local_stack.StackConfig]:
-    base = local_stack.config_for_tests()
+def secure_stack() -> Iterator[StackConfig]:
+    base = config_for_tests()
     off = OFFSET
     cfg = replace(
         base,
@@ -37,18 +42,18 @@ def secure_stack() -> Iterator[local_stack.StackConfig]:
         alertmanager_port=base.alertmanager_port + off, kafka_security="sasl_ssl",
     )
     cfg = replace(cfg, env_file=cfg.run_dir / ".env")
-    local_stack.reset(cfg)
+    reset(cfg)
     try:
         cfg.run_dir.mkdir(parents=True)
-        local_stack.ensure_dotenv(cfg)
-        local_stack.start_kafka(cfg, quiet=True)
-        local_stack.start_services(cfg, quiet=True)
+        ensure_dotenv(cfg)
+        start_kafka(cfg, quiet=True)
+        start_services(cfg, quiet=True)
         yield cfg
     except Exception:
-        local_stack.copy_logs(cfg, local_stack.REPO / "test-artifacts" / "logs-sasl")
+        copy_logs(cfg, REPO / "test-artifacts" / "logs-sasl")
         raise
     finally:
-        local_stack.down(cfg, wipe=True)
+        down(cfg, wipe=True)
 
 
 async def _can_list_topics(bootstrap: str, **security: object) -> bool:
@@ -63,9 +68,9 @@ async def _can_list_topics(bootstrap: str, **security: object) -> bool:
         await admin.close()
 
 
-def test_pipeline_runs_over_sasl_ssl(secure_stack: local_stack.StackConfig) -> None:
+def test_pipeline_runs_over_sasl_ssl(secure_stack: StackConfig) -> None:
     cfg = secure_stack
-    env = local_stack.service_env(cfg)
+    env = service_env(cfg)
     assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["KAFKA_USERNAME"] == "floorwatch"
     server = (cfg.kafka_dir / "server.properties").read_text()
     assert "PLAINTEXT://" not in server.replace("CONTROLLER:PLAINTEXT", "")  # no plaintext listener for clients
@@ -93,12 +98,12 @@ def test_pipeline_runs_over_sasl_ssl(secure_stack: local_stack.StackConfig) -> N
     assert view["windows"]["1m"]["arrivals"] == 1
     password = env["KAFKA_PASSWORD"]
     for name in ("ingest", "scorer-0", "api"):
-        assert password not in local_stack.log_tail(cfg, name, 10_000)
+        assert password not in log_tail(cfg, name, 10_000)
 
 
-def test_broker_refuses_clients_without_credentials(secure_stack: local_stack.StackConfig) -> None:
+def test_broker_refuses_clients_without_credentials(secure_stack: StackConfig) -> None:
     cfg = secure_stack
-    good = local_stack.service_env(cfg)
+    good = service_env(cfg)
     boot = cfg.kafka_bootstrap
 
     async def check() -> None:

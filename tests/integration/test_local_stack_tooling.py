@@ -12,11 +12,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from deploy.local import stack as local_stack
+from deploy.local.monitoring import render_configs
+from deploy.local.testing import KafkaBroker, config_for_tests
 from services.core.config import Topics
 
 
-async def test_broker_has_the_standard_topics(kafka: local_stack.KafkaBroker) -> None:
+async def test_broker_has_the_standard_topics(kafka: KafkaBroker) -> None:
     cfg = kafka.cfg
     topics = Topics()
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
@@ -33,7 +34,7 @@ async def test_broker_has_the_standard_topics(kafka: local_stack.KafkaBroker) ->
         await admin.close()
 
 
-async def test_create_topic_then_round_trip(kafka: local_stack.KafkaBroker) -> None:
+async def test_create_topic_then_round_trip(kafka: KafkaBroker) -> None:
     name = f"tooling-{uuid.uuid4().hex[:8]}"
     await kafka.acreate_topic(name, 2)
     kafka.create_topic(name, 2)  # idempotent, and callable from sync code too
@@ -54,8 +55,8 @@ async def test_create_topic_then_round_trip(kafka: local_stack.KafkaBroker) -> N
 
 
 def test_rendered_monitoring_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
-    cfg = local_stack.config_for_tests(run_dir=tmp_path, scorer_workers=3)
-    prom, am = local_stack.render_configs(cfg)
+    cfg = config_for_tests(run_dir=tmp_path, scorer_workers=3)
+    prom, am = render_configs(cfg)
     text = prom.read_text()
     base = cfg.scorer_metrics_port
     assert f"'127.0.0.1:{base}', '127.0.0.1:{base + 1}', '127.0.0.1:{base + 2}'" in text

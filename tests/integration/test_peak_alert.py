@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 import pytest
 
-from deploy.local.stack import KafkaBroker
-from services.core.alerts import signals_from_view
+from deploy.local.testing import KafkaBroker
+from services.core.alert_rules import signals_from_view
 from services.simulator.model import FloorModel, SimConfig
 from tests.reference import reference_views
 

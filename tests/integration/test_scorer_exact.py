@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from deploy.local.stack import KafkaBroker
+from deploy.local.testing import KafkaBroker
 from services.core.conversation import Conversation
 from services.core.events import EventError, event_from_record
 from services.kafka_util.read import read_to_end

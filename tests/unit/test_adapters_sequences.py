@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from deploy.local import stack as local_stack
+from deploy.local.stack import webhook_lines
 from services.ingest.adapters import ADAPTERS, AdapterConfig, Context
 from services.ingest.settings import IngestSettings
 from services.ingest.webhooks import sign_chatwoot
@@ -354,7 +354,7 @@ async def test_quickstart_steps_deliver_the_script(
     hooks = await make_hooks(settings=settings, now_s=T0_S)
     caplog.set_level(logging.INFO, logger="floorwatch.ingest.webhooks")
     metrics = (await hooks.client.get("/metrics")).text
-    assert f"webhook {platform:<9} no delivery yet" in "\n".join(local_stack.webhook_lines(metrics, T0_S))
+    assert f"webhook {platform:<9} no delivery yet" in "\n".join(webhook_lines(metrics, T0_S))
     header = rows["Header"]
     for d in SCRIPTS[platform]():
         hooks.clock[0] = T0_S + d.at_s
@@ -381,7 +381,7 @@ async def test_quickstart_steps_deliver_the_script(
         assert {e["conversation_id"].split(":")[1] for e in events} == {"7"}
     # What the quick start says to check: make status's line and the ingest log's.
     metrics = (await hooks.client.get("/metrics")).text
-    line = next(x for x in local_stack.webhook_lines(metrics, T0_S + 60) if x.split()[1] == platform)
+    line = next(x for x in webhook_lines(metrics, T0_S + 60) if x.split()[1] == platform)
     assert "last delivery" in line and "refused" not in line
     assert [r.getMessage() for r in caplog.records].count("first webhook delivery accepted") == 1
 
@@ -396,7 +396,7 @@ async def test_quickstart_wrong_secret_shows_as_refused(
         resp = await hooks.post("sunshine", delivery, sign=False, headers={"X-API-Key": "not-the-secret"})
         assert resp.status_code == 401
     metrics = (await hooks.client.get("/metrics")).text
-    [line] = [x for x in local_stack.webhook_lines(metrics, NOW_S) if x.split()[1] == "sunshine"]
+    [line] = [x for x in webhook_lines(metrics, NOW_S) if x.split()[1] == "sunshine"]
     assert line == "  webhook sunshine  no delivery yet; refused 401: 3 (see the ingest log)"
     refused = [r for r in caplog.records if r.getMessage().startswith("webhook delivery refused")]
     assert len(refused) == 1 and refused[0].__dict__["reason"] == "missing or wrong X-API-Key"

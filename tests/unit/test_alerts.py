@@ -11,11 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.core.alerts import (
+from services.core.alert_rules import (
     ENV_RULES_FILE,
     RULES,
-    Alert,
-    AlertEngine,
     AlertRules,
     AlertRulesError,
     OldestWait,
@@ -34,6 +32,7 @@ from services.core.alerts import (
     signals_from_view,
     thresholds_for,
 )
+from services.core.alerts import Alert, AlertEngine
 from services.core.merge import QueueMerger
 from services.core.partials import Live, Scope
 

@@ -1,7 +1,7 @@
 """What the scorer keeps per conversation is compact, and keeping less changes no figure.
 
 A conversation's record round-trips exactly (state, pending events, the digests of folded events;
-its facts are derived from them; the earlier forms too), dedupe holds for folded events through the
+its facts are derived from them), dedupe holds for folded events through the
 table, and a scorer that keeps no decoded conversation at all (every event decodes its
 conversation from the table's bytes) or rebuilds everything from the table gives the very same
 views as one that keeps them.
@@ -9,7 +9,6 @@ views as one that keeps them.
 
 from __future__ import annotations
 
-import binascii
 import sys
 from collections import Counter
 from typing import Any
@@ -56,19 +55,6 @@ def roundtrip(conv: Conversation) -> Conversation:
     return Conversation.from_json(orjson.loads(orjson.dumps(conv.to_json())))
 
 
-def old_form(conv: Conversation, seen: list[str]) -> dict[str, Any]:
-    """The record as written before the compact form (full ids in "seen", absolute times)."""
-    return {
-        "t": [conv.tenant, conv.shop_id, conv.platform],
-        "b": conv.base.to_json(),
-        "p": [list(e) for e in conv.pending],
-        "f": [[*f, n] for f, n in conv.facts.items()],
-        "seen": seen,
-        "bt": conv.base_ts,
-        "lt": conv.last_event_ts,
-    }
-
-
 def busy_conversation() -> tuple[Conversation, list[dict[str, Any]]]:
     """Folded and pending events, a transfer, an assignment, replies (facts with values), two equal facts."""
     events = [
@@ -107,25 +93,6 @@ def test_a_fresh_and_an_empty_conversation_round_trip() -> None:
     conv = Conversation("t", "s", "p")
     conv.apply(conv_event(ev(0, "message", 0, sender="customer")), T, GRACE)
     same(roundtrip(conv), conv)
-
-
-def test_a_record_with_facts_written_before_they_were_derived_is_read_with_them() -> None:
-    # [tenant, shop, platform, lt, lt - base ts, base, pending, facts, digests]: the facts of folded events
-    # within the horizon were stored then (a fold after 60 s), and cannot be derived.
-    conv = Conversation.from_json(["t", "s", "p", T, 50_000, ["presales", True, False, 60_000, None, True],
-                                   [[0, "c-9", 1, None, "customer"]],
-                                   [[1, 50_000, "presales", 10_000], [7, 0, "presales"], [12, 3, "vip", 42, 2]],
-                                   binascii.b2a_base64(id_digest("c-1"), newline=False).decode()])
-    assert conv.facts == Counter({Fact("frt", T - 50_000, "presales", 10_000): 1,
-                                  Fact("msg_customer", T, "presales"): 1,
-                                  Fact("closed_abandoned", T - 3, "vip", 42): 2})
-    assert conv.state.waiting_since == T and conv.has_seen("c-1") and conv.has_seen("c-9")
-
-
-def test_the_earlier_dict_form_is_read() -> None:
-    conv, events = busy_conversation()
-    back = Conversation.from_json(orjson.loads(orjson.dumps(old_form(conv, [e["event_id"] for e in events]))))
-    same(back, conv)
 
 
 def test_an_open_conversation_record_is_small() -> None:
@@ -213,15 +180,3 @@ def test_state_defaults_round_trip() -> None:
                   ConvState(conversion=(("x", None, T - 3),)), ConvState(conversion=(("x", T, None), ("y", T, T)))):
         conv = Conversation("t", "s", "p", base=state, state=state.copy(), base_ts=T, last_event_ts=T + 5)
         same(roundtrip(conv), conv)
-
-
-def test_a_state_written_before_conversion_was_per_queue_is_read() -> None:
-    # [queue, opened, closed, frt_start, waiting_since, answered, assignee, first assigned, last reply ts,
-    # its queue, last order ts, its queue], times as `last ts - time`.
-    old = ["aftersales", True, False, 9, None, True, "a1", 8, 4, "presales", 2, "presales"]
-    conv = Conversation.from_json(["t", "s", "p", T, 1, old])
-    assert conv.base.conversion == (("presales", T - 4, T - 2),)
-    assert conv.base.queue == "aftersales" and conv.base.first_assigned_ts == T - 8
-    old[-1] = "aftersales"
-    assert Conversation.from_json(["t", "s", "p", T, 1, old]).base.conversion == (
-        ("presales", T - 4, None), ("aftersales", None, T - 2))

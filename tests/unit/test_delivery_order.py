@@ -14,7 +14,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.core.agents import AgentState, agent_window
+from services.core.agents import AgentState, AgentTimeline
 from services.core.conversation import Conversation, ConvEvent
 from services.core.events import parse_event
 from services.scorer.inprocess import InProcessScorer
@@ -150,7 +150,7 @@ def test_max_concurrent_chats_follow_event_time_not_arrival_order() -> None:
     agent.set_active("c1", True, at(100))
     agent.set_active("c2", True, at(50))
     agent.set_active("c2", False, at(80))
-    w = agent_window(agent.summary(), at(120), 300_000)
+    w = AgentTimeline(agent.summary()["history"]).window(at(120), 300_000)
     assert w["max_concurrent"] == 1
     assert agent.summary()["active_chats"] == 1
 
@@ -256,14 +256,6 @@ def test_an_agents_history_is_kept_for_the_horizon_and_round_trips() -> None:
     assert back == agent and back.summary() == agent.summary()
     assert agent.summary()["history"] == [[at(2_400), "online", 1], [at(3_000), "online", 2],
                                           [at(3_500), "online", 1], [at(3_600), "away", 1]]
-
-
-def test_an_agent_record_of_the_earlier_form_is_read() -> None:
-    raw = {"t": [TENANT, SHOP, PLATFORM], "s": "busy", "k": [at(50), "s9"], "c": 2, "q": ["presales"],
-           "a": ["c1", "c2"], "h": [[at(0), "online", 0], [at(50), "busy", 2]]}
-    agent = AgentState.from_json(raw)
-    assert (agent.status, agent.capacity, agent.queues, agent.active) == ("busy", 2, ("presales",), {"c1", "c2"})
-    assert not agent.apply_status(at(50), "s9", TENANT, SHOP, PLATFORM, "busy", 2, ("presales",))
 
 
 @CHEAP_PROPERTY

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from deploy.local import stack as local_stack
+from deploy.local.monitoring import render_configs
+from deploy.local.testing import config_for_tests
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -74,8 +75,8 @@ def test_files_with_placeholders_are_templates() -> None:
 
 
 def test_templates_render_without_placeholders(tmp_path: Path) -> None:
-    cfg = local_stack.config_for_tests(run_dir=tmp_path, scorer_workers=2)
-    prom, am = local_stack.render_configs(cfg, tmp_path / "out")
+    cfg = config_for_tests(run_dir=tmp_path, scorer_workers=2)
+    prom, am = render_configs(cfg, tmp_path / "out")
     for path in (prom, am, *sorted((tmp_path / "out" / "rules").glob("*.yml"))):
         text = path.read_text(encoding="utf-8")
         assert not PLACEHOLDER.search(text), path

@@ -173,7 +173,8 @@ def config(docs: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def test_every_topic_the_services_use_is_declared(docs: list[dict[str, Any]]) -> None:
-    from deploy.local.stack import StackConfig, topic_specs
+    from deploy.local.config import StackConfig
+    from deploy.local.kafka import topic_specs
     from services.scorer.topics import TABLES
 
     cfg = config(docs)
@@ -301,8 +302,8 @@ def test_no_secret_and_no_placeholder_in_the_base() -> None:
 
 
 def test_each_workload_gets_only_its_own_secrets(docs: list[dict[str, Any]]) -> None:
+    from deploy.local.config import SECRET_NAMES
     from deploy.local.k8s_secrets import WORKLOAD_SECRETS, secret_name
-    from deploy.local.stack import SECRET_NAMES
     from services.core.secrets import is_placeholder
 
     secrets = by_kind(docs, "Secret")
