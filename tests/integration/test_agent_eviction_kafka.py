@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from deploy.local.stack import KafkaBroker
+from deploy.local.testing import KafkaBroker
 from services.core.events import state_key
 from services.kafka_util.read import read_to_end
 
