@@ -4,9 +4,9 @@ Stage 2 writes alert changes and its engine snapshots in transactions; an acknow
 a record `ack:<alert id>` on the same topic, so every API replica shows the same ack.
 
 A firing alert is published when it fires, escalates and resolves, not at every reading, so its
-`value` is the reading that fired it. The API adds `current_value` (and `current_as_of`): the same
-rule judged on the API's own copy of the view of the alert's scope (`CurrentValues`), which the
-stream renews every second. Without that view, `current_value` is the alert's last published one.
+`value` is the reading that fired it. The API adds `current_value` (and `current_as_of`): the value
+the same rule compared on the view of the alert's scope, as the scorer published it with the view
+(`CurrentValues`, `judged.values`). Without that view, `current_value` is the alert's last published one.
 """
 
 from __future__ import annotations
@@ -21,47 +21,33 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Header, HTTPException, Path
 from pydantic import BaseModel, Field
 
-from services.core.alert_rules import RULES, Signals, StaffingDefaults, judge, signals_from_view, thresholds_for
 from services.core.kafka_security import client_kwargs
 from services.core.merge import iso
 from services.core.wire import ALERT_ACK_PREFIX, queue_partition
 
 from .mirror import TopicMirror
 from .settings import ApiSettings
-from .views import ViewKey, ViewStore
+from .views import ViewStore
 
 ENGINE_PREFIX = b"__engine__:"
 
 
 class CurrentValues:
-    """A firing alert's reading now: its rule judged (`alert_rules.judge`, as the engine does) on the
-    view of its scope in `views`, as `(value, the view's as_of)`; None without a usable reading."""
+    """A firing alert's reading now: the value its rule compared on the view of its scope, as the scorer
+    judged it with the view (`judged.values`), and that view's as_of; None without a reading. The API
+    judges nothing itself."""
 
-    def __init__(self, views: ViewStore, defaults: StaffingDefaults | None = None) -> None:
+    def __init__(self, views: ViewStore) -> None:
         self.views = views
-        self.defaults = defaults or StaffingDefaults.from_env()
-        # scope → (the view read, its signals): a view is read once, however many alerts and clients.
-        self._read: dict[ViewKey, tuple[dict[str, Any], Signals]] = {}
 
     def __call__(self, alert: dict[str, Any]) -> tuple[float | None, str] | None:
         key = (alert.get("queue"), alert.get("tenant"), alert.get("shop_id"), alert.get("platform"))
         view = self.views.views.get(key)  # type: ignore[arg-type]
-        if view is None or alert.get("rule") not in RULES:
+        values = (view or {}).get("judged", {}).get("values", {})
+        value = values.get(alert.get("rule")) if isinstance(values, dict) else None
+        if view is None or not isinstance(value, int | float):
             return None
-        try:
-            th = thresholds_for(str(alert["queue"]))
-            hit = self._read.get(key)  # type: ignore[arg-type]
-            if hit is not None and hit[0] is view:
-                sig = hit[1]
-            else:
-                sig = signals_from_view(view, th, self.defaults)
-                if len(self._read) > 2 * len(self.views.views) + 64:
-                    self._read = {k: v for k, v in self._read.items() if k in self.views.views}
-                self._read[key] = (view, sig)  # type: ignore[index]
-            verdict = judge(alert["rule"], sig, th)
-        except (ValueError, KeyError):  # a bad ALERT_RULES_FILE or an unknown rule: no reading
-            return None
-        return None if verdict.kind == "gap" else (verdict.value, str(view.get("as_of")))
+        return float(value), str(view.get("as_of"))
 
 
 class AlertStore(TopicMirror):

@@ -8,8 +8,9 @@
   while anything changes. Data: `{"as_of", "server_time", "stale_after_s", "queues": [QueueView, …],
   "signals": {queue: Signals}, "options": {"queues", "platforms", "shops": [{"tenant", "shop_id",
   "platform"}, …]}}`. `server_time` lets a client measure the data's age on the server's clock, not
-  its own. `signals` are what the alert rules judge for each view (`alert_rules.signals_from_view`:
-  ρ, overload, staffing gap, …), so a wallboard colours by the very figures the alerts fire on.
+  its own. `signals` are what the alert rules judge for each view (ρ, overload, staffing gap, …), as
+  the scorer published them with the view (`judged`, with each rule's level), so a wallboard colours
+  by the very figures and levels the alerts fire on.
 - with `delta=1`, after the first `views`: `event: delta` instead, only what changed since the last
   frame (`services/api/delta.py`): `{"as_of", "server_time", "stale_after_s", "views": {queue: patch},
   "replace": {queue: QueueView}, "removed": [queue], "signals": {queue: Signals} (changed ones),
@@ -38,13 +39,12 @@ import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
-from services.core.alert_rules import StaffingDefaults, signals_from_view, thresholds_for
 from services.core.buckets import is_agent_scope
 from services.core.merge import iso
 
 from .delta import views_delta
 from .params import Filter
-from .views import ViewKey, ViewStore
+from .views import ViewStore
 from .wallboard import queue_matcher
 
 ALL = "*"
@@ -95,9 +95,6 @@ class StreamHub:
         self._subs: set[_Subscriber] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._alert_seq = 0
-        self.staffing_defaults = StaffingDefaults.from_env()
-        # view key → (the view judged, its as_of, its signals): judged once per view, not per client.
-        self._judged: dict[ViewKey, tuple[dict[str, Any], Any, dict[str, Any] | None]] = {}
 
     @property
     def subscribers(self) -> int:
@@ -163,23 +160,12 @@ class StreamHub:
             "shops": [{"tenant": t, "shop_id": s, "platform": p} for t, s, p in sorted(shops, key=lambda x: x[1:])],
         }
 
-    def signals(self, view: dict[str, Any]) -> dict[str, Any] | None:
-        """The alert rules' reading of one view, with its queue's thresholds (None: rules unusable)."""
-        scope = view.get("scope") or {}
-        key = (view["queue"], scope.get("tenant", ALL), scope.get("shop_id", ALL), scope.get("platform", ALL))
-        hit = self._judged.get(key)
-        if hit is not None and hit[0] is view and hit[1] == view.get("as_of"):
-            return hit[2]
-        try:
-            judged: dict[str, Any] | None = signals_from_view(
-                view, thresholds_for(view["queue"]), self.staffing_defaults
-            ).to_json()
-        except ValueError:  # a bad ALERT_RULES_FILE: no reading rather than a guess
-            judged = None
-        if len(self._judged) > 2 * len(self.store.views) + 64:
-            self._judged = {k: v for k, v in self._judged.items() if k in self.store.views}
-        self._judged[key] = (view, view.get("as_of"), judged)
-        return judged
+    @staticmethod
+    def signals(view: dict[str, Any]) -> dict[str, Any] | None:
+        """The alert rules' reading of one view, as the scorer judged it (`judged.signals`; None if it
+        has none): the API judges nothing itself, so the board and the pages cannot disagree."""
+        reading = (view.get("judged") or {}).get("signals")
+        return reading if isinstance(reading, dict) else None
 
     def views_payload(
         self, tenant: str | None, shop_id: str | None, platform: str | None,

@@ -54,6 +54,7 @@ __all__ = [
     "AlertRules",
     "AlertRulesError",
     "Judgement",
+    "Level",
     "OldestWait",
     "PeakLoad",
     "Rule",
@@ -67,6 +68,7 @@ __all__ = [
     "alert_group",
     "check_measured",
     "judge",
+    "judged",
     "load_rules",
     "paging_scopes",
     "parse_rules",
@@ -530,9 +532,11 @@ def signals_for_views(
     views: Mapping[ScopeKey, Mapping[str, Any]],
     rules: AlertRules | None = None,
     defaults: StaffingDefaults | None = None,
+    only: Collection[ScopeKey] | None = None,
 ) -> dict[ScopeKey, Signals]:
-    """`signals_from_view` for every view of one `QueueMerger.views()` tick, each with its queue's
-    thresholds; an all-platform view's reply limit comes from the platforms seen under it."""
+    """`signals_from_view` for every view of one `QueueMerger.views()` tick (or for those in `only`),
+    each with its queue's thresholds; an all-platform view's reply limit comes from the platforms seen
+    under it among all `views`."""
     r = rules if rules is not None else AlertRules()
     seen: dict[tuple[str, str], set[str]] = {}
     for queue, tenant, _shop, platform in views:
@@ -542,6 +546,7 @@ def signals_for_views(
     return {
         key: signals_from_view(view, r.thresholds_for(key[0]), defaults, platforms=seen.get((key[0], key[1])))
         for key, view in views.items()
+        if only is None or key in only
     }
 
 
@@ -640,3 +645,25 @@ def judge(rule: Rule, s: Signals, th: Thresholds) -> Judgement:
         "fire" if short else "clear", "warning" if short else None,
         float(s.required_agents), float(s.agents_staffing), "staffing",
     )
+
+
+Level = Literal["critical", "warning", "ok"]
+
+
+def judged(s: Signals, th: Thresholds) -> dict[str, Any]:
+    """What the scorer publishes with each view (`judged`): the rules' inputs (`signals`), and per rule
+    its level and the value it compared (`judge`, as the alert engine does, without its timers).
+
+    A level is what a wallboard colours a figure by, so the board and the pages cannot disagree; None
+    when the rule is off, has no data, or has too few conversations to judge (shown uncoloured). The
+    value is a firing alert's `current_value`; None without a reading."""
+    levels: dict[str, Level | None] = {}
+    values: dict[str, float | None] = {}
+    for rule in RULES:
+        j = judge(rule, s, th) if th.enabled(rule) else _GAP
+        values[rule] = None if j.kind == "gap" else j.value
+        if j.kind == "fire":
+            levels[rule] = j.level
+        else:
+            levels[rule] = "ok" if j.kind in ("clear", "hold") and j.reason != "quiet" else None
+    return {"signals": s.to_json(), "levels": levels, "values": values}

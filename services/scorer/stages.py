@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from services.core.agents import AgentLive, AgentState, PartitionAgents
-from services.core.alert_rules import AlertRules, Signals, paging_scopes, signals_for_views
+from services.core.alert_rules import AlertRules, Signals, judged, paging_scopes, signals_for_views
 from services.core.alerts import Alert, AlertEngine
 from services.core.buckets import Bucket, agent_scope, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState
@@ -611,8 +611,15 @@ class QueueStage:
         view_out = [Out("views", self._view_key(k), None, queue_partition(k[0], self.queue_partitions)) for k in gone]
         if len(self.view_keys) > 2 * len(views):  # forget the encoded keys of views that went
             self.view_keys = {k: raw for k, raw in self.view_keys.items() if k in views}
+        # Each queue view goes out with the alert rules' reading of it (`judged`): the API and the wallboard
+        # colour by it, so they never judge by rules of their own (one judge, the alerts').
+        plain = {k: v for k, v in views.items() if not is_agent_scope(k[0])}
+        readings = signals_for_views(plain, self.rules, only=self.merger.rebuilt & plain.keys())
         view_out += [
-            Out("views", self._view_key(k), orjson.dumps(views[k]), queue_partition(k[0], self.queue_partitions))
+            Out("views", self._view_key(k), orjson.dumps(
+                views[k] if (sig := readings.get(k)) is None
+                else {**views[k], "judged": judged(sig, self.rules.thresholds_for(k[0]))}
+            ), queue_partition(k[0], self.queue_partitions))
             for k in self.merger.rebuilt
         ]
         return view_out, self._evaluate_alerts(views, now)

@@ -46,6 +46,7 @@ from services.api.alerts import AlertStore
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
+from services.core.alert_rules import judged, signals_from_view, thresholds_for
 from services.core.merge import QueueMerger, iso
 from services.core.partials import Live, Scope
 
@@ -433,7 +434,13 @@ def hand_view(queue: str, now_ms: int, age_s: float) -> dict[str, Any]:
     merger.put_live("c", 0, Scope("t", "s", "web", queue), live)
     view = merger.views(now_ms)[(queue, "*", "*", "*")]
     view["as_of"] = iso(now_ms - int(age_s * 1000))
-    return view
+    return published(view)
+
+
+def published(view: dict[str, Any]) -> dict[str, Any]:
+    """A view as the scorer publishes it: with the alert rules' reading of it (`judged`)."""
+    th = thresholds_for(view["queue"])
+    return {**view, "judged": judged(signals_from_view(view, th), th)}
 
 
 async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
@@ -751,7 +758,7 @@ def set_waits(store: ViewStore, waits: dict[str, float]) -> None:
     for queue, wait in waits.items():
         view = hand_view(queue, now, age_s=0)
         view["live"].update(oldest_wait_s=wait, wait_p50_s=wait, wait_p90_s=wait)
-        store.views[(queue, "*", "*", "*")] = view
+        store.views[(queue, "*", "*", "*")] = published(view)
 
 
 async def notify(store: ViewStore) -> None:

@@ -23,7 +23,7 @@ from services.api.settings import ApiSettings
 from services.api.stream import StreamHub
 from services.api.views import ViewStore
 from services.api.wallboard import STATIC
-from services.core.alert_rules import StaffingDefaults, signals_from_view, thresholds_for
+from services.core.alert_rules import judged, signals_from_view, thresholds_for
 from services.core.merge import QueueMerger
 from services.core.partials import Live, Scope
 
@@ -47,7 +47,9 @@ def filled_store() -> ViewStore:
     views = merger.views(61_000)
     store = ViewStore("unused:9092", "unused")
     for key in KEYS:
-        store.views[key] = views[key]
+        # As the scorer publishes a view: with the alert rules' reading of it.
+        th = thresholds_for(key[0])
+        store.views[key] = {**views[key], "judged": judged(signals_from_view(views[key], th), th)}
     store.caught_up.set()
     return store
 
@@ -168,11 +170,11 @@ async def test_connect_sends_the_current_views_with_the_queues_filters(app: Fast
         assert [v["scope"]["platform"] for v in data["queues"]] == ["jd"]
         assert data["as_of"] == data["queues"][0]["as_of"]
         assert data["server_time"].endswith("Z") and data["stale_after_s"] == 10.0
-        # What the alert rules read in each view, so the page colours by the figures the alerts fire on.
+        # What the alert rules read in each view, as the scorer published it with the view: the page colours by
+        # the figures and levels the alerts fire on, and the API judges nothing itself.
         presales = data["queues"][0]
-        assert data["signals"] == {
-            "presales": signals_from_view(presales, thresholds_for("presales"), StaffingDefaults.from_env()).to_json()
-        }
+        assert data["signals"] == {"presales": presales["judged"]["signals"]}
+        assert presales["judged"]["levels"]["oldest_wait"] == "ok"  # 60 s: under the warning level
         assert data["signals"]["presales"]["oldest_wait_s"] == 60.0 and data["signals"]["presales"]["waiting"] == 1
         assert data["options"] == {
             "queues": ["aftersales", "presales"],

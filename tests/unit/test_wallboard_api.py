@@ -15,8 +15,7 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
 from services.api.wallboard import queue_matcher
-from services.core.merge import QueueMerger
-from services.core.partials import Live, Scope
+from services.scorer.inprocess import InProcessScorer
 from tests.unit.test_stream import SSEClient, bump, filled_store
 
 QUEUES = ["presales", "jd-presales", "presales_vip", "preSalesX", "aftersales", "jd-aftersales", "vip"]
@@ -90,16 +89,26 @@ async def test_alerts_carry_the_value_at_firing_and_the_current_one(store: ViewS
         assert (got["value"], got["current_value"]) == (10.0, 10.0)
 
 
+B = 1_795_700_000_000
+
+
 def test_current_values_follow_the_view_and_say_nothing_without_a_reading() -> None:
+    # Views as the scorer publishes them (with `judged`): a buyer waiting since B, views 200 s later.
+    scorer = InProcessScorer(event_clock=False)
+    scope = {"tenant": "acme", "shop_id": "acme-jd", "platform": "jd"}
+    scorer.feed([{**scope, "event_id": "o", "type": "conversation.opened", "ts": B, "conversation_id": "c1",
+                  "queue": "presales"},
+                 {**scope, "event_id": "m", "type": "message", "ts": B, "conversation_id": "c1",
+                  "sender": "customer"}])
     store = ViewStore("unused:9092", "unused")
-    merger = QueueMerger(5000)
-    live = Live(open=1, unanswered=1, unassigned=1, awaiting_reply=1)
-    live.waiting[1_000] = 1
-    merger.put_live("c", 0, Scope("acme", "acme-jd", "jd", "presales"), live)
-    store.views.update(merger.views(201_000))
+    store.views.update(scorer.tick(B + 200_000))
     current = CurrentValues(store)
     assert current(alert()) == (200.0, store.views[("presales", "*", "*", "*")]["as_of"])
     assert current(alert(tenant="acme", shop_id="acme-jd", platform="jd"))[0] == 200.0  # type: ignore[index]
     assert current(alert(rule="sla_breach")) is None  # nothing measured in 5 min yet: a gap, no reading
     assert current(alert(queue="nowhere")) is None
     assert current(alert(rule="no_such_rule")) is None
+    # A view without the scorer's reading: the API does not judge it itself.
+    store.views[("presales", "*", "*", "*")] = {
+        k: v for k, v in store.views[("presales", "*", "*", "*")].items() if k != "judged"}
+    assert current(alert()) is None

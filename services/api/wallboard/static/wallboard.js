@@ -235,40 +235,23 @@
     return n < 120 ? t('ago_s', { n }) : t('ago_m', { n: Math.floor(n / 60) });
   }
 
-  // ---- colours from the alert thresholds -----------------------------------------------------
+  // ---- colours from the alert rules' levels -----------------------------------------------------
   const RANK = { none: 0, ok: 1, warn: 2, crit: 3 };
   const worst = (a, b) => (RANK[b] > RANK[a] ? b : a);
-  function levelHighIsBad(v, warnAt, critAt) {
-    if (!isNum(v)) return 'none';
-    if (isNum(critAt) && v >= critAt) return 'crit';
-    if (isNum(warnAt) && v >= warnAt) return 'warn';
-    return 'ok';
-  }
   function on(rule) { return rule && rule.enabled !== false ? rule : null; }
 
-  // Judged as the alert rules judge (services/core/alert_rules.py): the thresholds from
-  // /v1/thresholds, and for ρ and the staffing gap the rules' own reading of the view (`signals`).
+  // Colours are the alert rules' own levels, judged by the scorer with the view (`judged.levels`):
+  // the board never judges by rules of its own, so it cannot disagree with the pages.
+  const LEVEL = { critical: 'crit', warning: 'warn', ok: 'ok' };
   function judge(view, th, sig) {
     const out = { oldest: 'none', sl: 'none', rho: 'none', required: 'none', rhoValue: null, overload: false };
-    const live = view.live || {};
-    const w5 = (view.windows || {})['5m'] || {};
     if (sig) { out.rhoValue = isNum(sig.rho) ? sig.rho : null; out.overload = !isNum(sig.rho) && !!sig.overload; }
-    if (!th) return out;
-    const ow = on(th.oldest_wait);
-    if (ow) {
-      out.oldest = live.awaiting_reply === 0 ? 'ok' : levelHighIsBad(live.oldest_wait_s, ow.warning_s, ow.critical_s);
-    }
-    const sb = on(th.sla_breach);
-    if (sb) {
-      const sl = (w5.sl || {})[String(sb.threshold_s)];
-      const left = w5.left_unanswered;
-      // The alert judges only with enough conversations; with fewer the figure is shown uncoloured.
-      if (isNum(sl) && isNum(left) && left >= (sb.min_conversations || 1)) out.sl = sl < sb.target ? 'warn' : 'ok';
-    }
-    const pl = on(th.peak_load);
-    if (pl && sig) out.rho = out.overload ? 'crit' : levelHighIsBad(out.rhoValue, pl.rho_warning, pl.rho_critical);
-    const sg = on(th.staffing_gap);
-    if (sg && sig && isNum(sig.staffing_gap)) out.required = sig.staffing_gap > 0 ? 'warn' : 'ok';
+    const levels = (view.judged || {}).levels || {};
+    const level = (rule) => LEVEL[levels[rule]] || 'none';
+    out.oldest = level('oldest_wait');
+    out.sl = level('sla_breach');
+    out.rho = level('peak_load');
+    out.required = level('staffing_gap');
     return out;
   }
 
