@@ -19,12 +19,12 @@ agent's time per status is taken over the same (lo, now].
 from __future__ import annotations
 
 from bisect import bisect_left
-from zlib import crc32
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any, Final
+from zlib import crc32
 
 from .agents import AgentLive, AgentTimeline
 from .buckets import Bucket, is_agent_scope, window_figures, with_span
