@@ -126,6 +126,7 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
     first = events[0]
     conv = ConvResult(first.tenant, first.shop_id, first.platform)
     first_assigned_ts: int | None = None
+    repliers: set[str] = set()  # agents who replied so far
     out = conv.records
     for i, e in enumerate(events):
         ts = e.ts_ms
@@ -150,6 +151,9 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
             out.append(Record("msg_agent", ts, q))
             out.append(Record("msg_agent", ts, me))
             out.append(Record("replied", ts, q, e.conversation_id))
+            if e.agent_id:  # the agent's own chats handled and conversion
+                out.append(Record("replied", ts, me, e.conversation_id))
+                repliers.add(e.agent_id)
             if not conv.closed:
                 if conv.assignee is None:
                     conv.assignee = e.agent_id
@@ -214,8 +218,12 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
                 conv.waiting_since = None
         elif e.type == "csat.rated":
             out.append(Record("csat", ts, q, e.score))
+            if conv.assignee is not None:  # the rating of the agent's conversation
+                out.append(Record("csat", ts, AGENT + conv.assignee, e.score))
         elif e.type == "order.placed":
             out.append(Record("ordered", ts, q, e.conversation_id))
+            for agent in repliers:  # each agent who replied before the order
+                out.append(Record("ordered", ts, AGENT + agent, e.conversation_id))
     return conv
 
 
@@ -306,10 +314,12 @@ def window_figures(records: list[Record], span_ms: int) -> dict[str, Any]:
             "mean": sum(scores) / len(scores) if scores else None,
             "satisfied_share": _ratio(sum(1 for s in scores if s >= 4), len(scores)),
             "participation": _ratio(len(scores), len(closed)),
+            "count": len(scores),
         },
         # Per queue (a view's records are all of one queue): distinct conversations with an order in the window
         # that this queue also replied to in the window, over distinct conversations it replied to in it.
         "conversion_rate": _ratio(len({r.value for r in by["ordered"]} & replied), len(replied)),
+        "replied_convs": len(replied),
         "platform_rule": {
             "counted": len(by["rule"]),
             "met": sum(1 for r in by["rule"] if r.value),
