@@ -115,13 +115,13 @@ def build_app(settings: ScorerSettings) -> faust.App:
     conversations = ConversationStage(
         conv_table, metrics, bucket_ms=settings.bucket_ms, grace_ms=settings.grace_ms,
         horizon_ms=settings.horizon_ms, retention_ms=settings.retention_ms, queue_partitions=k.queue_partitions,
-        event_clock=settings.clock == "event", tombstone_ms=settings.tombstone_ms,
+        event_clock=settings.clock == "event", tombstone_ms=settings.tombstone_ms, tz=settings.scorecard_tz,
     )
     agents = AgentStage(agent_table, metrics, queue_partitions=k.queue_partitions)
     queues = QueueStage(
         partials_table, metrics, bucket_ms=settings.bucket_ms, horizon_ms=settings.horizon_ms,
         queue_partitions=k.queue_partitions, event_clock=settings.clock == "event", rules=rules_from_env(),
-        agent_refresh_ticks=settings.agent_refresh_ticks,
+        agent_refresh_ticks=settings.agent_refresh_ticks, tz=settings.scorecard_tz,
     )
     views_exported = ViewsCollector(queues.current_views)  # served as text by /metrics, not through the registry
     registry.register(AlertsCollector(queues.open_alerts))
