@@ -40,9 +40,9 @@ from .buckets import (
 )
 from .partials import Scope
 from .platform_rules import PlatformRule
+from .wire import SHOP_PREFIX
 
 DEFAULT_TZ: Final = "Asia/Shanghai"
-SHOP_PREFIX: Final = "@shop:"  # the shop-hour records' pseudo-queue (spreads shops over stage 2's partitions)
 DAY_KEEP_DAYS: Final = 62  # agents x 62 days: the current and the previous month
 HOUR_KEEP_DAYS: Final = 8  # today and the 7 trailing days the projection reads
 _MINUTE_MS: Final = 60_000

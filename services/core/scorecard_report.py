@@ -14,7 +14,7 @@ from fractions import Fraction
 from typing import Any, Final, Literal
 
 from .buckets import AGENT_PREFIX, GMV_PREFIX, gmv_amount, is_agent_scope
-from .days import AGENT_FIELDS, SHOP_PREFIX, day_start, hour_start, local_hour, month_start, previous_day_start
+from .days import AGENT_FIELDS, day_start, hour_start, local_hour, month_start, previous_day_start
 from .partials import Scope
 from .platform_rules import PlatformRule
 from .scorecard import (
@@ -31,6 +31,7 @@ from .scorecard import (
     required_rest_mean,
     score_platform,
 )
+from .wire import SHOP_PREFIX
 
 Period = Literal["1h", "today", "month"]
 PERIODS: Final = ("1h", "today", "month")

@@ -32,6 +32,16 @@ def queue_partition(queue: str, partitions: int) -> int:
     return zlib.crc32(queue.encode()) % partitions
 
 
+# The scorecard's shop-hour records' pseudo-queue (services.core.days): spreads shops over stage 2's partitions.
+SHOP_PREFIX: Final = "@shop:"
+
+
+def alert_partition(queue: str, shop_id: str, partitions: int) -> int:
+    """The alerts topic partition of a scope's alerts (the stage 2 partition that judges it): a shop's
+    platform_budget (queue "*") is judged where its shop-hour records land."""
+    return queue_partition(SHOP_PREFIX + shop_id if queue == "*" else queue, partitions)
+
+
 def partial_key(src: str, part: int, scope: Scope, slot: int) -> bytes:
     # Kept: stage 2's table is keyed by these (in one process, the very objects; see `kept`).
     return kept([src, part, *scope, slot])

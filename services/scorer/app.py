@@ -25,7 +25,7 @@ from services.core.alerts import rules_from_env
 from services.core.kafka_security import KafkaSecurity
 
 from .alert_log import AlertPublisher, read_engine_states
-from .metrics import AlertsCollector, PipelineMetrics, SignalsCollector, ViewsCollector
+from .metrics import AlertsCollector, PipelineMetrics, ScorecardCollector, SignalsCollector, ViewsCollector
 from .producers import OutputProducer, ScorerApp
 from .settings import ScorerSettings, worker_data_dir
 from .stages import AgentStage, ConversationStage, Out, QueueStage
@@ -126,6 +126,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
     views_exported = ViewsCollector(queues.current_views)  # served as text by /metrics, not through the registry
     registry.register(AlertsCollector(queues.open_alerts))
     registry.register(SignalsCollector(lambda: list(queues.latest_signals.items())))
+    registry.register(ScorecardCollector(lambda: list(queues.today_scores(settings.scorecard))))
     alerts = AlertPublisher(k.bootstrap, topics.alerts, f"{settings.app_id}-alerts-{settings.worker_index}")
     state = {"ready": False}
 

@@ -9,6 +9,7 @@ them after a rebalance; that is what makes a SIGKILL and a replay change no numb
 from __future__ import annotations
 
 import logging
+import time
 from collections import ChainMap, OrderedDict, deque
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, NamedTuple
@@ -17,13 +18,13 @@ import orjson
 
 from services.core.agents import AgentLive, AgentState, PartitionAgents
 from services.core.alerts import Alert, AlertEngine, AlertRules, Signals, paging_scopes, signals_for_views
-from services.core.buckets import Bucket, agent_scope, is_agent_scope
+from services.core.buckets import AGENT_PREFIX, Bucket, agent_scope, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState
 from services.core.days import (
-    SHOP_PREFIX,
     DayMerger,
     LedgerEntry,
     PartitionDays,
+    day_start,
     days_of,
     days_to_json,
     scorecard_tz,
@@ -33,7 +34,8 @@ from services.core.limits import NameBudget, TenantLimits
 from services.core.merge import ALL, QueueMerger, iso
 from services.core.partials import Live, PartitionPartials, Scope, live_key
 from services.core.platform_rules import rule_for
-from services.core.scorecard_report import budget, rule_standing
+from services.core.scorecard import ScorecardConfig, score_platform
+from services.core.scorecard_report import agent_sums, budget, rule_standing
 from services.core.wire import (
     ALERT_ACK_PREFIX,
     DAY_LEDGER_PREFIX,
@@ -44,6 +46,7 @@ from services.core.wire import (
     SRC_AGENTS,
     SRC_CONVERSATIONS,
     SRC_DAYS,
+    alert_partition,
     day_view_key,
     kept,
     ledger_key,
@@ -660,7 +663,7 @@ class QueueStage:
         for qp, engine in self.engines.items():
             signals = signals_for_views(by_partition[qp], self.rules)  # type: ignore[arg-type]
             for (tenant, shop, platform), sig in budgets.items():
-                if queue_partition(SHOP_PREFIX + shop, self.queue_partitions) == qp:
+                if alert_partition(ALL, shop, self.queue_partitions) == qp:
                     signals[(ALL, tenant, shop, platform)] = sig
             self.latest_signals.update(signals)
             # One condition pages once: a queue total over a single shop is that shop (paging_scopes).
@@ -691,6 +694,15 @@ class QueueStage:
             else:
                 self.budgets.pop(shop, None)
         return self.budgets
+
+    def today_scores(self, config: ScorecardConfig) -> Iterator[tuple[tuple[str, str, str, str], float | None, int]]:
+        """Per agent and shop, today's score and chats handled (the scorer's /metrics)."""
+        today = day_start(self.now(int(time.time() * 1000)), self.tz)
+        for (scope, start), sums in list(self.days.totals.items()):
+            if start == today and is_agent_scope(scope.queue):
+                result = score_platform(scope.platform, agent_sums(sums), config)
+                yield (scope.tenant, scope.shop_id, scope.platform, scope.queue[len(AGENT_PREFIX):]), result.score, \
+                    result.chats_handled
 
     def open_alerts(self) -> list[Alert]:
         return [a for engine in self.engines.values() for a in engine.open_alerts()]

@@ -272,15 +272,15 @@ def test_month_with_three_d_days_is_warned() -> None:
 # --- the platform standing and its budget ---------------------------------------------------------------------
 
 def budget_floor() -> Floor:
-    """JD shop jd1: yesterday (the 9th) 10 buyers 10:00-10:09 answered in 10 s; today from 10:00 two answered in
-    10 s, then four answered after 40 s (JD's 30 s missed)."""
+    """JD shop jd1 (agent b1): yesterday (the 9th) 10 buyers 10:00-10:09 answered in 10 s; today from 10:00 two
+    answered in 10 s, then four answered after 40 s (JD's 30 s missed)."""
     f = Floor()
     for i in range(10):
-        f.chat("jd1", "jd", f"y-{i}", at(9, 10, i), 10)
+        f.chat("jd1", "jd", f"y-{i}", at(9, 10, i), 10, agent="b1")
     for i in range(2):
-        f.chat("jd1", "jd", f"ok-{i}", at(10, 10, i), 10)
+        f.chat("jd1", "jd", f"ok-{i}", at(10, 10, i), 10, agent="b1")
     for i in range(4):
-        f.chat("jd1", "jd", f"late-{i}", at(10, 10, 10 + i), 40)
+        f.chat("jd1", "jd", f"late-{i}", at(10, 10, 10 + i), 40, agent="b1")
     return f
 
 
@@ -383,3 +383,64 @@ def test_settling_expired_tombstones_is_crash_safe() -> None:
     assert not any(k in s.conv_table for k in tombstones)
     assert agent_days() == expected
     assert rebuilt(dict(s.conv_table)) == expected
+
+
+def test_platform_budget_levels() -> None:
+    from services.core.alert_rules import AlertRulesError, Signals, Thresholds, judge, parse_rules
+
+    th = Thresholds()  # warning under 20% of the day's budget left, critical with none left
+
+    def verdict(left: int | None, total: int | None) -> tuple[str, str | None]:
+        j = judge("platform_budget", Signals(budget_misses_left=left, budget_total=total), th)
+        return j.kind, j.level
+
+    assert verdict(None, None) == ("gap", None)  # no standing for the shop: no reading
+    assert verdict(2, 10) == ("clear", None)  # 20% left: not fewer than 20%
+    assert verdict(1, 10) == ("fire", "warning")  # 10% left
+    assert verdict(0, 10) == ("fire", "critical")  # gone
+    assert verdict(-3, 10) == ("fire", "critical")  # the day is lost
+    assert verdict(0, 0) == ("clear", None)  # nobody counted or projected yet: nothing to lose
+    with pytest.raises(AlertRulesError, match=r"platform_budget\.warning_share"):
+        parse_rules({"default": {"platform_budget": {"warning_share": 0}}})
+
+
+def test_bad_scorecard_settings_refuse_to_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("SCORECARD_TZ", "Mars/Olympus")
+    with pytest.raises(SystemExit, match="SCORECARD_TZ"):
+        ApiSettings()
+    monkeypatch.delenv("SCORECARD_TZ")
+    bad = tmp_path / "scorecard.toml"
+    bad.write_text("min_chats = 5\n[kpis.frt_mean_s]\ntarget = 15\nfloor = 15\n")
+    monkeypatch.setenv("SCORECARD_CONFIG", str(bad))
+    with pytest.raises(SystemExit, match=r"line 4"):
+        ApiSettings()
+
+
+def test_prometheus_series() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from services.core.scorecard import default_config
+    from services.scorer.metrics import ScorecardCollector, SignalsCollector
+
+    f = budget_floor()
+    jd_and_taobao(f, 10)
+    f.ev("other", "other", "clock", "message", at(10, 11, 30), sender="customer")
+    s = InProcessScorer()
+    s.feed(sorted(f.events, key=lambda e: e["ts"]))
+    s.tick(0)
+    registry = CollectorRegistry()
+    registry.register(ScorecardCollector(lambda: list(s.queues.today_scores(default_config()))))
+    registry.register(SignalsCollector(lambda: list(s.queues.latest_signals.items())))
+    samples = {(m.name, tuple(sorted(m.labels.items()))): m.value
+               for fam in text_string_to_metric_families(generate_latest(registry).decode()) for m in fam.samples}
+    a1_jd = (("agent", "a1"), ("platform", "jd"), ("shop", "jd1"), ("tenant", T))
+    # a1 on JD today: the hand-worked 46.67 (test_scorecard_today_by_hand) over 5 chats ...
+    assert samples[("floorwatch_agent_score", a1_jd)] == pytest.approx(140 / 3)
+    assert samples[("floorwatch_agent_chats_handled_today", a1_jd)] == 5
+    # ... and one series per agent and shop: a1 on jd1 and tb1, b1 on jd1 (6 chats today).
+    assert {k[1]: v for k, v in samples.items() if k[0] == "floorwatch_agent_chats_handled_today"} == {
+        a1_jd: 5, (("agent", "a1"), ("platform", "taobao"), ("shop", "tb1"), ("tenant", T)): 6,
+        (("agent", "b1"), ("platform", "jd"), ("shop", "jd1"), ("tenant", T)): 6}
+    shop = (("platform", "jd"), ("queue", "*"), ("shop", "jd1"), ("tenant", T))
+    assert ("floorwatch_platform_rule_misses_left", shop) in samples
