@@ -444,3 +444,10 @@ def test_prometheus_series() -> None:
         (("agent", "b1"), ("platform", "jd"), ("shop", "jd1"), ("tenant", T)): 6}
     shop = (("platform", "jd"), ("queue", "*"), ("shop", "jd1"), ("tenant", T))
     assert ("floorwatch_platform_rule_misses_left", shop) in samples
+
+
+async def test_scorecard_page_is_served_and_reads_the_endpoints() -> None:
+    r = await get(store_of(InProcessScorer(), {}), "/scorecard")
+    assert r.status_code == 200 and "scorecard.js?v=" in r.text and "{{version}}" not in r.text
+    js = await get(store_of(InProcessScorer(), {}), "/wallboard/scorecard.js")
+    assert js.status_code == 200 and "/v1/scorecard?period=" in js.text and "/v1/standing" in js.text
