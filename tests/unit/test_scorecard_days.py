@@ -451,3 +451,28 @@ async def test_scorecard_page_is_served_and_reads_the_endpoints() -> None:
     assert r.status_code == 200 and "scorecard.js?v=" in r.text and "{{version}}" not in r.text
     js = await get(store_of(InProcessScorer(), {}), "/wallboard/scorecard.js")
     assert js.status_code == 200 and "/v1/scorecard?period=" in js.text and "/v1/standing" in js.text
+
+
+@pytest.mark.parametrize("partitions", [1, 6])
+def test_day_state_equals_the_reference_model(partitions: int) -> None:
+    """A simulated floor (every platform, transfers, ratings, orders), delivered shuffled and with duplicates, through
+    1 or 6 partitions: the day records equal tests/reference.py's own day sums (written without production code)."""
+    import random
+
+    from services.simulator.model import FloorModel, SimConfig
+    from tests.reference import reference_day_sums
+
+    start = at(10, 23, 40)  # across local midnight: two days and three hours
+    events = [dict(e) for e in FloorModel(SimConfig(start_ms=start, seed=5, run_id="days")).events_until(
+        start + 40 * 60_000)]
+    rnd = random.Random(partitions)
+    delivered = events + rnd.sample(events, len(events) // 10)  # at least once: a tenth again
+    rnd.shuffle(delivered)  # any order (all within the horizon)
+    s = InProcessScorer(event_partitions=partitions)
+    s.feed(delivered)  # shuffled, not sorted: 40 minutes, all within the horizon
+    s.tick(0)
+    got = {(*scope, start): record["sums"] for (scope, start), record in s.day_records.items()}
+    want = reference_day_sums(events)
+    assert {k[4] for k in want if k[3].startswith("@agent:")} == {day_start(10), day_start(11)}
+    assert any(k.startswith("gmv:") for v in want.values() for k in v) and any("csat_n" in v for v in want.values())
+    assert got == want
