@@ -199,7 +199,7 @@ class Projection:
     projected: int
 
 
-def _project(hours: ShopHours, name: str, now: int, tz: str) -> Projection:
+def _project(hours: ShopHours, name: str, now: int, tz: str, rule: PlatformRule | None = None) -> Projection:
     """Today's `name` so far, and by the end of the local day: the rest of the day as the same hours of the
     trailing 7 days had it (their mean, over the days with any data), else at the last hour's rate."""
     today = day_start(now, tz)
@@ -222,8 +222,15 @@ def _project(hours: ShopHours, name: str, now: int, tz: str) -> Projection:
     previous = int(hours.get(this_hour - _HOUR_MS, {}).get(name, 0))
     # The last 60 minutes: the part of the previous hour still in them, and the current hour so far.
     last_hour = round(previous * (1 - minute_fraction) + current)
+    counted: list[bool] | None = None
+    if rule is not None:  # the hours whose waits the rule counts, by each local hour's start
+        counted = [True] * 24
+        start = this_hour
+        while day_start(start, tz) == today:
+            counted[local_hour(start, tz)] = rule.counts(start)
+            start += _HOUR_MS
     return Projection(so_far, projected_day_total(so_far, local_hour(this_hour, tz), minute_fraction, history,
-                                                  last_hour))
+                                                  last_hour, counted))
 
 
 def rule_standing(platform: str, hours: ShopHours, now: int, tz: str, rule: PlatformRule | None,
@@ -235,7 +242,7 @@ def rule_standing(platform: str, hours: ShopHours, now: int, tz: str, rule: Plat
     if rule is not None:
         counted = sum(int(s.get("rule_counted", 0)) for s in todays)
         met = sum(int(s.get("rule_met", 0)) for s in todays)
-        proj = _project(hours, "rule_counted", now, tz)
+        proj = _project(hours, "rule_counted", now, tz, rule)
         out.append({
             "rule": rule.name, "target": float(target), "counted": counted, "met": met,
             "rate": None if counted == 0 else met / counted,

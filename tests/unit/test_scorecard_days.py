@@ -476,3 +476,14 @@ def test_day_state_equals_the_reference_model(partitions: int) -> None:
     assert {k[4] for k in want if k[3].startswith("@agent:")} == {day_start(10), day_start(11)}
     assert any(k.startswith("gmv:") for v in want.values() for k in v) and any("csat_n" in v for v in want.values())
     assert got == want
+
+
+async def test_standing_without_history_projects_the_last_hour_into_counted_hours_only(floor_day: Any) -> None:
+    s, views = floor_day
+    body = (await get(store_of(s, views), "/v1/standing?platform=taobao")).json()
+    ((tb,),) = [st["rules"] for st in body["standings"]]
+    # Taobao shop tb1 at 11:30, no earlier day: counted 6 (11:00-11:10), met 5. The last hour: half of hour 10
+    # (nothing) and hour 11 so far (6) = 6 buyers an hour, for the half of hour 11 to come and hours 12-22
+    # (Taobao counts waits started 08:00-23:00): 6 x 11.5 = 69; the day 6 + 69 = 75; floor(75 x 0.2) = 15
+    # misses allowed, 1 made: 14 left.
+    assert (tb["counted"], tb["met"], tb["projected_counted"], tb["misses_left"]) == (6, 5, 75, 14)
