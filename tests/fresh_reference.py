@@ -399,8 +399,10 @@ def window_view(facts: list[Fact], span_ms: int) -> dict[str, Any]:
             "mean": None if not scores else sum(scores) / len(scores),
             "satisfied_share": ratio(sum(1 for s in scores if s >= 4), len(scores)),
             "participation": ratio(len(scores), len(closed)),  # READING: null with no close in the window
+            "count": len(scores),
         },
         "conversion_rate": ratio(len(ordered), len(replied)),
+        "replied_convs": len(replied),
         "platform_rule": {
             "counted": len(rules), "met": sum(1 for f in rules if f.flag),
             "met_rate": ratio(sum(1 for f in rules if f.flag), len(rules)),

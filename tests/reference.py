@@ -126,6 +126,7 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
     first = events[0]
     conv = ConvResult(first.tenant, first.shop_id, first.platform)
     first_assigned_ts: int | None = None
+    repliers: set[str] = set()  # agents who replied so far
     out = conv.records
     for i, e in enumerate(events):
         ts = e.ts_ms
@@ -150,6 +151,9 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
             out.append(Record("msg_agent", ts, q))
             out.append(Record("msg_agent", ts, me))
             out.append(Record("replied", ts, q, (e.tenant, e.conversation_id)))
+            if e.agent_id:  # the agent's own chats handled and conversion
+                out.append(Record("replied", ts, me, (e.tenant, e.conversation_id)))
+                repliers.add(e.agent_id)
             if not conv.closed:
                 if conv.assignee is None:
                     conv.assignee = e.agent_id
@@ -214,8 +218,14 @@ def _walk(events: list[ChatEvent]) -> ConvResult:
                 conv.waiting_since = None
         elif e.type == "csat.rated":
             out.append(Record("csat", ts, q, e.score))
+            if conv.assignee is not None:  # the rating of the agent's conversation
+                out.append(Record("csat", ts, AGENT + conv.assignee, e.score))
         elif e.type == "order.placed":
             out.append(Record("ordered", ts, q, (e.tenant, e.conversation_id)))
+            for agent in repliers:  # each agent who replied before the order
+                out.append(Record("ordered", ts, AGENT + agent, (e.tenant, e.conversation_id)))
+                if e.amount is not None and e.currency:  # the scorecard's GMV (read by reference_day_sums only)
+                    out.append(Record("gmv", ts, AGENT + agent, (e.currency, e.amount)))
     return conv
 
 
@@ -306,10 +316,12 @@ def window_figures(records: list[Record], span_ms: int) -> dict[str, Any]:
             "mean": sum(scores) / len(scores) if scores else None,
             "satisfied_share": _ratio(sum(1 for s in scores if s >= 4), len(scores)),
             "participation": _ratio(len(scores), len(closed)),
+            "count": len(scores),
         },
         # Per queue (a view's records are all of one queue): distinct conversations with an order in the window
         # that this queue also replied to in the window, over distinct conversations it replied to in it.
         "conversion_rate": _ratio(len({r.value for r in by["ordered"]} & replied), len(replied)),
+        "replied_convs": len(replied),
         "platform_rule": {
             "counted": len(by["rule"]),
             "met": sum(1 for r in by["rule"] if r.value),
@@ -430,3 +442,80 @@ def reference_views(raw_events: list[dict[str, Any]], now: int | None = None) ->
         }
         views[key] = {"live": _live(open_of[key], agents_of[key], active, now), "windows": windows}
     return views
+
+
+# --- the scorecard's day state (shared/SCORECARD.md) ----------------------------------------------------------
+
+GMV_UNITS = 10_000  # amounts summed in 1/10000 of the currency unit
+
+
+def _local_start(ts: int, tz: str, hour: bool) -> int:
+    from zoneinfo import ZoneInfo
+
+    local = datetime.fromtimestamp(ts / 1000, tz=ZoneInfo(tz))
+    start = local.replace(minute=0, second=0, microsecond=0) if hour else local.replace(
+        hour=0, minute=0, second=0, microsecond=0)
+    return int(start.timestamp() * 1000)
+
+
+def reference_day_sums(raw_events: list[dict[str, Any]], tz: str = "Asia/Shanghai"
+                       ) -> dict[tuple[str, str, str, str, int], dict[str, int]]:
+    """The scorecard's sums from the records: per agent (`@agent:<id>`) and local day, per shop (`@shop:<id>`)
+    and local hour. Keys (tenant, shop, platform, who, period start ms). A conversation counts in an agent's
+    chats on the day of the agent's latest reply to it, as converted on the day of the earlier of that reply
+    and the conversation's latest order after the agent's reply; everything else on the day of its record."""
+    from collections import Counter
+    from decimal import ROUND_HALF_EVEN, Decimal
+
+    seen: set[str] = set()
+    by_conv: dict[str, list[ChatEvent]] = defaultdict(list)
+    for obj in raw_events:
+        ev = parse_event(obj)
+        if ev.event_id in seen or ev.type == "agent.status":
+            continue
+        seen.add(ev.event_id)
+        assert ev.conversation_id is not None
+        by_conv[ev.conversation_id].append(ev)
+    out: dict[tuple[str, str, str, str, int], Counter[str]] = defaultdict(Counter)
+    for evs in by_conv.values():
+        c = _walk(evs)
+
+        def add(who: str, ts: int, hour: bool, **amounts: int) -> None:
+            key = (c.tenant, c.shop_id, c.platform, who, _local_start(ts, tz, hour))  # noqa: B023
+            out[key].update(amounts)
+
+        last_reply: dict[str, int] = {}
+        last_order: dict[str, int] = {}
+        for r in c.records:
+            if r.queue.startswith(AGENT):
+                if r.kind == "frt":
+                    add(r.queue, r.ts, False, frt_ms=r.value, frt_n=1)
+                elif r.kind == "reply":
+                    add(r.queue, r.ts, False, reply_ms=r.value, reply_n=1)
+                elif r.kind == "rule":
+                    add(r.queue, r.ts, False, rule_counted=1, rule_met=int(bool(r.value)))
+                elif r.kind == "csat":
+                    add(r.queue, r.ts, False, csat_n=1, csat_satisfied=int(r.value >= 4))
+                elif r.kind == "closed":
+                    add(r.queue, r.ts, False, closed=1, closed_resolved=int(r.value[0] == "resolved"))
+                elif r.kind == "replied":
+                    last_reply[r.queue] = max(last_reply.get(r.queue, r.ts), r.ts)
+                elif r.kind == "ordered":
+                    last_order[r.queue] = max(last_order.get(r.queue, r.ts), r.ts)
+                elif r.kind == "gmv":
+                    currency, amount = r.value
+                    units = int((Decimal(amount) * GMV_UNITS).to_integral_value(rounding=ROUND_HALF_EVEN))
+                    add(r.queue, r.ts, False, **{"gmv:" + currency: units})
+            else:
+                shop = "@shop:" + c.shop_id
+                if r.kind == "arrival":
+                    add(shop, r.ts, True, arrivals=1)
+                elif r.kind == "reply":
+                    add(shop, r.ts, True, reply_ms=r.value, reply_n=1)
+                elif r.kind == "rule":
+                    add(shop, r.ts, True, rule_counted=1, rule_met=int(bool(r.value)))
+        for who, ts in last_reply.items():
+            add(who, ts, False, chats_handled=1)
+            if who in last_order:
+                add(who, min(ts, last_order[who]), False, converted=1)
+    return {k: {name: n for name, n in v.items() if n} for k, v in out.items() if any(v.values())}

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from services.core.kafka_security import client_kwargs
 from services.core.merge import iso
-from services.core.wire import ALERT_ACK_PREFIX, queue_partition
+from services.core.wire import ALERT_ACK_PREFIX, alert_partition
 
 from .mirror import TopicMirror
 from .settings import ApiSettings
@@ -145,7 +145,7 @@ def mount_alerts(app: FastAPI, store: AlertStore, cfg: ApiSettings) -> Callable[
         p = await ack_producer()
         await p.send_and_wait(
             cfg.kafka.topics.alerts, key=ALERT_ACK_PREFIX + alert_id.encode(), value=orjson.dumps(ack),
-            partition=queue_partition(alert["queue"], cfg.kafka.queue_partitions),
+            partition=alert_partition(alert["queue"], alert["shop_id"], cfg.kafka.queue_partitions),
         )
         return {**alert, **ack}
 

@@ -22,6 +22,7 @@ from .agents import mount_agents
 from .alerts import AlertStore, CurrentValues, mount_alerts
 from .guard import ApiGuard
 from .params import MAX_AHT_S, MAX_ARRIVALS_PER_HOUR, MAX_CONCURRENCY, MAX_SLOTS, Filter, Name
+from .scorecard import mount_scorecard
 from .settings import ApiSettings
 from .stream import mount_stream
 from .views import ViewStore
@@ -227,6 +228,7 @@ def create_app(
         }
 
     mount_agents(app, views)  # GET /v1/agents, /v1/agents/{agent_id}
+    mount_scorecard(app, views, cfg.scorecard, cfg.scorecard_tz)  # GET /v1/scorecard, /v1/standing
     close_alerts = mount_alerts(app, alerts, cfg)  # GET /v1/alerts, POST /v1/alerts/{id}/ack
     hub = mount_stream(app, views, cfg.stale_after_s, cfg.sse_max_clients)
     alerts.on_change = lambda alert: hub.publish_alerts([alert])  # GET /v1/stream; app.state.stream.publish_alerts(...)

@@ -31,6 +31,8 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READ_COOKIE = "floorwatch_read"
 # Paths a probe or Prometheus must reach without a token; the page and its static files carry no figures.
 OPEN_PATHS = frozenset({"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# The pages (the wallboard, the scorecard): no figures in them; opened with ?access_token=… they set the cookie.
+PAGES = frozenset({"/", "/scorecard"})
 
 
 def _same(given: str, wanted: str) -> bool:
@@ -125,7 +127,7 @@ class ApiGuard:
             except Exception:  # a malformed Cookie header is no credential, and no reason to fail
                 cookie = SimpleCookie()
             from_cookie = cookie[READ_COOKIE].value if READ_COOKIE in cookie else ""
-            if path == "/":
+            if path in PAGES:
                 # The page itself holds no figures; with a valid access_token it hands its scripts a cookie.
                 if self._may_read(from_query):
                     secure = "; Secure" if scope.get("scheme") == "https" else ""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from services.core.config import (
     DEFAULT_API_PORT,
@@ -12,7 +14,20 @@ from services.core.config import (
     env_int,
     env_str,
 )
+from services.core.days import ScorecardTzError, scorecard_tz
+from services.core.scorecard import ScorecardConfig
+from services.core.scorecard_config import ScorecardConfigError, config_from_env
 from services.core.secrets import refuse_placeholders, require_secrets
+
+T = TypeVar("T")
+
+
+def _refused_unless(load: Callable[[], T]) -> T:
+    """A setting that cannot be used stops the service at start with the reason (and the line at fault)."""
+    try:
+        return load()
+    except (ScorecardConfigError, ScorecardTzError) as exc:
+        raise SystemExit(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,9 @@ class ApiSettings:
     # Views older than this are flagged stale on the wallboard and in /healthz.
     stale_after_s: float = field(default_factory=lambda: env_float("VIEW_STALE_AFTER_S", 10.0))
     staffing: StaffingSettings = field(default_factory=StaffingSettings)
+    # The scorecard's targets, weights, grades and flags (SCORECARD_CONFIG...) and its local day (SCORECARD_TZ).
+    scorecard: ScorecardConfig = field(default_factory=lambda: _refused_unless(config_from_env))
+    scorecard_tz: str = field(default_factory=lambda: _refused_unless(scorecard_tz))
 
     def __post_init__(self) -> None:
         refuse_placeholders({

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 from services.core.buckets import is_agent_scope
-from services.core.wire import parse_view_key
+from services.core.partials import Scope
+from services.core.wire import parse_day_view_key, parse_view_key
 
 from .mirror import TopicMirror
 
@@ -24,13 +25,22 @@ class ViewStore(TopicMirror):
     def __init__(self, bootstrap: str, topic: str) -> None:
         super().__init__(bootstrap, topic)
         self.views: dict[ViewKey, dict[str, Any]] = {}
+        # The scorecard's day records (services.core.days), sharing the topic: (scope, period start) -> record.
+        self.days: dict[tuple[Scope, int], dict[str, Any]] = {}
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
         try:
+            day = parse_day_view_key(key)
+            if day is not None:
+                if value is None:
+                    self.days.pop(day, None)
+                else:
+                    self.days[day] = orjson.loads(value)
+                return
             vkey = parse_view_key(key)
-        except (ValueError, orjson.JSONDecodeError):
+        except (ValueError, TypeError, orjson.JSONDecodeError):
             log.warning("ignoring a views record with a bad key")
             return
         if value is None:

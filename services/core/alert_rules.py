@@ -51,12 +51,14 @@ __all__ = [
     "ENV_RULES_FILE",
     "PLATFORM_REPLY_LIMITS_S",
     "RULES",
+    "VIEW_RULES",
     "AlertRules",
     "AlertRulesError",
     "Judgement",
     "Level",
     "OldestWait",
     "PeakLoad",
+    "PlatformBudget",
     "Rule",
     "ScopeKey",
     "Severity",
@@ -81,10 +83,12 @@ __all__ = [
 
 ENV_RULES_FILE: Final = "ALERT_RULES_FILE"
 
-Rule = Literal["peak_load", "oldest_wait", "sla_breach", "staffing_gap"]
+Rule = Literal["peak_load", "oldest_wait", "sla_breach", "staffing_gap", "platform_budget"]
 Severity = Literal["warning", "critical"]
 ScopeKey = tuple[str, str, str, str]  # (queue, tenant, shop_id, platform), '*' = all: merge.view_keys
-RULES: Final[tuple[Rule, ...]] = ("peak_load", "oldest_wait", "sla_breach", "staffing_gap")
+RULES: Final[tuple[Rule, ...]] = ("peak_load", "oldest_wait", "sla_breach", "staffing_gap", "platform_budget")
+# The rules judged on a queue view (platform_budget is judged on a shop's standing).
+VIEW_RULES: Final[tuple[Rule, ...]] = ("peak_load", "oldest_wait", "sla_breach", "staffing_gap")
 
 # Platform reply-time rules (METRICS.md, DESIGN.md): the wait after which a platform counts a reply
 # as late. JD counts first replies within 30 s; Pinduoduo, Taobao and Tmall count human replies within
@@ -217,11 +221,30 @@ class StaffingGap:
         _durations("staffing_gap", self.hold_s, self.clear_s)
 
 
+@dataclass(frozen=True, slots=True)
+class PlatformBudget:
+    """A shop's platform rule budget today (SCORECARD.md, platform standing): fires a warning when fewer than
+    warning_share of the day's misses allowed are left, critical when none is left (one more miss and the
+    day's rate is under target, or it already is); clears when at or above warning_share again (a new
+    local day starts with the whole budget) for clear_s. Judged on the scope (*, tenant, shop, platform)."""
+
+    warning_share: float = 0.2
+    hold_s: float = 0.0
+    clear_s: float = 60.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _require(0 < self.warning_share <= 1,
+                 f"platform_budget.warning_share must be in (0, 1], got {self.warning_share!r}")
+        _durations("platform_budget", self.hold_s, self.clear_s)
+
+
 _SECTIONS: Final[dict[str, type[Any]]] = {
     "peak_load": PeakLoad,
     "oldest_wait": OldestWait,
     "sla_breach": SlaBreach,
     "staffing_gap": StaffingGap,
+    "platform_budget": PlatformBudget,
 }
 
 
@@ -233,6 +256,7 @@ class Thresholds:
     oldest_wait: OldestWait = field(default_factory=OldestWait)
     sla_breach: SlaBreach = field(default_factory=SlaBreach)
     staffing_gap: StaffingGap = field(default_factory=StaffingGap)
+    platform_budget: PlatformBudget = field(default_factory=PlatformBudget)
 
     def hold_ms(self, rule: Rule) -> int:
         return round(float(getattr(self, rule).hold_s) * 1000)
@@ -426,6 +450,9 @@ class Signals:
     staffing_gap: int | None = None
     reply_limit_s: float = 180.0
     time_to_breach_s: float | None = None
+    # A shop's platform rule today (scorecard_report.rule_standing): misses left, and the day's whole budget.
+    budget_misses_left: int | None = None
+    budget_total: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -635,6 +662,8 @@ def judge(rule: Rule, s: Signals, th: Thresholds) -> Judgement:
             return Judgement(kind, "warning" if kind == "fire" else None, s.sl_5m, b.target, "sl")
         # Too few to judge: a quiet floor with nobody unanswered misses nothing now.
         return Judgement("clear", None, s.sl_5m, b.target, "quiet") if s.unanswered == 0 else _GAP
+    if rule == "platform_budget":
+        return _judge_budget(s, th.platform_budget)
     if s.required_agents == 0:  # no load: no gap, whoever is on duty
         on_duty = None if s.agents_staffing is None else float(s.agents_staffing)
         return Judgement("clear", None, 0.0, on_duty, "staffing")
@@ -659,7 +688,7 @@ def judged(s: Signals, th: Thresholds) -> dict[str, Any]:
     value is a firing alert's `current_value`; None without a reading."""
     levels: dict[str, Level | None] = {}
     values: dict[str, float | None] = {}
-    for rule in RULES:
+    for rule in VIEW_RULES:
         j = judge(rule, s, th) if th.enabled(rule) else _GAP
         values[rule] = None if j.kind == "gap" else j.value
         if j.kind == "fire":
@@ -667,3 +696,17 @@ def judged(s: Signals, th: Thresholds) -> dict[str, Any]:
         else:
             levels[rule] = "ok" if j.kind in ("clear", "hold") and j.reason != "quiet" else None
     return {"signals": s.to_json(), "levels": levels, "values": values}
+
+
+def _judge_budget(s: Signals, b: PlatformBudget) -> Judgement:
+    """Gone (critical): no miss left. Low (warning): fewer than warning_share x the day's budget left.
+    `value` is the misses left, `threshold` the level compared with."""
+    left, total = s.budget_misses_left, s.budget_total
+    if left is None or total is None:
+        return _GAP
+    if left <= 0 and (total > 0 or left < 0):
+        return Judgement("fire", "critical", float(left), 0.0, "gone")
+    line = b.warning_share * total
+    if left < line:
+        return Judgement("fire", "warning", float(left), line, "low")
+    return Judgement("clear", None, float(left), line, "budget")

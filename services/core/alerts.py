@@ -59,7 +59,7 @@ PLATFORM_NAMES: Final[Mapping[str, tuple[str, str]]] = {
 
 def _labels(scope: ScopeKey) -> tuple[str, str]:
     queue, tenant, shop, platform = scope
-    zh, en = f"{QUEUE_NAMES_ZH.get(queue, queue)}队列", queue
+    zh, en = (f"{QUEUE_NAMES_ZH.get(queue, queue)}队列", queue) if queue != ALL else ("店铺", "shop")
     parts = [(x, x) for x in (tenant, shop) if x != ALL]
     if platform != ALL:
         parts.append(PLATFORM_NAMES.get(platform, (platform, platform)))
@@ -75,6 +75,18 @@ def _n(x: float | None, spec: str = ".0f") -> str:
 
 def _firing_text(rule: Rule, j: Judgement, s: Signals, th: Thresholds, zh: str, en: str) -> tuple[str, str]:
     v, t = j.value, j.threshold
+    if rule == "platform_budget":
+        total = _n(s.budget_total, "d")
+        if j.reason == "gone":
+            return (
+                f"{zh}今日平台考核已无可失误余量（剩余 {_n(v)} / {total}）",
+                f"{en}: today's platform rule budget is gone ({_n(v)} of {total} misses left)",
+            )
+        return (
+            f"{zh}今日平台考核可失误余量仅剩 {_n(v)} / {total}（低于 {_n(th.platform_budget.warning_share, '.0%')}）",
+            f"{en}: only {_n(v)} of {total} misses left in today's platform rule budget "
+            f"(under {_n(th.platform_budget.warning_share, '.0%')})",
+        )
     if rule == "oldest_wait":
         verb = "超过" if v is not None and t is not None and v > t else "达到"
         out_zh = f"{zh}最久等待 {_n(v)} 秒，{verb} {_n(t, 'g')} 秒"
@@ -130,6 +142,11 @@ def _resolved_text(rule: Rule, j: Judgement, th: Thresholds, zh: str, en: str) -
         return f"{zh} {secs} 秒无数据，告警解除", f"{en}: no data for {secs} s; alert resolved"
     if j.reason == "disabled":
         return f"{zh}的 {rule} 规则已停用，告警解除", f"{en}: rule {rule} disabled; alert resolved"
+    if rule == "platform_budget":
+        return (
+            f"{zh}今日平台考核余量回到 {_n(v)} 次",
+            f"{en}: today's platform rule budget back at {_n(v)} misses left",
+        )
     if rule == "oldest_wait":
         if j.reason == "nobody":
             return f"{zh}已无等待中的买家", f"{en}: no buyer is waiting any more"

@@ -9,6 +9,7 @@ event time for one scope; windows are sums of buckets. Every operation has an in
 from __future__ import annotations
 
 from collections import Counter
+from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
@@ -60,6 +61,23 @@ def agent_scope(agent_id: str) -> str:
 
 def is_agent_scope(queue: str) -> bool:
     return queue.startswith(AGENT_PREFIX)
+
+
+# An order's amount credited to an agent who replied before it (SCORECARD.md `gmv`, 客服销售额): the kind is
+# "gmv:<currency>", the value the amount in units of 1/GMV_SCALE (sums stay exact integers). Read by the
+# scorecard's day state only; the rolling windows ignore it.
+GMV_PREFIX: Final = "gmv:"
+GMV_SCALE: Final = 10_000
+
+
+def gmv_fact(currency: str, ts: int, queue: str, amount: str) -> Fact:
+    units = (Decimal(amount) * GMV_SCALE).to_integral_value(rounding=ROUND_HALF_EVEN)
+    return Fact(GMV_PREFIX + currency, ts, queue, int(units))
+
+
+def gmv_amount(units: int) -> Decimal:
+    """A GMV sum in units of 1/GMV_SCALE as the decimal amount."""
+    return Decimal(units) / GMV_SCALE
 
 COUNTERS: Final = (
     "arrivals",
@@ -162,6 +180,8 @@ class Bucket:
             c["abandon_wait_ms"] += sign * v
         elif kind in (UNANSWERED_CLOSED, WAIT_CLOSED, UNANSWERED_BOT_CLOSED, WAIT_BOT_CLOSED):
             pass  # read by the platform rules only
+        elif kind.startswith(GMV_PREFIX):
+            pass  # read by the scorecard's day state only
         elif kind == LAST_REPLY:
             c["replied_convs"] += sign
         elif kind == CONVERTED:
@@ -273,8 +293,11 @@ def window_figures(total: Bucket, span_ms: int, sl_thresholds_s: tuple[int, ...]
             "mean": _ratio(c["csat_sum"], c["csat_n"]),
             "satisfied_share": _ratio(c["csat_satisfied"], c["csat_n"]),
             "participation": _ratio(c["csat_n"], c["closed"]),
+            "count": c["csat_n"],
         },
         "conversion_rate": _ratio(c["ordered_convs"], c["replied_convs"]),
+        # Distinct conversations replied to in the window (conversion_rate's denominator; an agent's 接待量).
+        "replied_convs": c["replied_convs"],
         "platform_rule": {
             "counted": c["rule_counted"],
             "met": c["rule_met"],

@@ -46,6 +46,8 @@ from .buckets import (
     WAIT_CLOSED,
     Fact,
     agent_scope,
+    gmv_fact,
+    is_agent_scope,
 )
 from .events import ChatEvent
 
@@ -68,6 +70,8 @@ class ConvEvent(NamedTuple):
     to_agent_id: str | None = None
     reason: str | None = None
     score: int | None = None
+    amount: str | None = None  # order.placed: the decimal amount as sent, and its ISO 4217 currency
+    currency: str | None = None
 
     @classmethod
     def of(cls, ev: ChatEvent) -> ConvEvent:
@@ -75,7 +79,7 @@ class ConvEvent(NamedTuple):
         return cls(
             ev.ts_ms, ev.event_id, _TYPE_NAME.get(ev.type, ev.type), ev.queue,
             None if ev.sender is None else _SENDER_NAME.get(ev.sender, ev.sender), ev.agent_id,
-            ev.to_queue, ev.to_agent_id, ev.reason, ev.score,
+            ev.to_queue, ev.to_agent_id, ev.reason, ev.score, ev.amount, ev.currency,
         )
 
 
@@ -178,6 +182,8 @@ def step(s: ConvState, ev: ConvEvent) -> Delta:
             if ev.agent_id:
                 out.append((Fact(MSG_AGENT, ts, me), 1))
             _convert(s, q, out, reply=ts)
+            if ev.agent_id:  # the agent's own chats handled (接待量) and conversion (SCORECARD.md)
+                _convert(s, me, out, reply=ts)
             if not s.closed:
                 if s.assignee is None and ev.agent_id:
                     _assign(s, ev.agent_id, ts)
@@ -237,8 +243,16 @@ def step(s: ConvState, ev: ConvEvent) -> Delta:
     elif etype == "csat.rated":
         if ev.score is not None:
             out.append((Fact(CSAT, ts, q, ev.score), 1))
+            if s.assignee:  # the rating of the agent's conversation (SCORECARD.md csat_satisfied_share)
+                out.append((Fact(CSAT, ts, agent_scope(s.assignee), ev.score), 1))
     elif etype == "order.placed":
         _convert(s, q, out, order=ts)
+        # Every agent who replied before the order: it counts in their conversion, its amount in their GMV.
+        for row_q, row_reply, _order in s.conversion:
+            if is_agent_scope(row_q) and row_reply is not None:
+                _convert(s, row_q, out, order=ts)
+                if ev.amount is not None and ev.currency:
+                    out.append((gmv_fact(ev.currency, ts, row_q, ev.amount), 1))
     return out
 
 
@@ -287,6 +301,9 @@ class Conversation:
     folded_ids: bytes = b""  # id_digest of each folded event, concatenated
     base_ts: int = -1  # ts of the last event folded into `base`
     last_event_ts: int = -1
+    # Its contributions to the scorecard's day state (services.core.days.ConvDays), None until it has one:
+    # kept beside `to_json` in the scorer's record, never derived (facts beyond the horizon are gone).
+    days: dict[tuple[str, int], Counter[str]] | None = None
 
     def has_seen(self, event_id: str) -> bool:
         """Whether an event with this id was applied (pending exactly, folded by digest)."""

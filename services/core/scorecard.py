@@ -253,15 +253,17 @@ def required_rest_mean(mean_target_s: float, total_s: float, n: int, projected_n
 
 def projected_day_total(
     counted_so_far: int, hour_now: int, minute_fraction: float,
-    history: Sequence[Sequence[int]], last_hour: int,
+    history: Sequence[Sequence[int]], last_hour: int, counted_hours: Sequence[bool] | None = None,
 ) -> int:
     """Today's counted buyers by the end of the local day: those so far, plus the rest of the day as
     the trailing days' same hours had it (their mean), or else at the last hour's rate.
 
     `history` holds one 24-slot list of counted buyers per earlier day (up to 7); the current hour
-    counts for the part of it still to come.
+    counts for the part of it still to come. `counted_hours`: 24 flags, the local hours the rule counts
+    (JD 09-23): the last hour's rate is not projected into hours it does not count (default: all).
     """
-    remaining_hours = [(h, 1.0 - minute_fraction if h == hour_now else 1.0) for h in range(hour_now, 24)]
+    remaining_hours = [(h, 1.0 - minute_fraction if h == hour_now else 1.0) for h in range(hour_now, 24)
+                       if counted_hours is None or counted_hours[h]]
     if history:
         rest = sum(sum(day[h] * share for h, share in remaining_hours) for day in history) / len(history)
     else:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -151,3 +152,25 @@ class _Reader:
         min_chats = int(self.number(data.get("min_chats", base.min_chats), ("min_chats",), whole=True))
         return ScorecardConfig(kpis=kpis, grades=grades, min_chats=min_chats, **flags)
 
+
+
+def _env_whole(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ScorecardConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ScorecardConfigError(f"{name} must be at least 0, got {value}")
+    return value
+
+
+def config_from_env() -> ScorecardConfig:
+    """SCORECARD_CONFIG's file over the defaults, then SCORECARD_MIN_CHATS and SCORECARD_STARS if set.
+    Raises ScorecardConfigError (a service refuses to start: never half a configuration)."""
+    path = os.environ.get("SCORECARD_CONFIG", "")
+    config = load_config(path) if path else default_config()
+    return replace(config, min_chats=_env_whole("SCORECARD_MIN_CHATS", config.min_chats),
+                   stars=_env_whole("SCORECARD_STARS", config.stars))

@@ -25,7 +25,7 @@ from services.core.alert_rules import rules_from_env
 from services.core.kafka_security import KafkaSecurity
 
 from .alert_log import AlertPublisher, read_engine_states
-from .metrics import AlertsCollector, PipelineMetrics, SignalsCollector, ViewsCollector
+from .metrics import AlertsCollector, PipelineMetrics, ScorecardCollector, SignalsCollector, ViewsCollector
 from .producers import OutputProducer, ScorerApp
 from .settings import ScorerSettings, worker_data_dir
 from .stages import AgentStage, ConversationStage, Out, QueueStage
@@ -115,18 +115,19 @@ def build_app(settings: ScorerSettings) -> faust.App:
     conversations = ConversationStage(
         conv_table, metrics, bucket_ms=settings.bucket_ms, grace_ms=settings.grace_ms,
         horizon_ms=settings.horizon_ms, retention_ms=settings.retention_ms, queue_partitions=k.queue_partitions,
-        event_clock=settings.clock == "event", tombstone_ms=settings.tombstone_ms,
+        event_clock=settings.clock == "event", tombstone_ms=settings.tombstone_ms, tz=settings.scorecard_tz,
     )
     agents = AgentStage(agent_table, metrics, queue_partitions=k.queue_partitions,
                         retention_ms=settings.agent_retention_ms, event_clock=settings.clock == "event")
     queues = QueueStage(
         partials_table, metrics, bucket_ms=settings.bucket_ms, horizon_ms=settings.horizon_ms,
         queue_partitions=k.queue_partitions, event_clock=settings.clock == "event", rules=rules_from_env(),
-        agent_refresh_ticks=settings.agent_refresh_ticks,
+        agent_refresh_ticks=settings.agent_refresh_ticks, tz=settings.scorecard_tz,
     )
     views_exported = ViewsCollector(queues.current_views)  # served as text by /metrics, not through the registry
     registry.register(AlertsCollector(queues.open_alerts))
     registry.register(SignalsCollector(lambda: list(queues.latest_signals.items())))
+    registry.register(ScorecardCollector(lambda: list(queues.today_scores(settings.scorecard))))
     alerts = AlertPublisher(k.bootstrap, topics.alerts, f"{settings.app_id}-alerts-{settings.worker_index}")
     state = {"ready": False}
 

@@ -13,6 +13,9 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
+from services.core.partials import Scope
+from services.core.wire import parse_day_view_key, parse_view_key
+
 from .metrics import PipelineMetrics
 from .stages import AgentStage, ConversationStage, Out, QueueStage
 
@@ -46,6 +49,8 @@ class InProcessScorer:
         self.dead_letters: list[Out] = []
         self.tombstoned: set[tuple[Any, ...]] = set()
         self.alerts: list[Out] = []
+        # The scorecard's day records as published on the views topic (its compacted state): (scope, start) -> value.
+        self.day_records: dict[tuple[Scope, int], dict[str, Any]] = {}
         self._partitioner = DefaultPartitioner()
 
     def partition_of(self, key: bytes, partitions: int) -> int:
@@ -86,5 +91,17 @@ class InProcessScorer:
         self._route(self.conversations.tick(now_ms) + self.agents.tick())
         views, alerts = self.queues.tick(now_ms)
         self.alerts.extend(alerts)
-        self.tombstoned = {tuple(orjson.loads(v.key)) for v in views if v.value is None}  # views that went
-        return {tuple(orjson.loads(v.key)): orjson.loads(v.value) for v in views if v.value}  # type: ignore[misc]
+        out: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self.tombstoned = set()
+        for v in views:
+            day = parse_day_view_key(v.key)
+            if day is not None:
+                if v.value is None:
+                    self.day_records.pop(day, None)
+                else:
+                    self.day_records[day] = orjson.loads(v.value)
+            elif v.value:
+                out[parse_view_key(v.key)] = orjson.loads(v.value)
+            else:
+                self.tombstoned.add(parse_view_key(v.key))  # views that went
+        return out

@@ -158,6 +158,11 @@ SIGNAL_GAUGES: Final = (
     ("floorwatch_queue_agents_staffing", "Agents online or busy in the queue", "agents_staffing"),
     ("floorwatch_queue_time_to_breach_seconds", "Seconds until the oldest buyer breaks the platform reply rule",
      "time_to_breach_s"),
+    # On the shop's scope (queue "*"): the platform standing's budget (docs/scorecard.md).
+    ("floorwatch_platform_rule_misses_left", "Misses left today before the shop's platform rule rate falls under "
+     "target (below 0: the day is lost)", "budget_misses_left"),
+    ("floorwatch_platform_rule_budget", "The day's whole miss budget of the shop's platform rule (projected)",
+     "budget_total"),
 )
 
 
@@ -345,3 +350,28 @@ class PipelineMetrics:
             "floorwatch_scorer_agents_evicted_total",
             "Agents removed after AGENT_RETENTION_S idle, offline and holding no chat", registry=registry,
         )
+
+
+SCORE_LABELS: Final = ["agent", "tenant", "shop", "platform"]
+
+
+class ScorecardCollector(Collector):
+    """Today's scorecard per agent and platform (shop): `floorwatch_agent_score` (absent when null: not enough
+    data) and `floorwatch_agent_chats_handled_today`. Labels bounded by agents x their shops; the agent id as
+    shown (never an address). `scores` yields ((tenant, shop, platform, raw agent id), score, chats)."""
+
+    def __init__(self, scores: Callable[[], Iterable[tuple[tuple[str, str, str, str], float | None, int]]]) -> None:
+        self._scores = scores
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        score = GaugeMetricFamily("floorwatch_agent_score", "The agent's scorecard score today (0-100) on the "
+                                  "platform, weights renormalised over KPIs with data", labels=SCORE_LABELS)
+        chats = GaugeMetricFamily("floorwatch_agent_chats_handled_today", "Conversations the agent replied to today",
+                                  labels=SCORE_LABELS)
+        for (tenant, shop, platform, agent), value, n in self._scores():
+            labels = [shown_agent_id(agent), tenant, shop, platform]
+            chats.add_metric(labels, float(n))
+            if value is not None:
+                score.add_metric(labels, float(value))
+        yield score
+        yield chats

@@ -6,7 +6,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.core.config import DEFAULT_SCORER_METRICS_PORT, KafkaSettings, env_float, env_int, env_str
+from services.core.days import ScorecardTzError, scorecard_tz
+from services.core.scorecard import ScorecardConfig
+from services.core.scorecard_config import ScorecardConfigError, config_from_env
 from services.core.secrets import refuse_placeholders, require_secrets
+
+
+def _checked_config() -> ScorecardConfig:
+    try:
+        return config_from_env()
+    except ScorecardConfigError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def _checked_tz() -> str:
+    try:
+        return scorecard_tz()
+    except ScorecardTzError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,11 @@ class ScorerSettings:
     data_dir: Path = field(
         default_factory=lambda: Path(env_str("RUN_DIR", str(Path.cwd() / ".run" / "local"))) / "scorer"
     )
+
+    # The scorecard's local day (SCORECARD_TZ, default Asia/Shanghai): its day state's days and hours.
+    scorecard_tz: str = field(default_factory=lambda: _checked_tz())
+    # Its targets, weights and grades (SCORECARD_CONFIG): today's scores on /metrics.
+    scorecard: ScorecardConfig = field(default_factory=lambda: _checked_config())
 
     def __post_init__(self) -> None:
         refuse_placeholders({"AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")})

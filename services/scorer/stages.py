@@ -9,6 +9,7 @@ them after a rebalance; that is what makes a SIGKILL and a replay change no numb
 from __future__ import annotations
 
 import logging
+import time
 from collections import ChainMap, OrderedDict, deque
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, NamedTuple
@@ -18,21 +19,39 @@ import orjson
 from services.core.agents import AgentLive, AgentState, PartitionAgents
 from services.core.alert_rules import AlertRules, Signals, judged, paging_scopes, signals_for_views
 from services.core.alerts import Alert, AlertEngine
-from services.core.buckets import Bucket, agent_scope, is_agent_scope
+from services.core.buckets import AGENT_PREFIX, Bucket, agent_scope, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState
+from services.core.days import (
+    DayMerger,
+    LedgerEntry,
+    PartitionDays,
+    day_start,
+    days_of,
+    days_to_json,
+    scorecard_tz,
+)
 from services.core.events import EventError, event_from_record, split_state_key, state_key
 from services.core.limits import NameBudget, TenantLimits
-from services.core.merge import QueueMerger
+from services.core.merge import ALL, QueueMerger, iso
 from services.core.partials import Live, PartitionPartials, Scope, live_key
+from services.core.platform_rules import rule_for
+from services.core.scorecard import ScorecardConfig, score_platform
+from services.core.scorecard_report import agent_sums, budget, rule_standing
 from services.core.wire import (
     ALERT_ACK_PREFIX,
+    DAY_LEDGER_PREFIX,
     SLOT_AGENT_STATE,
     SLOT_AGENTS,
     SLOT_LIVE,
     SLOT_WATERMARK,
     SRC_AGENTS,
     SRC_CONVERSATIONS,
+    SRC_DAYS,
+    alert_partition,
+    day_view_key,
     kept,
+    ledger_key,
+    parse_ledger_key,
     parse_partial_key,
     partial_key,
     queue_partition,
@@ -64,6 +83,7 @@ class ConversationStage:
         self, table: Table, metrics: PipelineMetrics, *, bucket_ms: int, grace_ms: int, horizon_ms: int,
         retention_ms: int, queue_partitions: int, event_clock: bool = False, cache_max: int = 200_000,
         cache_idle_ms: int = 60_000, tombstone_ms: int = 86_400_000, limits: TenantLimits | None = None,
+        tz: str | None = None,
     ) -> None:
         self.table = table
         self.m = metrics
@@ -87,6 +107,9 @@ class ConversationStage:
         # the whole stream: a partition sees a subset of it, so nothing ingest admitted is refused here).
         self.limits = limits or TenantLimits()
         self.names: dict[int, NameBudget] = {}
+        # The scorecard's day state per partition (services.core.days), local days in `tz` (SCORECARD_TZ).
+        self.tz = tz or scorecard_tz()
+        self.days: dict[int, PartitionDays] = {}
 
     # --- rebalance -------------------------------------------------------------------------
     def revoke(self, partitions: set[int]) -> None:
@@ -98,6 +121,7 @@ class ConversationStage:
             self.sent_watermark.pop(p, None)
             self.caches.pop(p, None)
             self.names.pop(p, None)
+            self.days.pop(p, None)
         for cache in self.caches.values():
             cache.clear()
 
@@ -110,17 +134,29 @@ class ConversationStage:
             self.parts[p] = PartitionPartials(self.bucket_ms)
             self.unwritten[p] = {}
             self.caches[p] = OrderedDict()
+            self.days[p] = PartitionDays(self.tz)
         out: list[Out] = []
         closed: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
         tombs: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
+        # Day contributions are loaded after the ledger (which says which tombstones it already settled).
+        contributions: list[tuple[int, str, str, str, Any, str]] = []
         for key, raw in self.table.items():
-            p, record, gone = _decode(raw)
+            if key.startswith(DAY_LEDGER_PREFIX):
+                lp, scope, start = parse_ledger_key(key)
+                if lp in todo:
+                    self.days[lp].load_ledger((scope, start), LedgerEntry.from_json(orjson.loads(raw)))
+                continue
+            p, record, gone, days_raw = _decode(raw)
             if p not in todo:
                 continue
             if gone is not None:
                 tombs[p].append((int(gone[4]), key))
+                if days_raw:
+                    contributions.append((p, gone[0], gone[1], gone[2], days_raw, key.decode()))
                 continue
             conv = Conversation.from_json(record)
+            if days_raw:
+                contributions.append((p, conv.tenant, conv.shop_id, conv.platform, days_raw, key.decode()))
             part = self.parts[p]
             part.watermark = max(part.watermark, conv.last_event_ts)
             part.apply_facts(conv.tenant, conv.shop_id, conv.platform, [(f, n) for f, n in conv.facts.items()])
@@ -130,10 +166,13 @@ class ConversationStage:
                 out.extend(self._spans(conv.tenant, agent, key, spans) for agent, spans in conv.agent_spans().items())
             if conv.state.closed:
                 closed[p].append((conv.last_event_ts, key))
+        for p, tenant, shop, platform, days_raw, conv_key in contributions:
+            self.days[p].load(tenant, shop, platform, days_of(days_raw), conv_key)
         for p in todo:
             self.closed[p] = deque(sorted(closed[p]))
             self.tombs[p] = deque(sorted(tombs[p]))
             self.parts[p].mark_all_dirty()
+            self.days[p].mark_all_dirty()
         self.m.rebuilds.labels("conversations").inc()
         return out
 
@@ -195,6 +234,10 @@ class ConversationStage:
         if late:
             self.m.late_events.inc()
         part.apply_facts(conv.tenant, conv.shop_id, conv.platform, delta)
+        if delta:
+            days = {} if conv.days is None else conv.days
+            self.days[partition].apply(days, conv.tenant, conv.shop_id, conv.platform, rule_for(conv.platform), delta)
+            conv.days = days or None
         part.apply_live(conv.tenant, conv.shop_id, conv.platform, old_live, live_key(conv.state))
         out: list[Out] = []
         new_agent = conv.state.active_agent
@@ -225,10 +268,12 @@ class ConversationStage:
         if not unwritten:
             return
         for key, conv in unwritten.items():
-            self.table[key] = kept([partition, conv.to_json()])
+            self.table[key] = kept([partition, conv.to_json(), days_to_json(conv.days)] if conv.days
+                                   else [partition, conv.to_json()])
         unwritten.clear()
         watermark = self.parts[partition].watermark
         self._evict(partition, watermark)
+        self._write_ledger(partition)
         cache = self.caches[partition]
         while cache:
             key, conv = next(iter(cache.items()))
@@ -271,16 +316,20 @@ class ConversationStage:
         raw = self.table.get(key)
         if raw is None:
             return None, None
-        _p, record, gone = _decode(raw)
+        _p, record, gone, days_raw = _decode(raw)
         if gone is not None:
             # A closed conversation evicted after retention: an order or a rating can still come hours
-            # later. It comes back closed, in its last queue, with nothing to retract (all out of every window).
+            # later. It comes back closed, in its last queue, with nothing to retract (all out of every window),
+            # and with its day contributions (the tombstone held them: they are the record's again).
             tenant, shop, platform, queue, last_ts = gone
             state = ConvState(queue=queue, opened=True, closed=True, answered=True)
+            days = self.days[partition].unsettled(key.decode(), tenant, shop, platform, days_of(days_raw))
             conv = Conversation(tenant, shop, platform, base=state, state=state.copy(), base_ts=last_ts,
-                                last_event_ts=last_ts)
+                                last_event_ts=last_ts, days=days or None)
             return conv, int(last_ts)
-        return Conversation.from_json(record), None
+        conv = Conversation.from_json(record)
+        conv.days = days_of(days_raw) or None
+        return conv, None
 
     @property
     def cache(self) -> Mapping[bytes, Conversation]:
@@ -300,15 +349,38 @@ class ConversationStage:
                 continue
             self.caches[partition].pop(key, None)
             gone_record = [conv.tenant, conv.shop_id, conv.platform, conv.state.queue, conv.last_event_ts]
-            self.table[key] = kept({"pt": partition, "gone": gone_record})
+            tomb: dict[str, Any] = {"pt": partition, "gone": gone_record}
+            if conv.days:
+                tomb["d"] = days_to_json(conv.days)
+            self.table[key] = kept(tomb)
             self.tombs[partition].append((conv.last_event_ts, key))
             self.m.evicted.inc()
         tombs = self.tombs[partition]
+        expired: list[bytes] = []
+        settled: list[tuple[str, str, str, str, Any]] = []
         while tombs and tombs[0][0] < watermark - self.tombstone_ms:
             ts, key = tombs.popleft()
             raw = self.table.get(key)
-            if raw is not None and (tomb := _decode(raw)[2]) is not None and tomb[4] == ts:
-                del self.table[key]  # resurrected ones are not tombstones any more
+            if raw is not None and (decoded := _decode(raw))[2] is not None and decoded[2][4] == ts:
+                expired.append(key)  # resurrected ones are not tombstones any more
+                if decoded[3]:
+                    t, shop, platform = decoded[2][:3]
+                    settled.append((key.decode(), t, shop, platform, days_of(decoded[3])))
+        if settled:
+            # Their day contributions move to the ledger, written before the tombstones go (_write_ledger).
+            self.days[partition].settle(settled)
+            self._write_ledger(partition)
+        for key in expired:
+            del self.table[key]
+
+    def _write_ledger(self, partition: int) -> None:
+        days = self.days[partition]
+        days.prune(self.parts[partition].watermark)
+        writes, gone = days.take_ledger_writes()
+        for (scope, start), entry in writes:
+            self.table[ledger_key(partition, scope, start)] = kept(entry.to_json(partition))
+        for scope, start in gone:
+            self.table.pop(ledger_key(partition, scope, start), None)
 
     # --- ticks -----------------------------------------------------------------------------
     def tick(self, now_ms: int) -> list[Out]:
@@ -322,6 +394,12 @@ class ConversationStage:
                         None if value is None else orjson.dumps(value),
                         queue_partition(scope.queue, self.queue_partitions))
                 )
+            for (scope, start), sums in self.days[p].drain():
+                out.append(
+                    Out("partials", partial_key(SRC_DAYS, p, scope, start),
+                        None if sums is None else orjson.dumps(sums),
+                        queue_partition(scope.queue, self.queue_partitions))
+                )
             if part.watermark > self.sent_watermark.get(p, 0):
                 self.sent_watermark[p] = part.watermark
                 wm_key = partial_key(SRC_CONVERSATIONS, p, NO_SCOPE, SLOT_WATERMARK)
@@ -331,15 +409,18 @@ class ConversationStage:
         return out
 
 
-def _decode(raw: bytes) -> tuple[int, Any, list[Any] | None]:
-    """A conversations-table value: (partition, conversation record or None, tombstone or None).
+def _decode(raw: bytes) -> tuple[int, Any, list[Any] | None, Any]:
+    """A conversations-table value: (partition, conversation record or None, tombstone or None, its day
+    contributions or None).
 
-    A conversation is [partition, Conversation.to_json()]; a tombstone is {"pt": partition, "gone": [...]}.
+    A conversation is [partition, Conversation.to_json()] or [partition, Conversation.to_json(), days]; a
+    tombstone is {"pt": partition, "gone": [...], "d": days}. (Day ledger entries share the table: not decoded
+    here.)
     """
     record = orjson.loads(raw)
     if isinstance(record, list):
-        return int(record[0]), record[1], None
-    return int(record["pt"]), None, record.get("gone")
+        return int(record[0]), record[1], None, record[2] if len(record) > 2 else None
+    return int(record["pt"]), None, record.get("gone"), record.get("d")
 
 
 def _dead_letter(key: bytes | None, value: bytes | None, partition: int, reason: str) -> Out:
@@ -517,7 +598,7 @@ class QueueStage:
 
     def __init__(self, table: Table, metrics: PipelineMetrics, *, bucket_ms: int, horizon_ms: int,
                  queue_partitions: int, event_clock: bool, rules: AlertRules | None = None,
-                 agent_refresh_ticks: int = 1) -> None:
+                 agent_refresh_ticks: int = 1, tz: str | None = None) -> None:
         self.table = table
         self.agent_refresh_ticks = agent_refresh_ticks
         self.m = metrics
@@ -526,6 +607,12 @@ class QueueStage:
         self.event_clock = event_clock
         self.rules = rules or AlertRules()
         self.merger = self.new_merger()
+        self.days = DayMerger()  # the scorecard's day state, all stage 1 partitions added
+        self.tz = tz or scorecard_tz()
+        # platform_budget's readings per shop (tenant, shop, platform), recomputed for shops whose hours changed
+        # and for all once a minute (the projection moves with the clock).
+        self.budgets: dict[tuple[str, str, str], Signals] = {}
+        self.budgets_minute = -1
         self.view_keys: dict[tuple[str, str, str, str], bytes] = {}
         self.owned: set[int] | None = None  # None: must rebuild from the table
         self.latest: dict[tuple[str, str, str, str], dict[str, object]] = {}
@@ -540,6 +627,8 @@ class QueueStage:
     def revoke(self) -> None:
         self.owned = None
         self.merger = self.new_merger()
+        self.days = DayMerger()
+        self.budgets = {}
         self.latest = {}
         self.engines = {}
         self.latest_signals = {}
@@ -548,6 +637,8 @@ class QueueStage:
         if self.owned == partitions:
             return
         self.merger = self.new_merger()
+        self.days = DayMerger()
+        self.budgets = {}
         self.latest = {}
         self.owned = set(partitions)
         for key, value in self.table.items():
@@ -578,7 +669,9 @@ class QueueStage:
         if rebuilding and owned is not None and queue_partition(scope.queue, self.queue_partitions) not in owned:
             return
         data = None if value is None else orjson.loads(value)
-        if slot == SLOT_LIVE:
+        if src == SRC_DAYS:
+            self.days.put(src, part, scope, slot, data)
+        elif slot == SLOT_LIVE:
             self.merger.put_live(src, part, scope, None if data is None else Live.from_json(data))
         elif slot == SLOT_AGENTS:
             self.merger.put_agents(src, part, scope, None if data is None else AgentLive(*data))
@@ -622,6 +715,13 @@ class QueueStage:
             ), queue_partition(k[0], self.queue_partitions))
             for k in self.merger.rebuilt
         ]
+        as_of = iso(now)
+        for (scope, start), sums in self.days.drain():  # the scorecard's day records, whole, as they change
+            view_out.append(Out(
+                "views", day_view_key(scope, start),
+                None if sums is None else orjson.dumps({"as_of": as_of, "sums": sums}),
+                queue_partition(scope.queue, self.queue_partitions),
+            ))
         return view_out, self._evaluate_alerts(views, now)
 
     def _evaluate_alerts(self, views: dict[tuple[str, str, str, str], dict[str, object]], now: int) -> list[Out]:
@@ -636,8 +736,12 @@ class QueueStage:
                     by_partition[qp][key] = view
         out: list[Out] = []
         self.latest_signals = {}
+        budgets = self._budget_signals(now)
         for qp, engine in self.engines.items():
             signals = signals_for_views(by_partition[qp], self.rules)  # type: ignore[arg-type]
+            for (tenant, shop, platform), sig in budgets.items():
+                if alert_partition(ALL, shop, self.queue_partitions) == qp:
+                    signals[(ALL, tenant, shop, platform)] = sig
             self.latest_signals.update(signals)
             # One condition pages once: a queue total over a single shop is that shop (paging_scopes).
             paging = paging_scopes(signals.keys())
@@ -650,6 +754,32 @@ class QueueStage:
                 self.snapshot_at[qp] = now
                 out.append(Out("alerts", f"{ENGINE_KEY_PREFIX}{qp}".encode(), orjson.dumps(engine.to_json()), qp))
         return out
+
+    def _budget_signals(self, now: int) -> dict[tuple[str, str, str], Signals]:
+        """platform_budget's reading per shop: its platform rate rule's misses left today and the day's budget."""
+        changed = self.days.take_changed_shops()
+        if now // 60_000 != self.budgets_minute:
+            self.budgets_minute = now // 60_000
+            changed |= set(self.days.shops) | set(self.budgets)
+        for shop in changed:
+            rule = rule_for(shop[2])
+            hours = self.days.shop_hours(shop)
+            rows = rule_standing(shop[2], hours, now, self.tz, rule) if rule is not None and hours else []
+            if rows and rows[0]["rule"] == rule.name:  # type: ignore[union-attr]
+                left, whole = budget(rows[0])
+                self.budgets[shop] = Signals(budget_misses_left=left, budget_total=whole)
+            else:
+                self.budgets.pop(shop, None)
+        return self.budgets
+
+    def today_scores(self, config: ScorecardConfig) -> Iterator[tuple[tuple[str, str, str, str], float | None, int]]:
+        """Per agent and shop, today's score and chats handled (the scorer's /metrics)."""
+        today = day_start(self.now(int(time.time() * 1000)), self.tz)
+        for (scope, start), sums in list(self.days.totals.items()):
+            if start == today and is_agent_scope(scope.queue):
+                result = score_platform(scope.platform, agent_sums(sums), config)
+                yield (scope.tenant, scope.shop_id, scope.platform, scope.queue[len(AGENT_PREFIX):]), result.score, \
+                    result.chats_handled
 
     def open_alerts(self) -> list[Alert]:
         return [a for engine in self.engines.values() for a in engine.open_alerts()]

@@ -163,9 +163,19 @@ class ScorerRun:
         )
         return out
 
+    async def day_records(self) -> dict[tuple[Any, ...], dict[str, int]]:
+        """The scorecard's day records on the views topic: key [@day, tenant, shop, platform, who, start] -> sums."""
+        raw = await self.read_compacted(self.topics["TOPIC_VIEWS"])
+        return {
+            tuple(key): orjson.loads(v)["sums"] for k, v in raw.items() if len(key := orjson.loads(k)) == 6
+        }
+
     async def views(self) -> dict[tuple[str, str, str, str], dict[str, Any]]:
         raw = await self.read_compacted(self.topics["TOPIC_VIEWS"])
-        return {tuple(orjson.loads(k)): orjson.loads(v) for k, v in raw.items()}  # type: ignore[misc]
+        # The queue and agent views (the scorecard's day records share the topic: keys of 6, not 4).
+        return {
+            tuple(key): orjson.loads(v) for k, v in raw.items() if len(key := orjson.loads(k)) == 4
+        }
 
 
 async def produce(bootstrap: str, topic: str, events: Iterable[dict[str, Any]], *, per_second: float = 0) -> int:

@@ -18,10 +18,11 @@ import pytest
 from deploy.local.testing import KafkaBroker
 from services.core.conversation import Conversation
 from services.core.events import EventError, event_from_record
+from services.core.wire import DAY_VIEW_TAG
 from services.kafka_util.read import read_to_end
 from services.scorer.stages import _decode  # the conversations table's value format
 from services.simulator.model import FloorModel, SimConfig
-from tests.reference import reference_views
+from tests.reference import reference_day_sums, reference_views
 from tests.unit.test_scorer_properties import assert_matches_reference
 
 from .kafka_admin import committed_offsets, set_produce_quota
@@ -53,6 +54,15 @@ def expected(hour_of_events: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
     return reference_views(hour_of_events, now)
 
 
+@pytest.fixture(scope="module")
+def expected_days(hour_of_events: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, int]]:
+    """The scorecard's day sums of the hour by the reference model (every run below, one worker, two, or killed
+    and restarted, must end with them on the views topic)."""
+    want = {(DAY_VIEW_TAG, *key): sums for key, sums in reference_day_sums(hour_of_events).items()}
+    assert any(key[4].startswith("@agent:") for key in want)
+    return want
+
+
 async def wait_scored(run: ScorerRun, n: int, deadline: float, poll_s: float) -> bool:
     """Wait until the run's workers have scored at least n events (polling every poll_s), or until
     the deadline (time.monotonic()) passed; whether they did."""
@@ -63,8 +73,9 @@ async def wait_scored(run: ScorerRun, n: int, deadline: float, poll_s: float) ->
     return False
 
 
-async def wait_until_equal(run: ScorerRun, want: dict[Any, dict[str, Any]], total: int, timeout: float = 420) -> None:
-    """Wait until every event was scored and the views settled, then require equality."""
+async def wait_until_equal(run: ScorerRun, want: dict[Any, dict[str, Any]], total: int, timeout: float = 420,
+                           want_days: dict[tuple[Any, ...], dict[str, int]] | None = None) -> None:
+    """Wait until every event was scored and the views (and the day records) settled, then require equality."""
     deadline = time.monotonic() + timeout
     await wait_scored(run, total, deadline, poll_s=1)
     last_error: AssertionError | None = None
@@ -72,6 +83,8 @@ async def wait_until_equal(run: ScorerRun, want: dict[Any, dict[str, Any]], tota
         got = await run.views()
         try:
             assert_matches_reference(got, want)
+            if want_days is not None:
+                assert await run.day_records() == want_days
             return
         except AssertionError as exc:  # views still settling: the next tick publishes the rest
             last_error = exc
@@ -95,32 +108,35 @@ async def first_worker_running(kafka: KafkaBroker, topic: str, name: str) -> Asy
 
 
 async def test_one_worker_equals_reference(
-    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]],
+    expected_days: dict[tuple[Any, ...], dict[str, int]],
 ) -> None:
     async with first_worker_running(kafka, events_topic, "one") as run:
-        await wait_until_equal(run, expected, len(hour_of_events))
+        await wait_until_equal(run, expected, len(hour_of_events), want_days=expected_days)
 
 
 async def test_two_workers_with_a_rebalance_equal_reference(
-    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]],
+    expected_days: dict[tuple[Any, ...], dict[str, int]],
 ) -> None:
     async with first_worker_running(kafka, events_topic, "two") as run:
         # Let the first worker get going, then add a second: partitions move mid-run.
         assert await wait_scored(run, len(hour_of_events) // 5, time.monotonic() + 120, poll_s=0.2)
         run.start_worker(1)
         await run.wait_healthy(1)
-        await wait_until_equal(run, expected, 0)
+        await wait_until_equal(run, expected, 0, want_days=expected_days)
 
 
 async def test_sigkill_mid_run_equals_reference(
-    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]],
+    expected_days: dict[tuple[Any, ...], dict[str, int]],
 ) -> None:
     async with first_worker_running(kafka, events_topic, "kill") as run:
         assert await wait_scored(run, len(hour_of_events) // 3, time.monotonic() + 120, poll_s=0.2)
         run.kill_worker(0)  # SIGKILL: no flush, no commit, no goodbye
         run.start_worker(0)
         await run.wait_healthy(0)
-        await wait_until_equal(run, expected, 0)
+        await wait_until_equal(run, expected, 0, want_days=expected_days)
 
 
 # What the throttled worker may produce, in bytes/s: a small part of what it writes while scoring flat out, so
@@ -130,7 +146,8 @@ SCORED_UNDER_THROTTLE = 1_000  # events scored with acknowledgements lagging, be
 
 
 async def test_sigkill_after_a_commit_with_acks_lagging_equals_reference(
-    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]]
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]],
+    expected_days: dict[tuple[Any, ...], dict[str, int]],
 ) -> None:
     """Offsets are committed only after every state write they cover is acknowledged. The broker is made slow
     to acknowledge the worker's writes (a produce quota on its client id: Kafka answers, then stops reading
@@ -162,7 +179,7 @@ async def test_sigkill_after_a_commit_with_acks_lagging_equals_reference(
         assert not missing, f"{len(missing)} committed events are in no conversation's changelog state: {missing[:5]}"
         run.start_worker(0)
         await run.wait_healthy(0)
-        await wait_until_equal(run, expected, 0)
+        await wait_until_equal(run, expected, 0, want_days=expected_days)
     finally:
         run.stop()
         await set_produce_quota(kafka.bootstrap, client_id, None)

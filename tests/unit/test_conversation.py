@@ -310,7 +310,7 @@ def test_after_close_only_counts_ratings_orders_and_messages() -> None:
     w = window(views)
     assert w["reply"]["count"] == 1 and w["abandoned"] == 0
     assert w["answer_question_ratio"] == 1.0  # 2 agent / 2 customer messages
-    assert w["csat"] == {"mean": 3.0, "satisfied_share": 0.5, "participation": 2.0}
+    assert w["csat"] == {"mean": 3.0, "satisfied_share": 0.5, "participation": 2.0, "count": 2}
     assert w["conversion_rate"] == 1.0
     assert w["resolution_rate"] == 1.0
     assert view(views)["live"]["awaiting_reply"] == 0

@@ -66,7 +66,13 @@ def _sample_names(text: bytes) -> set[str]:
 def exported_metric_names() -> set[str]:
     """Every series name the three services export, read from the services' own metric objects."""
     from services.ingest.metrics import IngestMetrics
-    from services.scorer.metrics import AlertsCollector, PipelineMetrics, SignalsCollector, ViewsCollector
+    from services.scorer.metrics import (
+        AlertsCollector,
+        PipelineMetrics,
+        ScorecardCollector,
+        SignalsCollector,
+        ViewsCollector,
+    )
 
     names = _sample_names(IngestMetrics().render())
     registry = CollectorRegistry()
@@ -74,6 +80,7 @@ def exported_metric_names() -> set[str]:
     registry.register(ViewsCollector(lambda: []))  # queue figures, and the per-agent (floorwatch_agent_*) ones
     registry.register(SignalsCollector(lambda: []))
     registry.register(AlertsCollector(lambda: []))
+    registry.register(ScorecardCollector(lambda: []))  # floorwatch_agent_score, ..._chats_handled_today
     names |= _sample_names(generate_latest(registry))
 
     from fastapi.testclient import TestClient
@@ -110,7 +117,8 @@ def test_the_exported_names_are_read_from_the_services() -> None:
         "floorwatch_queue_service_level_ratio", "floorwatch_queue_left_unanswered", "floorwatch_queue_load_ratio",
         "floorwatch_queue_required_agents", "floorwatch_scorer_consumer_lag", "floorwatch_agent_status",
         "floorwatch_agent_status_seconds", "floorwatch_alert_firing", "floorwatch_alert_info",
-        "floorwatch_api_requests_total", "floorwatch_api_views",
+        "floorwatch_api_requests_total", "floorwatch_api_views", "floorwatch_agent_score",
+        "floorwatch_platform_rule_misses_left",
     ):
         assert expected in names, expected
 

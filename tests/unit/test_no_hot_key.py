@@ -43,8 +43,8 @@ def test_stage_two_input_does_not_grow_with_traffic() -> None:
     partials_after(s, burst(0, 10, T), T)  # warm up: first sight of the scope
     small = partials_after(s, burst(10, 60, T + 1000), T + 1000)  # enough to reach all 6 partitions
     large = partials_after(s, burst(70, 10_000, T + 2000), T + 2000)
-    # Per partition: the live counters, the one changed bucket and a watermark per queue partition;
-    # 60 conversations or 10,000, the same records.
-    assert small == large == 6 * (1 + 1 + 3)
+    # Per partition: the live counters, the one changed bucket, the shop's hour of the scorecard's day state
+    # (arrivals) and a watermark per queue partition; 60 conversations or 10,000, the same records.
+    assert small == large == 6 * (1 + 1 + 1 + 3)
     views = s.tick(T + 3000)
     assert views[("presales", "*", "*", "*")]["live"]["open"] == 10_070  # and still exact

@@ -56,22 +56,29 @@ def queue_matcher(queues: str | None, group: str | None) -> Callable[[str], bool
     return match
 
 
-def _index_html() -> str:
-    """index.html with its asset URLs versioned by content, so a TV picks up a new release."""
+def _index_html(name: str = "index.html") -> str:
+    """A page (index.html, scorecard.html) with its asset URLs versioned by content, so a TV picks up a new
+    release."""
     digest = hashlib.sha256()
     for path in sorted(STATIC.iterdir()):
         if path.is_file():
             digest.update(path.name.encode() + path.read_bytes())
-    return (STATIC / "index.html").read_text(encoding="utf-8").replace("{{version}}", digest.hexdigest()[:12])
+    return (STATIC / name).read_text(encoding="utf-8").replace("{{version}}", digest.hexdigest()[:12])
 
 
 def mount_wallboard(app: FastAPI, store: ViewStore) -> None:
     router = APIRouter()
     page = _index_html()
+    scorecard_page = _index_html("scorecard.html")
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def wallboard() -> HTMLResponse:
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    @router.get("/scorecard", response_class=HTMLResponse, include_in_schema=False)
+    async def scorecard() -> HTMLResponse:
+        """The scorecard page: leaderboards per platform (today, month), the budget left per shop (zh/en)."""
+        return HTMLResponse(scorecard_page, headers={"Cache-Control": "no-cache"})
 
     @router.get("/v1/thresholds")
     async def thresholds(queue: Annotated[list[str] | None, Query(max_length=128)] = None) -> dict[str, Any]:
