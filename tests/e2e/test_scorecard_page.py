@@ -44,3 +44,27 @@ async def test_scorecard_page_shows_leaderboards_grades_and_budget() -> None:
         assert "Score" in await page.inner_text(".board[data-platform=jd] thead")
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "scorecard.png"), full_page=True)
+
+
+async def test_the_wallboard_shows_each_shops_budget_left() -> None:
+    """The main board's footer: the shops' platform budget today, fewest misses left first (issue 12, item 4)."""
+    f: Floor = budget_floor()
+    jd_and_taobao(f, 10)
+    f.ev("other", "other", "clock", "message", at(10, 11, 30), sender="customer")
+    s = InProcessScorer()
+    s.feed(sorted(f.events, key=lambda e: e["ts"]))
+    store = store_of(s, s.tick(0))
+    async with serve(store) as (url, _app), browser_page(1920, 1080) as page:
+        standing = await (await page.request.get(url + "/v1/standing")).json()
+        gone = {s["shop_id"] for s in standing["standings"]
+                if min((r["misses_left"] for r in s["rules"] if r["misses_left"] is not None), default=1) <= 0}
+        assert "jd1" in gone  # the hand-worked shop whose 30 s budget ran out (see the test above)
+        await page.goto(url + "/?rotate=0")
+        strip = page.locator('[data-testid="budget-strip"]')
+        await strip.wait_for(state="visible", timeout=10_000)
+        first = strip.locator('[data-testid="shop-budget"]').first
+        assert await first.get_attribute("data-shop") == "jd1"  # fewest left first
+        assert "gone" in (await first.get_attribute("class") or "").split()
+        assert "次" in await first.inner_text()
+        geometry = await page.evaluate("() => ({h: document.scrollingElement.scrollHeight, vh: innerHeight})")
+        assert geometry["h"] <= geometry["vh"]  # the strip fits the footer: nothing scrolls

@@ -39,6 +39,7 @@
       legend: '颜色阈值（与告警一致）：最久等待 ≥{w} 黄 · ≥{c} 红 ｜ 服务水平 ≤{x}秒 目标 {t} ｜ 负载率 ρ ≥{rw} 黄 · ≥{rc} 红 ｜ 所需客服 > 在岗 黄',
       legend_mixed: '（各队列阈值不同，以首个队列为例）',
       legend_none: '告警阈值暂不可用：数字不着色',
+      budget_title: '今日平台考核还可超时', budget_left: '{n} 次',
       u_s: '秒', u_m: '分', u_h: '时', ago_s: '{n} 秒', ago_m: '{n} 分钟', lang_button: 'EN',
       on_duty: '在岗 {n}',
       h_queue: '队列', h_waiting: '等待', h_oldest: '最久等待', h_sl: '服务水平 ≤{s}秒', h_sl_any: '服务水平',
@@ -68,6 +69,7 @@
       legend: 'Colours use the alert thresholds: oldest wait ≥{w} amber · ≥{c} red | service level ≤{x}s target {t} | load ρ ≥{rw} amber · ≥{rc} red | needed > on duty amber',
       legend_mixed: ' (queues differ; first queue shown)',
       legend_none: 'Alert thresholds unavailable: figures are not coloured',
+      budget_title: 'Platform misses left today', budget_left: '{n}',
       u_s: 's', u_m: 'm', u_h: 'h', ago_s: '{n} s', ago_m: '{n} min', lang_button: '中文',
       on_duty: '{n} on duty',
       h_queue: 'Queue', h_waiting: 'Wait', h_oldest: 'Oldest', h_sl: 'SL ≤{s}s', h_sl_any: 'SL',
@@ -99,6 +101,7 @@
   const ALERTS_EVERY_MS = 4000;
   const ALERTS_ABSENT_EVERY_MS = 30000;
   const THRESHOLDS_EVERY_MS = 60000;
+  const BUDGET_EVERY_MS = 30000;
   const SILENT_RECONNECT_MS = 45000;
   const DRAIN_MINUTES = 10;           // staffing's backlog_drain: agents to clear the backlog within this
   // Layout (docs/wallboard.md). One unit U = 1% of the screen height (of a 16:9 area that fits).
@@ -123,6 +126,7 @@
   // ---- state ---------------------------------------------------------------------------------
   const params = new URLSearchParams(location.search);
   const state = {
+    budget: [],  // per shop: the platform rule with the fewest misses left today (GET /v1/standing)
     lang: pickLang(),
     filters: {
       queue: params.get('queue') || '',
@@ -1159,6 +1163,44 @@
     renderLegend();
   }
 
+  // The shops' platform budgets (shared/SCORECARD.md, platform standing): how many more buyers may miss
+  // the platform's rule today before its rate falls under target; fewest first, amber under 20 % of the
+  // day's budget, red when gone. Without /v1/standing (or any rate rule) the strip stays hidden.
+  async function refreshBudget() {
+    const f = state.filters;
+    const q = new URLSearchParams();
+    if (f.shop_id) q.set('shop_id', f.shop_id);
+    if (f.platform) q.set('platform', f.platform);
+    let standings = [];
+    try {
+      const { status, body } = await getJSON('/v1/standing' + (q.toString() ? '?' + q.toString() : ''));
+      if (status === 200 && body && Array.isArray(body.standings)) standings = body.standings;
+    } catch (_) { return; }  // keep what we have
+    state.budget = standings.map((s) => {
+      const rates = (s.rules || []).filter((r) => isNum(r.misses_left)).sort((a, b) => a.misses_left - b.misses_left);
+      if (!rates.length || (f.tenant && s.tenant && s.tenant !== f.tenant)) return null;
+      const r = rates[0];
+      const whole = isNum(r.projected_counted) && isNum(r.target) ? Math.floor(r.projected_counted * (1 - r.target)) : null;
+      return { shop: s.shop_id, platform: s.platform, left: r.misses_left, whole };
+    }).filter(Boolean).sort((a, b) => a.left - b.left);
+    renderBudget();
+  }
+
+  function renderBudget() {
+    const el = $('budget');
+    el.hidden = !state.budget.length;
+    const title = document.createElement('b');
+    title.textContent = t('budget_title') + ' ';
+    el.replaceChildren(title, ...state.budget.map((b) => {
+      const s = document.createElement('span');
+      s.className = 'bshop ' + (b.left <= 0 ? 'gone' : isNum(b.whole) && b.left < 0.2 * b.whole ? 'low' : 'ok');
+      s.dataset.testid = 'shop-budget';
+      s.dataset.shop = b.shop;
+      s.textContent = `${b.shop} · ${platformLabel(b.platform)} ${t('budget_left', { n: b.left })}`;
+      return s;
+    }));
+  }
+
   let alertsTimer = null;
   async function pollAlerts() {
     clearTimeout(alertsTimer);
@@ -1195,6 +1237,7 @@
     shownOrder = [];
     connect();
     renderAll();
+    refreshBudget();
   }
 
   $('f-queue').addEventListener('change', (e) => {
@@ -1229,6 +1272,7 @@
     for (const el of tiles.values()) for (const n of el.querySelectorAll('[data-i18n]')) n.textContent = t(n.dataset.i18n);
     applyStaticText();
     renderAll();
+    renderBudget();
   });
   window.addEventListener('resize', () => { layout(tiles.size); refit(); renderBoard(); });
   // A TV with a keyboard or remote: ← → / PageUp PageDown turn pages, space (or P) holds the page,
@@ -1267,4 +1311,6 @@
   }, 1000);
   setInterval(refreshStaffing, STAFFING_EVERY_MS);
   setInterval(refreshThresholds, THRESHOLDS_EVERY_MS);
+  refreshBudget();
+  setInterval(refreshBudget, BUDGET_EVERY_MS);
 }());
