@@ -21,7 +21,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer
 
 from services.core.config import KafkaSettings
-from services.core.events import parse_event
+from services.core.events import parse_event, state_key
 from services.ingest.adapters import AdapterConfig
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
@@ -141,7 +141,7 @@ async def test_signed_deliveries_of_every_platform_reach_kafka(kafka: Any, topic
     by_type = {value["type"]: (key, value) for key, value in records}
     assert len(records) == 3 and set(by_type) == {"message", "agent.status", "conversation.opened"}
     key, message = by_type["message"]
-    assert key == b"chatwoot:7:42"
+    assert key == state_key("acme", "chatwoot:7:42").encode()  # per tenant (issue 16)
     assert message == {
         "event_id": "chatwoot:7:msg:9001", "type": "message", "ts": now_ms - 3000, "tenant": "acme",
         "shop_id": "chatwoot:7:3", "platform": "chatwoot", "conversation_id": "chatwoot:7:42",
@@ -149,9 +149,10 @@ async def test_signed_deliveries_of_every_platform_reach_kafka(kafka: Any, topic
         "queue_source_id": "chatwoot:7:inbox:3",  # the platform's id of what named the queue, for joins
     }
     key, status = by_type["agent.status"]
-    assert key == b"livechat:org-9:agent:smith@example.com" and status["status"] == "online"
+    assert key == state_key("acme", "livechat:org-9:agent:smith@example.com").encode()
+    assert status["status"] == "online"
     key, opened = by_type["conversation.opened"]
-    assert key == b"sunshine:app-1:conv-1" and opened["channel"] == "web"
+    assert key == state_key("acme", "sunshine:app-1:conv-1").encode() and opened["channel"] == "web"
     assert opened["queue"] == "web"  # the integration's type: no ADAPTER_QUEUE_MAP entry for it
     for _key, value in records:
         parse_event(value)
