@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from services.core.events import state_key
 from services.core.wire import kept
 
 from .common import START_MS, dump_json, records_of, rnd, scaled_floor, self_peak_rss_bytes, self_rss_bytes
@@ -38,7 +39,7 @@ def open_records(n: int, span_ms: int = 1_800_000) -> Any:
         queue = "presales" if i % 5 < 3 else "aftersales"
         cid = f"mem-{shop}-{i:07d}"
         ts = START_MS + int(i * step)
-        key = cid.encode()
+        key = state_key(tenant, cid).encode()  # as ingest keys it (per tenant)
         base = {"tenant": tenant, "shop_id": shop, "platform": platform, "conversation_id": cid}
         yield key, kept({"event_id": f"{cid}-001", "type": "conversation.opened", "ts": ts, **base,
                                  "queue": queue, "customer_id": f"c{i}", "channel": "web"})
