@@ -21,7 +21,7 @@ from faust.streams import _current_event  # a table write's changelog partition 
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from services.core.alert_rules import rules_from_env
+from services.core.alert_config import rules_from_env
 from services.core.kafka_security import KafkaSecurity
 
 from .alert_log import AlertPublisher, read_engine_states

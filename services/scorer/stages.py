@@ -17,7 +17,9 @@ from typing import Any, NamedTuple
 import orjson
 
 from services.core.agents import AgentLive, AgentState, PartitionAgents
-from services.core.alert_rules import AlertRules, Signals, judged, paging_scopes, signals_for_views
+from services.core.alert_config import AlertRules
+from services.core.alert_judging import judged
+from services.core.alert_signals import Signals, paging_scopes, signals_for_views
 from services.core.alerts import Alert, AlertEngine
 from services.core.buckets import AGENT_PREFIX, Bucket, agent_scope, is_agent_scope
 from services.core.conversation import Conversation, ConvEvent, ConvState

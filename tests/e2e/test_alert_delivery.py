@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from services.core.alert_rules import AlertRules, load_rules
+from services.core.alert_config import AlertRules, load_rules
 
 pytestmark = pytest.mark.stack
 

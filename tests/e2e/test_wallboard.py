@@ -46,7 +46,9 @@ from services.api.alerts import AlertStore
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
-from services.core.alert_rules import judged, signals_from_view, thresholds_for
+from services.core.alert_config import thresholds_for
+from services.core.alert_judging import judged
+from services.core.alert_signals import signals_from_view
 from services.core.merge import QueueMerger, iso
 from services.core.partials import Live, Scope
 

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from deploy.local.testing import KafkaBroker
-from services.core.alert_rules import signals_from_view
+from services.core.alert_signals import signals_from_view
 from services.simulator.model import FloorModel, SimConfig
 from tests.reference import reference_views
 

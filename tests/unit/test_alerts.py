@@ -1,4 +1,4 @@
-"""Alert rules and episodes (services/core/alert_rules.py, services/core/alerts.py)."""
+"""Alert rules and episodes (services/core/alert_config.py, alert_signals.py, alert_judging.py, alerts.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.core.alert_rules import (
+from services.core.alert_config import (
     ENV_RULES_FILE,
     RULES,
     AlertRules,
@@ -19,22 +19,20 @@ from services.core.alert_rules import (
     OldestWait,
     PeakLoad,
     ScopeKey,
-    Signals,
     SlaBreach,
-    StaffingDefaults,
     StaffingGap,
     Thresholds,
     load_rules,
     parse_rules,
     reply_limit_s,
     rules_from_env,
-    signals_for_views,
-    signals_from_view,
     thresholds_for,
 )
+from services.core.alert_signals import Signals, signals_for_views, signals_from_view
 from services.core.alerts import Alert, AlertEngine
 from services.core.merge import QueueMerger
 from services.core.partials import Live, Scope
+from services.core.staffing import StaffingDefaults
 
 REPO = Path(__file__).resolve().parents[2]
 Q: ScopeKey = ("presales", "*", "*", "*")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.core.alert_rules import Signals
+from services.core.alert_signals import Signals
 from services.core.alerts import AlertEngine
 from services.core.limits import TenantLimits
 from services.scorer.inprocess import InProcessScorer

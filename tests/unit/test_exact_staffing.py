@@ -24,7 +24,9 @@ from services.api.settings import ApiSettings
 from services.api.views import ViewStore
 from services.core import erlang
 from services.core.agents import AgentLive
-from services.core.alert_rules import Thresholds, judge, signals_from_view
+from services.core.alert_config import Thresholds
+from services.core.alert_judging import judge
+from services.core.alert_signals import signals_from_view
 from services.core.alerts import AlertEngine
 from services.core.buckets import ARRIVAL, Bucket, Fact
 from services.core.merge import QueueMerger

@@ -258,7 +258,7 @@ def stated_spans(views: Mapping[ViewKey, Mapping[str, Any]], problems: list[str]
 def compare(events: Sequence[Mapping[str, Any]], got: Mapping[ViewKey, dict[str, Any]]) -> list[str]:
     """Every difference between production's views and the reference's, on the union of keys."""
     problems: list[str] = []
-    # `judged` is the alert rules' reading published with a view (alert_rules.judged), not a METRICS.md figure:
+    # `judged` is the alert rules' reading published with a view (alert_judging.judged), not a METRICS.md figure:
     # tests/unit/test_judged_views.py checks it against the alerts the engine raises.
     queue_views = {k: {f: x for f, x in v.items() if f != "judged"} for k, v in got.items()
                    if not k[0].startswith("@agent:")}

@@ -21,7 +21,7 @@ from services.api.alerts import AlertStore
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
-from services.core.alert_rules import paging_scopes
+from services.core.alert_signals import paging_scopes
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.stages import ENGINE_KEY_PREFIX
 

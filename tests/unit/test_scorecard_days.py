@@ -386,7 +386,9 @@ def test_settling_expired_tombstones_is_crash_safe() -> None:
 
 
 def test_platform_budget_levels() -> None:
-    from services.core.alert_rules import AlertRulesError, Signals, Thresholds, judge, parse_rules
+    from services.core.alert_config import AlertRulesError, Thresholds, parse_rules
+    from services.core.alert_judging import judge
+    from services.core.alert_signals import Signals
 
     th = Thresholds()  # warning under 20% of the day's budget left, critical with none left
 

@@ -42,7 +42,7 @@ def test_render_equals_the_client_library() -> None:
 
 
 def test_open_alerts_export_the_value_at_firing_and_the_current_one() -> None:
-    from services.core.alert_rules import Signals
+    from services.core.alert_signals import Signals
     from services.core.alerts import AlertEngine
     from services.scorer.metrics import AlertsCollector
 

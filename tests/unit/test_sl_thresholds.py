@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.core.alert_rules import AlertRulesError, check_measured, load_rules, parse_rules
+from services.core.alert_config import AlertRulesError, check_measured, load_rules, parse_rules
 from services.core.config import SlThresholds, parse_sl_thresholds, sl_thresholds_for
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.metrics import ViewsCollector

@@ -2,7 +2,7 @@
 
 The page is plain HTML, CSS and JavaScript in `static/` (no build step, nothing fetched from
 outside this API). `GET /v1/thresholds[?queue=Q…]` gives each queue's alert thresholds exactly as
-the alert engine uses them (`alert_rules.thresholds_for(queue).to_json()`), so a tile turns amber
+the alert engine uses them (`alert_config.thresholds_for(queue).to_json()`), so a tile turns amber
 or red at the same figure that fires the alert (the figures judged come with the stream's `signals`).
 
 Saved boards: `/?queues=a,b,jd-*` or `/?group=presales` (see `queue_matcher`) show only those queues;
@@ -23,7 +23,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.core.alert_rules import thresholds_for
+from services.core.alert_config import thresholds_for
 from services.core.buckets import is_agent_scope
 
 from ..views import ViewStore
