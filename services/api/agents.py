@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path
 
-from services.core.buckets import AGENT_PREFIX, is_agent_scope
 from services.core.privacy import shown_agent_id
+from services.core.scope import AGENT_PREFIX, is_agent_scope
 
 from .params import Filter
 from .views import ViewStore

@@ -12,11 +12,10 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
 
-from services.core.buckets import AGENT_PREFIX, is_agent_scope
 from services.core.merge import iso
-from services.core.partials import Scope
 from services.core.platform_rules import rule_for
 from services.core.privacy import shown_agent_id
+from services.core.scope import AGENT_PREFIX, Scope, is_agent_scope
 from services.core.scorecard import ScorecardConfig
 from services.core.scorecard_report import AgentFilter, Period, rule_standing, scorecard_report, shop_hours
 

@@ -39,15 +39,13 @@ import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
-from services.core.buckets import is_agent_scope
 from services.core.merge import iso
+from services.core.scope import ALL, is_agent_scope
 
 from .delta import views_delta
 from .params import Filter
 from .views import ViewStore
 from .wallboard import queue_matcher
-
-ALL = "*"
 
 
 def sse_frame(event: str, data: Any) -> bytes:

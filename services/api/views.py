@@ -10,15 +10,13 @@ from typing import Any
 
 import orjson
 
-from services.core.buckets import is_agent_scope
-from services.core.partials import Scope
+from services.core.scope import ALL, Scope, ViewKey, is_agent_scope
 from services.core.wire import parse_day_view_key, parse_view_key
 
 from .mirror import TopicMirror
 
 log = logging.getLogger(__name__)
 
-ViewKey = tuple[str, str, str, str]  # (queue, tenant, shop, platform); '*' = all
 
 
 class ViewStore(TopicMirror):
@@ -58,7 +56,7 @@ class ViewStore(TopicMirror):
             if shop_id is not None:
                 if s != shop_id or (tenant is not None and t != tenant) or (platform is not None and p != platform):
                     continue
-            elif s != "*" or t != (tenant or "*") or p != (platform or "*"):
+            elif s != ALL or t != (tenant or ALL) or p != (platform or ALL):
                 continue
             out.append(view)
         out.sort(key=lambda v: (v["queue"], v["scope"]["shop_id"]))

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .partials import Scope
+from .scope import Scope
 
 Span = list[int | None]  # [start, end): start None = before the history kept, end None = still held
 

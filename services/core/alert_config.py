@@ -35,14 +35,13 @@ from .config import (
     SlThresholds,
     sl_thresholds,
 )
-from .merge import ALL
 from .platform_rules import platform_rules
+from .scope import ALL
 
 ENV_RULES_FILE: Final = "ALERT_RULES_FILE"
 
 Rule = Literal["peak_load", "oldest_wait", "sla_breach", "staffing_gap", "platform_budget"]
 Severity = Literal["warning", "critical"]
-ScopeKey = tuple[str, str, str, str]  # (queue, tenant, shop_id, platform), '*' = all: merge.view_keys
 RULES: Final[tuple[Rule, ...]] = ("peak_load", "oldest_wait", "sla_breach", "staffing_gap", "platform_budget")
 # The rules judged on a queue view (platform_budget is judged on a shop's standing).
 VIEW_RULES: Final[tuple[Rule, ...]] = ("peak_load", "oldest_wait", "sla_breach", "staffing_gap")

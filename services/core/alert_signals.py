@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import erlang
-from .alert_config import AlertRules, ScopeKey, Thresholds, reply_limit_s
-from .merge import ALL
+from .alert_config import AlertRules, Thresholds, reply_limit_s
+from .scope import ALL, ViewKey
 from .staffing import StaffingDefaults, staffing_inputs
 
 
@@ -162,11 +162,11 @@ def signals_from_view(
 
 
 def signals_for_views(
-    views: Mapping[ScopeKey, Mapping[str, Any]],
+    views: Mapping[ViewKey, Mapping[str, Any]],
     rules: AlertRules | None = None,
     defaults: StaffingDefaults | None = None,
-    only: Collection[ScopeKey] | None = None,
-) -> dict[ScopeKey, Signals]:
+    only: Collection[ViewKey] | None = None,
+) -> dict[ViewKey, Signals]:
     """`signals_from_view` for every view of one `QueueMerger.views()` tick (or for those in `only`),
     each with its queue's thresholds; an all-platform view's reply limit comes from the platforms seen
     under it among all `views`."""
@@ -183,7 +183,7 @@ def signals_for_views(
     }
 
 
-def paging_scopes(scopes: Collection[ScopeKey]) -> set[ScopeKey]:
+def paging_scopes(scopes: Collection[ViewKey]) -> set[ViewKey]:
     """The scopes whose alerts page, out of a tick's queue totals and shops (METRICS.md, Alerts:
     one condition pages once). A shop always pages. A queue total (q, *, *, *) pages only when it
     rolls up two shops or more: over a single shop it is the same conversations, and the shop's
@@ -199,7 +199,7 @@ def paging_scopes(scopes: Collection[ScopeKey]) -> set[ScopeKey]:
     }
 
 
-def alert_group(rule: str, scope: ScopeKey) -> str:
+def alert_group(rule: str, scope: ViewKey) -> str:
     """The roll-up an alert is grouped under: its rule on its queue across shops (what Alertmanager
     groups one notification by: alertname, rule, queue)."""
     return f"{rule}:{scope[0]}:{ALL}:{ALL}:{ALL}"

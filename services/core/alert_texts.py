@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from .alert_config import Rule, ScopeKey, Thresholds
+from .alert_config import Rule, Thresholds
 from .alert_judging import Judgement
 from .alert_signals import Signals
-from .merge import ALL
+from .scope import ALL, ViewKey
 
 QUEUE_NAMES_ZH: Final[Mapping[str, str]] = {"presales": "售前", "aftersales": "售后"}
 PLATFORM_NAMES: Final[Mapping[str, tuple[str, str]]] = {
@@ -20,7 +20,7 @@ PLATFORM_NAMES: Final[Mapping[str, tuple[str, str]]] = {
 }
 
 
-def labels(scope: ScopeKey) -> tuple[str, str]:
+def labels(scope: ViewKey) -> tuple[str, str]:
     queue, tenant, shop, platform = scope
     zh, en = (f"{QUEUE_NAMES_ZH.get(queue, queue)}队列", queue) if queue != ALL else ("店铺", "shop")
     parts = [(x, x) for x in (tenant, shop) if x != ALL]

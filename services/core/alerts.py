@@ -27,11 +27,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Final, Literal
 
-from .alert_config import RULES, AlertRules, Rule, ScopeKey, Severity, Thresholds
+from .alert_config import RULES, AlertRules, Rule, Severity, Thresholds
 from .alert_judging import Judgement, judge
 from .alert_signals import Signals, alert_group
 from .alert_texts import firing_text, labels, resolved_text
 from .merge import iso
+from .scope import ViewKey
 
 __all__ = ["Alert", "AlertEngine"]
 
@@ -75,7 +76,7 @@ class Alert:
     group: str | None = None
 
     @property
-    def scope(self) -> ScopeKey:
+    def scope(self) -> ViewKey:
         return (self.queue, self.tenant, self.shop_id, self.platform)
 
     def to_json(self) -> dict[str, Any]:
@@ -104,7 +105,7 @@ class _Track:
     alert: Alert | None = None
 
 
-_TrackKey = tuple[Rule, ScopeKey]
+_TrackKey = tuple[Rule, ViewKey]
 
 
 SURGE_WARMUP_MS = 3_600_000
@@ -124,13 +125,13 @@ class AlertEngine:
         self._last_now: int | None = None
         # When each scope was first judged: a surge compares 5 minutes with the trailing hour, which
         # means nothing until an hour of the scope's traffic has been seen (a floor opening is no surge).
-        self._first_seen: dict[ScopeKey, int] = {}
+        self._first_seen: dict[ViewKey, int] = {}
 
     def open_alerts(self) -> list[Alert]:
         """The firing alerts, as last published."""
         return [t.alert for _, t in sorted(self._tracks.items()) if t.alert is not None]
 
-    def evaluate(self, signals: Mapping[ScopeKey, Signals], now_ms: int) -> list[Alert]:
+    def evaluate(self, signals: Mapping[ViewKey, Signals], now_ms: int) -> list[Alert]:
         """Judge every rule for every scope at `now_ms`; the changes, in scope then rule order."""
         if isinstance(now_ms, bool) or not isinstance(now_ms, int):
             raise TypeError(f"now_ms must be epoch milliseconds (int), got {now_ms!r}")
@@ -232,7 +233,7 @@ class AlertEngine:
 
     @staticmethod
     def _fire(
-        rule: Rule, scope: ScopeKey, severity: Severity, j: Judgement, sig: Signals, th: Thresholds, now: int
+        rule: Rule, scope: ViewKey, severity: Severity, j: Judgement, sig: Signals, th: Thresholds, now: int
     ) -> Alert:
         queue, tenant, shop, platform = scope
         zh, en = firing_text(rule, j, sig, th, *labels(scope))

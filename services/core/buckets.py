@@ -50,19 +50,6 @@ WAIT_CLOSED: Final = "wait_closed"  # a later wait (answered before, waiting aga
 UNANSWERED_BOT_CLOSED: Final = "unanswered_bot_closed"
 WAIT_BOT_CLOSED: Final = "wait_bot_closed"
 
-# Facts attributed to an agent (the Chitu per-agent view) carry the pseudo-queue "@agent:<id>":
-# they flow through the same buckets, partials and merge as a queue's, and never mix with a real queue.
-AGENT_PREFIX: Final = "@agent:"
-
-
-def agent_scope(agent_id: str) -> str:
-    return AGENT_PREFIX + agent_id
-
-
-def is_agent_scope(queue: str) -> bool:
-    return queue.startswith(AGENT_PREFIX)
-
-
 # An order's amount credited to an agent who replied before it (SCORECARD.md `gmv`, 客服销售额): the kind is
 # "gmv:<currency>", the value the amount in units of 1/GMV_SCALE (sums stay exact integers). Read by the
 # scorecard's day state only; the rolling windows ignore it.

@@ -45,11 +45,10 @@ from .buckets import (
     WAIT_BOT_CLOSED,
     WAIT_CLOSED,
     Fact,
-    agent_scope,
     gmv_fact,
-    is_agent_scope,
 )
 from .events import ChatEvent
+from .scope import agent_scope, is_agent_scope
 
 UNKNOWN_QUEUE: Final = "unknown"
 ABANDON_REASONS: Final = frozenset({"abandoned", "timeout"})

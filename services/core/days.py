@@ -26,20 +26,9 @@ from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .buckets import (
-    ARRIVAL,
-    CLOSED_PREFIX,
-    CONVERTED,
-    CSAT,
-    FRT,
-    GMV_PREFIX,
-    LAST_REPLY,
-    REPLY,
-    Fact,
-    is_agent_scope,
-)
-from .partials import Scope
+from .buckets import ARRIVAL, CLOSED_PREFIX, CONVERTED, CSAT, FRT, GMV_PREFIX, LAST_REPLY, REPLY, Fact
 from .platform_rules import PlatformRule
+from .scope import Scope, is_agent_scope
 from .wire import SHOP_PREFIX
 
 DEFAULT_TZ: Final = "Asia/Shanghai"

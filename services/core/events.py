@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import orjson
 
-from .buckets import AGENT_PREFIX
+from .scope import AGENT_PREFIX, ALL
 
 EVENT_TYPES: Final = frozenset(
     {
@@ -44,7 +44,6 @@ MAX_AMOUNT: Final = Decimal(10) ** 15
 # Names the scorer uses itself: `*` is "all" in every roll-up key, and queues starting with the agent
 # scope prefix (services.core.buckets.AGENT_PREFIX, "@agent:") hold an agent's own figures. A sender's
 # tenant, shop, platform or queue spelled like them would merge into those figures.
-ALL_NAME: Final = "*"
 RESERVED_PREFIX: Final = AGENT_PREFIX
 # Epoch-ms bounds that catch seconds-vs-milliseconds mistakes (2001-09-09 .. 2286-11-20).
 _MIN_EPOCH_MS: Final = 1_000_000_000_000
@@ -197,9 +196,9 @@ def _text(obj: dict[str, Any], name: str, *, required: bool, limit: int = MAX_NA
 
 
 def _not_reserved(name: str, value: str | None) -> str | None:
-    if value is not None and (value == ALL_NAME or value.startswith(RESERVED_PREFIX)):
+    if value is not None and (value == ALL or value.startswith(RESERVED_PREFIX)):
         raise EventError(
-            f"{name} {value[:40]!r} is a reserved name ({ALL_NAME!r} and names starting with "
+            f"{name} {value[:40]!r} is a reserved name ({ALL!r} and names starting with "
             f"{RESERVED_PREFIX!r} are the scorer's own)"
         )
     return value

@@ -27,16 +27,15 @@ from typing import Any, Final
 from zlib import crc32
 
 from .agents import AgentLive, AgentTimeline
-from .buckets import Bucket, is_agent_scope, window_figures, with_span
+from .buckets import Bucket, window_figures, with_span
 from .config import WINDOWS, sl_thresholds_for
-from .partials import Live, Scope
+from .partials import Live
 from .platform_rules import rule_for
+from .scope import ALL, Scope, ViewKey, is_agent_scope
 
 GRID_MS: Final = 60_000  # every slot size divides a minute, so all grids line up
-ALL: Final = "*"
 
 SrcKey = tuple[str, int, Scope]  # (source stage, partition, scope)
-ViewKey = tuple[str, str, str, str]  # (queue, tenant, shop, platform), "*" meaning all
 
 
 def iso(ms: int) -> str:

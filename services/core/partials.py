@@ -15,13 +15,8 @@ from typing import Any, NamedTuple
 from .buckets import LEFT, Bucket, Fact, sl_counters_for
 from .conversation import ConvState
 from .platform_rules import rule_for
-
-
-class Scope(NamedTuple):
-    tenant: str
-    shop_id: str
-    platform: str
-    queue: str
+from .scope import Scope
+from .wire import SLOT_LIVE
 
 
 class LiveKey(NamedTuple):
@@ -105,7 +100,6 @@ def _count(counter: Counter[int], ts: int, sign: int) -> None:
 
 
 PRUNE_MS = 60_000  # buckets are dropped a whole minute at a time (see `prune`)
-LIVE = -1  # the bucket slot that carries a scope's live counters in a partial's key
 
 
 class PartitionPartials:
@@ -157,7 +151,7 @@ class PartitionPartials:
             if live is None:
                 live = self.live[scope] = Live()
             live.apply(key, sign)
-            self.dirty.add((scope, LIVE))
+            self.dirty.add((scope, SLOT_LIVE))
 
     def prune(self, before: int) -> None:
         """Drop buckets that ended before `before` rounded down to the minute (out of every window);
@@ -176,13 +170,13 @@ class PartitionPartials:
         """After a rebuild, hand everything on again (stage 2 replaces what it had)."""
         for scope, per_scope in self.buckets.items():
             self.dirty.update((scope, start) for start in per_scope)
-        self.dirty.update((scope, LIVE) for scope in self.live)
+        self.dirty.update((scope, SLOT_LIVE) for scope in self.live)
 
     def drain(self) -> list[tuple[Scope, int, dict[str, Any] | None]]:
-        """The changed partials since the last drain: (scope, bucket start or LIVE, value or None)."""
+        """The changed partials since the last drain: (scope, bucket start or SLOT_LIVE, value or None)."""
         out: list[tuple[Scope, int, dict[str, Any] | None]] = []
         for scope, start in self.dirty:
-            if start == LIVE:
+            if start == SLOT_LIVE:
                 live = self.live.get(scope)
                 out.append((scope, start, None if live is None or live.is_empty() else live.to_json()))
             else:

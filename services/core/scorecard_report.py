@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final, Literal
 
-from .buckets import AGENT_PREFIX, GMV_PREFIX, gmv_amount, is_agent_scope
+from .buckets import GMV_PREFIX, gmv_amount
 from .days import AGENT_FIELDS, day_start, hour_start, local_hour, month_start, previous_day_start
-from .partials import Scope
 from .platform_rules import PlatformRule
+from .scope import AGENT_PREFIX, Scope, is_agent_scope
 from .scorecard import (
     KPIS,
     AgentSums,

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import orjson
 
-from .partials import Scope
+from .scope import ALL, Scope
 
 # Slots of a partial record besides a bucket start (which is >= 0).
 SLOT_LIVE: Final = -1
@@ -39,7 +39,7 @@ SHOP_PREFIX: Final = "@shop:"
 def alert_partition(queue: str, shop_id: str, partitions: int) -> int:
     """The alerts topic partition of a scope's alerts (the stage 2 partition that judges it): a shop's
     platform_budget (queue "*") is judged where its shop-hour records land."""
-    return queue_partition(SHOP_PREFIX + shop_id if queue == "*" else queue, partitions)
+    return queue_partition(SHOP_PREFIX + shop_id if queue == ALL else queue, partitions)
 
 
 def partial_key(src: str, part: int, scope: Scope, slot: int) -> bytes:

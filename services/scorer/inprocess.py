@@ -13,7 +13,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from services.core.partials import Scope
+from services.core.scope import Scope
 from services.core.wire import parse_day_view_key, parse_view_key
 
 from .metrics import PipelineMetrics

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from services.core.buckets import AGENT_PREFIX, is_agent_scope
 from services.core.privacy import shown_agent_id
+from services.core.scope import AGENT_PREFIX, is_agent_scope
 
 LABELS: Final = ["queue", "tenant", "shop", "platform"]
 

@@ -21,7 +21,7 @@ from services.core.alert_config import AlertRules
 from services.core.alert_judging import judged
 from services.core.alert_signals import Signals, paging_scopes, signals_for_views
 from services.core.alerts import Alert, AlertEngine
-from services.core.buckets import AGENT_PREFIX, Bucket, agent_scope, is_agent_scope
+from services.core.buckets import Bucket
 from services.core.conversation import Conversation, ConvEvent, ConvState
 from services.core.days import (
     DayMerger,
@@ -34,9 +34,10 @@ from services.core.days import (
 )
 from services.core.events import EventError, event_from_record, split_state_key, state_key
 from services.core.limits import NameBudget, TenantLimits
-from services.core.merge import ALL, QueueMerger, iso
-from services.core.partials import Live, PartitionPartials, Scope, live_key
+from services.core.merge import QueueMerger, iso
+from services.core.partials import Live, PartitionPartials, live_key
 from services.core.platform_rules import rule_for
+from services.core.scope import AGENT_PREFIX, ALL, Scope, agent_scope, is_agent_scope
 from services.core.scorecard import ScorecardConfig, score_platform
 from services.core.scorecard_report import agent_sums, budget, rule_standing
 from services.core.wire import (
@@ -732,7 +733,7 @@ class QueueStage:
             # Queue totals and single shops: the roll-ups in between would repeat the same alert.
             if is_agent_scope(key[0]):
                 continue
-            if key[1:] == ("*", "*", "*") or key[2] != "*":
+            if key[1:] == (ALL, ALL, ALL) or key[2] != ALL:
                 qp = queue_partition(key[0], self.queue_partitions)
                 if qp in by_partition:
                     by_partition[qp][key] = view

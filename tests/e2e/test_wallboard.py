@@ -50,7 +50,8 @@ from services.core.alert_config import thresholds_for
 from services.core.alert_judging import judged
 from services.core.alert_signals import signals_from_view
 from services.core.merge import QueueMerger, iso
-from services.core.partials import Live, Scope
+from services.core.partials import Live
+from services.core.scope import Scope
 
 pytestmark = pytest.mark.stack
 

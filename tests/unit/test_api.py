@@ -12,7 +12,8 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
 from services.core.merge import QueueMerger
-from services.core.partials import Live, Scope
+from services.core.partials import Live
+from services.core.scope import Scope
 
 
 def make_view(queue: str, tenant: str, shop: str, platform: str, **live: Any) -> dict[str, Any]:

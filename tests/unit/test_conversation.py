@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from services.core.buckets import ARRIVAL, CSAT, FRT, LEFT, MSG_AGENT, MSG_CUSTOMER, REPLY, Fact, is_agent_scope
+from services.core.buckets import ARRIVAL, CSAT, FRT, LEFT, MSG_AGENT, MSG_CUSTOMER, REPLY, Fact
 from services.core.conversation import Conversation, ConvEvent, ConvState, step
 from services.core.events import parse_event
+from services.core.scope import is_agent_scope
 from services.scorer.inprocess import InProcessScorer
 from tests.reference import reference_views
 from tests.unit.test_scorer_properties import assert_matches_reference

@@ -30,7 +30,7 @@ from services.core.alert_signals import signals_from_view
 from services.core.alerts import AlertEngine
 from services.core.buckets import ARRIVAL, Bucket, Fact
 from services.core.merge import QueueMerger
-from services.core.partials import Scope
+from services.core.scope import Scope
 
 QUEUE = "presales"
 SCOPE = Scope("acme", "acme-tb", "taobao", QUEUE)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from services.core.buckets import ARRIVAL, FRT, LEFT, NO_SAMPLES, REPLY, Bucket, Fact
 from services.core.merge import QueueMerger
-from services.core.partials import Live, Scope
+from services.core.partials import Live
+from services.core.scope import Scope
 
 BUCKET_MS = 5000
 T0 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000

@@ -18,7 +18,7 @@ import pytest
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
-from services.core.partials import Scope
+from services.core.scope import Scope
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.stages import ENGINE_KEY_PREFIX
 

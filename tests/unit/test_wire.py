@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import tracemalloc
 
-from services.core.partials import Scope
+from services.core.scope import Scope
 from services.core.wire import kept, partial_key
 from services.scorer.inprocess import InProcessScorer
 

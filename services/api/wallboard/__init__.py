@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.core.alert_config import thresholds_for
-from services.core.buckets import is_agent_scope
+from services.core.scope import is_agent_scope
 
 from ..views import ViewStore
 
