@@ -94,10 +94,12 @@ async def wait_until_equal(run: ScorerRun, want: dict[Any, dict[str, Any]], tota
 
 
 @contextlib.asynccontextmanager
-async def first_worker_running(kafka: KafkaBroker, topic: str, name: str) -> AsyncIterator[ScorerRun]:
+async def first_worker_running(
+    kafka: KafkaBroker, topic: str, name: str, extra_env: dict[str, str] | None = None,
+) -> AsyncIterator[ScorerRun]:
     """A new run (its own topics and group) scoring `topic`, with worker 0 started and healthy;
     every worker stopped on the way out."""
-    run = ScorerRun(kafka, f"{name}-{uuid.uuid4().hex[:6]}", topic)
+    run = ScorerRun(kafka, f"{name}-{uuid.uuid4().hex[:6]}", topic, extra_env=extra_env or {})
     await run.create_topics()
     try:
         run.start_worker(0)
@@ -134,6 +136,20 @@ async def test_sigkill_mid_run_equals_reference(
     async with first_worker_running(kafka, events_topic, "kill") as run:
         assert await wait_scored(run, len(hour_of_events) // 3, time.monotonic() + 120, poll_s=0.2)
         run.kill_worker(0)  # SIGKILL: no flush, no commit, no goodbye
+        run.start_worker(0)
+        await run.wait_healthy(0)
+        await wait_until_equal(run, expected, 0, want_days=expected_days)
+
+
+async def test_sigkill_mid_run_on_rocksdb_equals_reference(
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]],
+    expected_days: dict[tuple[Any, ...], dict[str, int]],
+) -> None:
+    """As production runs it (SCORER_STORE=rocksdb://, the default): the tables kept on disk survive the
+    SIGKILL beside their changelogs, and the restarted worker's figures are still exactly the reference's."""
+    async with first_worker_running(kafka, events_topic, "rocks", {"SCORER_STORE": "rocksdb://"}) as run:
+        assert await wait_scored(run, len(hour_of_events) // 3, time.monotonic() + 120, poll_s=0.2)
+        run.kill_worker(0)
         run.start_worker(0)
         await run.wait_healthy(0)
         await wait_until_equal(run, expected, 0, want_days=expected_days)
