@@ -11,6 +11,7 @@ No `from __future__ import annotations` here: Python 3.11 reads `NotRequired` (t
 the test checks) only from evaluated annotations.
 """
 
+from collections.abc import Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
 
@@ -145,3 +146,28 @@ class QueueView(TypedDict):
     windows: dict[str, WindowFigures]  # window name (config.WINDOWS) -> its figures
     agent: NotRequired[AgentFigures]  # an agent's own view only
     judged: NotRequired[Judged]  # added by the scorer to the queue views it publishes
+
+
+# --- reading a view that may have come over JSON ---------------------------------------------------------
+
+ViewLike = QueueView | Mapping[str, Any]
+"""A view built in-process, or one read back from JSON by a reader that checks each value it reads. A
+reader's `.get("key")` on it is still checked against the TypedDicts (a typo is a mypy error)."""
+
+
+def live_of(view: ViewLike) -> LiveFigures | Mapping[str, Any]:
+    """The view's live figures, or none (empty) if it has no such section."""
+    live = view.get("live")
+    return live if isinstance(live, Mapping) else {}
+
+
+def windows_of(view: ViewLike) -> dict[str, WindowFigures] | Mapping[str, Any]:
+    """The view's windows by name, or none (empty) if it has no such section."""
+    windows = view.get("windows")
+    return windows if isinstance(windows, Mapping) else {}
+
+
+def window_of(windows: dict[str, WindowFigures] | Mapping[str, Any], name: str) -> WindowFigures | Mapping[str, Any]:
+    """One window's figures, or none (empty) if the view has no such window."""
+    window = windows.get(name)
+    return window if isinstance(window, Mapping) else {}

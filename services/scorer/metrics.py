@@ -69,9 +69,9 @@ WINDOW_GAUGES: Final[tuple[tuple[str, str, str | None, Getters], ...]] = (
     ("floorwatch_queue_arrivals", "Conversations opened in the window", None, {"": lambda w: w["arrivals"]}),
     # Rates divide by the span the window actually covers (METRICS.md), never by its nominal width.
     ("floorwatch_queue_arrivals_per_minute", "Conversations opened per minute: arrivals / the window's span", None,
-     {"": lambda w: w.get("arrivals_per_min")}),
+     {"": lambda w: w["arrivals_per_min"]}),
     ("floorwatch_queue_window_span_seconds", "Event time the window covers: W to W + W/60 (its edge on a W/60 grid)",
-     None, {"": lambda w: w.get("span_s")}),
+     None, {"": lambda w: w["span_s"]}),
     ("floorwatch_queue_frt_seconds", "First response time in the window", "stat",
      {"mean": _frt("mean_s"), "p50": _frt("p50_s"), "p90": _frt("p90_s"), "max": _frt("max_s")}),
     ("floorwatch_queue_frt_samples", "First responses in the window", None, {"": _frt("count")}),
