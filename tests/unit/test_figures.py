@@ -6,8 +6,11 @@ with the scorer's `judged`. So the types cannot drift from the producer (nor the
 from __future__ import annotations
 
 import types
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, is_typeddict
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, Union, cast, get_args, get_origin, get_type_hints, is_typeddict
 
+from services.api.agents import agent_view
+from services.api.stream import StreamHub
 from services.core import buckets as bk
 from services.core.agents import AgentLive, AgentState
 from services.core.alert_config import Thresholds
@@ -25,7 +28,10 @@ from services.core.figures import (
 )
 from services.core.merge import QueueMerger
 from services.core.partials import Live
-from services.core.scope import ALL, Scope, agent_scope
+from services.core.scope import ALL, Scope, agent_scope, is_agent_scope
+from services.core.scorecard_report import window_sums
+from services.core.staffing import staffing_inputs
+from services.scorer.metrics import ViewsCollector
 
 NOW = 1_800_000_000_000
 BUCKET_MS = 1000
@@ -169,3 +175,62 @@ def test_the_checker_sees_drift() -> None:
     assert shape_errors(frt, ReplySummary, "frt") == []
     window: dict[str, Any] = {k: v for k, v in view["windows"]["5m"].items() if k != "csat"}
     assert shape_errors(window, WindowFigures, "w") == ["w.csat: missing (WindowFigures requires it)"]
+
+
+class Reading(Mapping[str, Any]):
+    """A view that notes every key a reader asks of it that its type does not declare (mypy checks a key
+    read with `[]`, not one read with `.get`: the defensive readers of views that came over JSON use `.get`)."""
+
+    def __init__(self, data: Mapping[str, Any], tp: Any, path: str, strays: list[str]) -> None:
+        self.data, self.tp, self.path, self.strays = data, tp, path, strays
+
+    def _type_of(self, key: str) -> Any:
+        if is_typeddict(self.tp):
+            declared = get_type_hints(self.tp)
+            if key not in declared:
+                self.strays.append(f"{self.path}.{key}")
+            return declared.get(key, Any)
+        return get_args(self.tp)[1] if get_origin(self.tp) is dict else Any
+
+    def __getitem__(self, key: str) -> Any:
+        tp = self._type_of(key)
+        value = self.data[key]
+        for option in get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,):  # X | None: the X
+            if isinstance(value, dict) and (is_typeddict(option) or get_origin(option) is dict):
+                return Reading(value, option, f"{self.path}.{key}", self.strays)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def metrics_of(view: QueueView) -> bytes:
+    return ViewsCollector(lambda: [view]).render()
+
+
+def test_the_readers_ask_only_for_declared_keys() -> None:
+    """Staffing, alert signals, the scorecard's 1h window, the API's agent view, the stream's signals and the
+    scorer's metrics read nothing the types do not declare."""
+    views = busy_floor().views(NOW)
+    th = Thresholds()
+    queue = views[("presales", ALL, ALL, ALL)]
+    judged_view: QueueView = {**queue, "judged": judged(signals_from_view(queue, th), th)}
+    strays: list[str] = []
+    for key, view in [*views.items(), (("presales", ALL, ALL, ALL), judged_view)]:
+        reading = Reading(view, QueueView, "view", strays)
+        staffing_inputs(reading)
+        signals_from_view(reading, th)
+        StreamHub.signals(cast(QueueView, reading))
+        for w in reading["windows"].values():
+            window_sums(w)
+        if is_agent_scope(key[0]):
+            agent_view(cast(QueueView, reading))
+        metrics_of(cast(QueueView, reading))
+    assert strays == []
+    # Not vacuous: a key no type declares is noted.
+    Reading(queue, QueueView, "view", strays).get("livee")
+    Reading(queue, QueueView, "view", strays)["live"].get("oldest_wait")
+    assert strays == ["view.livee", "view.live.oldest_wait"]
