@@ -67,8 +67,8 @@ def measure_open(n: int) -> dict[str, Any]:
     feed_s = time.monotonic() - t0
     gc.collect()
     rss = self_rss_bytes()
-    total = views.get(("presales", "*", "*", "*"), {}).get("live", {}).get("open", 0) + \
-        views.get(("aftersales", "*", "*", "*"), {}).get("live", {}).get("open", 0)
+    total = sum(v["live"]["open"] for key in (("presales", "*", "*", "*"), ("aftersales", "*", "*", "*"))
+                if (v := views.get(key)) is not None)
     table_bytes = sum(len(k) + len(v) for k, v in s.conv_table.items())
     return {
         "open_conversations": n, "open_in_views": total, "rss_mb": rnd(rss / 2**20),

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path
 
+from services.core.figures import QueueView
 from services.core.privacy import shown_agent_id
 from services.core.scope import AGENT_PREFIX, is_agent_scope
 
@@ -13,7 +14,7 @@ from .params import Filter
 from .views import ViewStore
 
 
-def agent_view(view: dict[str, Any]) -> dict[str, Any]:
+def agent_view(view: QueueView) -> dict[str, Any]:
     """An agent's figures from the scorer's view of its @agent scope."""
     scope, agent = view["scope"], view.get("agent", {})
     windows = {}

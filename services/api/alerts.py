@@ -43,8 +43,10 @@ class CurrentValues:
     def __call__(self, alert: dict[str, Any]) -> tuple[float | None, str] | None:
         key = (alert.get("queue"), alert.get("tenant"), alert.get("shop_id"), alert.get("platform"))
         view = self.views.views.get(key)  # type: ignore[arg-type]
-        values = (view or {}).get("judged", {}).get("values", {})
-        value = values.get(alert.get("rule")) if isinstance(values, dict) else None
+        verdict = None if view is None else view.get("judged")
+        values = None if verdict is None else verdict.get("values")
+        rule = alert.get("rule")
+        value = values.get(rule) if isinstance(values, dict) and isinstance(rule, str) else None
         if view is None or not isinstance(value, int | float):
             return None
         return float(value), str(view.get("as_of"))

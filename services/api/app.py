@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from fractions import Fraction
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -115,7 +115,7 @@ def create_app(
             raise HTTPException(
                 409, f"shop_id {shop_id!r} is ambiguous across tenants/platforms: add tenant and platform"
             )
-        return selected[0]
+        return cast(dict[str, Any], selected[0])  # the response as published (no response model)
 
     @app.get("/v1/staffing")
     async def staffing(

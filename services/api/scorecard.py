@@ -60,7 +60,7 @@ def mount_scorecard(app: FastAPI, views: ViewStore, config: ScorecardConfig, tz:
                 raw = q[len(AGENT_PREFIX):]
                 if agent_id is not None and agent_id not in (raw, shown_agent_id(raw)):
                     continue
-                if queue is not None and queue not in ((view.get("agent") or {}).get("queues") or ()):
+                if queue is not None and queue not in (((agent := view.get("agent")) and agent.get("queues")) or ()):
                     continue
                 agents.add(raw)
             if queue is None and agent_id is not None:  # an agent with day records but no live view any more

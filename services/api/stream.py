@@ -39,6 +39,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
+from services.core.figures import QueueView
 from services.core.merge import iso
 from services.core.scope import ALL, is_agent_scope
 
@@ -159,10 +160,11 @@ class StreamHub:
         }
 
     @staticmethod
-    def signals(view: dict[str, Any]) -> dict[str, Any] | None:
+    def signals(view: QueueView) -> dict[str, Any] | None:
         """The alert rules' reading of one view, as the scorer judged it (`judged.signals`; None if it
         has none): the API judges nothing itself, so the board and the pages cannot disagree."""
-        reading = (view.get("judged") or {}).get("signals")
+        verdict = view.get("judged")
+        reading = verdict.get("signals") if verdict else None
         return reading if isinstance(reading, dict) else None
 
     def views_payload(

@@ -6,10 +6,11 @@ The API never computes a figure itself: every number it serves was published by 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
+from services.core.figures import QueueView
 from services.core.scope import ALL, Scope, ViewKey, is_agent_scope
 from services.core.wire import parse_day_view_key, parse_view_key
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 class ViewStore(TopicMirror):
     def __init__(self, bootstrap: str, topic: str) -> None:
         super().__init__(bootstrap, topic)
-        self.views: dict[ViewKey, dict[str, Any]] = {}
+        self.views: dict[ViewKey, QueueView] = {}
         # The scorecard's day records (services.core.days), sharing the topic: (scope, period start) -> record.
         self.days: dict[tuple[Scope, int], dict[str, Any]] = {}
 
@@ -44,10 +45,10 @@ class ViewStore(TopicMirror):
         if value is None:
             self.views.pop(vkey, None)
         else:
-            self.views[vkey] = orjson.loads(value)
+            self.views[vkey] = cast(QueueView, orjson.loads(value))  # as stage 2 published it
 
     def select(self, queue: str | None, tenant: str | None, shop_id: str | None, platform: str | None
-               ) -> list[dict[str, Any]]:
+               ) -> list[QueueView]:
         """Views matching the filters: without shop_id the roll-up for tenant/platform (or all)."""
         out = []
         for (q, t, s, p), view in self.views.items():

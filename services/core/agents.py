@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .figures import AgentWindowFigures
 from .scope import Scope
 
 Span = list[int | None]  # [start, end): start None = before the history kept, end None = still held
@@ -216,7 +217,7 @@ class AgentTimeline:
         for i in range(len(self.active) - 2, -1, -1):
             self.suffix_max[i] = max(self.active[i], self.suffix_max[i + 1])
 
-    def window(self, now: int, width: int) -> dict[str, Any]:
+    def window(self, now: int, width: int) -> AgentWindowFigures:
         """Seconds in each status and the most concurrent chats over (now - width, now]."""
         lo, ts, n = now - width, self.ts, len(self.ts)
         ms = dict.fromkeys(STATUSES, 0)

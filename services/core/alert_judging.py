@@ -5,10 +5,11 @@ gap (`judge`), and the reading the scorer publishes with each view (`judged`). T
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from .alert_config import VIEW_RULES, PeakLoad, PlatformBudget, Rule, Severity, Thresholds
 from .alert_signals import Signals
+from .figures import Judged, Level
 
 
 class Judgement(NamedTuple):
@@ -84,10 +85,7 @@ def judge(rule: Rule, s: Signals, th: Thresholds) -> Judgement:
     )
 
 
-Level = Literal["critical", "warning", "ok"]
-
-
-def judged(s: Signals, th: Thresholds) -> dict[str, Any]:
+def judged(s: Signals, th: Thresholds) -> Judged:
     """What the scorer publishes with each view (`judged`): the rules' inputs (`signals`), and per rule
     its level and the value it compared (`judge`, as the alert engine does, without its timers).
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import erlang
 from .alert_config import AlertRules, Thresholds, reply_limit_s
+from .figures import ViewLike, live_of, window_of, windows_of
 from .scope import ALL, ViewKey
 from .staffing import StaffingDefaults, staffing_inputs
 
@@ -64,25 +65,20 @@ class Signals:
         return asdict(self)
 
 
-def _num(d: Any, key: str) -> float | None:
-    v = d.get(key) if isinstance(d, Mapping) else None
+def _num(v: object) -> float | None:
+    """A figure read from a view: a finite number, else None (a view read from JSON may hold anything)."""
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         return None
     return float(v)
 
 
-def _int(d: Any, key: str) -> int | None:
-    v = _num(d, key)
-    return None if v is None else int(v)
-
-
-def _section(d: Any, key: str) -> Mapping[str, Any]:
-    v = d.get(key) if isinstance(d, Mapping) else None
-    return v if isinstance(v, Mapping) else {}
+def _int(v: object) -> int | None:
+    n = _num(v)
+    return None if n is None else int(n)
 
 
 def signals_from_view(
-    view: Mapping[str, Any],
+    view: ViewLike,
     thresholds: Thresholds | None = None,
     defaults: StaffingDefaults | None = None,
     *,
@@ -91,8 +87,7 @@ def signals_from_view(
     """The rules' inputs from one queue view. `platforms`: the platforms an all-platform ('*') view
     covers, for its strictest reply rule (else the strictest of the whole platform table)."""
     th = thresholds if thresholds is not None else Thresholds()
-    live, windows = _section(view, "live"), _section(view, "windows")
-    w5 = _section(windows, "5m")
+    live, w5 = live_of(view), window_of(windows_of(view), "5m")
     # The same reading of the view as the API's /v1/staffing (one function: they cannot disagree).
     inputs = staffing_inputs(view, defaults)
     aht, aht_source = inputs.aht_s, inputs.aht_source
@@ -130,9 +125,9 @@ def signals_from_view(
             required = None
     staffing = inputs.agents_serving
 
-    oldest = _num(live, "oldest_wait_s")
-    scope = _section(view, "scope")
-    platform = scope.get("platform", ALL)
+    oldest = _num(live.get("oldest_wait_s"))
+    scope = view.get("scope")
+    platform = scope.get("platform", ALL) if isinstance(scope, Mapping) else ALL
     limit = reply_limit_s(platform if isinstance(platform, str) else ALL, platforms)
     return Signals(
         rho=rho,
@@ -142,16 +137,16 @@ def signals_from_view(
         arrivals_per_min_15m=apm15,
         aht_s=aht,
         aht_source=aht_source,
-        arrivals_5m=_int(w5, "arrivals"),
+        arrivals_5m=_int(w5.get("arrivals")),
         rate_5m_per_min=rate5,
         rate_1h_per_min=rate1h,
         surge_ratio=ratio,
-        waiting=_int(live, "awaiting_reply"),
-        unanswered=_int(live, "unanswered"),
+        waiting=_int(live.get("awaiting_reply")),
+        unanswered=_int(live.get("unanswered")),
         oldest_wait_s=oldest,
         sl_threshold_s=th.sla_breach.threshold_s,
-        sl_5m=_num(_section(w5, "sl"), str(th.sla_breach.threshold_s)),
-        sl_5m_left=_int(w5, "left_unanswered"),
+        sl_5m=_num(sl.get(str(th.sla_breach.threshold_s)) if isinstance(sl := w5.get("sl"), Mapping) else None),
+        sl_5m_left=_int(w5.get("left_unanswered")),
         required_agents=required,
         agents_staffing=staffing,
         concurrency=float(conc),
@@ -162,7 +157,7 @@ def signals_from_view(
 
 
 def signals_for_views(
-    views: Mapping[ViewKey, Mapping[str, Any]],
+    views: Mapping[ViewKey, ViewLike],
     rules: AlertRules | None = None,
     defaults: StaffingDefaults | None = None,
     only: Collection[ViewKey] | None = None,

@@ -15,6 +15,7 @@ from typing import Any, Final, NamedTuple
 
 from .config import SL_THRESHOLDS_S, SLOW_REPLY_S, sl_thresholds_for
 from .dist import Dist
+from .figures import ReplySummary, WindowFigures
 
 
 class Fact(NamedTuple):
@@ -235,7 +236,7 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den > 0 else None
 
 
-def with_span(figures: dict[str, Any], span_ms: int) -> dict[str, Any]:
+def with_span(figures: WindowFigures, span_ms: int) -> WindowFigures:
     """`figures` restated for a window covering `span_ms`: its span and its rates (a copy when they change).
 
     METRICS.md: every window states the span it actually covers, and every per-minute rate divides
@@ -243,19 +244,18 @@ def with_span(figures: dict[str, Any], span_ms: int) -> dict[str, Any]:
     span_s = span_ms / 1000
     if figures.get("span_s") == span_s:
         return figures
-    out = dict(figures)
+    out = figures.copy()
     out["span_s"] = span_s
     out["arrivals_per_min"] = figures["arrivals"] * 60_000 / span_ms
     return out
 
 
-def window_figures(total: Bucket, span_ms: int, sl_thresholds_s: tuple[int, ...] = SL_THRESHOLDS_S) -> dict[str, Any]:
+def window_figures(total: Bucket, span_ms: int, sl_thresholds_s: tuple[int, ...] = SL_THRESHOLDS_S) -> WindowFigures:
     """The API's per-window figures from the sum of a window's buckets (null where no data);
     `span_ms` is the event time the window covers (the span its rates divide by); `sl_thresholds_s`:
     the view's queue's service-level thresholds X (config.sl_thresholds_for)."""
     c = total.c
-    reply = total.reply.summary()
-    reply["slow"] = c["slow_replies"] if total.reply.count else None
+    reply: ReplySummary = {**total.reply.summary(), "slow": c["slow_replies"] if total.reply.count else None}
     return {
         "arrivals": c["arrivals"],
         "arrivals_per_min": c["arrivals"] * 60_000 / span_ms,

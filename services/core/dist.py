@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
+from .figures import DistSummary
+
 ALPHA: Final = 0.02  # the stated relative error of percentiles (2%) and of a bounded max (2*ALPHA)
 BIN_ALPHA: Final = 0.019  # the bins' own: narrow enough that gamma - 1 + 1 ms/1 s <= 2*ALPHA
 GAMMA: Final = (1 + BIN_ALPHA) / (1 - BIN_ALPHA)
@@ -90,7 +92,7 @@ class Dist:
                 return min(bin_value(b), float(self.max_ms))
         return float(self.max_ms)
 
-    def summary(self) -> dict[str, float | int | None]:
+    def summary(self) -> DistSummary:
         """The API's {count, mean_s, p50_s, p90_s, max_s}; null where there are no samples."""
         if self.count <= 0:
             return {"count": 0, "mean_s": None, "p50_s": None, "p90_s": None, "max_s": None}

@@ -23,12 +23,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from itertools import accumulate
-from typing import Any, Final
+from typing import Any, Final, cast
 from zlib import crc32
 
 from .agents import AgentLive, AgentTimeline
 from .buckets import Bucket, window_figures, with_span
 from .config import WINDOWS, sl_thresholds_for
+from .figures import AgentFigures, LiveFigures, QueueView, WindowFigures
 from .partials import Live
 from .platform_rules import rule_for
 from .scope import ALL, Scope, ViewKey, is_agent_scope
@@ -68,7 +69,7 @@ def _nearest_rank(sorted_values: list[int], counts: list[int], total: int, q: fl
 NO_LIVE: Final = Live()  # read only
 
 
-def live_figures(live: Live | None, agents: AgentLive | None, now: int) -> dict[str, Any]:
+def live_figures(live: Live | None, agents: AgentLive | None, now: int) -> LiveFigures:
     # Counts are numbers (0 when nothing is open in the view); only the wait figures are null when none wait.
     if live is None:
         live = NO_LIVE
@@ -99,7 +100,7 @@ def live_figures(live: Live | None, agents: AgentLive | None, now: int) -> dict[
         slot_utilization=None if a is None or a.slots_capacity <= 0 else a.slots_active / a.slots_capacity,
         concurrency=None if a is None or a.serving <= 0 else a.slots_capacity / a.serving,
     )
-    return out
+    return cast(LiveFigures, out)
 
 
 class _Windows:
@@ -153,7 +154,7 @@ class QueueMerger:
         self.bucket_ms = bucket_ms
         self.agent_refresh_ticks = max(1, agent_refresh_ticks)
         self.ticks = 0
-        self.built: dict[ViewKey, dict[str, Any]] = {}
+        self.built: dict[ViewKey, QueueView] = {}
         self.rebuilt: set[ViewKey] = set()
         # Agent views whose window figures / live counters changed but whose turn has not come.
         self.agents_waiting: tuple[set[ViewKey], set[ViewKey]] = (set(), set())
@@ -178,7 +179,7 @@ class QueueMerger:
         self.live_changed: set[Scope] = set()  # live or agent counters changed since the last views()
         self.present: set[Scope] = set()
         self.members: dict[ViewKey, set[Scope]] = {}
-        self.figures: dict[ViewKey, dict[str, dict[str, Any]]] = {}
+        self.figures: dict[ViewKey, dict[str, WindowFigures]] = {}
         self.group_live: dict[ViewKey, tuple[Live | None, AgentLive | None]] = {}
         self.pruned_to = -1
         # Per scope: the platform rule's deadlines (start + limit) of the counted waits open now, sorted,
@@ -395,7 +396,7 @@ class QueueMerger:
             and (self.ticks + _turn(key)) % self.agent_refresh_ticks != 0
         )
 
-    def views(self, now: int) -> dict[ViewKey, dict[str, Any]]:
+    def views(self, now: int) -> dict[ViewKey, QueueView]:
         """Every queue view at `now`: per queue, per tenant, platform, tenant+platform and shop."""
         self._advance({n: window_range(now, w, self.sizes[n]) for n, w in WINDOWS.items()})
         assert self.ranges is not None
@@ -441,7 +442,7 @@ class QueueMerger:
             self.group_live[key] = (merged_live, merged_agents)
         past_limit = self._waits_past_limit(now)
         as_of = iso(now)
-        out: dict[ViewKey, dict[str, Any]] = {}
+        out: dict[ViewKey, QueueView] = {}
         self.rebuilt = set()
         for key, figures in self.figures.items():
             queue, tenant, shop, platform = key
@@ -450,7 +451,7 @@ class QueueMerger:
                 out[key] = self.built[key]  # exact as of its own as_of; rebuilt on its turn
                 continue
             live, agents = self.group_live.get(key, (None, None))
-            view: dict[str, Any] = {
+            view: QueueView = {
                 "queue": queue,
                 "scope": {"tenant": tenant, "shop_id": shop, "platform": platform},
                 "as_of": as_of,
@@ -466,7 +467,7 @@ class QueueMerger:
                 timeline = self.timelines.get(scope)
                 if timeline is None:
                     timeline = self.timelines[scope] = AgentTimeline(state.get("history", []))
-                view["agent"] = {k: v for k, v in state.items() if k != "history"}
+                view["agent"] = cast(AgentFigures, {k: v for k, v in state.items() if k != "history"})
                 # Time per status over the very interval the window's buckets cover, (lo, now].
                 view["windows"] = {n: {**w, **timeline.window(now, spans[n])} for n, w in view["windows"].items()}
             out[key] = view
@@ -540,10 +541,10 @@ def _turn(key: ViewKey) -> int:
     return crc32("\x1f".join(key).encode())
 
 
-def with_waits_past_limit(figures: dict[str, dict[str, Any]], past: dict[str, int]) -> dict[str, dict[str, Any]]:
+def with_waits_past_limit(figures: dict[str, WindowFigures], past: dict[str, int]) -> dict[str, WindowFigures]:
     """A view's window figures with the still-waiting misses added to the platform rule (copies: the
     window figures are cached between ticks and must not change)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, WindowFigures] = {}
     for name, w in figures.items():
         n = past.get(name, 0)
         rule = w.get("platform_rule")

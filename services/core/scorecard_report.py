@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 
 from .buckets import GMV_PREFIX, gmv_amount
 from .days import AGENT_FIELDS, day_start, hour_start, local_hour, month_start, previous_day_start
+from .figures import WindowFigures
 from .platform_rules import PlatformRule
 from .scope import AGENT_PREFIX, Scope, is_agent_scope
 from .scorecard import (
@@ -58,7 +59,7 @@ def _share(rate: Any, n: int) -> int:
     return 0 if not n or rate is None else round(float(rate) * n)
 
 
-def window_sums(w: Mapping[str, Any]) -> AgentSums:
+def window_sums(w: WindowFigures | Mapping[str, Any]) -> AgentSums:
     """An agent's rolling window (its view's "1h") as sums: counts are the view's, and each total is its
     mean or rate times its count (exact up to the float's rounding, then rounded to a whole ms or case).
     The windows carry no GMV: 1h shows none."""
@@ -156,7 +157,7 @@ def _kpis(score: PlatformScore) -> dict[str, dict[str, float | None]]:
 
 def scorecard_report(
     records: DayRecords, period: Period, now: int, tz: str, config: ScorecardConfig, keep: AgentFilter,
-    *, windows_1h: Mapping[Scope, Mapping[str, Any]] | None = None,
+    *, windows_1h: Mapping[Scope, WindowFigures | Mapping[str, Any]] | None = None,
     shown: Callable[[str], str] = lambda a: a,
 ) -> dict[str, Any]:
     """{"agents": [per agent and platform], "overall": [per agent]} for `period` at `now`.

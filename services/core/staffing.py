@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Any, Final
 
 from .config import STAFFING_DEFAULT_AHT_S, STAFFING_DEFAULT_CONCURRENCY, StaffingSettings
+from .figures import ViewLike, WindowFigures, live_of, window_of, windows_of
 
 __all__ = ["StaffingDefaults", "StaffingInputs", "exact", "rate_per_hour", "staffing_inputs"]
 
@@ -95,57 +96,53 @@ class StaffingInputs:
         return None if self.arrivals_per_hour_5m is None else self.arrivals_per_hour_5m * exact(self.aht_s) / 3600
 
 
-def _num(d: Any, key: str) -> float | None:
-    v = d.get(key) if isinstance(d, Mapping) else None
+def _num(v: object) -> float | None:
+    """A figure read from a view: a finite number, else None (a view read from JSON may hold anything)."""
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         return None
     return v
 
 
-def _count(d: Any, key: str) -> int | None:
-    v = _num(d, key)
-    if v is None or v < 0 or not float(v).is_integer():
+def _count(v: object) -> int | None:
+    n = _num(v)
+    if n is None or n < 0 or not float(n).is_integer():
         return None
-    return int(v)
+    return int(n)
 
 
-def _section(d: Any, key: str) -> Mapping[str, Any]:
-    v = d.get(key) if isinstance(d, Mapping) else None
-    return v if isinstance(v, Mapping) else {}
-
-
-def rate_per_hour(window: Mapping[str, Any]) -> Fraction | None:
+def rate_per_hour(window: WindowFigures | Mapping[str, Any]) -> Fraction | None:
     """A window's arrivals per hour: its `arrivals` over the `span_s` it covers, exactly.
 
     A view without `span_s` (written before windows stated their span) falls back to its
     `arrivals_per_min`, read as the decimal it prints as."""
-    arrivals = _count(window, "arrivals")
-    span_s = _num(window, "span_s")
+    arrivals = _count(window.get("arrivals"))
+    span_s = _num(window.get("span_s"))
     if arrivals is not None and span_s is not None and span_s > 0:
         span_ms = round(span_s * 1000)  # spans are whole milliseconds of event time
         if span_ms > 0:
             return Fraction(arrivals * _MS_PER_HOUR, span_ms)
-    per_min = _num(window, "arrivals_per_min")
+    per_min = _num(window.get("arrivals_per_min"))
     return None if per_min is None or per_min < 0 else exact(per_min) * 60
 
 
-def staffing_inputs(view: Mapping[str, Any], defaults: StaffingDefaults | None = None) -> StaffingInputs:
-    """The staffing inputs of one queue view (`QueueMerger.views()`, or the API's copy of it)."""
+def staffing_inputs(view: ViewLike, defaults: StaffingDefaults | None = None) -> StaffingInputs:
+    """The staffing inputs of one queue view (`QueueMerger.views()`, or the API's copy of it; each
+    figure is checked as read)."""
     dft = defaults if defaults is not None else StaffingDefaults()
-    live, windows = _section(view, "live"), _section(view, "windows")
-    w1h = _section(windows, "1h")
-    measured = _num(w1h, "aht_s")
+    live, windows = live_of(view), windows_of(view)
+    w1h = window_of(windows, "1h")
+    measured = _num(w1h.get("aht_s"))
     aht, aht_source = (float(measured), "measured_1h") if measured is not None and measured > 0 else (
         dft.aht_s, "default")
-    serving, slots = _count(live, "agents_serving"), _count(live, "slots_capacity")
+    serving, slots = _count(live.get("agents_serving")), _count(live.get("slots_capacity"))
     if serving and slots and slots >= serving:  # every agent has at least one slot
         conc, conc_source = Fraction(slots, serving), "mean_agent_capacity"
     else:
         conc, conc_source = exact(dft.concurrency), "default"
-    patience = _num(w1h, "patience_s")
+    patience = _num(w1h.get("patience_s"))
     return StaffingInputs(
-        arrivals_per_hour=rate_per_hour(_section(windows, "15m")) if "15m" in windows else None,
-        arrivals_per_hour_5m=rate_per_hour(_section(windows, "5m")) if "5m" in windows else None,
+        arrivals_per_hour=rate_per_hour(window_of(windows, "15m")) if "15m" in windows else None,
+        arrivals_per_hour_5m=rate_per_hour(window_of(windows, "5m")) if "5m" in windows else None,
         arrivals_per_hour_1h=rate_per_hour(w1h) if "1h" in windows else None,
         aht_s=aht,
         aht_source=aht_source,
@@ -153,7 +150,7 @@ def staffing_inputs(view: Mapping[str, Any], defaults: StaffingDefaults | None =
         concurrency_source=conc_source,
         agents_serving=serving,
         slots=slots,
-        agents_available=_count(live, "agents_available"),
-        backlog=_count(live, "awaiting_reply"),
+        agents_available=_count(live.get("agents_available")),
+        backlog=_count(live.get("awaiting_reply")),
         patience_s=None if patience is None or patience <= 0 else float(patience),
     )

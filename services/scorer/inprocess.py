@@ -7,13 +7,14 @@ partition), so tests and benchmarks exercise the real stages without a broker.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from services.core.scope import Scope
+from services.core.figures import QueueView
+from services.core.scope import Scope, ViewKey
 from services.core.wire import parse_day_view_key, parse_view_key
 
 from .metrics import PipelineMetrics
@@ -84,14 +85,14 @@ class InProcessScorer:
             elif r.topic == "dead_letter":
                 self.dead_letters.append(r)
 
-    def tick(self, now_ms: int) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    def tick(self, now_ms: int) -> dict[ViewKey, QueueView]:
         """One tick of every stage; returns the views published (by view key)."""
         for p in range(self.event_partitions):
             self._route(self.agents.evict(p, now_ms))
         self._route(self.conversations.tick(now_ms) + self.agents.tick())
         views, alerts = self.queues.tick(now_ms)
         self.alerts.extend(alerts)
-        out: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        out: dict[ViewKey, QueueView] = {}
         self.tombstoned = set()
         for v in views:
             day = parse_day_view_key(v.key)
@@ -101,7 +102,7 @@ class InProcessScorer:
                 else:
                     self.day_records[day] = orjson.loads(v.value)
             elif v.value:
-                out[parse_view_key(v.key)] = orjson.loads(v.value)
+                out[parse_view_key(v.key)] = cast(QueueView, orjson.loads(v.value))  # as published
             else:
                 self.tombstoned.add(parse_view_key(v.key))  # views that went
         return out

@@ -10,58 +10,68 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from services.core.figures import LiveFigures, QueueView, WindowFigures
 from services.core.privacy import shown_agent_id
 from services.core.scope import AGENT_PREFIX, is_agent_scope
 
 LABELS: Final = ["queue", "tenant", "shop", "platform"]
 
-# (metric name, help, path into the view's "live" block)
-LIVE_GAUGES: Final = (
-    ("floorwatch_queue_unanswered", "Open conversations with a customer message and no human reply yet", "unanswered"),
-    ("floorwatch_queue_unassigned", "Unanswered conversations no agent is assigned to", "unassigned"),
-    ("floorwatch_queue_awaiting_reply", "Open conversations whose buyer waits for a reply", "awaiting_reply"),
-    ("floorwatch_queue_oldest_wait_seconds", "Longest current wait among awaiting_reply", "oldest_wait_s"),
-    ("floorwatch_queue_wait_p50_seconds", "Median current wait among awaiting_reply", "wait_p50_s"),
-    ("floorwatch_queue_wait_p90_seconds", "90th percentile current wait among awaiting_reply", "wait_p90_s"),
-    ("floorwatch_queue_open_conversations", "Conversations opened and not closed", "open"),
-    ("floorwatch_queue_agents_online", "Agents whose last status is not offline", "agents_online"),
-    ("floorwatch_queue_agents_available", "Online agents with a free chat slot", "agents_available"),
-    ("floorwatch_queue_agents_away", "Agents whose status is away", "agents_away"),
-    ("floorwatch_queue_slots_capacity", "Chat slots of online or busy agents", "slots_capacity"),
-    ("floorwatch_queue_slots_active", "Active chats of online or busy agents", "slots_active"),
-    ("floorwatch_queue_slot_utilization_ratio", "slots_active / slots_capacity", "slot_utilization"),
+Value = float | None  # a figure; None = no data (no series)
+
+# (metric name, help, getter from the view's "live" figures)
+LIVE_GAUGES: Final[tuple[tuple[str, str, Callable[[LiveFigures], Value]], ...]] = (
+    ("floorwatch_queue_unanswered", "Open conversations with a customer message and no human reply yet",
+     lambda v: v["unanswered"]),
+    ("floorwatch_queue_unassigned", "Unanswered conversations no agent is assigned to", lambda v: v["unassigned"]),
+    ("floorwatch_queue_awaiting_reply", "Open conversations whose buyer waits for a reply",
+     lambda v: v["awaiting_reply"]),
+    ("floorwatch_queue_oldest_wait_seconds", "Longest current wait among awaiting_reply", lambda v: v["oldest_wait_s"]),
+    ("floorwatch_queue_wait_p50_seconds", "Median current wait among awaiting_reply", lambda v: v["wait_p50_s"]),
+    ("floorwatch_queue_wait_p90_seconds", "90th percentile current wait among awaiting_reply",
+     lambda v: v["wait_p90_s"]),
+    ("floorwatch_queue_open_conversations", "Conversations opened and not closed", lambda v: v["open"]),
+    ("floorwatch_queue_agents_online", "Agents whose last status is not offline", lambda v: v["agents_online"]),
+    ("floorwatch_queue_agents_available", "Online agents with a free chat slot", lambda v: v["agents_available"]),
+    ("floorwatch_queue_agents_away", "Agents whose status is away", lambda v: v["agents_away"]),
+    ("floorwatch_queue_slots_capacity", "Chat slots of online or busy agents", lambda v: v["slots_capacity"]),
+    ("floorwatch_queue_slots_active", "Active chats of online or busy agents", lambda v: v["slots_active"]),
+    ("floorwatch_queue_slot_utilization_ratio", "slots_active / slots_capacity", lambda v: v["slot_utilization"]),
 )
 
 
-def _frt(stat: str) -> Callable[[dict[str, Any]], Any]:
+DistStat = Literal["count", "mean_s", "p50_s", "p90_s", "max_s"]  # figures.DistSummary's keys
+ReplyStat = Literal["count", "mean_s", "p50_s", "p90_s", "max_s", "slow"]  # figures.ReplySummary's
+
+
+def _frt(stat: DistStat) -> Callable[[WindowFigures], Value]:
     return lambda w: w["frt"][stat]
 
 
-def _reply(stat: str) -> Callable[[dict[str, Any]], Any]:
+def _reply(stat: ReplyStat) -> Callable[[WindowFigures], Value]:
     return lambda w: w["reply"][stat]
 
 
-def _service_levels(w: dict[str, Any]) -> Iterable[tuple[str, Any]]:
+def _service_levels(w: WindowFigures) -> Iterable[tuple[str, Value]]:
     # One series per threshold X the queue measures (configuration per queue: SL_THRESHOLDS_S).
-    return w["sl"].items()  # type: ignore[no-any-return]
+    return w["sl"].items()
 
 
 # (metric name, help, extra label name or None, {label value: getter from a window's figures}, or a
 # function giving (label value, value) pairs when the label values depend on the view)
-Getters = dict[str, Callable[[dict[str, Any]], Any]] | Callable[[dict[str, Any]], Iterable[tuple[str, Any]]]
+Getters = dict[str, Callable[[WindowFigures], Value]] | Callable[[WindowFigures], Iterable[tuple[str, Value]]]
 WINDOW_GAUGES: Final[tuple[tuple[str, str, str | None, Getters], ...]] = (
     ("floorwatch_queue_arrivals", "Conversations opened in the window", None, {"": lambda w: w["arrivals"]}),
     # Rates divide by the span the window actually covers (METRICS.md), never by its nominal width.
     ("floorwatch_queue_arrivals_per_minute", "Conversations opened per minute: arrivals / the window's span", None,
-     {"": lambda w: w.get("arrivals_per_min")}),
+     {"": lambda w: w["arrivals_per_min"]}),
     ("floorwatch_queue_window_span_seconds", "Event time the window covers: W to W + W/60 (its edge on a W/60 grid)",
-     None, {"": lambda w: w.get("span_s")}),
+     None, {"": lambda w: w["span_s"]}),
     ("floorwatch_queue_frt_seconds", "First response time in the window", "stat",
      {"mean": _frt("mean_s"), "p50": _frt("p50_s"), "p90": _frt("p90_s"), "max": _frt("max_s")}),
     ("floorwatch_queue_frt_samples", "First responses in the window", None, {"": _frt("count")}),
@@ -107,30 +117,30 @@ class ViewsCollector(Collector):
     `collect()` gives the same series through prometheus_client, for registries and tests.
     """
 
-    def __init__(self, views: Callable[[], Iterable[dict[str, Any]]]) -> None:
+    def __init__(self, views: Callable[[], Iterable[QueueView]]) -> None:
         self._views = views
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        families = [GaugeMetricFamily(name, doc, labels=labels) for name, doc, labels in VIEW_FAMILIES]
-        for i, base, extra, value in view_samples(list(self._views())):
-            families[i].add_metric([*base, *extra], value)
-        yield from families
+        families = {name: GaugeMetricFamily(name, doc, labels=labels) for name, doc, labels in VIEW_FAMILIES}
+        for family, base, extra, value in view_samples(list(self._views())):
+            families[family].add_metric([*base, *extra], value)
+        yield from families.values()
 
     def render(self) -> bytes:
-        lines: list[list[str]] = [[] for _ in VIEW_FAMILIES]
+        lines: dict[str, list[str]] = {name: [] for name, _doc, _labels in VIEW_FAMILIES}
         prefixes: dict[tuple[str, ...], str] = {}
-        for i, base, extra, value in view_samples(list(self._views())):
-            names = VIEW_FAMILIES[i][2]
+        for family, base, extra, value in view_samples(list(self._views())):
+            names = _LABEL_NAMES[family]
             prefix = prefixes.get(base)
             if prefix is None:
                 prefix = prefixes[base] = ",".join(
                     f'{n}="{_escape(v)}"' for n, v in zip(names, base, strict=False))
             tail = "".join(f',{n}="{_escape(v)}"' for n, v in zip(names[len(base):], extra, strict=True))
-            lines[i].append(f"{VIEW_FAMILIES[i][0]}{{{prefix}{tail}}} {_number(value)}\n")
+            lines[family].append(f"{family}{{{prefix}{tail}}} {_number(value)}\n")
         out: list[str] = []
-        for (name, doc, _labels), samples in zip(VIEW_FAMILIES, lines, strict=True):
+        for name, doc, _labels in VIEW_FAMILIES:
             out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
-            out.extend(samples)
+            out.extend(lines[name])
         return "".join(out).encode()
 
 
@@ -225,7 +235,7 @@ class AlertsCollector(Collector):
 
 AGENT_LABELS: Final = ["agent", "tenant", "shop", "platform"]
 # (metric name, help, getter from an agent view's window)
-AGENT_WINDOW_GAUGES: Final[tuple[tuple[str, str, Callable[[dict[str, Any]], Any]], ...]] = (
+AGENT_WINDOW_GAUGES: Final[tuple[tuple[str, str, Callable[[WindowFigures], Value]], ...]] = (
     ("floorwatch_agent_chats_handled", "Conversations closed while assigned to the agent", lambda w: w["closed"]),
     ("floorwatch_agent_frt_mean_seconds", "The agent's mean first response time", _frt("mean_s")),
     ("floorwatch_agent_reply_mean_seconds", "The agent's mean reply time", _reply("mean_s")),
@@ -236,25 +246,28 @@ AGENT_WINDOW_GAUGES: Final[tuple[tuple[str, str, Callable[[dict[str, Any]], Any]
 )
 
 
+# The agent families read from the agent's own state and its status time (the rest: the tables above).
+AGENT_ACTIVE_CHATS: Final = "floorwatch_agent_active_chats"
+AGENT_CAPACITY: Final = "floorwatch_agent_capacity"
+AGENT_STATUS: Final = "floorwatch_agent_status"
+AGENT_STATUS_SECONDS: Final = "floorwatch_agent_status_seconds"
+
 # Every family a view exports: (name, help, label names), in exposition order.
 VIEW_FAMILIES: Final[list[tuple[str, str, list[str]]]] = [
-    ("floorwatch_agent_active_chats", "Chats the agent holds now", AGENT_LABELS),
-    ("floorwatch_agent_capacity", "The agent's chat slots", AGENT_LABELS),
-    ("floorwatch_agent_status", "1 for the agent's current status", [*AGENT_LABELS, "status"]),
-    ("floorwatch_agent_status_seconds", "Seconds in each status within the window",
-     [*AGENT_LABELS, "window", "status"]),
+    (AGENT_ACTIVE_CHATS, "Chats the agent holds now", AGENT_LABELS),
+    (AGENT_CAPACITY, "The agent's chat slots", AGENT_LABELS),
+    (AGENT_STATUS, "1 for the agent's current status", [*AGENT_LABELS, "status"]),
+    (AGENT_STATUS_SECONDS, "Seconds in each status within the window", [*AGENT_LABELS, "window", "status"]),
     *((n, d, [*AGENT_LABELS, "window"]) for n, d, _ in AGENT_WINDOW_GAUGES),
     *((n, d, LABELS) for n, d, _ in LIVE_GAUGES),
     *((n, d, [*LABELS, "window", *([extra] if extra else [])]) for n, d, extra, _ in WINDOW_GAUGES),
 ]
-_AGENT_WINDOWED: Final = 4  # index of the first AGENT_WINDOW_GAUGES family
-_LIVE: Final = _AGENT_WINDOWED + len(AGENT_WINDOW_GAUGES)
-_WINDOWED: Final = _LIVE + len(LIVE_GAUGES)
+_LABEL_NAMES: Final = {name: labels for name, _doc, labels in VIEW_FAMILIES}
 
-Sample = tuple[int, tuple[str, ...], tuple[str, ...], float]  # (family index, view labels, more labels, value)
+Sample = tuple[str, tuple[str, ...], tuple[str, ...], float]  # (family name, view labels, more labels, value)
 
 
-def view_samples(views: list[dict[str, Any]]) -> Iterator[Sample]:
+def view_samples(views: list[QueueView]) -> Iterator[Sample]:
     """Every series of `views`; a null figure is no series."""
     for v in views:
         s = v["scope"]
@@ -264,35 +277,35 @@ def view_samples(views: list[dict[str, Any]]) -> Iterator[Sample]:
             continue
         base = (v["queue"], s["tenant"], s["shop_id"], s["platform"])
         live = v["live"]
-        for i, (_name, _doc, field) in enumerate(LIVE_GAUGES, _LIVE):
-            value = live.get(field)
+        for name, _doc, get in LIVE_GAUGES:
+            value = get(live)
             if value is not None:
-                yield i, base, (), float(value)
-        for i, (_name, _doc, extra, getters) in enumerate(WINDOW_GAUGES, _WINDOWED):
+                yield name, base, (), float(value)
+        for name, _doc, extra, getters in WINDOW_GAUGES:
             for window, figures in v["windows"].items():
                 pairs = getters(figures) if callable(getters) else ((lb, get(figures)) for lb, get in getters.items())
                 for label, value in pairs:
                     if value is not None:
-                        yield i, base, (window, label) if extra else (window,), float(value)
+                        yield name, base, (window, label) if extra else (window,), float(value)
 
 
-def _agent_samples(v: dict[str, Any], base: tuple[str, ...]) -> Iterator[Sample]:
+def _agent_samples(v: QueueView, base: tuple[str, ...]) -> Iterator[Sample]:
     agent = v.get("agent", {})
-    if agent.get("active_chats") is not None:
-        yield 0, base, (), float(agent["active_chats"])
-    if agent.get("capacity") is not None:
-        yield 1, base, (), float(agent["capacity"])
-    if agent.get("status"):
-        yield 2, base, (agent["status"],), 1.0
+    if (active := agent.get("active_chats")) is not None:
+        yield AGENT_ACTIVE_CHATS, base, (), float(active)
+    if (capacity := agent.get("capacity")) is not None:
+        yield AGENT_CAPACITY, base, (), float(capacity)
+    if status := agent.get("status"):
+        yield AGENT_STATUS, base, (status,), 1.0
     for window, w in v["windows"].items():
         for st, secs in (w.get("status_seconds") or {}).items():
-            yield 3, base, (window, st), float(secs)
-        for i, (_n, _d, get) in enumerate(AGENT_WINDOW_GAUGES, _AGENT_WINDOWED):
+            yield AGENT_STATUS_SECONDS, base, (window, st), float(secs)
+        for name, _doc, get in AGENT_WINDOW_GAUGES:
             if (value := get(w)) is not None:
-                yield i, base, (window,), float(value)
+                yield name, base, (window,), float(value)
 
 
-def _labels(view: dict[str, Any]) -> list[str]:
+def _labels(view: QueueView) -> list[str]:
     s = view["scope"]
     return [view["queue"], s["tenant"], s["shop_id"], s["platform"]]
 

@@ -33,11 +33,12 @@ from services.core.days import (
     scorecard_tz,
 )
 from services.core.events import EventError, event_from_record, split_state_key, state_key
+from services.core.figures import QueueView
 from services.core.limits import NameBudget, TenantLimits
 from services.core.merge import QueueMerger, iso
 from services.core.partials import Live, PartitionPartials, live_key
 from services.core.platform_rules import rule_for
-from services.core.scope import AGENT_PREFIX, ALL, Scope, agent_scope, is_agent_scope
+from services.core.scope import AGENT_PREFIX, ALL, Scope, ViewKey, agent_scope, is_agent_scope
 from services.core.scorecard import ScorecardConfig, score_platform
 from services.core.scorecard_report import agent_sums, budget, rule_standing
 from services.core.wire import (
@@ -618,7 +619,7 @@ class QueueStage:
         self.budgets_minute = -1
         self.view_keys: dict[tuple[str, str, str, str], bytes] = {}
         self.owned: set[int] | None = None  # None: must rebuild from the table
-        self.latest: dict[tuple[str, str, str, str], dict[str, object]] = {}
+        self.latest: dict[ViewKey, QueueView] = {}
         self.published: set[tuple[str, str, str, str]] = set()  # keys of the views last published
         self.engines: dict[int, AlertEngine] = {}
         self.snapshot_at: dict[int, int] = {}
@@ -727,8 +728,8 @@ class QueueStage:
             ))
         return view_out, self._evaluate_alerts(views, now)
 
-    def _evaluate_alerts(self, views: dict[tuple[str, str, str, str], dict[str, object]], now: int) -> list[Out]:
-        by_partition: dict[int, dict[tuple[str, str, str, str], dict[str, object]]] = {qp: {} for qp in self.engines}
+    def _evaluate_alerts(self, views: dict[ViewKey, QueueView], now: int) -> list[Out]:
+        by_partition: dict[int, dict[ViewKey, QueueView]] = {qp: {} for qp in self.engines}
         for key, view in views.items():
             # Queue totals and single shops: the roll-ups in between would repeat the same alert.
             if is_agent_scope(key[0]):
@@ -741,7 +742,7 @@ class QueueStage:
         self.latest_signals = {}
         budgets = self._budget_signals(now)
         for qp, engine in self.engines.items():
-            signals = signals_for_views(by_partition[qp], self.rules)  # type: ignore[arg-type]
+            signals = signals_for_views(by_partition[qp], self.rules)
             for (tenant, shop, platform), sig in budgets.items():
                 if alert_partition(ALL, shop, self.queue_partitions) == qp:
                     signals[(ALL, tenant, shop, platform)] = sig
@@ -787,5 +788,5 @@ class QueueStage:
     def open_alerts(self) -> list[Alert]:
         return [a for engine in self.engines.values() for a in engine.open_alerts()]
 
-    def current_views(self) -> Iterator[dict[str, object]]:
+    def current_views(self) -> Iterator[QueueView]:
         return iter(self.latest.values())

@@ -49,6 +49,7 @@ from services.api.views import ViewStore
 from services.core.alert_config import thresholds_for
 from services.core.alert_judging import judged
 from services.core.alert_signals import signals_from_view
+from services.core.figures import QueueView
 from services.core.merge import QueueMerger, iso
 from services.core.partials import Live
 from services.core.scope import Scope
@@ -429,7 +430,7 @@ async def serve(
         await asyncio.wait_for(task, 10)
 
 
-def hand_view(queue: str, now_ms: int, age_s: float) -> dict[str, Any]:
+def hand_view(queue: str, now_ms: int, age_s: float) -> QueueView:
     """A view with a buyer waiting 42 s and no agent, reply or window figures at all (nulls)."""
     merger = QueueMerger(5000)
     live = Live(open=1, unanswered=1, unassigned=1, awaiting_reply=1)
@@ -440,7 +441,7 @@ def hand_view(queue: str, now_ms: int, age_s: float) -> dict[str, Any]:
     return published(view)
 
 
-def published(view: dict[str, Any]) -> dict[str, Any]:
+def published(view: QueueView) -> QueueView:
     """A view as the scorer publishes it: with the alert rules' reading of it (`judged`)."""
     th = thresholds_for(view["queue"])
     return {**view, "judged": judged(signals_from_view(view, th), th)}
@@ -760,7 +761,7 @@ def set_waits(store: ViewStore, waits: dict[str, float]) -> None:
     now = int(time.time() * 1000)
     for queue, wait in waits.items():
         view = hand_view(queue, now, age_s=0)
-        view["live"].update(oldest_wait_s=wait, wait_p50_s=wait, wait_p90_s=wait)
+        view["live"].update({"oldest_wait_s": wait, "wait_p50_s": wait, "wait_p90_s": wait})
         store.views[(queue, "*", "*", "*")] = published(view)
 
 

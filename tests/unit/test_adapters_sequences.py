@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from deploy.local.stack import webhook_lines
+from services.core.figures import QueueView
 from services.ingest.adapters import ADAPTERS, AdapterConfig, Context
 from services.ingest.settings import IngestSettings
 from services.ingest.webhooks import sign_chatwoot
@@ -230,7 +231,7 @@ def mapped_events(platform: str) -> list[dict[str, Any]]:
     return out
 
 
-def views_of(events: list[dict[str, Any]], now: int) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+def views_of(events: list[dict[str, Any]], now: int) -> dict[tuple[str, str, str, str], QueueView]:
     scorer = InProcessScorer(event_clock=True)
     scorer.feed(events)
     views = scorer.tick(now)
@@ -238,11 +239,11 @@ def views_of(events: list[dict[str, Any]], now: int) -> dict[tuple[str, str, str
     return views
 
 
-def queue_view(views: dict[tuple[str, str, str, str], dict[str, Any]], queue: str, platform: str) -> dict[str, Any]:
+def queue_view(views: dict[tuple[str, str, str, str], QueueView], queue: str, platform: str) -> QueueView:
     return views[(queue, "acme", "*", platform)]
 
 
-def check_chatwoot(views: dict[tuple[str, str, str, str], dict[str, Any]]) -> None:
+def check_chatwoot(views: dict[tuple[str, str, str, str], QueueView]) -> None:
     v = queue_view(views, "presales", "chatwoot")
     w = v["windows"]["5m"]
     assert w["arrivals"] == 2
@@ -253,7 +254,7 @@ def check_chatwoot(views: dict[tuple[str, str, str, str], dict[str, Any]]) -> No
     assert w["resolution_rate"] == 1.0
 
 
-def check_livechat(views: dict[tuple[str, str, str, str], dict[str, Any]]) -> None:
+def check_livechat(views: dict[tuple[str, str, str, str], QueueView]) -> None:
     vip = queue_view(views, "vip", "livechat")
     after = queue_view(views, "aftersales", "livechat")
     assert vip["windows"]["5m"]["arrivals"] == 2
@@ -264,7 +265,7 @@ def check_livechat(views: dict[tuple[str, str, str, str], dict[str, Any]]) -> No
     assert after["live"]["agents_online"] == 1 and vip["live"]["agents_online"] == 1
 
 
-def check_sunshine(views: dict[tuple[str, str, str, str], dict[str, Any]]) -> None:
+def check_sunshine(views: dict[tuple[str, str, str, str], QueueView]) -> None:
     v = queue_view(views, "web", "sunshine")
     w = v["windows"]["5m"]
     assert w["arrivals"] == 2

@@ -13,6 +13,7 @@ import pytest
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
+from services.core.figures import QueueView
 from services.core.privacy import shown_agent_id
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.metrics import ViewsCollector
@@ -22,7 +23,7 @@ from tests.unit.test_stream import SSEClient
 EMAIL = "jane.doe@shop.example"
 
 
-def floor(monkeypatch: pytest.MonkeyPatch) -> dict[Any, dict[str, Any]]:
+def floor(monkeypatch: pytest.MonkeyPatch) -> dict[Any, QueueView]:
     monkeypatch.setenv("AGENT_ID_SALT", "salt-for-tests")
     s = InProcessScorer()
     s.feed([{**e, **({"agent_id": EMAIL} if e.get("agent_id") == "a1" else {})} for e in events()])

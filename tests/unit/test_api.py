@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -11,19 +11,20 @@ import pytest
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
+from services.core.figures import QueueView
 from services.core.merge import QueueMerger
 from services.core.partials import Live
 from services.core.scope import Scope
 
 
-def make_view(queue: str, tenant: str, shop: str, platform: str, **live: Any) -> dict[str, Any]:
+def make_view(queue: str, tenant: str, shop: str, platform: str, **live: Any) -> QueueView:
     merger = QueueMerger(5000)
     scope = Scope("acme", "acme-jd", "jd", queue)
     lv = Live(open=3, unanswered=1, unassigned=1, awaiting_reply=1)
     lv.waiting[1_000] = 1
     merger.put_live("c", 0, scope, lv)
     view = merger.views(61_000)[(queue, tenant, shop, platform)]
-    view["live"].update(live)
+    cast(dict[str, Any], view["live"]).update(live)  # any figure, of any type
     return view
 
 
@@ -107,7 +108,7 @@ async def test_staffing_overload_answers_with_growth_and_erlang_a() -> None:
     # One agent on duty with one slot: staffing reads the integers (slots_capacity, agents_serving).
     view = make_view("presales", "*", "*", "*", agents_serving=1, slots_capacity=1, agents_available=0,
                      concurrency=1.0)
-    view["windows"]["15m"].update(arrivals=150, span_s=900.0, arrivals_per_min=10.0)  # 600 chats an hour
+    view["windows"]["15m"].update({"arrivals": 150, "span_s": 900.0, "arrivals_per_min": 10.0})  # 600 chats an hour
     view["windows"]["1h"]["aht_s"] = 300.0  # 50 Erlangs on one slot: hopeless
     view["windows"]["1h"]["patience_s"] = 60.0
     store.views[("presales", "*", "*", "*")] = view

@@ -15,6 +15,7 @@ import pytest
 from services.core.buckets import ARRIVAL, CSAT, FRT, LEFT, MSG_AGENT, MSG_CUSTOMER, REPLY, Fact
 from services.core.conversation import Conversation, ConvEvent, ConvState, step
 from services.core.events import parse_event
+from services.core.figures import QueueView, WindowFigures
 from services.core.scope import is_agent_scope
 from services.scorer.inprocess import InProcessScorer
 from tests.reference import reference_views
@@ -59,18 +60,18 @@ class Script:
                             "status": status, "capacity": capacity, "queues": queues})
 
 
-def score(events: list[dict[str, Any]], **kwargs: Any) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+def score(events: list[dict[str, Any]], **kwargs: Any) -> dict[tuple[str, str, str, str], QueueView]:
     scorer = InProcessScorer(**kwargs)
     scorer.feed(events)
     return scorer.tick(0)
 
 
-def view(views: dict[tuple[str, str, str, str], dict[str, Any]], queue: str = "presales") -> dict[str, Any]:
+def view(views: dict[tuple[str, str, str, str], QueueView], queue: str = "presales") -> QueueView:
     return views[(queue, TENANT, SHOP, PLATFORM)]
 
 
-def window(views: dict[tuple[str, str, str, str], dict[str, Any]], queue: str = "presales",
-           name: str = "15m") -> dict[str, Any]:
+def window(views: dict[tuple[str, str, str, str], QueueView], queue: str = "presales",
+           name: str = "15m") -> WindowFigures:
     return view(views, queue)["windows"][name]  # type: ignore[no-any-return]
 
 
@@ -95,7 +96,7 @@ def values(facts: list[Fact], kind: str) -> list[int]:
     return [f.value for f in facts if f.kind == kind and not is_agent_scope(f.queue)]
 
 
-def check_reference(events: list[dict[str, Any]], views: dict[tuple[str, str, str, str], dict[str, Any]]) -> None:
+def check_reference(events: list[dict[str, Any]], views: dict[tuple[str, str, str, str], QueueView]) -> None:
     assert_matches_reference(views, reference_views(events), exact_max=True)
 
 

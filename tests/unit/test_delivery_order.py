@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from services.core.agents import AgentState, AgentTimeline
 from services.core.conversation import Conversation, ConvEvent
 from services.core.events import parse_event
+from services.core.figures import QueueView, WindowFigures
 from services.scorer.inprocess import InProcessScorer
 from tests.reference import reference_views
 from tests.unit.test_conversation_memory import run_halves, run_one_by_one
@@ -52,7 +53,7 @@ def status(event_id: str, t: float, state: str, agent_id: str = "a1", capacity: 
             "queues": ["presales"]}
 
 
-def score(stream: list[dict[str, Any]], **kwargs: Any) -> dict[ViewKey, dict[str, Any]]:
+def score(stream: list[dict[str, Any]], **kwargs: Any) -> dict[ViewKey, QueueView]:
     """Each event in its own batch (what a live stream does), then one tick."""
     scorer = InProcessScorer(**kwargs)
     for e in stream:
@@ -60,7 +61,7 @@ def score(stream: list[dict[str, Any]], **kwargs: Any) -> dict[ViewKey, dict[str
     return scorer.tick(0)
 
 
-def window(views: dict[ViewKey, dict[str, Any]], queue: str = "presales", name: str = "15m") -> dict[str, Any]:
+def window(views: dict[ViewKey, QueueView], queue: str = "presales", name: str = "15m") -> WindowFigures:
     return views[(queue, TENANT, SHOP, PLATFORM)]["windows"][name]  # type: ignore[no-any-return]
 
 

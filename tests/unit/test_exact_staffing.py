@@ -29,6 +29,7 @@ from services.core.alert_judging import judge
 from services.core.alert_signals import signals_from_view
 from services.core.alerts import AlertEngine
 from services.core.buckets import ARRIVAL, Bucket, Fact
+from services.core.figures import QueueView
 from services.core.merge import QueueMerger
 from services.core.scope import Scope
 
@@ -39,7 +40,7 @@ AHT_S = 300
 GAP = Thresholds().staffing_gap  # 80% within 30 s, occupancy ≤ 85%
 
 
-def floor_view(capacities: list[int], arrivals_15m: int) -> dict[str, Any]:
+def floor_view(capacities: list[int], arrivals_15m: int) -> QueueView:
     """The queue view of a floor whose on-duty agents have `capacities`, with `arrivals_15m` chats
     opened a second ago and one chat closed after AHT_S of handling (the measured 1h AHT)."""
     merger = QueueMerger(1000)

@@ -20,6 +20,7 @@ import orjson
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from services.core.figures import QueueView
 from services.scorer.inprocess import InProcessScorer
 from tests.fresh_reference import WINDOWS, ViewKey, agent_figures, build_floor, reference_views
 
@@ -190,10 +191,10 @@ def deliveries(draw: st.DrawFn, max_conversations: int = 24) -> Delivery:
 
 # --- running and comparing -----------------------------------------------------------------------
 
-def run_scorer(batches: Iterable[Sequence[Mapping[str, Any]]], **kwargs: Any) -> dict[ViewKey, dict[str, Any]]:
+def run_scorer(batches: Iterable[Sequence[Mapping[str, Any]]], **kwargs: Any) -> dict[ViewKey, QueueView]:
     """Feed batch by batch under the event clock (the wall clock handed to tick changes nothing)."""
     scorer = InProcessScorer(**kwargs)
-    views: dict[ViewKey, dict[str, Any]] = {}
+    views: dict[ViewKey, QueueView] = {}
     for batch in batches:
         scorer.feed([dict(e) for e in batch])
         views.update(scorer.tick(0))
@@ -255,7 +256,7 @@ def stated_spans(views: Mapping[ViewKey, Mapping[str, Any]], problems: list[str]
     return spans or None
 
 
-def compare(events: Sequence[Mapping[str, Any]], got: Mapping[ViewKey, dict[str, Any]]) -> list[str]:
+def compare(events: Sequence[Mapping[str, Any]], got: Mapping[ViewKey, Mapping[str, Any]]) -> list[str]:
     """Every difference between production's views and the reference's, on the union of keys."""
     problems: list[str] = []
     # `judged` is the alert rules' reading published with a view (alert_judging.judged), not a METRICS.md figure:
@@ -300,7 +301,7 @@ def classes(problems: Iterable[str]) -> str:
     return "\n".join(f"{n:5d}  {path}" for path, n in tally.most_common())
 
 
-def assert_same(events: Sequence[Mapping[str, Any]], got: Mapping[ViewKey, dict[str, Any]]) -> None:
+def assert_same(events: Sequence[Mapping[str, Any]], got: Mapping[ViewKey, Mapping[str, Any]]) -> None:
     problems = compare(events, got)
     assert not problems, "by field:\n" + classes(problems) + "\nfirst differences:\n" + "\n".join(problems[:30])
 
@@ -407,11 +408,11 @@ def traffic(n: int, start_s: float, every_s: float, prefix: str = "o") -> list[d
 ALL = ("presales", "*", "*", "*")
 
 
-def window_of(views: Mapping[ViewKey, dict[str, Any]], name: str = "5m", key: ViewKey = ALL) -> dict[str, Any]:
+def window_of(views: Mapping[ViewKey, Mapping[str, Any]], name: str = "5m", key: ViewKey = ALL) -> dict[str, Any]:
     return dict(views[key]["windows"][name])
 
 
-def live_of(views: Mapping[ViewKey, dict[str, Any]], key: ViewKey = ALL) -> dict[str, Any]:
+def live_of(views: Mapping[ViewKey, Mapping[str, Any]], key: ViewKey = ALL) -> dict[str, Any]:
     return dict(views[key]["live"])
 
 
@@ -632,7 +633,7 @@ def test_an_event_older_than_the_horizon_for_an_evicted_conversation_is_too_old(
     late = [ev("c4", "csat.rated", 30, score=2), ev("d2", "message", 4150, cid="d", sender="customer")]
     events = conv + other + live + late
     scorer = InProcessScorer(event_partitions=1)
-    views: dict[ViewKey, dict[str, Any]] = {}
+    views: dict[ViewKey, QueueView] = {}
     for batch in (conv, other[:8], other[8:], live, late):
         scorer.feed(batch)
         views.update(scorer.tick(0))

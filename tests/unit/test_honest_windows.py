@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.core.config import WINDOWS
+from services.core.figures import QueueView
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.settings import ScorerSettings
 
@@ -34,7 +35,7 @@ def opened(n: int, ts: int) -> dict[str, Any]:
             "queue": "presales"}
 
 
-def views_at(now: int, arrivals: list[int]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+def views_at(now: int, arrivals: list[int]) -> dict[tuple[str, str, str, str], QueueView]:
     s = scorer()
     s.feed([opened(i, ts) for i, ts in enumerate(arrivals)])
     return s.tick(now)

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from services.core.figures import QueueView
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.stages import ENGINE_KEY_PREFIX
 
@@ -31,7 +32,7 @@ def test_each_queue_view_carries_the_levels_its_alerts_fire_at() -> None:
     # presales: a buyer unanswered since B (past critical, 180 s, at B + 200 s; past warning, 100 s, at B + 120 s).
     # aftersales: answered in 5 s, nobody waits.
     s.feed(buyer("presales", "c1", B, answered=False) + buyer("aftersales", "c2", B, answered=True))
-    published: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    published: dict[tuple[str, str, str, str], QueueView] = {}
     levels_seen = []
     for t in (B + 50_000, B + 120_000, B + 200_000):
         published.update(s.tick(t))

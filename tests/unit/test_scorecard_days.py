@@ -18,6 +18,7 @@ import pytest
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
+from services.core.figures import QueueView
 from services.core.scope import Scope
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.stages import ENGINE_KEY_PREFIX
@@ -153,7 +154,7 @@ def test_day_rolls_over_at_local_midnight() -> None:
 
 # --- through the API ----------------------------------------------------------------------------------------
 
-def store_of(s: InProcessScorer, views: dict[tuple[str, str, str, str], dict[str, Any]]) -> ViewStore:
+def store_of(s: InProcessScorer, views: dict[tuple[str, str, str, str], QueueView]) -> ViewStore:
     store = ViewStore("unused:9092", "unused")
     store.views.update(views)
     store.days.update(s.day_records)
@@ -162,7 +163,7 @@ def store_of(s: InProcessScorer, views: dict[tuple[str, str, str, str], dict[str
 
 
 @pytest.fixture
-def floor_day() -> tuple[InProcessScorer, dict[tuple[str, str, str, str], dict[str, Any]]]:
+def floor_day() -> tuple[InProcessScorer, dict[tuple[str, str, str, str], QueueView]]:
     f = Floor()
     jd_and_taobao(f, 10)
     f.ev("jd1", "jd", "clock", "message", at(10, 11, 30), sender="customer")  # the scorer's now: 11:30

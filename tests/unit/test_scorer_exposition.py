@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.core.figures import QueueView
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.metrics import ViewsCollector
 from tests.unit.test_agent_view import T, events
@@ -20,7 +19,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def floor_views() -> list[dict[str, Any]]:
+def floor_views() -> list[QueueView]:
     s = InProcessScorer()
     odd = {"tenant": "ac\"me\\\\", "shop_id": "acme-jd", "platform": "jd"}  # label values that need escaping
     s.feed([*events(), {**odd, "event_id": "o1", "type": "conversation.opened", "ts": T, "conversation_id": "z1",

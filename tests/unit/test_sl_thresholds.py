@@ -58,7 +58,7 @@ def test_thresholds_per_queue(monkeypatch: pytest.MonkeyPatch) -> None:
         for sample in family.samples if sample.labels["window"] == "5m"
     }
     assert series == {("vip", "15"): 0.25, ("vip", "60"): 0.75, ("presales", "30"): 0.5, ("presales", "180"): 1.0}
-    text = ViewsCollector(lambda: [views[("vip", "*", "*", "*")]]).render().decode()
+    text = ViewsCollector(lambda: totals[:1]).render().decode()
     assert 'floorwatch_queue_service_level_ratio{queue="vip",tenant="*",shop="*",platform="*",window="5m",' \
            'threshold_s="15"} 0.25' in text
 

@@ -14,6 +14,7 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
 from services.core.events import parse_event, split_state_key, state_key
+from services.core.figures import QueueView
 from services.scorer.inprocess import InProcessScorer
 
 T = 1_800_000_000_000
@@ -29,14 +30,14 @@ def status(tenant: str, n: str, s: float, agent: str, st: str, capacity: int) ->
     return ev(tenant, n, "agent.status", s, agent_id=agent, status=st, capacity=capacity, queues=["presales"])
 
 
-def scorer(events: list[dict[str, Any]], now_s: float) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+def scorer(events: list[dict[str, Any]], now_s: float) -> dict[tuple[str, str, str, str], QueueView]:
     s = InProcessScorer(event_clock=False)
     s.feed(events)
     assert not s.dead_letters
     return s.tick(T + int(now_s * 1000))
 
 
-def queue(views: dict[tuple[str, str, str, str], dict[str, Any]], tenant: str) -> dict[str, Any]:
+def queue(views: dict[tuple[str, str, str, str], QueueView], tenant: str) -> QueueView:
     shop = SHOPS[tenant]
     return views[("presales", tenant, shop["shop_id"], shop["platform"])]
 

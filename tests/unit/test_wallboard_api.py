@@ -3,7 +3,7 @@ their current value as well as the value they fired at."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -15,6 +15,7 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
 from services.api.wallboard import queue_matcher
+from services.core.figures import QueueView
 from services.scorer.inprocess import InProcessScorer
 from tests.unit.test_stream import SSEClient, bump, filled_store
 
@@ -109,6 +110,6 @@ def test_current_values_follow_the_view_and_say_nothing_without_a_reading() -> N
     assert current(alert(queue="nowhere")) is None
     assert current(alert(rule="no_such_rule")) is None
     # A view without the scorer's reading: the API does not judge it itself.
-    store.views[("presales", "*", "*", "*")] = {
-        k: v for k, v in store.views[("presales", "*", "*", "*")].items() if k != "judged"}
+    store.views[("presales", "*", "*", "*")] = cast(QueueView, {
+        k: v for k, v in store.views[("presales", "*", "*", "*")].items() if k != "judged"})
     assert current(alert()) is None
