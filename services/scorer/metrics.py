@@ -305,11 +305,6 @@ def _agent_samples(v: QueueView, base: tuple[str, ...]) -> Iterator[Sample]:
                 yield name, base, (window,), float(value)
 
 
-def _labels(view: QueueView) -> list[str]:
-    s = view["scope"]
-    return [view["queue"], s["tenant"], s["shop_id"], s["platform"]]
-
-
 class PipelineMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.events = Counter(
