@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import ChainMap, OrderedDict, deque
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections import deque
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -29,7 +29,6 @@ from services.core.days import (
     PartitionDays,
     day_start,
     days_of,
-    days_to_json,
     scorecard_tz,
 )
 from services.core.events import EventError, event_from_record, split_state_key, state_key
@@ -62,11 +61,11 @@ from services.core.wire import (
     view_key,
 )
 
+from .conversation_store import ConversationStore, Table, decode
 from .metrics import PipelineMetrics
 
 log = logging.getLogger(__name__)
 
-Table = MutableMapping[bytes, bytes]
 NO_SCOPE = Scope("", "", "", "")
 
 
@@ -95,17 +94,11 @@ class ConversationStage:
         self.retention_ms, self.tombstone_ms = retention_ms, tombstone_ms
         self.queue_partitions = queue_partitions
         self.event_clock = event_clock
-        # Decoded conversations per partition, least recently touched first: those with an event in the last
-        # `cache_idle_ms` of the partition's event time (and at most `cache_max` in all). An idle one is not
-        # kept (~1.5 KB decoded, against ~0.2-1 KB of table bytes): its next event decodes it from the table.
-        self.caches: dict[int, OrderedDict[bytes, Conversation]] = {}
-        self.cache_max, self.cache_idle_ms = cache_max, cache_idle_ms
+        # The conversations themselves: decoded from the table, cached while active, written back per batch.
+        self.store = ConversationStore(table, cache_max=cache_max, cache_idle_ms=cache_idle_ms)
         self.parts: dict[int, PartitionPartials] = {}
         self.closed: dict[int, deque[tuple[int, bytes]]] = {}
         self.tombs: dict[int, deque[tuple[int, bytes]]] = {}
-        # Conversations changed since the last flush, per partition: each is written once per batch of
-        # events, not once per event (the caller flushes before the batch's offsets can be committed).
-        self.unwritten: dict[int, dict[bytes, Conversation]] = {}
         self.sent_watermark: dict[int, int] = {}
         # The per-tenant name limits again, per partition (a defence behind ingest, which enforces them on
         # the whole stream: a partition sees a subset of it, so nothing ingest admitted is refused here).
@@ -121,13 +114,10 @@ class ConversationStage:
             self.parts.pop(p, None)
             self.closed.pop(p, None)
             self.tombs.pop(p, None)
-            self.unwritten.pop(p, None)
             self.sent_watermark.pop(p, None)
-            self.caches.pop(p, None)
             self.names.pop(p, None)
             self.days.pop(p, None)
-        for cache in self.caches.values():
-            cache.clear()
+        self.store.release(partitions)
 
     def rebuild(self, partitions: set[int]) -> list[Out]:
         """Derive the partials of newly owned partitions from the table, and re-send them whole."""
@@ -136,8 +126,7 @@ class ConversationStage:
             return []
         for p in todo:
             self.parts[p] = PartitionPartials(self.bucket_ms)
-            self.unwritten[p] = {}
-            self.caches[p] = OrderedDict()
+            self.store.own(p)
             self.days[p] = PartitionDays(self.tz)
         out: list[Out] = []
         closed: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
@@ -150,7 +139,7 @@ class ConversationStage:
                 if lp in todo:
                     self.days[lp].load_ledger((scope, start), LedgerEntry.from_json(orjson.loads(raw)))
                 continue
-            p, record, gone, days_raw = _decode(raw)
+            p, record, gone, days_raw = decode(raw)
             if p not in todo:
                 continue
             if gone is not None:
@@ -253,14 +242,7 @@ class ConversationStage:
             if new_agent:
                 out.append(self._assignment(conv.tenant, new_agent, ckey, True, ev.ts_ms))
         conv.prune_facts(wm - self.horizon_ms)
-        self.unwritten[partition][ckey] = conv
-        cache = self.caches[partition]
-        if ckey in cache:
-            cache.move_to_end(ckey)
-        else:
-            cache[ckey] = conv
-            if len(cache) > self.cache_max // len(self.caches):
-                cache.popitem(last=False)
+        self.store.put(ckey, partition, conv)
         if conv.state.closed and (ev.type == "conversation.closed" or gone_ts is not None):
             self.closed[partition].append((conv.last_event_ts, ckey))
         return out
@@ -268,22 +250,12 @@ class ConversationStage:
     def flush(self, partition: int) -> None:
         """Write the partition's changed conversations to the table, then evict what retention allows.
         Call it in the context of an event of that partition (Faust's changelog partition)."""
-        unwritten = self.unwritten.get(partition)
-        if not unwritten:
+        if not self.store.write_back(partition):
             return
-        for key, conv in unwritten.items():
-            self.table[key] = kept([partition, conv.to_json(), days_to_json(conv.days)] if conv.days
-                                   else [partition, conv.to_json()])
-        unwritten.clear()
         watermark = self.parts[partition].watermark
         self._evict(partition, watermark)
         self._write_ledger(partition)
-        cache = self.caches[partition]
-        while cache:
-            key, conv = next(iter(cache.items()))
-            if conv.last_event_ts >= watermark - self.cache_idle_ms:
-                break
-            del cache[key]  # idle: decoded again from the table on its next event
+        self.store.drop_idle(partition, watermark)
 
     # Agent changes are keyed by the conversation's tenant's agent: two tenants' "a1" are two agents.
     def _assignment(self, tenant: str, agent_id: str, conversation_key: bytes, active: bool, ts: int) -> Out:
@@ -311,17 +283,9 @@ class ConversationStage:
 
     def _load(self, key: bytes, partition: int) -> tuple[Conversation | None, int | None]:
         """The conversation, and the time of its last event if it had been evicted (a tombstone)."""
-        conv = self.caches[partition].get(key)
-        if conv is not None:
-            return conv, None
-        for unwritten in self.unwritten.values():  # changed in this batch, dropped from the cache meanwhile
-            if (conv := unwritten.get(key)) is not None:
-                return conv, None
-        raw = self.table.get(key)
-        if raw is None:
-            return None, None
-        _p, record, gone, days_raw = _decode(raw)
-        if gone is not None:
+        conv, tomb = self.store.get(key, partition)
+        if tomb is not None:
+            gone, days_raw = tomb
             # A closed conversation evicted after retention: an order or a rating can still come hours
             # later. It comes back closed, in its last queue, with nothing to retract (all out of every window),
             # and with its day contributions (the tombstone held them: they are the record's again).
@@ -331,14 +295,12 @@ class ConversationStage:
             conv = Conversation(tenant, shop, platform, base=state, state=state.copy(), base_ts=last_ts,
                                 last_event_ts=last_ts, days=days or None)
             return conv, int(last_ts)
-        conv = Conversation.from_json(record)
-        conv.days = days_of(days_raw) or None
         return conv, None
 
     @property
     def cache(self) -> Mapping[bytes, Conversation]:
         """Every decoded conversation kept (all partitions)."""
-        return ChainMap(*self.caches.values())
+        return self.store.cache
 
     def _evict(self, partition: int, watermark: int) -> None:
         closed = self.closed[partition]
@@ -351,12 +313,7 @@ class ConversationStage:
             if conv.last_event_ts >= limit:  # touched again since it closed: look again later
                 closed.append((conv.last_event_ts, key))
                 continue
-            self.caches[partition].pop(key, None)
-            gone_record = [conv.tenant, conv.shop_id, conv.platform, conv.state.queue, conv.last_event_ts]
-            tomb: dict[str, Any] = {"pt": partition, "gone": gone_record}
-            if conv.days:
-                tomb["d"] = days_to_json(conv.days)
-            self.table[key] = kept(tomb)
+            self.store.bury(key, partition, conv)
             self.tombs[partition].append((conv.last_event_ts, key))
             self.m.evicted.inc()
         tombs = self.tombs[partition]
@@ -365,7 +322,7 @@ class ConversationStage:
         while tombs and tombs[0][0] < watermark - self.tombstone_ms:
             ts, key = tombs.popleft()
             raw = self.table.get(key)
-            if raw is not None and (decoded := _decode(raw))[2] is not None and decoded[2][4] == ts:
+            if raw is not None and (decoded := decode(raw))[2] is not None and decoded[2][4] == ts:
                 expired.append(key)  # resurrected ones are not tombstones any more
                 if decoded[3]:
                     t, shop, platform = decoded[2][:3]
@@ -409,22 +366,8 @@ class ConversationStage:
                 wm_key = partial_key(SRC_CONVERSATIONS, p, NO_SCOPE, SLOT_WATERMARK)
                 wm_value = orjson.dumps(part.watermark)
                 out.extend(Out("partials", wm_key, wm_value, qp) for qp in range(self.queue_partitions))
-        self.m.conversations_cached.set(sum(len(cache) for cache in self.caches.values()))
+        self.m.conversations_cached.set(sum(len(cache) for cache in self.store.caches.values()))
         return out
-
-
-def _decode(raw: bytes) -> tuple[int, Any, list[Any] | None, Any]:
-    """A conversations-table value: (partition, conversation record or None, tombstone or None, its day
-    contributions or None).
-
-    A conversation is [partition, Conversation.to_json()] or [partition, Conversation.to_json(), days]; a
-    tombstone is {"pt": partition, "gone": [...], "d": days}. (Day ledger entries share the table: not decoded
-    here.)
-    """
-    record = orjson.loads(raw)
-    if isinstance(record, list):
-        return int(record[0]), record[1], None, record[2] if len(record) > 2 else None
-    return int(record["pt"]), None, record.get("gone"), record.get("d")
 
 
 def _dead_letter(key: bytes | None, value: bytes | None, partition: int, reason: str) -> Out:

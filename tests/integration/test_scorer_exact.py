@@ -20,7 +20,7 @@ from services.core.conversation import Conversation
 from services.core.events import EventError, event_from_record
 from services.core.wire import DAY_VIEW_TAG
 from services.kafka_util.read import read_to_end
-from services.scorer.stages import _decode  # the conversations table's value format
+from services.scorer.conversation_store import decode  # the conversations table's value format
 from services.simulator.model import FloorModel, SimConfig
 from tests.reference import reference_day_sums, reference_views
 from tests.unit.test_scorer_properties import assert_matches_reference
@@ -228,7 +228,7 @@ async def committed_but_not_in_changelog(
         if ev.type == "agent.status":  # not conversation state: forwarded to the agents stage
             continue
         raw = latest.get(ev.key.encode())
-        record = None if raw is None else _decode(raw)[1]
+        record = None if raw is None else decode(raw)[1]
         if record is None or not Conversation.from_json(record).has_seen(ev.event_id):
             missing.append(ev.event_id)
     return missing

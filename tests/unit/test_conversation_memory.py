@@ -138,7 +138,7 @@ def run_one_by_one(stream: list[dict[str, Any]], cache_max: int) -> dict[Any, An
     """One event per batch (each batch is written to the table); `cache_max=0`: nothing is kept decoded,
     every event decodes its conversation from the table's bytes."""
     scorer = InProcessScorer()
-    scorer.conversations.cache_max = cache_max
+    scorer.conversations.store.cache_max = cache_max
     for e in stream:
         scorer.feed([e])
         assert len(scorer.conversations.cache) <= cache_max

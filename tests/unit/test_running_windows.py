@@ -22,6 +22,7 @@ T0 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000
 SCOPES = [Scope("acme", "acme-jd", "jd", "presales"), Scope("acme", "acme-tmall", "tmall", "presales"),
           Scope("lumi", "lumi-web", "web", "aftersales")]
 
+Facts = list[tuple[str, int]]
 facts = st.tuples(st.sampled_from([ARRIVAL, FRT, REPLY, LEFT]), st.integers(0, 400_000))
 put = st.tuples(
     st.sampled_from(["c", "a"]), st.integers(0, 2), st.integers(0, len(SCOPES) - 1),
@@ -34,11 +35,29 @@ step = st.one_of(put.map(lambda p: ("put", p)), advance.map(lambda d: ("tick", d
                  st.just(("prune", 0)), st.tuples(st.integers(0, 2), st.integers(0, 9)).map(lambda x: ("live", x)))
 
 
-def bucket_of(fs: list[tuple[str, int]], start: int) -> Bucket:
+def bucket_of(fs: Facts, start: int) -> Bucket:
     b = Bucket()
     for kind, v in fs:
         b.apply(Fact(kind, start + 1, "q", -1 if kind == LEFT and v % 7 == 0 else v), 1)
     return b
+
+
+PutStep = tuple[str, int, int, int, Facts | None]  # (source, partition, scope index, buckets back, facts)
+
+
+def put_at(arg: PutStep, now: int, bucket_ms: int) -> tuple[str, int, Scope, int, Facts | None]:
+    """A `put` step as (source, partition, scope, bucket start, facts or None for a retraction): its slot
+    counts buckets back from the one holding `now`."""
+    src, part, si, n, fs = arg
+    return src, part, SCOPES[si], now - now % bucket_ms - n * bucket_ms, fs
+
+
+def hold(held: dict[Any, Any], key: Any, value: Any) -> None:
+    """What a source holds after a put: `value`, or nothing when it is None."""
+    if value is None:
+        held.pop(key, None)
+    else:
+        held[key] = value
 
 
 def replay(state: dict[tuple[Any, ...], Any], now: int) -> dict[Any, Any]:
@@ -60,13 +79,9 @@ def test_running_totals_equal_a_fresh_sum(steps: list[tuple[str, Any]]) -> None:
     now = T0 + 3_600_000
     for kind, arg in steps:
         if kind == "put":
-            src, part, si, n, fs = arg
-            scope, slot = SCOPES[si], now - now % BUCKET_MS - n * BUCKET_MS
+            src, part, scope, slot, fs = put_at(arg, now, BUCKET_MS)
             merger.put_bucket(src, part, scope, slot, None if fs is None else bucket_of(fs, slot))
-            if fs is None:
-                state.pop(("bucket", src, part, scope, slot), None)
-            else:
-                state[("bucket", src, part, scope, slot)] = fs
+            hold(state, ("bucket", src, part, scope, slot), fs)
         elif kind == "tick":
             now += arg
             merger.views(now)
@@ -80,10 +95,7 @@ def test_running_totals_equal_a_fresh_sum(steps: list[tuple[str, Any]]) -> None:
             si, n = arg
             live = Live(open=n) if n else None
             merger.put_live("c", 0, SCOPES[si], live)
-            if live is None:
-                state.pop(("live", "c", 0, SCOPES[si], 0), None)
-            else:
-                state[("live", "c", 0, SCOPES[si], 0)] = live
+            hold(state, ("live", "c", 0, SCOPES[si], 0), live)
     assert merger.views(now) == replay(state, now)
     # Buckets without samples share one empty distribution: nothing may have written into it.
     assert (NO_SAMPLES.count, NO_SAMPLES.total_ms, NO_SAMPLES.max_ms, NO_SAMPLES.bins) == (0, 0, 0, {})
