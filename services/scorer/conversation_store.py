@@ -15,28 +15,12 @@ from collections import ChainMap, OrderedDict
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-import orjson
-
 from services.core.conversation import Conversation
 from services.core.days import days_of, days_to_json
-from services.core.wire import kept
+from services.core.wire import conversation_record, decode_conversation_record, tombstone_record
 
 Table = MutableMapping[bytes, bytes]
 Tombstone = tuple[list[Any], Any]  # (gone: [tenant, shop, platform, queue, last event ts], day contributions)
-
-
-def decode(raw: bytes) -> tuple[int, Any, list[Any] | None, Any]:
-    """A conversations-table value: (partition, conversation record or None, tombstone or None, its day
-    contributions or None).
-
-    A conversation is [partition, Conversation.to_json()] or [partition, Conversation.to_json(), days]; a
-    tombstone is {"pt": partition, "gone": [...], "d": days}. (Day ledger entries share the table: not decoded
-    here.)
-    """
-    record = orjson.loads(raw)
-    if isinstance(record, list):
-        return int(record[0]), record[1], None, record[2] if len(record) > 2 else None
-    return int(record["pt"]), None, record.get("gone"), record.get("d")
 
 
 class ConversationStore:
@@ -77,7 +61,7 @@ class ConversationStore:
         raw = self.table.get(key)
         if raw is None:
             return None, None
-        _p, record, gone, days_raw = decode(raw)
+        _p, record, gone, days_raw = decode_conversation_record(raw)
         if gone is not None:
             return None, (gone, days_raw)
         conv = Conversation.from_json(record)
@@ -99,11 +83,8 @@ class ConversationStore:
         """Replace a closed conversation past retention by its tombstone: where it was, when it last moved,
         and its day contributions (an order or a rating can still come hours later)."""
         self.caches[partition].pop(key, None)
-        gone_record = [conv.tenant, conv.shop_id, conv.platform, conv.state.queue, conv.last_event_ts]
-        tomb: dict[str, Any] = {"pt": partition, "gone": gone_record}
-        if conv.days:
-            tomb["d"] = days_to_json(conv.days)
-        self.table[key] = kept(tomb)
+        gone = [conv.tenant, conv.shop_id, conv.platform, conv.state.queue, conv.last_event_ts]
+        self.table[key] = tombstone_record(partition, gone, days_to_json(conv.days) if conv.days else None)
 
     def write_back(self, partition: int) -> bool:
         """Write the partition's changed conversations to the table; whether there were any."""
@@ -111,8 +92,8 @@ class ConversationStore:
         if not unwritten:
             return False
         for key, conv in unwritten.items():
-            self.table[key] = kept([partition, conv.to_json(), days_to_json(conv.days)] if conv.days
-                                   else [partition, conv.to_json()])
+            self.table[key] = conversation_record(
+                partition, conv.to_json(), days_to_json(conv.days) if conv.days else None)
         unwritten.clear()
         return True
 

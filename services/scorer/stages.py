@@ -52,6 +52,7 @@ from services.core.wire import (
     SRC_DAYS,
     alert_partition,
     day_view_key,
+    decode_conversation_record,
     kept,
     ledger_key,
     parse_ledger_key,
@@ -61,7 +62,7 @@ from services.core.wire import (
     view_key,
 )
 
-from .conversation_store import ConversationStore, Table, decode
+from .conversation_store import ConversationStore, Table
 from .metrics import PipelineMetrics
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class ConversationStage:
                 if lp in todo:
                     self.days[lp].load_ledger((scope, start), LedgerEntry.from_json(orjson.loads(raw)))
                 continue
-            p, record, gone, days_raw = decode(raw)
+            p, record, gone, days_raw = decode_conversation_record(raw)
             if p not in todo:
                 continue
             if gone is not None:
@@ -322,7 +323,7 @@ class ConversationStage:
         while tombs and tombs[0][0] < watermark - self.tombstone_ms:
             ts, key = tombs.popleft()
             raw = self.table.get(key)
-            if raw is not None and (decoded := decode(raw))[2] is not None and decoded[2][4] == ts:
+            if raw is not None and (decoded := decode_conversation_record(raw))[2] is not None and decoded[2][4] == ts:
                 expired.append(key)  # resurrected ones are not tombstones any more
                 if decoded[3]:
                     t, shop, platform = decoded[2][:3]

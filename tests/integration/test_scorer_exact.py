@@ -18,9 +18,11 @@ import pytest
 from deploy.local.testing import KafkaBroker
 from services.core.conversation import Conversation
 from services.core.events import EventError, event_from_record
-from services.core.wire import DAY_VIEW_TAG
+from services.core.wire import (
+    DAY_VIEW_TAG,
+    decode_conversation_record,  # the conversations table's value format
+)
 from services.kafka_util.read import read_to_end
-from services.scorer.conversation_store import decode  # the conversations table's value format
 from services.simulator.model import FloorModel, SimConfig
 from tests.reference import reference_day_sums, reference_views
 from tests.unit.test_scorer_properties import assert_matches_reference
@@ -228,7 +230,7 @@ async def committed_but_not_in_changelog(
         if ev.type == "agent.status":  # not conversation state: forwarded to the agents stage
             continue
         raw = latest.get(ev.key.encode())
-        record = None if raw is None else decode(raw)[1]
+        record = None if raw is None else decode_conversation_record(raw)[1]
         if record is None or not Conversation.from_json(record).has_seen(ev.event_id):
             missing.append(ev.event_id)
     return missing

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from services.core.conversation import Conversation
-from services.scorer.conversation_store import ConversationStore, Table, decode
+from services.core.wire import decode_conversation_record
+from services.scorer.conversation_store import ConversationStore, Table
 
 
 def conversation(last_ts: int, queue: str = "presales") -> Conversation:
@@ -45,5 +46,5 @@ def test_a_buried_conversation_leaves_its_tombstone() -> None:
     store.write_back(3)
     store.bury(b"c1", 3, conversation(5000, queue="aftersales"))
     assert b"c1" not in store.cache
-    assert decode(table[b"c1"]) == (3, None, ["acme", "acme-jd", "jd", "aftersales", 5000], None)
+    assert decode_conversation_record(table[b"c1"]) == (3, None, ["acme", "acme-jd", "jd", "aftersales", 5000], None)
     assert store.get(b"c1", 3) == (None, (["acme", "acme-jd", "jd", "aftersales", 5000], None))
