@@ -133,21 +133,24 @@ def contributions(fact: Fact, shop_id: str, rule: PlatformRule | None, tz: str) 
             yield q, day, kind, v
         if outcome is not None:  # the rule's outcome, by its own time (a miss: when the limit passed)
             at, met = outcome
-            yield q, day_start(at, tz), "rule_counted", 1
+            at_day = day_start(at, tz)
+            yield q, at_day, "rule_counted", 1
             if met:
-                yield q, day_start(at, tz), "rule_met", 1
+                yield q, at_day, "rule_met", 1
         return
     who = SHOP_PREFIX + shop_id
     if kind == ARRIVAL:
         yield who, hour_start(ts, tz), "arrivals", 1
     elif kind == REPLY:
-        yield who, hour_start(ts, tz), "reply_ms", v
-        yield who, hour_start(ts, tz), "reply_n", 1
+        hour = hour_start(ts, tz)
+        yield who, hour, "reply_ms", v
+        yield who, hour, "reply_n", 1
     if outcome is not None:
         at, met = outcome
-        yield who, hour_start(at, tz), "rule_counted", 1
+        at_hour = hour_start(at, tz)
+        yield who, at_hour, "rule_counted", 1
         if met:
-            yield who, hour_start(at, tz), "rule_met", 1
+            yield who, at_hour, "rule_met", 1
 
 
 def keep_from(who: str, now: int, tz: str) -> int:

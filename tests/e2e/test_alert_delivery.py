@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -99,6 +99,37 @@ def iso_s(value: str) -> float:
     return base + (float("0." + digits) if digits else 0.0)
 
 
+def post_waiting_buyer(stack: Any, queue: str, waiting_since_ms: int) -> None:
+    """One buyer waiting in `queue` since `waiting_since_ms`, and one agent with free slots serving it (so only
+    the wait rule has a reason to fire)."""
+    conv, agent = f"{queue}-c1", f"{queue}-a1"
+    scope = {"tenant": TENANT, "shop_id": SHOP, "platform": PLATFORM}
+    events = [
+        {**scope, "event_id": f"{agent}-s1", "type": "agent.status", "ts": waiting_since_ms,
+         "agent_id": agent, "status": "online", "capacity": 5, "queues": [queue]},
+        {**scope, "event_id": f"{conv}-1", "type": "conversation.opened", "ts": waiting_since_ms,
+         "conversation_id": conv, "queue": queue},
+        {**scope, "event_id": f"{conv}-2", "type": "message", "ts": waiting_since_ms,
+         "conversation_id": conv, "sender": "customer", "chars": 12},
+    ]
+    r = httpx.post(f"{stack.ingest_url}/v1/events", json=events,
+                   headers={"Authorization": f"Bearer {stack.ingest_token}"}, timeout=30)
+    assert r.status_code == 202, r.text
+
+
+def floor_alert(
+    queue: str, state: str, rule: str | None = "oldest_wait",
+) -> Callable[[Notification, dict[str, Any]], bool]:
+    """Matches a FloorAlert of `queue` in `state` (firing or resolved): of `rule`, or of any rule (None)."""
+    def match(n: Notification, a: dict[str, Any]) -> bool:
+        labels = a.get("labels", {})
+        return bool(
+            labels.get("alertname") == "FloorAlert" and labels.get("queue") == queue
+            and (rule is None or labels.get("rule") == rule) and a.get("status") == state
+        )
+    return match
+
+
 def test_floor_alert_reaches_the_webhook_and_resolves(stack: Any, receiver: WebhookReceiver) -> None:
     queue = f"alert-e2e-{uuid.uuid4().hex[:8]}"
     warning_s = stack_rules(stack.env).thresholds_for(queue).oldest_wait.warning_s
@@ -108,29 +139,12 @@ def test_floor_alert_reaches_the_webhook_and_resolves(stack: Any, receiver: Webh
     # at a moment known from the events' ts alone.
     waiting_since_ms = now_ms - int((warning_s - 8) * 1000)
     breach_ms = waiting_since_ms + int(warning_s * 1000)
-    conv = f"{queue}-c1"
+    conv, agent = f"{queue}-c1", f"{queue}-a1"
     scope = {"tenant": TENANT, "shop_id": SHOP, "platform": PLATFORM}
-    agent = f"{queue}-a1"
-    events = [
-        # One agent with free slots serves the queue, so only the wait rule has a reason to fire.
-        {**scope, "event_id": f"{queue}-a1-s1", "type": "agent.status", "ts": waiting_since_ms,
-         "agent_id": agent, "status": "online", "capacity": 5, "queues": [queue]},
-        {**scope, "event_id": f"{conv}-1", "type": "conversation.opened", "ts": waiting_since_ms,
-         "conversation_id": conv, "queue": queue},
-        {**scope, "event_id": f"{conv}-2", "type": "message", "ts": waiting_since_ms,
-         "conversation_id": conv, "sender": "customer", "chars": 12},
-    ]
-    r = httpx.post(f"{stack.ingest_url}/v1/events", json=events, headers=headers, timeout=30)
-    assert r.status_code == 202, r.text
+    post_waiting_buyer(stack, queue, waiting_since_ms)
 
-    def ours(state: str) -> Any:
-        def match(n: Notification, a: dict[str, Any]) -> bool:
-            labels = a.get("labels", {})
-            return bool(
-                labels.get("alertname") == "FloorAlert" and labels.get("queue") == queue
-                and labels.get("rule") == "oldest_wait" and a.get("status") == state
-            )
-        return match
+    def ours(state: str) -> Callable[[Notification, dict[str, Any]], bool]:
+        return floor_alert(queue, state)
 
     deadline = breach_ms / 1000 + FIRING_BOUND_S
     while not receiver.find(ours("firing")) and time.time() < deadline:
@@ -227,23 +241,10 @@ def test_one_waiting_buyer_in_a_single_shop_queue_pages_once(stack: Any, receive
     breach_ms = waiting_since_ms + int(rules.warning_s * 1000)
     conv, agent = f"{queue}-c1", f"{queue}-a1"
     scope = {"tenant": TENANT, "shop_id": SHOP, "platform": PLATFORM}
-    events = [
-        {**scope, "event_id": f"{agent}-s1", "type": "agent.status", "ts": waiting_since_ms,
-         "agent_id": agent, "status": "online", "capacity": 5, "queues": [queue]},
-        {**scope, "event_id": f"{conv}-1", "type": "conversation.opened", "ts": waiting_since_ms,
-         "conversation_id": conv, "queue": queue},
-        {**scope, "event_id": f"{conv}-2", "type": "message", "ts": waiting_since_ms,
-         "conversation_id": conv, "sender": "customer", "chars": 12},
-    ]
-    r = httpx.post(f"{stack.ingest_url}/v1/events", json=events, headers=headers, timeout=30)
-    assert r.status_code == 202, r.text
+    post_waiting_buyer(stack, queue, waiting_since_ms)
 
-    def ours(state: str) -> Any:
-        def match(n: Notification, a: dict[str, Any]) -> bool:
-            labels = a.get("labels", {})
-            return bool(labels.get("alertname") == "FloorAlert" and labels.get("queue") == queue
-                        and a.get("status") == state)
-        return match
+    def ours(state: str) -> Callable[[Notification, dict[str, Any]], bool]:
+        return floor_alert(queue, state, rule=None)  # any rule: one page in all
 
     deadline = breach_ms / 1000 + FIRING_BOUND_S
     while not receiver.find(ours("firing")) and time.time() < deadline:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from services.core.buckets import FRT, REPLY, Bucket
 from services.core.config import WINDOWS
 from services.core.scope import Scope
-from services.core.windows import GRID_MS, WindowStore, window_range
+from services.core.windows import GRID_MS, WindowStore
 from tests.unit.test_running_windows import SCOPES, T0, Facts, advance, bucket_of, hold, put, put_at
 
 SourceSlot = tuple[str, int, Scope, int]  # (source stage, partition, scope, bucket start)
@@ -41,13 +41,27 @@ def figures(b: Bucket) -> tuple[Any, ...]:
     )
 
 
+def slot_ms(width: int, bucket_ms: int) -> int:
+    """A window's grid, from METRICS.md ("Rolling windows"): its lower edge may be rounded down to a grid of at
+    most W/60, so the largest multiple of the source bucket that divides a minute and is at most W/60 (or the
+    source bucket itself, which cannot be split)."""
+    fits = [k * bucket_ms for k in range(1, GRID_MS // bucket_ms + 1)
+            if GRID_MS % (k * bucket_ms) == 0 and k * bucket_ms * 60 <= width]
+    return max(fits, default=bucket_ms)
+
+
+def slot_range(now: int, width: int, size: int) -> tuple[int, int]:
+    """(first, last) slot start of the window (edge, now]: the edge is now - W rounded down to the grid."""
+    return (now - width) // size * size, now // size * size
+
+
 def fresh_totals(held: dict[SourceSlot, Facts], scope: Scope, now: int, bucket_ms: int) -> dict[str, tuple[Any, ...]]:
-    """Per window, the sum of the buckets held for `scope` whose slot lies in the window's range at `now`."""
-    store = WindowStore(bucket_ms)  # only for the slot sizes
+    """Per window, the sum of the buckets held for `scope` whose slot lies in the window's range at `now`
+    (the range worked from the definition, not from the store's own arithmetic)."""
     out = {}
     for name, width in WINDOWS.items():
-        size = store.sizes[name]
-        lo, hi = window_range(now, width, size)
+        size = slot_ms(width, bucket_ms)
+        lo, hi = slot_range(now, width, size)
         total = Bucket()
         for (_src, _part, s, start), fs in held.items():
             if s == scope and lo <= start - start % size <= hi:
@@ -89,7 +103,7 @@ def test_totals_equal_a_fresh_sum_and_changes_are_told(bucket_ms: int, steps: li
             now += arg
             store.advance(now)
             advanced = True
-            assert store.edges == {n: window_range(now, w, store.sizes[n])[0] for n, w in WINDOWS.items()}
+            assert store.edges == {n: slot_range(now, w, slot_ms(w, bucket_ms))[0] for n, w in WINDOWS.items()}
         elif kind == "prune":
             store.prune(now - arg)
             before = (now - arg) - (now - arg) % GRID_MS  # buckets go a whole minute at a time
