@@ -654,8 +654,11 @@ class QueueStage:
             self.view_keys = {k: raw for k, raw in self.view_keys.items() if k in views}
         # Each queue view goes out with the alert rules' reading of it (`judged`): the API and the wallboard
         # colour by it, so they never judge by rules of their own (one judge, the alerts').
+        # The rules read each queue view once a tick: for the views published now and for the scopes alerts are
+        # judged on (queue totals and single shops; the roll-ups in between would repeat the same alert).
         plain = {k: v for k, v in views.items() if not is_agent_scope(k[0])}
-        readings = signals_for_views(plain, self.rules, only=self.merger.rebuilt & plain.keys())
+        alert_scopes = {k for k in plain if k[1:] == (ALL, ALL, ALL) or k[2] != ALL}
+        readings = signals_for_views(plain, self.rules, only=(self.merger.rebuilt & plain.keys()) | alert_scopes)
         view_out += [
             Out("views", self._view_key(k), orjson.dumps(
                 views[k] if (sig := readings.get(k)) is None
@@ -670,23 +673,20 @@ class QueueStage:
                 None if sums is None else orjson.dumps({"as_of": as_of, "sums": sums}),
                 queue_partition(scope.queue, self.queue_partitions),
             ))
-        return view_out, self._evaluate_alerts(views, now)
+        return view_out, self._evaluate_alerts({k: readings[k] for k in alert_scopes}, now)
 
-    def _evaluate_alerts(self, views: dict[ViewKey, QueueView], now: int) -> list[Out]:
-        by_partition: dict[int, dict[ViewKey, QueueView]] = {qp: {} for qp in self.engines}
-        for key, view in views.items():
-            # Queue totals and single shops: the roll-ups in between would repeat the same alert.
-            if is_agent_scope(key[0]):
-                continue
-            if key[1:] == (ALL, ALL, ALL) or key[2] != ALL:
-                qp = queue_partition(key[0], self.queue_partitions)
-                if qp in by_partition:
-                    by_partition[qp][key] = view
+    def _evaluate_alerts(self, readings: dict[ViewKey, Signals], now: int) -> list[Out]:
+        """The engines' changes from this tick's readings of the alert scopes (and the shops' budgets)."""
+        by_partition: dict[int, dict[ViewKey, Signals]] = {qp: {} for qp in self.engines}
+        for key, sig in readings.items():
+            qp = queue_partition(key[0], self.queue_partitions)
+            if qp in by_partition:
+                by_partition[qp][key] = sig
         out: list[Out] = []
         self.latest_signals = {}
         budgets = self._budget_signals(now)
         for qp, engine in self.engines.items():
-            signals = signals_for_views(by_partition[qp], self.rules)
+            signals = by_partition[qp]
             for (tenant, shop, platform), sig in budgets.items():
                 if alert_partition(ALL, shop, self.queue_partitions) == qp:
                     signals[(ALL, tenant, shop, platform)] = sig
