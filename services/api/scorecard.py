@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from itertools import chain
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
@@ -33,9 +34,11 @@ def _ms(stamp: Any) -> int | None:
 def newest_ms(views: ViewStore) -> int:
     """The scorer's now as the API last heard it (the newest as_of of a view or a day record), else the wall
     clock: "today" is the scorer's day, so a replay or an event-clock run reads the day it scored."""
-    stamps = [_ms(v.get("as_of")) for v in views.views.values()] + [_ms(r.get("as_of")) for r in views.days.values()]
-    known = [s for s in stamps if s is not None]
-    return max(known) if known else int(time.time() * 1000)
+    # Every as_of is `merge.iso`'s fixed UTC form, so the newest is the greatest string: one parse per request.
+    stamps = [a for a in chain((v.get("as_of") for v in views.views.values()),
+                               (r.get("as_of") for r in views.days.values())) if isinstance(a, str)]
+    newest = _ms(max(stamps)) if stamps else None
+    return newest if newest is not None else int(time.time() * 1000)
 
 
 def mount_scorecard(app: FastAPI, views: ViewStore, config: ScorecardConfig, tz: str) -> None:
