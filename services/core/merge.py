@@ -101,6 +101,10 @@ class QueueMerger:
     With `agent_refresh_ticks` = k > 1, an agent's own view is rebuilt every k-th call (agents take
     turns), whatever changed in between: thousands of agents, each changing with every chat, would
     otherwise cost more than all queues together. Each view is exact as of its own `as_of`.
+
+    `views(now, changed_queues_only=True)` is stage 2's fast step between ticks: it builds only the
+    queue views whose inputs changed (a new figure shows within the fast step, not the next tick) and
+    keeps every other view as last built; agents' changes wait for a full call.
     """
 
     def __init__(self, bucket_ms: int, agent_refresh_ticks: int = 1) -> None:
@@ -196,8 +200,11 @@ class QueueMerger:
             and (self.ticks + _turn(key)) % self.agent_refresh_ticks != 0
         )
 
-    def views(self, now: int) -> dict[ViewKey, QueueView]:
-        """Every queue view at `now`: per queue, per tenant, platform, tenant+platform and shop."""
+    def views(self, now: int, *, changed_queues_only: bool = False) -> dict[ViewKey, QueueView]:
+        """Every queue view at `now`: per queue, per tenant, platform, tenant+platform and shop.
+
+        With `changed_queues_only`, only the queue views whose figures changed are built at `now` (named in
+        `rebuilt`); the others are returned as last built, and what changed for agents waits for a full call."""
         self.store.advance(now)
         # The span each window covers now: the same for every view, and it moves with every tick.
         spans = {n: now - edge for n, edge in self.store.edges.items()}
@@ -207,11 +214,18 @@ class QueueMerger:
         live_due = touched | self.agents_waiting[1] | \
             {k for s in self.live_changed if s in self.present for k in view_keys(s)}
         self.live_changed.clear()
-        self.ticks += 1
-        # An agent's own view is built on its turn only (its as_of says when): what changed meanwhile waits.
-        self.agents_waiting = ({k for k in windows_due if self._waits(k)}, {k for k in live_due if self._waits(k)})
-        windows_due -= self.agents_waiting[0]
-        live_due -= self.agents_waiting[1]
+        if changed_queues_only:
+            # Agents' changes wait for the next full call, which builds them on their turn.
+            deferred = ({k for k in windows_due if is_agent_scope(k[0])},
+                        {k for k in live_due if is_agent_scope(k[0])})
+            self.agents_waiting = (self.agents_waiting[0] | deferred[0], self.agents_waiting[1] | deferred[1])
+        else:
+            self.ticks += 1
+            # An agent's own view is built on its turn only (its as_of says when): what changed meanwhile waits.
+            deferred = ({k for k in windows_due if self._waits(k)}, {k for k in live_due if self._waits(k)})
+            self.agents_waiting = deferred
+        windows_due -= deferred[0]
+        live_due -= deferred[1]
         totals: dict[Scope, dict[str, Bucket]] = {}
         for key in windows_due & self.members.keys():
             group: dict[str, Bucket] | None = None
@@ -242,12 +256,15 @@ class QueueMerger:
         as_of = iso(now)
         out: dict[ViewKey, QueueView] = {}
         self.rebuilt = set()
+        due = windows_due | live_due
         for key, figures in self.figures.items():
             queue, tenant, shop, platform = key
             agent = is_agent_scope(queue)
-            if agent and self._waits(key):
+            if (agent and self._waits(key)) or (changed_queues_only and key not in due and key in self.built):
                 out[key] = self.built[key]  # exact as of its own as_of; rebuilt on its turn
                 continue
+            if changed_queues_only and agent:
+                continue  # new since the last full call: it shows from the next one
             live, agents = self.group_live.get(key, (None, None))
             view: QueueView = {
                 "queue": queue,

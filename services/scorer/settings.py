@@ -37,6 +37,11 @@ class ScorerSettings:
     # A window's edge may be rounded only to buckets of W/60 (METRICS.md): 1 s for the 1m window.
     bucket_ms: int = field(default_factory=lambda: round(env_float("BUCKET_S", 1) * 1000))
     tick_s: float = field(default_factory=lambda: env_float("TICK_S", 1.0))
+    # Real time between ticks: stage 1 hands on its changed partials this often, and stage 2 builds the queue
+    # views they changed as soon as they come in, at most this often (0: on the tick only). Agents' views and
+    # the alert rules stay on the tick. A figure shows about PARTIALS_TICK_S + FAST_VIEWS_S after its event.
+    partials_tick_s: float = field(default_factory=lambda: env_float("PARTIALS_TICK_S", 0.25))
+    fast_views_s: float = field(default_factory=lambda: env_float("FAST_VIEWS_S", 0.25))
     # An agent's own view is rebuilt this often (agents take turns; its as_of says when); queue views are
     # rebuilt every tick. Thousands of agents, each changing with every chat, cost more than all queues.
     agent_view_refresh_s: float = field(default_factory=lambda: env_float("AGENT_VIEW_REFRESH_S", 5.0))

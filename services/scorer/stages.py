@@ -637,13 +637,16 @@ class QueueStage:
     def now(self, wall_ms: int) -> int:
         return self.merger.watermark if self.event_clock else wall_ms
 
-    def tick(self, wall_ms: int) -> tuple[list[Out], list[Out]]:
-        """(views to publish, alert changes and engine snapshots to publish in one transaction)."""
+    def tick(self, wall_ms: int, *, fast: bool = False) -> tuple[list[Out], list[Out]]:
+        """(views to publish, alert changes and engine snapshots to publish in one transaction).
+
+        `fast`: the step between ticks, as soon as partials came in: only the queue views they changed (and the
+        scorecard's day records) go out; agents' views and the alert rules wait for the tick."""
         now = self.now(wall_ms)
         if now <= 0:
             return [], []
         self.merger.prune(now - self.horizon_ms)
-        views = self.merger.views(now)
+        views = self.merger.views(now, changed_queues_only=fast)
         gone = [k for k in self.published if k not in views]  # (the merger updates one dict in place)
         self.published = set(views)
         self.latest = views
@@ -657,7 +660,7 @@ class QueueStage:
         # The rules read each queue view once a tick: for the views published now and for the scopes alerts are
         # judged on (queue totals and single shops; the roll-ups in between would repeat the same alert).
         plain = {k: v for k, v in views.items() if not is_agent_scope(k[0])}
-        alert_scopes = {k for k in plain if k[1:] == (ALL, ALL, ALL) or k[2] != ALL}
+        alert_scopes = set() if fast else {k for k in plain if k[1:] == (ALL, ALL, ALL) or k[2] != ALL}
         readings = signals_for_views(plain, self.rules, only=(self.merger.rebuilt & plain.keys()) | alert_scopes)
         view_out += [
             Out("views", self._view_key(k), orjson.dumps(
@@ -673,6 +676,8 @@ class QueueStage:
                 None if sums is None else orjson.dumps({"as_of": as_of, "sums": sums}),
                 queue_partition(scope.queue, self.queue_partitions),
             ))
+        if fast:
+            return view_out, []
         return view_out, self._evaluate_alerts({k: readings[k] for k in alert_scopes}, now)
 
     def _evaluate_alerts(self, readings: dict[ViewKey, Signals], now: int) -> list[Out]:

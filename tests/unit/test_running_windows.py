@@ -185,3 +185,54 @@ def test_agent_turns_are_the_same_in_every_process() -> None:
         for seed in ("1", "2", "3")
     }
     assert len(runs) == 1, runs
+
+
+def _sans_clock(view: Any) -> Any:
+    """A view without what moves with the clock alone (its as_of, each window's span and rates)."""
+    windows = {n: {k: v for k, v in w.items() if k not in ("span_s", "arrivals_per_min")}
+               for n, w in view["windows"].items()}
+    return {**view, "as_of": None, "windows": windows}
+
+
+def test_fast_steps_build_the_changed_queue_views_exactly_and_keep_the_rest() -> None:
+    """Stage 2's fast step (every 250 ms between full calls): each queue view it builds equals a fresh merger's
+    at that moment; every queue view it keeps differs from a fresh one by the clock alone (nothing it
+    counts changed); agents' views wait for the full call, which equals a fresh merger again."""
+    rng = random.Random(23)
+    scopes = [*SCOPES, Scope("acme", "acme-jd", "jd", "@agent:a1")]
+    merger = QueueMerger(BUCKET_MS)
+    state: dict[tuple[Any, ...], Any] = {}
+    now = T0 + 3_600_000
+    fast_built = kept = 0
+    for step_no in range(1, 801):
+        now += 250
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            src, part, scope = rng.choice("ca"), rng.randint(0, 1), rng.choice(scopes)
+            slot = now - now % BUCKET_MS - BUCKET_MS * rng.choice([0, 0, 1, 12, 719])
+            key = ("bucket", src, part, scope, slot)
+            fs = [*state.get(key, []), (rng.choice([ARRIVAL, FRT, REPLY, LEFT]), rng.randint(0, 400_000))]
+            state[key] = fs
+            merger.put_bucket(src, part, scope, slot, bucket_of(fs, slot))
+        if rng.random() < 0.1:
+            si = rng.randint(0, 2)
+            live = Live(open=rng.randint(1, 9))
+            merger.put_live("c", 0, SCOPES[si], live)
+            hold(state, ("live", "c", 0, SCOPES[si], 0), live)
+        before = dict(merger.built)
+        full = step_no % 4 == 0
+        views = merger.views(now, changed_queues_only=not full)
+        fresh = replay(state, now)
+        if full:
+            assert views == fresh, f"full call at step {step_no}"
+            continue
+        assert not any(k[0].startswith("@agent:") for k in merger.rebuilt)
+        for key, view in views.items():
+            if key in merger.rebuilt:
+                assert view == fresh[key]
+                fast_built += 1
+            else:
+                assert view is before[key]
+                if not key[0].startswith("@agent:"):
+                    assert _sans_clock(view) == _sans_clock(fresh[key]), f"{key} changed but was kept"
+                    kept += 1
+    assert fast_built > 100 and kept > 100  # both paths were taken often
