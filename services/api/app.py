@@ -230,7 +230,7 @@ def create_app(
     mount_agents(app, views)  # GET /v1/agents, /v1/agents/{agent_id}
     mount_scorecard(app, views, cfg.scorecard, cfg.scorecard_tz)  # GET /v1/scorecard, /v1/standing
     close_alerts = mount_alerts(app, alerts, cfg)  # GET /v1/alerts, POST /v1/alerts/{id}/ack
-    hub = mount_stream(app, views, cfg.stale_after_s, cfg.sse_max_clients)
+    hub = mount_stream(app, views, cfg.stale_after_s, cfg.sse_max_clients, cfg.stream_min_interval_s)
     alerts.on_change = lambda alert: hub.publish_alerts([alert])  # GET /v1/stream; app.state.stream.publish_alerts(...)
     alerts.current = CurrentValues(views)  # firing alerts' current_value, from the views this API holds
     mount_wallboard(app, views)  # GET / (the wallboard page), /wallboard/*, GET /v1/thresholds

@@ -44,6 +44,9 @@ class ApiSettings:
     sse_max_clients: int = field(default_factory=lambda: env_int("API_SSE_MAX_CLIENTS", 64))
     # Views older than this are flagged stale on the wallboard and in /healthz.
     stale_after_s: float = field(default_factory=lambda: env_float("VIEW_STALE_AFTER_S", 10.0))
+    # /v1/stream sends a views frame at most this often per client (changes in between ride along): the scorer's
+    # fast step publishes changed queue views every 0.25 s, so a slower stream would add to a figure's delay.
+    stream_min_interval_s: float = field(default_factory=lambda: env_float("STREAM_MIN_INTERVAL_S", 0.25))
     staffing: StaffingSettings = field(default_factory=StaffingSettings)
     # The scorecard's targets, weights, grades and flags (SCORECARD_CONFIG...) and its local day (SCORECARD_TZ).
     scorecard: ScorecardConfig = field(default_factory=lambda: _refused_unless(config_from_env))
@@ -54,5 +57,7 @@ class ApiSettings:
             "API_TOKEN": self.token, "API_READ_TOKEN": self.read_token, "AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")
         })
         require_secrets({"API_TOKEN": self.token, "AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")})
+        if self.stream_min_interval_s < 0:
+            raise SystemExit("STREAM_MIN_INTERVAL_S must not be negative")
         if self.max_body_bytes < 1 or self.sse_max_clients < 1:
             raise SystemExit("API_MAX_BODY_BYTES and API_SSE_MAX_CLIENTS must be at least 1")

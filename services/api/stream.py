@@ -4,7 +4,7 @@
 `queues`/`group` keep only the queues of a saved wallboard, `wallboard.queue_matcher`) sends:
 
 - `event: views`, first on connect and then whenever the view store changes, coalesced: at most one
-  per `min_interval_s` (0.5 s), and within `min_interval_s` of a change, so at least one a second
+  per `min_interval_s` (STREAM_MIN_INTERVAL_S, 0.25 s), and within `min_interval_s` of a change, so several a second
   while anything changes. Data: `{"as_of", "server_time", "stale_after_s", "queues": [QueueView, …],
   "signals": {queue: Signals}, "options": {"queues", "platforms", "shops": [{"tenant", "shop_id",
   "platform"}, …]}}`. `server_time` lets a client measure the data's age on the server's clock, not
@@ -80,7 +80,7 @@ class StreamHub:
         store: ViewStore,
         *,
         stale_after_s: float = 10.0,
-        min_interval_s: float = 0.5,
+        min_interval_s: float = 0.25,
         heartbeat_s: float = 15.0,
         exit_check_s: float = 1.0,
         exiting: Callable[[], bool] = uvicorn_exiting,
@@ -254,10 +254,11 @@ class StreamHub:
             self._leave(sub)
 
 
-def mount_stream(app: FastAPI, store: ViewStore, stale_after_s: float = 10.0, max_clients: int = 64) -> StreamHub:
+def mount_stream(app: FastAPI, store: ViewStore, stale_after_s: float = 10.0, max_clients: int = 64,
+                 min_interval_s: float = 0.25) -> StreamHub:
     """Add `GET /v1/stream`; the hub (with `publish_alerts`) is also `app.state.stream`. Streams beyond
     `max_clients` (API_SSE_MAX_CLIENTS) are answered 503: each open one costs a task and its payloads."""
-    hub = StreamHub(store, stale_after_s=stale_after_s)
+    hub = StreamHub(store, stale_after_s=stale_after_s, min_interval_s=min_interval_s)
     router = APIRouter()
 
     @router.get(
