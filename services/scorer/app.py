@@ -150,6 +150,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
             else:
                 await out_topics[r.topic].send(key=r.key, value=r.value, partition=r.partition, force=True)
             metrics.published.labels(r.topic).inc()
+            metrics.published_bytes.labels(r.topic).inc(len(r.key or b"") + len(r.value or b""))
 
     next_offset: dict[int, int] = {}  # per chat-events partition: the next offset to score
 
@@ -170,6 +171,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
             last_of: dict[int, Any] = {}
             now = wall_ms()
+            metrics.consumed.labels("events").inc(len(batch))
             for event in batch:
                 partition = event.message.partition
                 next_offset[partition] = event.message.offset + 1
@@ -191,6 +193,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
     @app.agent(agent_topic, concurrency=1)
     async def score_agents(stream: Any) -> None:
         async for event in stream.events():
+            metrics.consumed.labels("agent_changes").inc()
             partition = event.message.partition
             if partition not in agents.parts:
                 agents.rebuild(assigned(topics.agent_changes) | {partition})
@@ -219,6 +222,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
     @app.agent(partials_topic, concurrency=1)
     async def merge_queues(stream: Any) -> None:
         async for event in stream.events():
+            metrics.consumed.labels("partials").inc()
             await rebuild_queues()
             queues.on_event(event.key, event.value)
             partials_in.set()
@@ -238,6 +242,8 @@ def build_app(settings: ScorerSettings) -> faust.App:
                 await send(views)
                 await alerts.publish(alert_records)
                 metrics.published.labels("alerts").inc(len(alert_records))
+                metrics.published_bytes.labels("alerts").inc(
+                    sum(len(r.key) + len(r.value or b"") for r in alert_records))
                 if not fast:
                     metrics.views_published_at.set(time.time())
         metrics.tick_seconds.labels("views_fast" if fast else "views").observe(time.perf_counter() - started)
@@ -298,7 +304,10 @@ def build_app(settings: ScorerSettings) -> faust.App:
     async def metrics_page(web: Any, request: Any) -> Any:
         # The views' series (most of a large floor's scrape) are rendered in a thread so the scrape does not
         # stall scoring for its whole length: views are replaced whole each tick, never changed in place.
-        body = generate_latest(registry) + await asyncio.to_thread(views_exported.render)
+        # `?name[]=family` (as prometheus_client serves it) keeps only those families: a cheap look at one figure.
+        names = frozenset(request.query.getall("name[]", [])) or None
+        own = registry if names is None else registry.restricted_registry(names)
+        body = generate_latest(own) + await asyncio.to_thread(views_exported.render, names)
         return web.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/healthz")

@@ -126,19 +126,24 @@ class ViewsCollector(Collector):
             families[family].add_metric([*base, *extra], value)
         yield from families.values()
 
-    def render(self) -> bytes:
-        lines: dict[str, list[str]] = {name: [] for name, _doc, _labels in VIEW_FAMILIES}
+    def render(self, names: frozenset[str] | None = None) -> bytes:
+        """The series as text; with `names` (a scrape's `name[]`), only those families."""
+        lines: dict[str, list[str]] = {
+            name: [] for name, _doc, _labels in VIEW_FAMILIES if names is None or name in names
+        }
         prefixes: dict[tuple[str, ...], str] = {}
-        for family, base, extra, value in view_samples(list(self._views())):
-            names = _LABEL_NAMES[family]
+        for family, base, extra, value in view_samples(list(self._views()), names):
+            label_names = _LABEL_NAMES[family]
             prefix = prefixes.get(base)
             if prefix is None:
                 prefix = prefixes[base] = ",".join(
-                    f'{n}="{_escape(v)}"' for n, v in zip(names, base, strict=False))
-            tail = "".join(f',{n}="{_escape(v)}"' for n, v in zip(names[len(base):], extra, strict=True))
+                    f'{n}="{_escape(v)}"' for n, v in zip(label_names, base, strict=False))
+            tail = "".join(f',{n}="{_escape(v)}"' for n, v in zip(label_names[len(base):], extra, strict=True))
             lines[family].append(f"{family}{{{prefix}{tail}}} {_number(value)}\n")
         out: list[str] = []
         for name, doc, _labels in VIEW_FAMILIES:
+            if name not in lines:
+                continue
             out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
             out.extend(lines[name])
         return "".join(out).encode()
@@ -263,25 +268,33 @@ VIEW_FAMILIES: Final[list[tuple[str, str, list[str]]]] = [
     *((n, d, [*LABELS, "window", *([extra] if extra else [])]) for n, d, extra, _ in WINDOW_GAUGES),
 ]
 _LABEL_NAMES: Final = {name: labels for name, _doc, labels in VIEW_FAMILIES}
+AGENT_FAMILIES: Final = frozenset(name for name, _doc, labels in VIEW_FAMILIES if labels[:1] == AGENT_LABELS[:1])
 
 Sample = tuple[str, tuple[str, ...], tuple[str, ...], float]  # (family name, view labels, more labels, value)
 
 
-def view_samples(views: list[QueueView]) -> Iterator[Sample]:
-    """Every series of `views`; a null figure is no series."""
+def view_samples(views: list[QueueView], names: frozenset[str] | None = None) -> Iterator[Sample]:
+    """Every series of `views` (of the families in `names`, when given); a null figure is no series."""
+    agents = names is None or not names.isdisjoint(AGENT_FAMILIES)
     for v in views:
         s = v["scope"]
         if is_agent_scope(v["queue"]):
-            agent = shown_agent_id(v["queue"][len(AGENT_PREFIX):])  # never a login address as a label
-            yield from _agent_samples(v, (agent, s["tenant"], s["shop_id"], s["platform"]))
+            if agents:
+                agent = shown_agent_id(v["queue"][len(AGENT_PREFIX):])  # never a login address as a label
+                yield from (x for x in _agent_samples(v, (agent, s["tenant"], s["shop_id"], s["platform"]))
+                            if names is None or x[0] in names)
             continue
         base = (v["queue"], s["tenant"], s["shop_id"], s["platform"])
         live = v["live"]
         for name, _doc, get in LIVE_GAUGES:
+            if names is not None and name not in names:
+                continue
             value = get(live)
             if value is not None:
                 yield name, base, (), float(value)
         for name, _doc, extra, getters in WINDOW_GAUGES:
+            if names is not None and name not in names:
+                continue
             for window, figures in v["windows"].items():
                 pairs = getters(figures) if callable(getters) else ((lb, get(figures)) for lb, get in getters.items())
                 for label, value in pairs:
@@ -330,6 +343,14 @@ class PipelineMetrics:
         self.published = Counter(
             "floorwatch_scorer_records_published_total", "Records published to internal topics", ["topic"],
             registry=registry,
+        )
+        # With events_total and records_consumed_total: the records and bytes each event costs (make bench).
+        self.published_bytes = Counter(
+            "floorwatch_scorer_bytes_published_total", "Key and value bytes published to internal topics",
+            ["topic"], registry=registry,
+        )
+        self.consumed = Counter(
+            "floorwatch_scorer_records_consumed_total", "Records consumed, by topic", ["topic"], registry=registry,
         )
         self.views_published_at = Gauge(
             "floorwatch_scorer_views_published_timestamp_seconds", "When this worker last published queue views",

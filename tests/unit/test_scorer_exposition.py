@@ -40,6 +40,16 @@ def test_render_equals_the_client_library() -> None:
     assert got == expected
 
 
+def test_a_scrape_of_some_families_has_exactly_their_series() -> None:
+    """`/metrics?name[]=...`: the same series as the whole scrape, of the families asked for only."""
+    views = floor_views()
+    collector = ViewsCollector(lambda: views)
+    whole = samples(collector.render().decode())
+    for names in ({"floorwatch_queue_arrivals"}, {"floorwatch_agent_status", "floorwatch_queue_awaiting_reply"}):
+        got = samples(collector.render(frozenset(names)).decode())
+        assert got and got == {k: v for k, v in whole.items() if k[0] in names}
+
+
 def test_open_alerts_export_the_value_at_firing_and_the_current_one() -> None:
     from services.core.alert_signals import Signals
     from services.core.alerts import AlertEngine
