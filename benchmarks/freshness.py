@@ -1,12 +1,15 @@
-"""Freshness: from ingest's 202 to the figure changing at the API and at the scorer's /metrics.
+"""Freshness: from ingest's 202 to the figure changing at the API, its SSE stream and the scorer's /metrics.
 
 The stack's services (ingest, one scorer worker on the wall clock, api) run on TEST_PORT_OFFSET ports.
 Background traffic is a scaled simulator floor in real time (event ts = now), posted to ingest in
 JSON arrays every 50 ms at the offered rate. Probes are single `conversation.opened` events of a
-queue only probes use (`bench-probe`): after each 202 the probe polls GET /v1/queues/bench-probe
-and the worker's /metrics every 10 ms until the queue's 1h arrivals count reaches the number of
-probes sent. A probe not seen within PROBE_TIMEOUT_S is counted as censored (its delay is at least
-that), never dropped. Loopback only; every loop is bounded in time.
+queue only probes use (`bench-probe`): the queue's 1h arrivals count is watched at GET
+/v1/queues/bench-probe (polled every 10 ms), on GET /v1/stream?queues=bench-probe (each frame as it
+comes) and at the worker's /metrics?name[]=floorwatch_queue_arrivals (polled every 100 ms); probe k's
+delay at each is the first time the count reaches k, minus probe k's 202. A probe not seen within
+PROBE_TIMEOUT_S is counted as censored (its delay is at least that), never dropped. The worker's
+counters give the records and bytes each event cost (consumed and published, per topic). Loopback
+only; every loop is bounded in time.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from .common import Broker, log, pct, rnd, scaled_floor
 PROBE_QUEUE = "bench-probe"
 PROBE_TIMEOUT_S = 20.0
 POLL_S = 0.01  # the API (its own process)
-# The worker renders every view and agent series at each scrape: 0.4 s and 2.5 MB at a 6x floor, 1.3 s and
-# 16 MB at 61x (measured here). Polled at 100 Hz the scrapes were most of its busy time (py-spy); polled every
-# second at 61x, scraping alone would need a core. Every 5 s (Prometheus scrapes every 15 s by default), and the
-# delay is the midpoint between the last miss and the hit: +-2.5 s resolution, stated with the figures.
-METRICS_POLL_S = 5.0
+# A whole scrape renders every view and agent series (16 MB at 61x): polled often, scraping alone would need a
+# core. The probe asks for the one family it reads (`?name[]=`, as prometheus_client serves it), which skips the
+# agents' series, every 100 ms; the delay is the midpoint between the last miss and the hit (+-50 ms).
+METRICS_POLL_S = 0.1
+METRICS_FAMILY = "floorwatch_queue_arrivals"
 TICK_S = 0.05
 WARM_S = 180
 
@@ -49,6 +52,48 @@ def api_arrivals(resp: httpx.Response) -> float:
         return 0.0
     w = resp.json()["windows"]["1h"]["arrivals"]
     return float(w or 0)
+
+
+def stream_arrivals(frame: dict[str, Any]) -> float | None:
+    """The probe queue's 1h arrivals in a full `views` frame of /v1/stream (None: not in it)."""
+    for view in frame.get("queues", []):
+        if view["queue"] == PROBE_QUEUE and view["scope"]["shop_id"] == "*":
+            return float(view["windows"]["1h"]["arrivals"] or 0)
+    return None
+
+
+COUNTERS = ("floorwatch_scorer_records_consumed_total", "floorwatch_scorer_records_published_total",
+            "floorwatch_scorer_bytes_published_total")
+
+
+async def scorer_counters(client: httpx.AsyncClient, metrics: str) -> dict[str, dict[str, float]]:
+    """The worker's per-topic record and byte counters, and its events scored ("events_total")."""
+    text = (await client.get(metrics, params=[("name[]", n) for n in (*COUNTERS, "floorwatch_scorer_events")],
+                             timeout=30)).text
+    out: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or "{" not in line:
+            continue
+        name, rest = line.split("{", 1)
+        labels, value = rest.rsplit("} ", 1)
+        topic = labels.split('"')[1] if "topic=" in labels else "all"
+        family = "events_total" if name == "floorwatch_scorer_events_total" else name
+        out.setdefault(family, {})
+        out[family][topic] = out[family].get(topic, 0.0) + float(value)
+    return out
+
+
+def per_event(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Records and bytes per event scored between two counter readings, per topic and in all."""
+    events = sum(after.get("events_total", {}).values()) - sum(before.get("events_total", {}).values())
+    if events <= 0:
+        return {"events": 0}
+    out: dict[str, Any] = {"events": int(events)}
+    for family, short in zip(COUNTERS, ("consumed", "published", "published_bytes"), strict=True):
+        by_topic = {t: (v - before.get(family, {}).get(t, 0.0)) / events for t, v in after.get(family, {}).items()}
+        out[f"{short}_per_event"] = {t: rnd(v, 3) for t, v in sorted(by_topic.items())}
+        out[f"{short}_per_event_total"] = rnd(sum(by_topic.values()), 3)
+    return out
 
 
 async def offered_load(client: httpx.AsyncClient, url: str, token: str, rate: float, seconds: float,
@@ -115,11 +160,42 @@ async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: str,
     """
     await asyncio.sleep(warmup_s)
     headers = {"Authorization": f"Bearer {token}"}
+
+    async def metrics_get() -> httpx.Response:
+        return await client.get(metrics, params={"name[]": METRICS_FAMILY}, timeout=30)
+
     base_api = api_arrivals(await client.get(f"{api}/v1/queues/{PROBE_QUEUE}"))
-    base_metrics = metrics_arrivals((await client.get(metrics)).text)
+    base_metrics = metrics_arrivals((await metrics_get()).text)
     recs: list[dict[str, Any]] = []
-    reached: dict[str, dict[int, float]] = {"api_s": {}, "metrics_s": {}}
+    reached: dict[str, dict[int, float]] = {"api_s": {}, "sse_s": {}, "metrics_s": {}}
     done = asyncio.Event()
+
+    async def watch_stream() -> None:
+        """Each views frame of the API's stream as it arrives (its first frame is the base)."""
+        base: float | None = None
+        seen = 0
+        async with client.stream("GET", f"{api}/v1/stream", params={"queues": PROBE_QUEUE},
+                                 timeout=httpx.Timeout(30, read=None)) as resp:
+            event = ""
+            async for line in resp.aiter_lines():
+                if done.is_set():
+                    return
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event == "views":
+                    n = stream_arrivals(orjson.loads(line[5:]))
+                    if base is None:  # the first frame: the count before any probe (no view yet: none)
+                        base = n or 0.0
+                        ready.set()
+                        continue
+                    if n is None:
+                        continue
+                    at = time.monotonic()
+                    for k in range(seen + 1, int(n - base) + 1):
+                        reached["sse_s"][k] = at
+                    seen = max(seen, int(n - base))
+
+    ready = asyncio.Event()
 
     async def poll(name: str, get: Any, parse: Any, base: float, every: float) -> None:
         seen = 0
@@ -140,9 +216,11 @@ async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: str,
     pollers = [
         asyncio.create_task(poll("api_s", lambda: client.get(f"{api}/v1/queues/{PROBE_QUEUE}"), api_arrivals,
                                  base_api, POLL_S)),
-        asyncio.create_task(poll("metrics_s", lambda: client.get(metrics, timeout=30),
-                                 lambda resp: metrics_arrivals(resp.text), base_metrics, METRICS_POLL_S)),
+        asyncio.create_task(poll("metrics_s", metrics_get, lambda resp: metrics_arrivals(resp.text), base_metrics,
+                                 METRICS_POLL_S)),
+        asyncio.create_task(watch_stream()),
     ]
+    await asyncio.wait_for(ready.wait(), 30)  # the stream's base count is in before the first probe
     end = time.monotonic() + seconds
     sent = 0
     while time.monotonic() < end:
@@ -164,7 +242,8 @@ async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: str,
     while time.monotonic() < last + PROBE_TIMEOUT_S and any(len(v) < sent for v in reached.values()):
         await asyncio.sleep(0.1)
     done.set()
-    await asyncio.gather(*pollers)
+    pollers[-1].cancel()  # the stream waits for its next frame
+    await asyncio.gather(*pollers, return_exceptions=True)
     for rec in recs:
         if "k" in rec:
             for name, at in reached.items():
@@ -196,6 +275,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
     limits = httpx.Limits(max_connections=16)
     async with httpx.AsyncClient(limits=limits) as load_client, httpx.AsyncClient(limits=limits) as probe_client:
         n0 = await scrape_events_total(probe_client, cfg.scorer_metrics_port) or 0.0
+        counters0 = await scorer_counters(probe_client, metrics)
         t0 = time.monotonic()
         load = asyncio.create_task(offered_load(load_client, f"{ingest}/v1/events", token, rate, seconds, stats))
         recorder = None
@@ -211,6 +291,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         recs = await probes(probe_client, ingest, api, metrics, token, seconds - 10, warmup_s=5)
         await load
         n1 = await scrape_events_total(probe_client, cfg.scorer_metrics_port) or 0.0
+        counters1 = await scorer_counters(probe_client, metrics)
         t1 = time.monotonic()
         scrape: list[float] = []
         size = 0
@@ -229,7 +310,8 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         "ingest_rejected": stats["rejected"], "ingest_codes": stats.get("codes"), "ingest_error": stats.get("error"),
         "scorer_consumed_per_s": rnd((n1 - n0) / (t1 - t0)),
         "scorer_backlog_at_end": int(stats["accepted"] + len(recs) - (n1 - n0)),
-        "api": summarize(recs, "api_s"), "metrics": summarize(recs, "metrics_s"),
+        "api": summarize(recs, "api_s"), "sse": summarize(recs, "sse_s"), "metrics": summarize(recs, "metrics_s"),
+        "records": per_event(counters0, counters1),
         "ingest_202_p50_s": rnd(pct([r["ingest_s"] for r in recs], 0.5), 4),
         "seconds": seconds,
     }
@@ -242,7 +324,8 @@ def run(b: Broker, *, rates: list[float], seconds: float, pyspy_s: int = 20) -> 
     from deploy.local.stack import down
 
     out: dict[str, Any] = {"probe_timeout_s": PROBE_TIMEOUT_S, "api_poll_interval_s": POLL_S,
-                           "metrics_poll_interval_s": METRICS_POLL_S, "tick_s": 1.0,
+                           "metrics_poll_interval_s": METRICS_POLL_S, "tick_s": 1.0, "partials_tick_s": 0.25,
+                           "fast_views_s": 0.25,
                            "clock": "wall", "by_rate": {}}
     for rate in rates:
         # Fresh topics, consumer group, ingest, scorer and api per rate: no backlog is carried over.

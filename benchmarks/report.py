@@ -51,8 +51,11 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
             out.append(("peer: Quix Streams", "not measured", str(tp.get("peer_not_measured"))))
     fr = s.get("freshness", {}).get("by_rate", {})
     for rate, r in sorted(fr.items(), key=lambda kv: float(kv[0])):
-        for where, label in (("api", "GET /v1/queues/{queue}"), ("metrics", "worker /metrics")):
-            f = r.get(where, {})
+        for where, label in (("api", "GET /v1/queues/{queue}"), ("sse", "GET /v1/stream (SSE)"),
+                             ("metrics", "worker /metrics")):
+            f = r.get(where)
+            if f is None:
+                continue
             if f.get("seen"):
                 val = f"p50 {fmt(f.get('p50_s'), ' s', 2)}, p99 {fmt(f.get('p99_s'), ' s', 2)}"
             else:
@@ -62,6 +65,14 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"ingest took {fmt(r.get('ingest_accepted_per_s'))}/s, the worker scored "
                     f"{fmt(r.get('scorer_consumed_per_s'))}/s")
             out.append((f"freshness at {float(rate):,.0f} events/s offered: {label}", val, note))
+        per = r.get("records", {})
+        if per.get("events"):
+            pub = per.get("published_bytes_per_event", {})
+            out.append((f"records per event at {float(rate):,.0f} events/s offered",
+                        f"{fmt(per.get('consumed_per_event_total'), digits=2)} consumed, "
+                        f"{fmt(per.get('published_per_event_total'), digits=2)} published, "
+                        f"{fmt(per.get('published_bytes_per_event_total'))} bytes published",
+                        "bytes by topic: " + ", ".join(f"{t} {fmt(v)}" for t, v in pub.items())))
     mem = s.get("memory", {})
     for p in mem.get("inprocess_open", []):
         out.append((f"RSS, {p['open_conversations']:,} open conversations (in-process)",

@@ -85,12 +85,13 @@ class InProcessScorer:
             elif r.topic == "dead_letter":
                 self.dead_letters.append(r)
 
-    def tick(self, now_ms: int) -> dict[ViewKey, QueueView]:
-        """One tick of every stage; returns the views published (by view key)."""
+    def tick(self, now_ms: int, *, fast: bool = False) -> dict[ViewKey, QueueView]:
+        """One tick of every stage (with `fast`, stage 2's fast step: the queue views the partials changed);
+        returns the views published (by view key)."""
         for p in range(self.event_partitions):
             self._route(self.agents.evict(p, now_ms))
         self._route(self.conversations.tick(now_ms) + self.agents.tick())
-        views, alerts = self.queues.tick(now_ms)
+        views, alerts = self.queues.tick(now_ms, fast=fast)
         self.alerts.extend(alerts)
         out: dict[ViewKey, QueueView] = {}
         self.tombstoned = set()
