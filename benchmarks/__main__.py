@@ -46,7 +46,7 @@ NEEDS_BROKER = {"throughput", "recovery", "freshness", "profile", "whatif"}
 WHATIF = {
     "outputs_shared": {"SCORER_OUTPUT_PRODUCER": "shared"},
     "state_no_linger": {"PRODUCER_LINGER": "0"},  # Faust reads its settings' environment names first
-    "outputs_gzip": {"SCORER_OUTPUT_COMPRESSION": "gzip"},
+    "outputs_uncompressed": {"SCORER_OUTPUT_COMPRESSION": "none"},
     "max_poll_records_500": {"BROKER_MAX_POLL_RECORDS": "500"},
     "stream_buffer_16k": {"STREAM_BUFFER_MAXSIZE": "16384"},
 }

@@ -68,7 +68,7 @@ COUNTERS = ("floorwatch_scorer_records_consumed_total", "floorwatch_scorer_recor
 
 async def scorer_counters(client: httpx.AsyncClient, metrics: str) -> dict[str, dict[str, float]]:
     """The worker's per-topic record and byte counters, and its events scored ("events_total")."""
-    text = (await client.get(metrics, params=[("name[]", n) for n in (*COUNTERS, "floorwatch_scorer_events")],
+    text = (await client.get(metrics, params=[("name[]", n) for n in (*COUNTERS, "floorwatch_scorer_events_total")],
                              timeout=30)).text
     out: dict[str, dict[str, float]] = {}
     for line in text.splitlines():

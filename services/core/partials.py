@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from .buckets import LEFT, Bucket, Fact, sl_counters_for
 from .conversation import ConvState
 from .platform_rules import rule_for
-from .scope import Scope
+from .scope import Scope, is_agent_scope
 from .wire import SLOT_LIVE
 
 
@@ -172,15 +172,22 @@ class PartitionPartials:
             self.dirty.update((scope, start) for start in per_scope)
         self.dirty.update((scope, SLOT_LIVE) for scope in self.live)
 
-    def drain(self) -> list[tuple[Scope, int, dict[str, Any] | None]]:
-        """The changed partials since the last drain: (scope, bucket start or SLOT_LIVE, value or None)."""
+    def drain(self, queues_only: bool = False) -> list[tuple[Scope, int, dict[str, Any] | None]]:
+        """The changed partials since the last drain: (scope, bucket start or SLOT_LIVE, value or None).
+
+        `queues_only` (between ticks): agents' own scopes stay for the next drain, since their views are
+        built on the tick only."""
         out: list[tuple[Scope, int, dict[str, Any] | None]] = []
+        held: set[tuple[Scope, int]] = set()
         for scope, start in self.dirty:
+            if queues_only and is_agent_scope(scope.queue):
+                held.add((scope, start))
+                continue
             if start == SLOT_LIVE:
                 live = self.live.get(scope)
                 out.append((scope, start, None if live is None or live.is_empty() else live.to_json()))
             else:
                 bucket = self.buckets.get(scope, {}).get(start)
                 out.append((scope, start, None if bucket is None or bucket.is_empty() else bucket.to_json()))
-        self.dirty.clear()
+        self.dirty = held
         return out

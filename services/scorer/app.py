@@ -227,11 +227,20 @@ def build_app(settings: ScorerSettings) -> faust.App:
             queues.on_event(event.key, event.value)
             partials_in.set()
 
+    last_tick = {"n": -1}  # the tick (wall seconds // TICK_S) whose partials went out whole
+
     async def publish_partials() -> None:
+        """The queues' changed partials every PARTIALS_TICK_S; once a tick, everything that changed."""
         started = time.perf_counter()
-        await send(evict_agents() + conversations.tick(wall_ms()) + agents.tick())
-        export_lag()
-        metrics.tick_seconds.labels("partials").observe(time.perf_counter() - started)
+        n = int(time.time() // settings.tick_s)
+        fast = n == last_tick["n"]
+        last_tick["n"] = n
+        if fast:
+            await send(conversations.tick(wall_ms(), fast=True) + agents.tick(fast=True))
+        else:
+            await send(evict_agents() + conversations.tick(wall_ms()) + agents.tick())
+            export_lag()
+        metrics.tick_seconds.labels("partials_fast" if fast else "partials").observe(time.perf_counter() - started)
 
     async def publish_views(fast: bool = False) -> None:
         started = time.perf_counter()

@@ -88,9 +88,10 @@ class InProcessScorer:
     def tick(self, now_ms: int, *, fast: bool = False) -> dict[ViewKey, QueueView]:
         """One tick of every stage (with `fast`, stage 2's fast step: the queue views the partials changed);
         returns the views published (by view key)."""
-        for p in range(self.event_partitions):
-            self._route(self.agents.evict(p, now_ms))
-        self._route(self.conversations.tick(now_ms) + self.agents.tick())
+        if not fast:
+            for p in range(self.event_partitions):
+                self._route(self.agents.evict(p, now_ms))
+        self._route(self.conversations.tick(now_ms, fast=fast) + self.agents.tick(fast=fast))
         views, alerts = self.queues.tick(now_ms, fast=fast)
         self.alerts.extend(alerts)
         out: dict[ViewKey, QueueView] = {}

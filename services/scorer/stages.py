@@ -345,24 +345,27 @@ class ConversationStage:
             self.table.pop(ledger_key(partition, scope, start), None)
 
     # --- ticks -----------------------------------------------------------------------------
-    def tick(self, now_ms: int) -> list[Out]:
+    def tick(self, now_ms: int, *, fast: bool = False) -> list[Out]:
+        """The partials that changed. `fast` (between ticks): the queues' only; agents' own figures and the
+        scorecard's days wait for the tick, as stage 2 uses them on the tick only, and so do the watermarks on
+        the wall clock (stage 2's now is then the wall clock; on the event clock they are its now)."""
         out: list[Out] = []
         for p, part in self.parts.items():
             now = part.watermark if self.event_clock else max(now_ms, part.watermark)
             part.prune(now - self.horizon_ms)
-            for scope, slot, value in part.drain():
+            for scope, slot, value in part.drain(queues_only=fast):
                 out.append(
                     Out("partials", partial_key(SRC_CONVERSATIONS, p, scope, slot),
                         None if value is None else orjson.dumps(value),
                         queue_partition(scope.queue, self.queue_partitions))
                 )
-            for (scope, start), sums in self.days[p].drain():
+            for (scope, start), sums in [] if fast else self.days[p].drain():
                 out.append(
                     Out("partials", partial_key(SRC_DAYS, p, scope, start),
                         None if sums is None else orjson.dumps(sums),
                         queue_partition(scope.queue, self.queue_partitions))
                 )
-            if part.watermark > self.sent_watermark.get(p, 0):
+            if (not fast or self.event_clock) and part.watermark > self.sent_watermark.get(p, 0):
                 self.sent_watermark[p] = part.watermark
                 wm_key = partial_key(SRC_CONVERSATIONS, p, NO_SCOPE, SLOT_WATERMARK)
                 wm_value = orjson.dumps(part.watermark)
@@ -508,7 +511,8 @@ class AgentStage:
             self.m.agents_evicted.inc()
         return out
 
-    def tick(self) -> list[Out]:
+    def tick(self, *, fast: bool = False) -> list[Out]:
+        """The queues' agent counters that changed, and (unless `fast`, between ticks) agents' own states."""
         out: list[Out] = []
         for p, part in self.parts.items():
             for scope, value in part.drain():
@@ -517,6 +521,8 @@ class AgentStage:
                         None if value is None else orjson.dumps(value),
                         queue_partition(scope.queue, self.queue_partitions))
                 )
+            if fast:
+                continue
             for key, agent in self.dirty_agents[p].items():
                 if agent.status is None:
                     continue  # no status event yet: the agent has no shop to be shown in

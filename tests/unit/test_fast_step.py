@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from services.core.scope import ALL, is_agent_scope
 from services.scorer.inprocess import InProcessScorer
 from tests.unit.test_agent_view import T, ev, events
@@ -12,8 +14,8 @@ from tests.unit.test_agent_view import T, ev, events
 QUEUE_TOTAL = ("presales", ALL, ALL, ALL)
 
 
-def busy_scorer() -> InProcessScorer:
-    s = InProcessScorer()
+def busy_scorer(event_clock: bool = True) -> InProcessScorer:
+    s = InProcessScorer(event_clock=event_clock)
     s.feed(events())
     s.tick(T + 120_000)
     return s
@@ -40,9 +42,11 @@ def test_a_fast_step_with_nothing_new_publishes_nothing() -> None:
     assert s.tick(T + 120_250, fast=True) == {}
 
 
-def test_fast_steps_between_ticks_end_where_ticks_alone_do() -> None:
-    """The compacted views (the last record per key) after the next tick are the same with or without fast steps."""
-    with_fast, ticks_only = busy_scorer(), busy_scorer()
+@pytest.mark.parametrize("event_clock", [True, False], ids=["event clock", "wall clock"])
+def test_fast_steps_between_ticks_end_where_ticks_alone_do(event_clock: bool) -> None:
+    """The compacted views (the last record per key) after the next tick are the same with or without fast steps,
+    and so are the alerts and the scorecard's day records (agents' figures and days go out on the tick)."""
+    with_fast, ticks_only = busy_scorer(event_clock), busy_scorer(event_clock)
     compacted: dict[str, dict[Any, Any]] = {"fast": {}, "ticks": {}}
     for second in range(121, 131):
         more = [ev(f"{second}o", "conversation.opened", second + 0.1, conversation_id=f"d{second}", queue="presales"),
@@ -54,4 +58,6 @@ def test_fast_steps_between_ticks_end_where_ticks_alone_do() -> None:
         compacted["fast"].update(with_fast.tick(T + second * 1000 + 1000))
         compacted["ticks"].update(ticks_only.tick(T + second * 1000 + 1000))
     assert compacted["fast"] == compacted["ticks"]
+    assert any(k[0].startswith("@agent:") for k in compacted["fast"])
     assert with_fast.alerts == ticks_only.alerts
+    assert with_fast.day_records == ticks_only.day_records and with_fast.day_records
