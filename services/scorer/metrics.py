@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from services.core.figures import LiveFigures, QueueView, WindowFigures
 from services.core.privacy import shown_agent_id
-from services.core.scope import AGENT_PREFIX, is_agent_scope
+from services.core.scope import AGENT_PREFIX, Scope, is_agent_scope
 
 LABELS: Final = ["queue", "tenant", "shop", "platform"]
 
@@ -182,17 +182,17 @@ SIGNAL_GAUGES: Final = (
 
 
 class SignalsCollector(Collector):
-    def __init__(self, signals: Callable[[], Iterable[tuple[tuple[str, str, str, str], Any]]]) -> None:
+    def __init__(self, signals: Callable[[], Iterable[tuple[Scope, Any]]]) -> None:
         self._signals = signals
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         readings = list(self._signals())
         for name, doc, attr in SIGNAL_GAUGES:
             fam = GaugeMetricFamily(name, doc, labels=LABELS)
-            for (queue, tenant, shop, platform), sig in readings:
+            for scope, sig in readings:
                 value = getattr(sig, attr)
                 if value is not None:
-                    fam.add_metric([queue, tenant, shop, platform], float(value))
+                    fam.add_metric([scope.queue, scope.tenant, scope.shop_id, scope.platform], float(value))
             yield fam
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.core.scope import ALL, is_agent_scope
+from services.core.scope import is_agent_scope, queue_total
 from services.scorer.inprocess import InProcessScorer
 from tests.unit.test_agent_view import T, ev, events
 
-QUEUE_TOTAL = ("presales", ALL, ALL, ALL)
+QUEUE_TOTAL = queue_total("presales")
 
 
 def busy_scorer() -> InProcessScorer:
@@ -27,7 +27,7 @@ def test_a_fast_step_publishes_the_changed_queue_views_as_the_tick_would() -> No
     for s in (fast, full):
         s.feed(opened)
     published = fast.tick(T + 120_250, fast=True)
-    assert QUEUE_TOTAL in published and not any(is_agent_scope(k[0]) for k in published)
+    assert QUEUE_TOTAL in published and not any(is_agent_scope(k.queue) for k in published)
     assert not fast.alerts[len(full.alerts):] and not fast.tombstoned
     expected = full.tick(T + 120_250)
     for key, view in published.items():
