@@ -37,7 +37,7 @@ from services.core.limits import NameBudget, TenantLimits
 from services.core.merge import QueueMerger, iso
 from services.core.partials import Live, PartitionPartials, live_key
 from services.core.platform_rules import rule_for
-from services.core.scope import AGENT_PREFIX, ALL, Scope, agent_scope, is_agent_scope, queue_total
+from services.core.scope import ALL, Scope, agent_scope, is_agent_scope, queue_total
 from services.core.scorecard import ScorecardConfig, score_platform
 from services.core.scorecard_report import agent_sums, budget, rule_standing
 from services.core.wire import (
@@ -729,14 +729,13 @@ class QueueStage:
                 self.budgets.pop(shop, None)
         return self.budgets
 
-    def today_scores(self, config: ScorecardConfig) -> Iterator[tuple[tuple[str, str, str, str], float | None, int]]:
-        """Per agent and shop, today's score and chats handled (the scorer's /metrics)."""
+    def today_scores(self, config: ScorecardConfig) -> Iterator[tuple[Scope, float | None, int]]:
+        """Per agent and shop (the agent's scope), today's score and chats handled (the scorer's /metrics)."""
         today = day_start(self.now(int(time.time() * 1000)), self.tz)
         for (scope, start), sums in list(self.days.totals.items()):
             if start == today and is_agent_scope(scope.queue):
                 result = score_platform(scope.platform, agent_sums(sums), config)
-                yield (scope.tenant, scope.shop_id, scope.platform, scope.queue[len(AGENT_PREFIX):]), result.score, \
-                    result.chats_handled
+                yield scope, result.score, result.chats_handled
 
     def open_alerts(self) -> list[Alert]:
         return [a for engine in self.engines.values() for a in engine.open_alerts()]
