@@ -210,9 +210,9 @@ def test_fast_steps_build_the_changed_queue_views_exactly_and_keep_the_rest() ->
         for _ in range(rng.choice([0, 0, 1, 2])):
             src, part, scope = rng.choice("ca"), rng.randint(0, 1), rng.choice(scopes)
             slot = now - now % BUCKET_MS - BUCKET_MS * rng.choice([0, 0, 1, 12, 719])
-            key = ("bucket", src, part, scope, slot)
-            fs = [*state.get(key, []), (rng.choice([ARRIVAL, FRT, REPLY, LEFT]), rng.randint(0, 400_000))]
-            state[key] = fs
+            bucket_key = ("bucket", src, part, scope, slot)
+            fs = [*state.get(bucket_key, []), (rng.choice([ARRIVAL, FRT, REPLY, LEFT]), rng.randint(0, 400_000))]
+            state[bucket_key] = fs
             merger.put_bucket(src, part, scope, slot, bucket_of(fs, slot))
         if rng.random() < 0.1:
             si = rng.randint(0, 2)
