@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from services.core.events import state_key
+from services.core.scope import queue_total
 from services.core.wire import kept
 
 from .common import START_MS, dump_json, records_of, rnd, scaled_floor, self_peak_rss_bytes, self_rss_bytes
@@ -67,7 +68,7 @@ def measure_open(n: int) -> dict[str, Any]:
     feed_s = time.monotonic() - t0
     gc.collect()
     rss = self_rss_bytes()
-    total = sum(v["live"]["open"] for key in (("presales", "*", "*", "*"), ("aftersales", "*", "*", "*"))
+    total = sum(v["live"]["open"] for key in (queue_total("presales"), queue_total("aftersales"))
                 if (v := views.get(key)) is not None)
     table_bytes = sum(len(k) + len(v) for k, v in s.conv_table.items())
     return {

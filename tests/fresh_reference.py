@@ -1,12 +1,12 @@
 """A reference model of every QueueView figure, written afresh from shared/METRICS.md.
 
-It does not share a line or a shape with the production code (services/core) nor with tests/reference.py:
-each conversation's deduplicated events are sorted by (ts, event_id) and every figure is read off that list by
-its definition ("the first customer message", "the first human reply after the buyer started waiting", ...);
-the figures become timestamped *facts* recorded in the queue the conversation is in at that moment, and a
-window (now − W, now] simply filters the facts by their time. Agent time per status and max concurrent chats
-come from sorting the agent's status events and the assignment intervals by time. Nothing depends on the
-order in which events were delivered: the input is a set.
+It does not share a line or a shape with the production code (services/core: it takes only the key, `Scope`) nor
+with tests/reference.py: each conversation's deduplicated events are sorted by (ts, event_id) and every figure
+is read off that list by its definition ("the first customer message", "the first human reply after the buyer
+started waiting", ...); the figures become timestamped *facts* recorded in the queue the conversation is in at
+that moment, and a window (now − W, now] simply filters the facts by their time. Agent time per status and max
+concurrent chats come from sorting the agent's status events and the assignment intervals by time. Nothing
+depends on the order in which events were delivered: the input is a set.
 
 Readings where METRICS.md (and EVENTS.md) are silent are marked `READING:`; they are listed in the report
 that came with this file, for docs/metrics-notes.md.
@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from services.core.scope import Scope  # the key only (a view's, "*" = all): no production logic
+
 WINDOWS: dict[str, int] = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
 SL_THRESHOLDS_S = (30, 180)
 SLOW_REPLY_MS = 100_000
@@ -33,7 +35,6 @@ PLATFORM_RULES: dict[str, tuple[int, int, int]] = {
     "tmall": (180_000, 8, 23),  # READING: Tmall is Taobao's rule (same seller tool, Qianniu)
 }
 STAR = "*"
-ViewKey = tuple[str, str, str, str]  # (queue, tenant, shop_id, platform), "*" = all
 AgentKey = tuple[str, str]  # (tenant, agent_id)
 
 
@@ -330,9 +331,9 @@ def build_floor(events: Iterable[Mapping[str, Any]], now: int | None = None) -> 
     return Floor(now, facts, live, agents, intervals)
 
 
-def in_scope(key: ViewKey, queue: str, scope: tuple[str, str, str]) -> bool:
-    q, tenant, shop, platform = key
-    return q == queue and tenant in (STAR, scope[0]) and shop in (STAR, scope[1]) and platform in (STAR, scope[2])
+def in_scope(key: Scope, queue: str, scope: tuple[str, str, str]) -> bool:
+    return key.queue == queue and key.tenant in (STAR, scope[0]) and key.shop_id in (STAR, scope[1]) \
+        and key.platform in (STAR, scope[2])
 
 
 def nearest_rank(values: Sequence[float], p: float) -> float:
@@ -417,12 +418,12 @@ def active_chats(floor: Floor, agent: AgentKey, t: int) -> int:
     return sum(1 for a, b in floor.intervals.get(agent, []) if a <= t and (b is None or t < b))
 
 
-def live_view(floor: Floor, key: ViewKey) -> dict[str, Any]:
+def live_view(floor: Floor, key: Scope) -> dict[str, Any]:
     mine = [c for c in floor.live if in_scope(key, c.queue, c.scope)]
     unanswered = [c for c in mine if c.unanswered]
     waits = [floor.now - c.waiting_since for c in mine if c.waiting_since is not None]
-    staff = [a for aid, a in floor.agents.items() if key[0] in a.queues and in_scope(key, key[0], a.scope)]
-    ids = [aid for aid, a in floor.agents.items() if key[0] in a.queues and in_scope(key, key[0], a.scope)]
+    staff = [a for aid, a in floor.agents.items() if key.queue in a.queues and in_scope(key, key.queue, a.scope)]
+    ids = [aid for aid, a in floor.agents.items() if key.queue in a.queues and in_scope(key, key.queue, a.scope)]
     serving = [(aid, a) for aid, a in zip(ids, staff, strict=True) if a.status in ("online", "busy")]
     cap = sum(a.capacity for _, a in serving)
     act = sum(active_chats(floor, aid, floor.now) for aid, _ in serving)
@@ -452,7 +453,7 @@ def live_view(floor: Floor, key: ViewKey) -> dict[str, Any]:
     }
 
 
-def queue_view(floor: Floor, key: ViewKey, spans_ms: Mapping[str, int] | None = None) -> dict[str, Any]:
+def queue_view(floor: Floor, key: Scope, spans_ms: Mapping[str, int] | None = None) -> dict[str, Any]:
     mine = [f for f in floor.facts if in_scope(key, f.queue, f.scope)]
     windows = {}
     for name, width in WINDOWS.items():
@@ -460,20 +461,20 @@ def queue_view(floor: Floor, key: ViewKey, spans_ms: Mapping[str, int] | None = 
         lo = floor.now - span
         windows[name] = window_view([f for f in mine if lo < f.ts <= floor.now], span)
     return {
-        "queue": key[0], "scope": {"tenant": key[1], "shop_id": key[2], "platform": key[3]},
+        "queue": key.queue, "scope": {"tenant": key.tenant, "shop_id": key.shop_id, "platform": key.platform},
         "live": live_view(floor, key), "windows": windows,
     }
 
 
-def scope_keys(queue: str, scope: tuple[str, str, str]) -> list[ViewKey]:
+def scope_keys(queue: str, scope: tuple[str, str, str]) -> list[Scope]:
     """The published roll-ups: the shop, (tenant, platform), tenant, platform, and all."""
     t, s, p = scope
-    return [(queue, t, s, p), (queue, t, STAR, p), (queue, t, STAR, STAR), (queue, STAR, STAR, p),
-            (queue, STAR, STAR, STAR)]
+    return [Scope(t, s, p, queue), Scope(t, STAR, p, queue), Scope(t, STAR, STAR, queue), Scope(STAR, STAR, p, queue),
+            Scope(STAR, STAR, STAR, queue)]
 
 
-def view_keys(floor: Floor) -> set[ViewKey]:
-    keys: set[ViewKey] = set()
+def view_keys(floor: Floor) -> set[Scope]:
+    keys: set[Scope] = set()
     for f in floor.facts:
         keys.update(scope_keys(f.queue, f.scope))
     for c in floor.live:
@@ -485,8 +486,8 @@ def view_keys(floor: Floor) -> set[ViewKey]:
 
 
 def reference_views(events: Iterable[Mapping[str, Any]], now: int | None = None,
-                    keys: Iterable[ViewKey] = (), spans_ms: Mapping[str, int] | None = None,
-                    ) -> dict[ViewKey, dict[str, Any]]:
+                    keys: Iterable[Scope] = (), spans_ms: Mapping[str, int] | None = None,
+                    ) -> dict[Scope, dict[str, Any]]:
     """Every queue view (the floor's own keys plus `keys`) at `now` (default: the newest event time)."""
     floor = build_floor(events, now)
     return {k: queue_view(floor, k, spans_ms) for k in view_keys(floor) | set(keys)}

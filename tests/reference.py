@@ -1,7 +1,7 @@
 """A slow, obviously-correct reference for every number of a queue view (shared/METRICS.md).
 
 Written straight from METRICS.md and the interpretation list the scorer's tests are held to,
-without any production code (only `parse_event`, to validate). Given the complete list of
+without any production code (only `parse_event`, to validate, and `Scope`, the key). Given the complete list of
 events and `now`, it sorts each conversation's events, walks them once with plain variables,
 keeps every figure as a list of records (kind, ts, queue, value), and computes each window
 from plain lists of samples: exact nearest-rank percentiles, exact maxima, exact means.
@@ -39,6 +39,7 @@ from fractions import Fraction
 from typing import Any
 
 from services.core.events import ChatEvent, parse_event
+from services.core.scope import Scope  # the key only (a view's, "*" = all): no production logic
 
 ALL = "*"
 UNKNOWN = "unknown"
@@ -46,8 +47,6 @@ WINDOWS = {"1m": (60_000, 1_000), "5m": (300_000, 5_000), "15m": (900_000, 15_00
 SL_THRESHOLDS_MS = {"30": 30_000, "180": 180_000}
 SLOW_REPLY_MS = 100_000
 
-ViewKey = tuple[str, str, str, str]  # (queue, tenant, shop, platform)
-Scope = tuple[str, str, str, str]  # (tenant, shop, platform, queue)
 
 
 @dataclass
@@ -243,11 +242,11 @@ class AgentResult:
 AGENT = "@agent:"  # records attributed to an agent (the per-agent view) use this pseudo-queue
 
 
-def view_keys_of(scope: Scope) -> list[ViewKey]:
-    t, s, p, q = scope
+def view_keys_of(scope: Scope) -> list[Scope]:
+    t, p, q = scope.tenant, scope.platform, scope.queue
     if q.startswith(AGENT):
-        return [(q, t, s, p)]  # an agent belongs to one shop: no roll-ups
-    return [(q, ALL, ALL, ALL), (q, t, ALL, ALL), (q, ALL, ALL, p), (q, t, ALL, p), (q, t, s, p)]
+        return [scope]  # an agent belongs to one shop: no roll-ups
+    return [Scope(ALL, ALL, ALL, q), Scope(t, ALL, ALL, q), Scope(ALL, ALL, p, q), Scope(t, ALL, p, q), scope]
 
 
 def nearest_rank(values: list[int], q: Fraction) -> int:
@@ -378,7 +377,7 @@ def empty_view(now: int | None = None) -> dict[str, Any]:
     }
 
 
-def reference_views(raw_events: list[dict[str, Any]], now: int | None = None) -> dict[ViewKey, dict[str, Any]]:
+def reference_views(raw_events: list[dict[str, Any]], now: int | None = None) -> dict[Scope, dict[str, Any]]:
     """Every view at `now` (default: the largest ts fed): {view key: {"live": ..., "windows": ...}}."""
     seen: set[str] = set()
     events: list[ChatEvent] = []
@@ -413,27 +412,27 @@ def reference_views(raw_events: list[dict[str, Any]], now: int | None = None) ->
         if not c.closed and c.assignee is not None:
             active[(c.tenant, c.assignee)] += 1
 
-    records_of: dict[ViewKey, list[Record]] = defaultdict(list)
-    open_of: dict[ViewKey, list[ConvResult]] = defaultdict(list)
-    agents_of: dict[ViewKey, list[AgentResult]] = defaultdict(list)
-    keys: set[ViewKey] = set()
+    records_of: dict[Scope, list[Record]] = defaultdict(list)
+    open_of: dict[Scope, list[ConvResult]] = defaultdict(list)
+    agents_of: dict[Scope, list[AgentResult]] = defaultdict(list)
+    keys: set[Scope] = set()
     for c in convs:
         for r in c.records:
-            for key in view_keys_of((c.tenant, c.shop_id, c.platform, r.queue)):
+            for key in view_keys_of(Scope(c.tenant, c.shop_id, c.platform, r.queue)):
                 records_of[key].append(r)
                 keys.add(key)
         if not c.closed:
-            for key in view_keys_of((c.tenant, c.shop_id, c.platform, c.queue)):
+            for key in view_keys_of(Scope(c.tenant, c.shop_id, c.platform, c.queue)):
                 open_of[key].append(c)
                 records_of[key].extend(_still_waiting_misses(c, now))
                 keys.add(key)
     for a in agents:
         for queue in a.queues:
-            for key in view_keys_of((a.tenant, a.shop_id, a.platform, queue)):
+            for key in view_keys_of(Scope(a.tenant, a.shop_id, a.platform, queue)):
                 agents_of[key].append(a)
                 keys.add(key)
 
-    views: dict[ViewKey, dict[str, Any]] = {}
+    views: dict[Scope, dict[str, Any]] = {}
     for key in keys:
         windows = {
             name: window_figures([r for r in records_of[key] if in_window(r.ts, now, width, size)],

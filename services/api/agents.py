@@ -48,8 +48,9 @@ def agent_view(view: QueueView) -> dict[str, Any]:
 def mount_agents(app: FastAPI, views: ViewStore) -> None:
     def agents(tenant: str | None, shop_id: str | None, platform: str | None) -> list[dict[str, Any]]:
         out = [
-            agent_view(v) for (q, t, s, p), v in views.views.items()
-            if is_agent_scope(q) and tenant in (None, t) and shop_id in (None, s) and platform in (None, p)
+            agent_view(v) for key, v in views.views.items()
+            if is_agent_scope(key.queue) and tenant in (None, key.tenant) and shop_id in (None, key.shop_id)
+            and platform in (None, key.platform)
         ]
         out.sort(key=lambda a: (a["shop_id"], a["agent_id"]))
         return out
@@ -64,10 +65,10 @@ def mount_agents(app: FastAPI, views: ViewStore) -> None:
         """One agent's view. Agents are per tenant: when two tenants have an agent of that id, `tenant` says
         whose (409 without it)."""
         found = [
-            v for (q, t, _s, _p), v in views.views.items()
+            v for key, v in views.views.items()
             # By the id as shown (agent-<hash> for an address), or by the id itself.
-            if is_agent_scope(q) and tenant in (None, t)
-            and agent_id in (q[len(AGENT_PREFIX):], shown_agent_id(q[len(AGENT_PREFIX):]))
+            if is_agent_scope(key.queue) and tenant in (None, key.tenant)
+            and agent_id in (key.queue[len(AGENT_PREFIX):], shown_agent_id(key.queue[len(AGENT_PREFIX):]))
         ]
         if not found:
             raise HTTPException(404, f"no figures for agent {agent_id!r} yet")

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from services.core.kafka_security import client_kwargs
 from services.core.merge import iso
+from services.core.scope import Scope
 from services.core.wire import ALERT_ACK_PREFIX, alert_partition
 
 from .mirror import TopicMirror
@@ -41,8 +42,7 @@ class CurrentValues:
         self.views = views
 
     def __call__(self, alert: dict[str, Any]) -> tuple[float | None, str] | None:
-        key = (alert.get("queue"), alert.get("tenant"), alert.get("shop_id"), alert.get("platform"))
-        view = self.views.views.get(key)  # type: ignore[arg-type]
+        view = self.views.views.get(Scope._make(alert.get(part) for part in Scope._fields))  # the alert's scope
         verdict = None if view is None else view.get("judged")
         values = None if verdict is None else verdict.get("values")
         rule = alert.get("rule")

@@ -57,10 +57,10 @@ def mount_scorecard(app: FastAPI, views: ViewStore, config: ScorecardConfig, tz:
         agents: set[str] | None = None
         if queue is not None or agent_id is not None:
             agents = set()
-            for (q, _t, _s, _p), view in views.views.items():
-                if not is_agent_scope(q):
+            for key, view in views.views.items():
+                if not is_agent_scope(key.queue):
                     continue
-                raw = q[len(AGENT_PREFIX):]
+                raw = key.queue[len(AGENT_PREFIX):]
                 if agent_id is not None and agent_id not in (raw, shown_agent_id(raw)):
                     continue
                 if queue is not None and queue not in (((agent := view.get("agent")) and agent.get("queues")) or ()):
@@ -72,8 +72,8 @@ def mount_scorecard(app: FastAPI, views: ViewStore, config: ScorecardConfig, tz:
                                                                         shown_agent_id(raw))}
         keep = AgentFilter(tenant, shop_id, platform, None if agents is None else frozenset(agents))
         windows = {
-            Scope(t, s, p, q): view["windows"]["1h"] for (q, t, s, p), view in views.views.items()
-            if is_agent_scope(q) and "1h" in view.get("windows", {})
+            key: view["windows"]["1h"] for key, view in views.views.items()
+            if is_agent_scope(key.queue) and "1h" in view.get("windows", {})
         } if period == "1h" else None
         report = scorecard_report(day_records(), period, now, tz, config, keep, windows_1h=windows,
                                   shown=shown_agent_id)

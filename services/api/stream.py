@@ -145,14 +145,14 @@ class StreamHub:
     def options(self) -> dict[str, Any]:
         """What the filters can choose from: every queue, platform and shop the store has views for."""
         queues, platforms, shops = set(), set(), set()
-        for q, t, s, p in self.store.views:
-            if is_agent_scope(q):
+        for key in self.store.views:
+            if is_agent_scope(key.queue):
                 continue  # an agent's own view is no queue to pick (and its id may be an e-mail address)
-            queues.add(q)
-            if p != ALL:
-                platforms.add(p)
-            if s != ALL:
-                shops.add((t, s, p))
+            queues.add(key.queue)
+            if key.platform != ALL:
+                platforms.add(key.platform)
+            if key.shop_id != ALL:
+                shops.add((key.tenant, key.shop_id, key.platform))
         return {
             "queues": sorted(queues),
             "platforms": sorted(platforms),

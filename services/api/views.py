@@ -11,7 +11,7 @@ from typing import Any, cast
 import orjson
 
 from services.core.figures import QueueView
-from services.core.scope import ALL, Scope, ViewKey, is_agent_scope
+from services.core.scope import ALL, Scope, is_agent_scope
 from services.core.wire import parse_day_view_key, parse_view_key
 
 from .mirror import TopicMirror
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class ViewStore(TopicMirror):
     def __init__(self, bootstrap: str, topic: str) -> None:
         super().__init__(bootstrap, topic)
-        self.views: dict[ViewKey, QueueView] = {}
+        self.views: dict[Scope, QueueView] = {}
         # The scorecard's day records (services.core.days), sharing the topic: (scope, period start) -> record.
         self.days: dict[tuple[Scope, int], dict[str, Any]] = {}
 
@@ -51,13 +51,14 @@ class ViewStore(TopicMirror):
                ) -> list[QueueView]:
         """Views matching the filters: without shop_id the roll-up for tenant/platform (or all)."""
         out = []
-        for (q, t, s, p), view in self.views.items():
-            if (queue is not None and q != queue) or is_agent_scope(q):
+        for key, view in self.views.items():
+            if (queue is not None and key.queue != queue) or is_agent_scope(key.queue):
                 continue
             if shop_id is not None:
-                if s != shop_id or (tenant is not None and t != tenant) or (platform is not None and p != platform):
+                if key.shop_id != shop_id or (tenant is not None and key.tenant != tenant) or (
+                        platform is not None and key.platform != platform):
                     continue
-            elif s != ALL or t != (tenant or ALL) or p != (platform or ALL):
+            elif key.shop_id != ALL or key.tenant != (tenant or ALL) or key.platform != (platform or ALL):
                 continue
             out.append(view)
         out.sort(key=lambda v: (v["queue"], v["scope"]["shop_id"]))

@@ -15,7 +15,7 @@ from typing import Any
 from . import erlang
 from .alert_config import AlertRules, Thresholds, reply_limit_s
 from .figures import ViewLike, live_of, window_of, windows_of
-from .scope import ALL, ViewKey
+from .scope import ALL, Scope, queue_total
 from .staffing import StaffingDefaults, staffing_inputs
 
 
@@ -157,44 +157,44 @@ def signals_from_view(
 
 
 def signals_for_views(
-    views: Mapping[ViewKey, ViewLike],
+    views: Mapping[Scope, ViewLike],
     rules: AlertRules | None = None,
     defaults: StaffingDefaults | None = None,
-    only: Collection[ViewKey] | None = None,
-) -> dict[ViewKey, Signals]:
+    only: Collection[Scope] | None = None,
+) -> dict[Scope, Signals]:
     """`signals_from_view` for every view of one `QueueMerger.views()` tick (or for those in `only`),
     each with its queue's thresholds; an all-platform view's reply limit comes from the platforms seen
     under it among all `views`."""
     r = rules if rules is not None else AlertRules()
     seen: dict[tuple[str, str], set[str]] = {}
-    for queue, tenant, _shop, platform in views:
-        if platform != ALL:
-            seen.setdefault((queue, ALL), set()).add(platform)
-            seen.setdefault((queue, tenant), set()).add(platform)
+    for key in views:
+        if key.platform != ALL:
+            seen.setdefault((key.queue, ALL), set()).add(key.platform)
+            seen.setdefault((key.queue, key.tenant), set()).add(key.platform)
     return {
-        key: signals_from_view(view, r.thresholds_for(key[0]), defaults, platforms=seen.get((key[0], key[1])))
+        key: signals_from_view(view, r.thresholds_for(key.queue), defaults, platforms=seen.get((key.queue, key.tenant)))
         for key, view in views.items()
         if only is None or key in only
     }
 
 
-def paging_scopes(scopes: Collection[ViewKey]) -> set[ViewKey]:
+def paging_scopes(scopes: Collection[Scope]) -> set[Scope]:
     """The scopes whose alerts page, out of a tick's queue totals and shops (METRICS.md, Alerts:
-    one condition pages once). A shop always pages. A queue total (q, *, *, *) pages only when it
+    one condition pages once). A shop always pages. A queue total (`queue_total`) pages only when it
     rolls up two shops or more: over a single shop it is the same conversations, and the shop's
     alert (which names the shop and its platform's reply rule) is the one page. Where it rolls up
     several, its members are grouped under it (`alert_group`)."""
     shops: dict[str, int] = {}
-    for queue, _tenant, shop, _platform in scopes:
-        if shop != ALL:
-            shops[queue] = shops.get(queue, 0) + 1
+    for key in scopes:
+        if key.shop_id != ALL:
+            shops[key.queue] = shops.get(key.queue, 0) + 1
     return {
         key for key in scopes
-        if key[2] != ALL or key[1:] != (ALL, ALL, ALL) or shops.get(key[0], 0) >= 2
+        if key.shop_id != ALL or key != queue_total(key.queue) or shops.get(key.queue, 0) >= 2
     }
 
 
-def alert_group(rule: str, scope: ViewKey) -> str:
+def alert_group(rule: str, scope: Scope) -> str:
     """The roll-up an alert is grouped under: its rule on its queue across shops (what Alertmanager
     groups one notification by: alertname, rule, queue)."""
-    return f"{rule}:{scope[0]}:{ALL}:{ALL}:{ALL}"
+    return f"{rule}:{scope.queue}:{ALL}:{ALL}:{ALL}"

@@ -11,7 +11,7 @@ from typing import Final
 from .alert_config import Rule, Thresholds
 from .alert_judging import Judgement
 from .alert_signals import Signals
-from .scope import ALL, ViewKey
+from .scope import ALL, Scope
 
 QUEUE_NAMES_ZH: Final[Mapping[str, str]] = {"presales": "售前", "aftersales": "售后"}
 PLATFORM_NAMES: Final[Mapping[str, tuple[str, str]]] = {
@@ -20,10 +20,10 @@ PLATFORM_NAMES: Final[Mapping[str, tuple[str, str]]] = {
 }
 
 
-def labels(scope: ViewKey) -> tuple[str, str]:
-    queue, tenant, shop, platform = scope
+def labels(scope: Scope) -> tuple[str, str]:
+    queue, platform = scope.queue, scope.platform
     zh, en = (f"{QUEUE_NAMES_ZH.get(queue, queue)}队列", queue) if queue != ALL else ("店铺", "shop")
-    parts = [(x, x) for x in (tenant, shop) if x != ALL]
+    parts = [(x, x) for x in (scope.tenant, scope.shop_id) if x != ALL]
     if platform != ALL:
         parts.append(PLATFORM_NAMES.get(platform, (platform, platform)))
     if parts:

@@ -32,7 +32,7 @@ from .alert_judging import Judgement, judge
 from .alert_signals import Signals, alert_group
 from .alert_texts import firing_text, labels, resolved_text
 from .merge import iso
-from .scope import ViewKey
+from .scope import Scope
 
 __all__ = ["Alert", "AlertEngine"]
 
@@ -76,8 +76,8 @@ class Alert:
     group: str | None = None
 
     @property
-    def scope(self) -> ViewKey:
-        return (self.queue, self.tenant, self.shop_id, self.platform)
+    def scope(self) -> Scope:
+        return Scope(tenant=self.tenant, shop_id=self.shop_id, platform=self.platform, queue=self.queue)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,7 +105,13 @@ class _Track:
     alert: Alert | None = None
 
 
-_TrackKey = tuple[Rule, ViewKey]
+_TrackKey = tuple[Rule, Scope]
+
+
+def _track_order(key: _TrackKey) -> tuple[str, tuple[str, str, str, str]]:
+    """Tracks in rule, then scope order (queue first, as views sort)."""
+    rule, scope = key
+    return rule, scope.queue_first()
 
 
 SURGE_WARMUP_MS = 3_600_000
@@ -125,13 +131,16 @@ class AlertEngine:
         self._last_now: int | None = None
         # When each scope was first judged: a surge compares 5 minutes with the trailing hour, which
         # means nothing until an hour of the scope's traffic has been seen (a floor opening is no surge).
-        self._first_seen: dict[ViewKey, int] = {}
+        self._first_seen: dict[Scope, int] = {}
 
     def open_alerts(self) -> list[Alert]:
         """The firing alerts, as last published."""
-        return [t.alert for _, t in sorted(self._tracks.items()) if t.alert is not None]
+        return [t.alert for _, t in self._tracks_in_order() if t.alert is not None]
 
-    def evaluate(self, signals: Mapping[ViewKey, Signals], now_ms: int) -> list[Alert]:
+    def _tracks_in_order(self) -> list[tuple[_TrackKey, _Track]]:
+        return sorted(self._tracks.items(), key=lambda item: _track_order(item[0]))
+
+    def evaluate(self, signals: Mapping[Scope, Signals], now_ms: int) -> list[Alert]:
         """Judge every rule for every scope at `now_ms`; the changes, in scope then rule order."""
         if isinstance(now_ms, bool) or not isinstance(now_ms, int):
             raise TypeError(f"now_ms must be epoch milliseconds (int), got {now_ms!r}")
@@ -139,8 +148,8 @@ class AlertEngine:
             return []
         self._last_now = now_ms
         out: list[Alert] = []
-        for scope in sorted(signals):
-            sig, th = signals[scope], self.rules.thresholds_for(scope[0])
+        for scope in sorted(signals, key=Scope.queue_first):
+            sig, th = signals[scope], self.rules.thresholds_for(scope.queue)
             first = self._first_seen.setdefault(scope, now_ms)
             if now_ms - first < SURGE_WARMUP_MS and sig.surge_ratio is not None:
                 sig = dataclasses.replace(sig, surge_ratio=None)
@@ -154,9 +163,10 @@ class AlertEngine:
                     change = None
                 if change is not None:
                     out.append(change)
-        for key in sorted(k for k in self._tracks if k[1] not in signals):
-            track, th = self._tracks[key], self.rules.thresholds_for(key[1][0])
-            if now_ms - track.last_seen >= th.clear_ms(key[0]):
+        for key in sorted((k for k in self._tracks if k[1] not in signals), key=_track_order):
+            rule, scope = key
+            track, th = self._tracks[key], self.rules.thresholds_for(scope.queue)
+            if now_ms - track.last_seen >= th.clear_ms(rule):
                 del self._tracks[key]
                 if track.alert is not None:
                     out.append(self._resolve(track.alert, Judgement("clear", reason="absent"), None, th, now_ms))
@@ -233,13 +243,12 @@ class AlertEngine:
 
     @staticmethod
     def _fire(
-        rule: Rule, scope: ViewKey, severity: Severity, j: Judgement, sig: Signals, th: Thresholds, now: int
+        rule: Rule, scope: Scope, severity: Severity, j: Judgement, sig: Signals, th: Thresholds, now: int
     ) -> Alert:
-        queue, tenant, shop, platform = scope
         zh, en = firing_text(rule, j, sig, th, *labels(scope))
         return Alert(
-            id=f"{rule}:{queue}:{tenant}:{shop}:{platform}:{now}",
-            rule=rule, queue=queue, tenant=tenant, shop_id=shop, platform=platform,
+            id=f"{rule}:{scope.queue}:{scope.tenant}:{scope.shop_id}:{scope.platform}:{now}",
+            rule=rule, queue=scope.queue, tenant=scope.tenant, shop_id=scope.shop_id, platform=scope.platform,
             severity=severity, state="firing", started_at=iso(now), resolved_at=None, updated_at=iso(now),
             value=j.value, threshold=j.threshold, summary_zh=zh, summary_en=en,
             time_to_breach_s=sig.time_to_breach_s, current_value=j.value, group=alert_group(rule, scope),
@@ -260,15 +269,17 @@ class AlertEngine:
         return {
             "version": _STATE_VERSION,
             "last_now_ms": self._last_now,
-            "first_seen": [[list(scope), ms] for scope, ms in sorted(self._first_seen.items())],
+            # Scopes as stored since the first version: queue first.
+            "first_seen": [[list(scope.queue_first()), ms]
+                           for scope, ms in sorted(self._first_seen.items(), key=lambda item: item[0].queue_first())],
             "resolved": [[ms, alert_id] for ms, alert_id in self._resolved],
             "tracks": [
                 {
-                    "rule": rule, "scope": list(scope),
+                    "rule": rule, "scope": list(scope.queue_first()),
                     "warn_since": t.warn_since, "crit_since": t.crit_since, "clear_since": t.clear_since,
                     "last_seen": t.last_seen, "alert": None if t.alert is None else t.alert.to_json(),
                 }
-                for (rule, scope), t in sorted(self._tracks.items())
+                for (rule, scope), t in self._tracks_in_order()
             ],
         }
 
@@ -282,13 +293,13 @@ class AlertEngine:
         engine._last_now = None if last is None else int(last)
         engine._resolved = [(int(ms), str(alert_id)) for ms, alert_id in raw.get("resolved", [])]
         for scope, ms in raw.get("first_seen", []):
-            engine._first_seen[(str(scope[0]), str(scope[1]), str(scope[2]), str(scope[3]))] = int(ms)
+            engine._first_seen[Scope.from_queue_first(scope)] = int(ms)
         for t in raw.get("tracks", []):
             rule, scope = t["rule"], t["scope"]
             if rule not in RULES or not (isinstance(scope, list) and len(scope) == 4):
                 raise ValueError(f"alert engine state: bad track {t!r}")
             alert = None if t.get("alert") is None else Alert.from_json(t["alert"])
-            engine._tracks[(rule, (str(scope[0]), str(scope[1]), str(scope[2]), str(scope[3])))] = _Track(
+            engine._tracks[(rule, Scope.from_queue_first(scope))] = _Track(
                 warn_since=t.get("warn_since"), crit_since=t.get("crit_since"), clear_since=t.get("clear_since"),
                 last_seen=int(t.get("last_seen", 0)), alert=alert,
             )

@@ -27,7 +27,7 @@ from .config import sl_thresholds_for
 from .figures import AgentFigures, LiveFigures, QueueView, WindowFigures
 from .partials import Live
 from .platform_rules import rule_for
-from .scope import ALL, Scope, ViewKey, is_agent_scope
+from .scope import ALL, Scope, is_agent_scope
 from .windows import WindowStore
 
 
@@ -35,17 +35,17 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def view_keys(scope: Scope) -> Iterable[tuple[str, str, str, str]]:
-    """The views a scope rolls up into: (queue, tenant, shop, platform), '*' meaning all."""
-    t, s, p, q = scope
-    if is_agent_scope(q):  # an agent works in one shop: no roll-ups
-        yield (q, t, s, p)
+def view_keys(scope: Scope) -> Iterable[Scope]:
+    """The views a scope rolls up into, '*' meaning all."""
+    if is_agent_scope(scope.queue):  # an agent works in one shop: no roll-ups
+        yield scope
         return
-    yield (q, ALL, ALL, ALL)
-    yield (q, t, ALL, ALL)
-    yield (q, ALL, ALL, p)
-    yield (q, t, ALL, p)
-    yield (q, t, s, p)
+    tenant, platform, queue = scope.tenant, scope.platform, scope.queue
+    yield Scope(tenant=ALL, shop_id=ALL, platform=ALL, queue=queue)
+    yield Scope(tenant=tenant, shop_id=ALL, platform=ALL, queue=queue)
+    yield Scope(tenant=ALL, shop_id=ALL, platform=platform, queue=queue)
+    yield Scope(tenant=tenant, shop_id=ALL, platform=platform, queue=queue)
+    yield scope
 
 
 def _nearest_rank(sorted_values: list[int], counts: list[int], total: int, q: float) -> int:
@@ -110,10 +110,10 @@ class QueueMerger:
     def __init__(self, bucket_ms: int, agent_refresh_ticks: int = 1) -> None:
         self.agent_refresh_ticks = max(1, agent_refresh_ticks)
         self.ticks = 0
-        self.built: dict[ViewKey, QueueView] = {}
-        self.rebuilt: set[ViewKey] = set()
+        self.built: dict[Scope, QueueView] = {}
+        self.rebuilt: set[Scope] = set()
         # Agent views whose window figures / live counters changed but whose turn has not come.
-        self.agents_waiting: tuple[set[ViewKey], set[ViewKey]] = (set(), set())
+        self.agents_waiting: tuple[set[Scope], set[Scope]] = (set(), set())
         self.store = WindowStore(bucket_ms)
         self.lives: dict[Scope, dict[tuple[str, int], Live]] = {}
         self.agents: dict[Scope, dict[tuple[str, int], AgentLive]] = {}
@@ -122,9 +122,9 @@ class QueueMerger:
         self.timelines: dict[Scope, AgentTimeline] = {}
         self.live_changed: set[Scope] = set()  # live or agent counters changed since the last views()
         self.present: set[Scope] = set()
-        self.members: dict[ViewKey, set[Scope]] = {}
-        self.figures: dict[ViewKey, dict[str, WindowFigures]] = {}
-        self.group_live: dict[ViewKey, tuple[Live | None, AgentLive | None]] = {}
+        self.members: dict[Scope, set[Scope]] = {}
+        self.figures: dict[Scope, dict[str, WindowFigures]] = {}
+        self.group_live: dict[Scope, tuple[Live | None, AgentLive | None]] = {}
         # Per scope: the platform rule's deadlines (start + limit) of the counted waits open now, sorted,
         # with running totals of buyers; None = none. Derived from `lives`, dropped when they change.
         self.rule_deadlines: dict[Scope, tuple[list[int], list[int]] | None] = {}
@@ -169,12 +169,12 @@ class QueueMerger:
         out.update(self.store.scopes())
         return out
 
-    def _regroup(self) -> set[ViewKey]:
+    def _regroup(self) -> set[Scope]:
         """Keep `members` (view key -> its scopes) in step with the scopes present; the keys that changed."""
         present = self.scopes()
         if present == self.present:
             return set()
-        touched: set[ViewKey] = set()
+        touched: set[Scope] = set()
         for scope in present - self.present:
             for key in view_keys(scope):
                 self.members.setdefault(key, set()).add(scope)
@@ -193,14 +193,14 @@ class QueueMerger:
         self.present = present
         return touched
 
-    def _waits(self, key: ViewKey) -> bool:
+    def _waits(self, key: Scope) -> bool:
         """Whether an agent's own view keeps its last build this call (agents take turns)."""
         return (
-            self.agent_refresh_ticks > 1 and is_agent_scope(key[0]) and key in self.built
+            self.agent_refresh_ticks > 1 and is_agent_scope(key.queue) and key in self.built
             and (self.ticks + _turn(key)) % self.agent_refresh_ticks != 0
         )
 
-    def views(self, now: int, *, changed_queues_only: bool = False) -> dict[ViewKey, QueueView]:
+    def views(self, now: int, *, changed_queues_only: bool = False) -> dict[Scope, QueueView]:
         """Every queue view at `now`: per queue, per tenant, platform, tenant+platform and shop.
 
         With `changed_queues_only`, only the queue views whose figures changed are built at `now` (named in
@@ -216,8 +216,8 @@ class QueueMerger:
         self.live_changed.clear()
         if changed_queues_only:
             # Agents' changes wait for the next full call, which builds them on their turn.
-            deferred = ({k for k in windows_due if is_agent_scope(k[0])},
-                        {k for k in live_due if is_agent_scope(k[0])})
+            deferred = ({k for k in windows_due if is_agent_scope(k.queue)},
+                        {k for k in live_due if is_agent_scope(k.queue)})
             self.agents_waiting = (self.agents_waiting[0] | deferred[0], self.agents_waiting[1] | deferred[1])
         else:
             self.ticks += 1
@@ -240,7 +240,7 @@ class QueueMerger:
                     for n, b in one.items():
                         group[n].merge(b)
             assert group is not None
-            sl = sl_thresholds_for(key[0])
+            sl = sl_thresholds_for(key.queue)
             self.figures[key] = {n: window_figures(b, spans[n], sl) for n, b in group.items()}
         for key in live_due & self.members.keys():
             merged_live: Live | None = None
@@ -254,12 +254,11 @@ class QueueMerger:
             self.group_live[key] = (merged_live, merged_agents)
         past_limit = self._waits_past_limit(now)
         as_of = iso(now)
-        out: dict[ViewKey, QueueView] = {}
+        out: dict[Scope, QueueView] = {}
         self.rebuilt = set()
         due = windows_due | live_due
         for key, figures in self.figures.items():
-            queue, tenant, shop, platform = key
-            agent = is_agent_scope(queue)
+            agent = is_agent_scope(key.queue)
             if (agent and self._waits(key)) or (changed_queues_only and key not in due and key in self.built):
                 out[key] = self.built[key]  # exact as of its own as_of; rebuilt on its turn
                 continue
@@ -267,8 +266,8 @@ class QueueMerger:
                 continue  # new since the last full call: it shows from the next one
             live, agents = self.group_live.get(key, (None, None))
             view: QueueView = {
-                "queue": queue,
-                "scope": {"tenant": tenant, "shop_id": shop, "platform": platform},
+                "queue": key.queue,
+                "scope": {"tenant": key.tenant, "shop_id": key.shop_id, "platform": key.platform},
                 "as_of": as_of,
                 "live": live_figures(live, agents, now),
                 # Figures computed at an earlier tick keep their sums; their span and rates are now's.
@@ -277,11 +276,10 @@ class QueueMerger:
                 ).items()},
             }
             if agent:
-                scope = Scope(tenant, shop, platform, queue)
-                state = self.agent_states.get(scope, {})
-                timeline = self.timelines.get(scope)
+                state = self.agent_states.get(key, {})  # an agent's view key is its scope (`view_keys`)
+                timeline = self.timelines.get(key)
                 if timeline is None:
-                    timeline = self.timelines[scope] = AgentTimeline(state.get("history", []))
+                    timeline = self.timelines[key] = AgentTimeline(state.get("history", []))
                 view["agent"] = cast(AgentFigures, {k: v for k, v in state.items() if k != "history"})
                 # Time per status over the very interval the window's buckets cover, (lo, now].
                 view["windows"] = {n: {**w, **timeline.window(now, spans[n])} for n, w in view["windows"].items()}
@@ -290,7 +288,7 @@ class QueueMerger:
         self.built = out
         return out
 
-    def _waits_past_limit(self, now: int) -> dict[ViewKey, dict[str, int]]:
+    def _waits_past_limit(self, now: int) -> dict[Scope, dict[str, int]]:
         """Per view, per window: the buyers still waiting whose platform rule's limit passed in the window.
 
         Their miss is a fact from the moment the limit passed, but no event tells of it until the reply
@@ -298,7 +296,7 @@ class QueueMerger:
         lows = self.store.edges
         if not lows:
             return {}
-        out: dict[ViewKey, dict[str, int]] = {}
+        out: dict[Scope, dict[str, int]] = {}
         for scope in self.lives:
             if scope in self.rule_deadlines:
                 known = self.rule_deadlines[scope]
@@ -350,10 +348,10 @@ def passed_in_windows(deadlines: list[int], totals: list[int], now: int, lows: d
     return out
 
 
-def _turn(key: ViewKey) -> int:
+def _turn(key: Scope) -> int:
     """An agent view's turn: the same in every process (str hashes are salted per process, so two
     workers, or a worker after a restart, would rotate agents differently)."""
-    return crc32("\x1f".join(key).encode())
+    return crc32("\x1f".join(key.queue_first()).encode())
 
 
 def with_waits_past_limit(figures: dict[str, WindowFigures], past: dict[str, int]) -> dict[str, WindowFigures]:

@@ -52,14 +52,13 @@ def parse_partial_key(raw: bytes) -> tuple[str, int, Scope, int]:
     return str(src), int(part), Scope(tenant, shop, platform, queue), int(slot)
 
 
-def view_key(key: tuple[str, str, str, str]) -> bytes:
-    """(queue, tenant, shop, platform) with '*' for all."""
-    return orjson.dumps(list(key))
+def view_key(key: Scope) -> bytes:
+    """[queue, tenant, shop, platform] with '*' for all: queue first (`Scope.queue_first`)."""
+    return orjson.dumps(list(key.queue_first()))
 
 
-def parse_view_key(raw: bytes) -> tuple[str, str, str, str]:
-    queue, tenant, shop, platform = orjson.loads(raw)
-    return str(queue), str(tenant), str(shop), str(platform)
+def parse_view_key(raw: bytes) -> Scope:
+    return Scope.from_queue_first(orjson.loads(raw))
 
 
 def ledger_key(part: int, scope: Scope, start: int) -> bytes:

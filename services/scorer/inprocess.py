@@ -14,7 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
 from services.core.figures import QueueView
-from services.core.scope import Scope, ViewKey
+from services.core.scope import Scope
 from services.core.wire import parse_day_view_key, parse_view_key
 
 from .metrics import PipelineMetrics
@@ -48,7 +48,7 @@ class InProcessScorer:
         self.agents.rebuild(set(range(event_partitions)))
         self.queues.rebuild(set(range(queue_partitions)))
         self.dead_letters: list[Out] = []
-        self.tombstoned: set[tuple[Any, ...]] = set()
+        self.tombstoned: set[Scope] = set()
         self.alerts: list[Out] = []
         # The scorecard's day records as published on the views topic (its compacted state): (scope, start) -> value.
         self.day_records: dict[tuple[Scope, int], dict[str, Any]] = {}
@@ -85,7 +85,7 @@ class InProcessScorer:
             elif r.topic == "dead_letter":
                 self.dead_letters.append(r)
 
-    def tick(self, now_ms: int, *, fast: bool = False) -> dict[ViewKey, QueueView]:
+    def tick(self, now_ms: int, *, fast: bool = False) -> dict[Scope, QueueView]:
         """One tick of every stage (with `fast`, stage 2's fast step: the queue views the partials changed);
         returns the views published (by view key)."""
         if not fast:
@@ -94,7 +94,7 @@ class InProcessScorer:
         self._route(self.conversations.tick(now_ms, fast=fast) + self.agents.tick(fast=fast))
         views, alerts = self.queues.tick(now_ms, fast=fast)
         self.alerts.extend(alerts)
-        out: dict[ViewKey, QueueView] = {}
+        out: dict[Scope, QueueView] = {}
         self.tombstoned = set()
         for v in views:
             day = parse_day_view_key(v.key)

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from services.core.figures import LiveFigures, QueueView, WindowFigures
 from services.core.privacy import shown_agent_id
-from services.core.scope import AGENT_PREFIX, is_agent_scope
+from services.core.scope import AGENT_PREFIX, Scope, is_agent_scope
 
 LABELS: Final = ["queue", "tenant", "shop", "platform"]
 
@@ -182,17 +182,17 @@ SIGNAL_GAUGES: Final = (
 
 
 class SignalsCollector(Collector):
-    def __init__(self, signals: Callable[[], Iterable[tuple[tuple[str, str, str, str], Any]]]) -> None:
+    def __init__(self, signals: Callable[[], Iterable[tuple[Scope, Any]]]) -> None:
         self._signals = signals
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         readings = list(self._signals())
         for name, doc, attr in SIGNAL_GAUGES:
             fam = GaugeMetricFamily(name, doc, labels=LABELS)
-            for (queue, tenant, shop, platform), sig in readings:
+            for scope, sig in readings:
                 value = getattr(sig, attr)
                 if value is not None:
-                    fam.add_metric([queue, tenant, shop, platform], float(value))
+                    fam.add_metric([scope.queue, scope.tenant, scope.shop_id, scope.platform], float(value))
             yield fam
 
 
@@ -387,9 +387,9 @@ SCORE_LABELS: Final = ["agent", "tenant", "shop", "platform"]
 class ScorecardCollector(Collector):
     """Today's scorecard per agent and platform (shop): `floorwatch_agent_score` (absent when null: not enough
     data) and `floorwatch_agent_chats_handled_today`. Labels bounded by agents x their shops; the agent id as
-    shown (never an address). `scores` yields ((tenant, shop, platform, raw agent id), score, chats)."""
+    shown (never an address). `scores` yields (the agent's scope, score, chats)."""
 
-    def __init__(self, scores: Callable[[], Iterable[tuple[tuple[str, str, str, str], float | None, int]]]) -> None:
+    def __init__(self, scores: Callable[[], Iterable[tuple[Scope, float | None, int]]]) -> None:
         self._scores = scores
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -397,8 +397,8 @@ class ScorecardCollector(Collector):
                                   "platform, weights renormalised over KPIs with data", labels=SCORE_LABELS)
         chats = GaugeMetricFamily("floorwatch_agent_chats_handled_today", "Conversations the agent replied to today",
                                   labels=SCORE_LABELS)
-        for (tenant, shop, platform, agent), value, n in self._scores():
-            labels = [shown_agent_id(agent), tenant, shop, platform]
+        for scope, value, n in self._scores():
+            labels = [shown_agent_id(scope.queue[len(AGENT_PREFIX):]), scope.tenant, scope.shop_id, scope.platform]
             chats.add_metric(labels, float(n))
             if value is not None:
                 score.add_metric(labels, float(value))

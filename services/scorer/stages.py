@@ -37,7 +37,7 @@ from services.core.limits import NameBudget, TenantLimits
 from services.core.merge import QueueMerger, iso
 from services.core.partials import Live, PartitionPartials, live_key
 from services.core.platform_rules import rule_for
-from services.core.scope import AGENT_PREFIX, ALL, Scope, ViewKey, agent_scope, is_agent_scope
+from services.core.scope import ALL, Scope, agent_scope, is_agent_scope, queue_total
 from services.core.scorecard import ScorecardConfig, score_platform
 from services.core.scorecard_report import agent_sums, budget, rule_standing
 from services.core.wire import (
@@ -567,13 +567,13 @@ class QueueStage:
         # and for all once a minute (the projection moves with the clock).
         self.budgets: dict[tuple[str, str, str], Signals] = {}
         self.budgets_minute = -1
-        self.view_keys: dict[tuple[str, str, str, str], bytes] = {}
+        self.view_keys: dict[Scope, bytes] = {}
         self.owned: set[int] | None = None  # None: must rebuild from the table
-        self.latest: dict[ViewKey, QueueView] = {}
-        self.published: set[tuple[str, str, str, str]] = set()  # keys of the views last published
+        self.latest: dict[Scope, QueueView] = {}
+        self.published: set[Scope] = set()  # keys of the views last published
         self.engines: dict[int, AlertEngine] = {}
         self.snapshot_at: dict[int, int] = {}
-        self.latest_signals: dict[tuple[str, str, str, str], Signals] = {}
+        self.latest_signals: dict[Scope, Signals] = {}
 
     def new_merger(self) -> QueueMerger:
         return QueueMerger(self.bucket_ms, self.agent_refresh_ticks)
@@ -634,11 +634,15 @@ class QueueStage:
         else:
             self.merger.put_bucket(src, part, scope, slot, None if data is None else Bucket.from_json(data))
 
-    def _view_key(self, key: tuple[str, str, str, str]) -> bytes:
+    def _view_key(self, key: Scope) -> bytes:
         raw = self.view_keys.get(key)
         if raw is None:
             raw = self.view_keys[key] = view_key(key)
         return raw
+
+    def _partition(self, key: Scope) -> int:
+        """The views topic partition (and stage 2 partition) of a view or a day record: its queue's."""
+        return queue_partition(key.queue, self.queue_partitions)
 
     def now(self, wall_ms: int) -> int:
         return self.merger.watermark if self.event_clock else wall_ms
@@ -658,21 +662,21 @@ class QueueStage:
         self.latest = views
         # Views that went (a queue idle past every window with nothing open, an agent who left): a tombstone,
         # so they leave the compacted topic, every API replica, the wallboard and /metrics.
-        view_out = [Out("views", self._view_key(k), None, queue_partition(k[0], self.queue_partitions)) for k in gone]
+        view_out = [Out("views", self._view_key(k), None, self._partition(k)) for k in gone]
         if len(self.view_keys) > 2 * len(views):  # forget the encoded keys of views that went
             self.view_keys = {k: raw for k, raw in self.view_keys.items() if k in views}
         # Each queue view goes out with the alert rules' reading of it (`judged`): the API and the wallboard
         # colour by it, so they never judge by rules of their own (one judge, the alerts').
         # The rules read each queue view once a tick: for the views published now and for the scopes alerts are
         # judged on (queue totals and single shops; the roll-ups in between would repeat the same alert).
-        plain = {k: v for k, v in views.items() if not is_agent_scope(k[0])}
-        alert_scopes = set() if fast else {k for k in plain if k[1:] == (ALL, ALL, ALL) or k[2] != ALL}
+        plain = {k: v for k, v in views.items() if not is_agent_scope(k.queue)}
+        alert_scopes = set() if fast else {k for k in plain if k == queue_total(k.queue) or k.shop_id != ALL}
         readings = signals_for_views(plain, self.rules, only=(self.merger.rebuilt & plain.keys()) | alert_scopes)
         view_out += [
             Out("views", self._view_key(k), orjson.dumps(
                 views[k] if (sig := readings.get(k)) is None
-                else {**views[k], "judged": judged(sig, self.rules.thresholds_for(k[0]))}
-            ), queue_partition(k[0], self.queue_partitions))
+                else {**views[k], "judged": judged(sig, self.rules.thresholds_for(k.queue))}
+            ), self._partition(k))
             for k in self.merger.rebuilt
         ]
         as_of = iso(now)
@@ -680,17 +684,17 @@ class QueueStage:
             view_out.append(Out(
                 "views", day_view_key(scope, start),
                 None if sums is None else orjson.dumps({"as_of": as_of, "sums": sums}),
-                queue_partition(scope.queue, self.queue_partitions),
+                self._partition(scope),
             ))
         if fast:
             return view_out, []
         return view_out, self._evaluate_alerts({k: readings[k] for k in alert_scopes}, now)
 
-    def _evaluate_alerts(self, readings: dict[ViewKey, Signals], now: int) -> list[Out]:
+    def _evaluate_alerts(self, readings: dict[Scope, Signals], now: int) -> list[Out]:
         """The engines' changes from this tick's readings of the alert scopes (and the shops' budgets)."""
-        by_partition: dict[int, dict[ViewKey, Signals]] = {qp: {} for qp in self.engines}
+        by_partition: dict[int, dict[Scope, Signals]] = {qp: {} for qp in self.engines}
         for key, sig in readings.items():
-            qp = queue_partition(key[0], self.queue_partitions)
+            qp = self._partition(key)
             if qp in by_partition:
                 by_partition[qp][key] = sig
         out: list[Out] = []
@@ -700,7 +704,7 @@ class QueueStage:
             signals = by_partition[qp]
             for (tenant, shop, platform), sig in budgets.items():
                 if alert_partition(ALL, shop, self.queue_partitions) == qp:
-                    signals[(ALL, tenant, shop, platform)] = sig
+                    signals[Scope(tenant=tenant, shop_id=shop, platform=platform, queue=ALL)] = sig
             self.latest_signals.update(signals)
             # One condition pages once: a queue total over a single shop is that shop (paging_scopes).
             paging = paging_scopes(signals.keys())
@@ -731,14 +735,13 @@ class QueueStage:
                 self.budgets.pop(shop, None)
         return self.budgets
 
-    def today_scores(self, config: ScorecardConfig) -> Iterator[tuple[tuple[str, str, str, str], float | None, int]]:
-        """Per agent and shop, today's score and chats handled (the scorer's /metrics)."""
+    def today_scores(self, config: ScorecardConfig) -> Iterator[tuple[Scope, float | None, int]]:
+        """Per agent and shop (the agent's scope), today's score and chats handled (the scorer's /metrics)."""
         today = day_start(self.now(int(time.time() * 1000)), self.tz)
         for (scope, start), sums in list(self.days.totals.items()):
             if start == today and is_agent_scope(scope.queue):
                 result = score_platform(scope.platform, agent_sums(sums), config)
-                yield (scope.tenant, scope.shop_id, scope.platform, scope.queue[len(AGENT_PREFIX):]), result.score, \
-                    result.chats_handled
+                yield scope, result.score, result.chats_handled
 
     def open_alerts(self) -> list[Alert]:
         return [a for engine in self.engines.values() for a in engine.open_alerts()]

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.core.scope import Scope
 from tests.unit.test_fresh_reference import diff_tree
 
 pytestmark = pytest.mark.stack
@@ -112,13 +113,13 @@ async def post(client: httpx.AsyncClient, url: str, token: str, events: Sequence
 
 def view_pairs(snapshot: dict[str, Any], tags: tuple[str, str]) -> dict[str, tuple[Any, Any]]:
     """(in order, shuffled) views of the same floor queue and scope, from one /v1/queues answer."""
-    by_key = {(v["queue"], v["scope"]["tenant"], v["scope"]["shop_id"], v["scope"]["platform"]): v
+    by_key = {Scope(v["scope"]["tenant"], v["scope"]["shop_id"], v["scope"]["platform"], v["queue"]): v
               for v in snapshot["queues"]}
     pairs: dict[str, tuple[Any, Any]] = {}
-    for (queue, *scope), v in by_key.items():
-        if queue.endswith(f"-{tags[0]}"):
-            twin = (queue[: -len(tags[0])] + tags[1], *scope)
-            pairs[f"{queue[: -len(tags[0]) - 1]} {tuple(scope)}"] = (v, by_key.get(twin))
+    for key, v in by_key.items():
+        if key.queue.endswith(f"-{tags[0]}"):
+            twin = key._replace(queue=key.queue[: -len(tags[0])] + tags[1])
+            pairs[f"{key.queue[: -len(tags[0]) - 1]} {(key.tenant, key.shop_id, key.platform)}"] = (v, by_key.get(twin))
     return pairs
 
 

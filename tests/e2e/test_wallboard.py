@@ -52,7 +52,7 @@ from services.core.alert_signals import signals_from_view
 from services.core.figures import QueueView
 from services.core.merge import QueueMerger, iso
 from services.core.partials import Live
-from services.core.scope import Scope
+from services.core.scope import Scope, queue_total
 
 pytestmark = pytest.mark.stack
 
@@ -436,7 +436,7 @@ def hand_view(queue: str, now_ms: int, age_s: float) -> QueueView:
     live = Live(open=1, unanswered=1, unassigned=1, awaiting_reply=1)
     live.waiting[now_ms - 42_000] = 1
     merger.put_live("c", 0, Scope("t", "s", "web", queue), live)
-    view = merger.views(now_ms)[(queue, "*", "*", "*")]
+    view = merger.views(now_ms)[queue_total(queue)]
     view["as_of"] = iso(now_ms - int(age_s * 1000))
     return published(view)
 
@@ -450,7 +450,7 @@ def published(view: QueueView) -> QueueView:
 async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
     now = int(time.time() * 1000)
     store = ViewStore("unused:9092", "unused")
-    store.views[("presales", "*", "*", "*")] = hand_view("presales", now, age_s=0)
+    store.views[queue_total("presales")] = hand_view("presales", now, age_s=0)
     store.caught_up.set()
     # Alerts as the API mirrors them from the alerts topic: a change goes to GET /v1/alerts and, once
     # the mirror has caught up, to every stream (AlertStore.on_change → publish_alerts).
@@ -499,7 +499,7 @@ async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
         # The stream is up but the data stopped: as_of older than stale_after_s greys the board.
         old = hand_view("presales", now, age_s=0)
         old["as_of"] = iso(int(time.time() * 1000) - 30_000)
-        store.views[("presales", "*", "*", "*")] = old
+        store.views[queue_total("presales")] = old
         async with store.changed:
             store.version += 1
             store.changed.notify_all()
@@ -511,7 +511,7 @@ async def test_wallboard_nulls_old_data_and_stream_alerts() -> None:
         # Fresh data again: live again.
         fresh = orjson.loads(orjson.dumps(old))
         fresh["as_of"] = iso(int(time.time() * 1000))
-        store.views[("presales", "*", "*", "*")] = fresh
+        store.views[queue_total("presales")] = fresh
         async with store.changed:
             store.version += 1
             store.changed.notify_all()
@@ -762,7 +762,7 @@ def set_waits(store: ViewStore, waits: dict[str, float]) -> None:
     for queue, wait in waits.items():
         view = hand_view(queue, now, age_s=0)
         view["live"].update({"oldest_wait_s": wait, "wait_p50_s": wait, "wait_p90_s": wait})
-        store.views[(queue, "*", "*", "*")] = published(view)
+        store.views[queue_total(queue)] = published(view)
 
 
 async def notify(store: ViewStore) -> None:

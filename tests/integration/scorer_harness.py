@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from deploy.local.testing import KafkaBroker
 from services.core.events import parse_event
+from services.core.scope import Scope
 from services.kafka_util.read import read_to_end
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,11 +171,11 @@ class ScorerRun:
             tuple(key): orjson.loads(v)["sums"] for k, v in raw.items() if len(key := orjson.loads(k)) == 6
         }
 
-    async def views(self) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    async def views(self) -> dict[Scope, dict[str, Any]]:
         raw = await self.read_compacted(self.topics["TOPIC_VIEWS"])
         # The queue and agent views (the scorecard's day records share the topic: keys of 6, not 4).
         return {
-            tuple(key): orjson.loads(v) for k, v in raw.items() if len(key := orjson.loads(k)) == 4
+            Scope.from_queue_first(key): orjson.loads(v) for k, v in raw.items() if len(key := orjson.loads(k)) == 4
         }
 
 

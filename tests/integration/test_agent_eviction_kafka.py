@@ -11,6 +11,7 @@ from typing import Any
 
 from deploy.local.testing import KafkaBroker
 from services.core.events import state_key
+from services.core.scope import Scope
 from services.kafka_util.read import read_to_end
 
 from .scorer_harness import ScorerRun, produce
@@ -25,8 +26,8 @@ def status(n: str, ts: int, agent: str, st: str) -> dict[str, Any]:
             "capacity": 2, "queues": ["presales"]}
 
 
-def agent_views(views: dict[tuple[str, str, str, str], Any]) -> set[str]:
-    return {k[0] for k in views if k[0].startswith("@agent:")}
+def agent_views(views: dict[Scope, Any]) -> set[str]:
+    return {k.queue for k in views if k.queue.startswith("@agent:")}
 
 
 async def wait_for(run: ScorerRun, want: set[str], timeout: float = 120) -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from deploy.local.testing import KafkaBroker
 from services.core.alert_signals import signals_from_view
+from services.core.scope import queue_total
 from services.simulator.model import FloorModel, SimConfig
 from tests.reference import reference_views
 
@@ -49,7 +50,7 @@ def crossings(events: list[dict[str, Any]], queue: str) -> int | None:
     for t in range(START + 300_000, START + 800_000, 5000):
         while i < len(events) and int(events[i]["ts"]) <= t:
             i += 1
-        view = reference_views(events[:i], t).get((queue, "*", "*", "*"))
+        view = reference_views(events[:i], t).get(queue_total(queue))
         if view is not None and (rho := signals_from_view(view).rho) is not None and rho >= 0.9:
             return t
     return None

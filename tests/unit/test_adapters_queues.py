@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from services.core.scope import Scope
 from services.ingest.adapters import ADAPTERS, AdapterConfig, Context
 from services.ingest.adapters.common import Mapped, Recall, queue_id
 from services.scorer.inprocess import InProcessScorer
@@ -156,8 +157,8 @@ def test_renaming_a_team_does_not_split_a_running_conversation() -> None:
     scorer = InProcessScorer(event_clock=True)
     scorer.feed(events)
     views = scorer.tick(T0 + 60_000)
-    support = views[("support", "default", "*", "chatwoot")]["windows"]["5m"]
-    care = views[("customer-care", "default", "*", "chatwoot")]["windows"]["5m"]
+    support = views[Scope("default", "*", "chatwoot", "support")]["windows"]["5m"]
+    care = views[Scope("default", "*", "chatwoot", "customer-care")]["windows"]["5m"]
     assert (support["arrivals"], support["frt"]["count"], support["frt"]["mean_s"]) == (1, 1, 20.0)
     assert (care["arrivals"], care["frt"]["count"]) == (1, 0)
 

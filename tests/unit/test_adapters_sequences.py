@@ -22,6 +22,7 @@ import pytest
 
 from deploy.local.stack import webhook_lines
 from services.core.figures import QueueView
+from services.core.scope import Scope
 from services.ingest.adapters import ADAPTERS, AdapterConfig, Context
 from services.ingest.settings import IngestSettings
 from services.ingest.webhooks import sign_chatwoot
@@ -231,7 +232,7 @@ def mapped_events(platform: str) -> list[dict[str, Any]]:
     return out
 
 
-def views_of(events: list[dict[str, Any]], now: int) -> dict[tuple[str, str, str, str], QueueView]:
+def views_of(events: list[dict[str, Any]], now: int) -> dict[Scope, QueueView]:
     scorer = InProcessScorer(event_clock=True)
     scorer.feed(events)
     views = scorer.tick(now)
@@ -239,11 +240,11 @@ def views_of(events: list[dict[str, Any]], now: int) -> dict[tuple[str, str, str
     return views
 
 
-def queue_view(views: dict[tuple[str, str, str, str], QueueView], queue: str, platform: str) -> QueueView:
-    return views[(queue, "acme", "*", platform)]
+def queue_view(views: dict[Scope, QueueView], queue: str, platform: str) -> QueueView:
+    return views[Scope("acme", "*", platform, queue)]
 
 
-def check_chatwoot(views: dict[tuple[str, str, str, str], QueueView]) -> None:
+def check_chatwoot(views: dict[Scope, QueueView]) -> None:
     v = queue_view(views, "presales", "chatwoot")
     w = v["windows"]["5m"]
     assert w["arrivals"] == 2
@@ -254,7 +255,7 @@ def check_chatwoot(views: dict[tuple[str, str, str, str], QueueView]) -> None:
     assert w["resolution_rate"] == 1.0
 
 
-def check_livechat(views: dict[tuple[str, str, str, str], QueueView]) -> None:
+def check_livechat(views: dict[Scope, QueueView]) -> None:
     vip = queue_view(views, "vip", "livechat")
     after = queue_view(views, "aftersales", "livechat")
     assert vip["windows"]["5m"]["arrivals"] == 2
@@ -265,7 +266,7 @@ def check_livechat(views: dict[tuple[str, str, str, str], QueueView]) -> None:
     assert after["live"]["agents_online"] == 1 and vip["live"]["agents_online"] == 1
 
 
-def check_sunshine(views: dict[tuple[str, str, str, str], QueueView]) -> None:
+def check_sunshine(views: dict[Scope, QueueView]) -> None:
     v = queue_view(views, "web", "sunshine")
     w = v["windows"]["5m"]
     assert w["arrivals"] == 2

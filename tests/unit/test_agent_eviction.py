@@ -11,6 +11,7 @@ import pytest
 
 from services.api.agents import agent_view
 from services.core.events import state_key
+from services.core.scope import Scope
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.metrics import ViewsCollector
 from services.scorer.settings import ScorerSettings
@@ -20,9 +21,9 @@ T = 1_800_000_000_000
 H = 3_600_000
 DAY = 24 * H
 SHOP = {"tenant": "acme", "shop_id": "acme-jd", "platform": "jd"}
-A1_VIEW = ("@agent:a1", "acme", "acme-jd", "jd")
-HOLDER_VIEW = ("@agent:holder", "acme", "acme-jd", "jd")
-QUEUE_VIEW = ("presales", "acme", "acme-jd", "jd")
+A1_VIEW = Scope("acme", "acme-jd", "jd", "@agent:a1")
+HOLDER_VIEW = Scope("acme", "acme-jd", "jd", "@agent:holder")
+QUEUE_VIEW = Scope("acme", "acme-jd", "jd", "presales")
 
 
 def ev(n: str, etype: str, ts: int, **extra: Any) -> dict[str, Any]:
@@ -75,8 +76,8 @@ def test_an_agent_online_away_or_holding_a_chat_stays_however_old() -> None:
     s.tick(T + 7 * DAY)
     kept = {k.decode().split("\x1f")[1] for k in agent_keys(s)}
     assert kept == {"on", "away", "busy", "holder"}
-    assert ("@agent:gone", *SHOP.values()) in s.tombstoned
-    holder = agent_view(s.queues.latest[HOLDER_VIEW])  # type: ignore[arg-type]
+    assert Scope(**SHOP, queue="@agent:gone") in s.tombstoned
+    holder = agent_view(s.queues.latest[HOLDER_VIEW])
     assert (holder["status"], holder["active_chats"]) == ("offline", 1)
     # Its chat closes: now it is offline and holds nothing, but its last event is new; it goes a day later.
     s.feed([ev("c3", "conversation.closed", T + 7 * DAY, conversation_id="c1", reason="resolved")])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.api.agents import agent_view
+from services.core.scope import Scope, queue_total
 from services.scorer.inprocess import InProcessScorer
 
 T = 1_800_000_000_000
@@ -37,7 +38,7 @@ def test_agent_view_hand_computed() -> None:
     s = InProcessScorer(event_clock=False)  # now = 120 s, past the last event
     s.feed(events())
     views = s.tick(T + 120_000)
-    a = agent_view(views[("@agent:a1", "acme", "acme-jd", "jd")])
+    a = agent_view(views[Scope("acme", "acme-jd", "jd", "@agent:a1")])
     assert (a["agent_id"], a["status"], a["capacity"], a["active_chats"]) == ("a1", "away", 3, 1)
     w = a["windows"]["5m"]
     assert w["chats_handled"] == 1 and w["aht_s"] == 56.0
@@ -48,7 +49,7 @@ def test_agent_view_hand_computed() -> None:
     assert w["status_seconds"] == {"online": 100.0, "busy": 0.0, "away": 20.0, "offline": 0.0}
     assert w["platform_rule"] == {"counted": 2, "met": 2, "met_rate": 1.0}  # JD: first replies within 30 s
     # The queue's figures are not changed by the agent's copies.
-    q = views[("presales", "*", "*", "*")]["windows"]["5m"]
+    q = views[queue_total("presales")]["windows"]["5m"]
     assert q["frt"]["count"] == 2 and q["reply"]["count"] == 3 and q["closed"] == 1
 
 
@@ -56,4 +57,5 @@ def test_agent_views_stay_out_of_queue_listings() -> None:
     s = InProcessScorer()
     s.feed(events())
     views = s.tick(T + 120_000)
-    assert all(not k[0].startswith("@agent:") or k[1:] == ("acme", "acme-jd", "jd") for k in views)
+    assert all(not k.queue.startswith("@agent:") or (k.tenant, k.shop_id, k.platform) == ("acme", "acme-jd", "jd")
+               for k in views)

@@ -31,12 +31,12 @@ from services.core.alert_signals import Signals, signals_for_views, signals_from
 from services.core.alerts import Alert, AlertEngine
 from services.core.merge import QueueMerger
 from services.core.partials import Live
-from services.core.scope import Scope, ViewKey
+from services.core.scope import Scope, queue_total
 from services.core.staffing import StaffingDefaults
 
 REPO = Path(__file__).resolve().parents[2]
-Q: ViewKey = ("presales", "*", "*", "*")
-Q_JD: ViewKey = ("presales", "acme", "acme-jd", "jd")
+Q: Scope = queue_total("presales")
+Q_JD: Scope = Scope("acme", "acme-jd", "jd", "presales")
 T0 = 1_700_000_000_000  # epoch ms
 
 
@@ -44,7 +44,7 @@ def at(seconds: float) -> int:
     return T0 + round(seconds * 1000)
 
 
-Step = tuple[float, Mapping[ViewKey, Signals]]
+Step = tuple[float, Mapping[Scope, Signals]]
 
 
 def run(engine: AlertEngine, steps: Iterable[Step]) -> list[tuple[float, Alert]]:
@@ -55,7 +55,7 @@ def run(engine: AlertEngine, steps: Iterable[Step]) -> list[tuple[float, Alert]]
     return out
 
 
-def every(start: float, stop: float, step: float, signals: Mapping[ViewKey, Signals]) -> list[Step]:
+def every(start: float, stop: float, step: float, signals: Mapping[Scope, Signals]) -> list[Step]:
     out: list[Step] = []
     t = start
     while t < stop:
@@ -68,11 +68,11 @@ def only(rule: str, changes: list[tuple[float, Alert]]) -> list[tuple[float, Ale
     return [(t, a) for t, a in changes if a.rule == rule]
 
 
-def wait(seconds: float | None, waiting: int | None = 1) -> dict[ViewKey, Signals]:
+def wait(seconds: float | None, waiting: int | None = 1) -> dict[Scope, Signals]:
     return {Q: Signals(oldest_wait_s=seconds, waiting=0 if seconds is None and waiting == 0 else waiting)}
 
 
-def rho(value: float | None) -> dict[ViewKey, Signals]:
+def rho(value: float | None) -> dict[Scope, Signals]:
     return {Q: Signals(rho=value, load_erlangs=None if value is None else value * 10, slots=10)}
 
 
@@ -246,9 +246,9 @@ def test_signals_for_merged_views_use_the_platforms_under_each_rollup() -> None:
         live.waiting[since] = 1
         merger.put_live("c", 0, Scope(shop.split("-")[0], shop, platform, "presales"), live)
     signals = signals_for_views(merger.views(61_000))
-    top = signals[("presales", "*", "*", "*")]
+    top = signals[queue_total("presales")]
     assert top.oldest_wait_s == 60.0 and top.reply_limit_s == 180.0 and top.time_to_breach_s == 120.0
-    assert signals[("presales", "beta", "beta-pdd", "pdd")].oldest_wait_s == 56.0
+    assert signals[Scope("beta", "beta-pdd", "pdd", "presales")].oldest_wait_s == 56.0
     assert top.waiting == 2 and top.unanswered == 2
 
 
@@ -398,7 +398,7 @@ def test_no_surge_while_the_trailing_hour_is_not_yet_seen() -> None:
 # sla_breach and staffing_gap
 
 
-def sla(value: float | None, left: int, unanswered: int = 3) -> dict[ViewKey, Signals]:
+def sla(value: float | None, left: int, unanswered: int = 3) -> dict[Scope, Signals]:
     return {Q: Signals(sl_5m=value, sl_5m_left=left, unanswered=unanswered)}
 
 
@@ -458,7 +458,7 @@ def test_a_missing_signal_neither_fires_nor_resets_a_pending_timer() -> None:
 
 
 def test_a_scope_that_disappears_resolves_after_the_clear_time() -> None:
-    other: ViewKey = ("aftersales", "*", "*", "*")
+    other: Scope = queue_total("aftersales")
     quiet = {other: Signals(oldest_wait_s=None, waiting=0)}
     changes = run(AlertEngine(), [(0, wait(130)), (10, quiet), (29, quiet), (30, quiet), (100, quiet)])
     assert [(t, a.state) for t, a in changes] == [(0, "firing"), (30, "resolved")]  # last seen at 0
@@ -528,7 +528,7 @@ CALM = Signals(rho=0.3, load_erlangs=3.0, arrivals_5m=3, surge_ratio=1.0, waitin
                sl_5m=0.95, sl_5m_left=9, required_agents=3, agents_staffing=5)
 HOT = Signals(rho=1.2, load_erlangs=12.0, arrivals_5m=30, surge_ratio=3.0, waiting=5, unanswered=5,
               oldest_wait_s=200.0, sl_5m=0.4, sl_5m_left=9, required_agents=9, agents_staffing=5)
-SCOPES: list[ViewKey] = [Q, Q_JD]
+SCOPES: list[Scope] = [Q, Q_JD]
 # Runs of one reading (so the 60 s clear times are reached), random readings, presets and gaps.
 runs = st.tuples(
     st.integers(1, 45_000),
@@ -540,10 +540,10 @@ ticks = st.lists(runs, max_size=25).map(lambda rs: [(dt, sig) for dt, sig, n in 
 
 @settings(max_examples=150, deadline=None)
 @given(ticks, st.integers(0, 120))
-def test_property_one_open_episode_per_rule_and_scope(seq: list[tuple[int, dict[ViewKey, Signals]]], cut: int) -> None:
+def test_property_one_open_episode_per_rule_and_scope(seq: list[tuple[int, dict[Scope, Signals]]], cut: int) -> None:
     engine, restored = AlertEngine(), AlertEngine()
     now = T0
-    open_ids: dict[tuple[str, ViewKey], str] = {}
+    open_ids: dict[tuple[str, Scope], str] = {}
     severity: dict[str, str] = {}
     seen: set[str] = set()
     for i, (dt, signals) in enumerate(seq):

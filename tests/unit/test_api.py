@@ -14,16 +14,16 @@ from services.api.views import ViewStore
 from services.core.figures import QueueView
 from services.core.merge import QueueMerger
 from services.core.partials import Live
-from services.core.scope import Scope
+from services.core.scope import Scope, queue_total
 
 
-def make_view(queue: str, tenant: str, shop: str, platform: str, **live: Any) -> QueueView:
+def make_view(key: Scope, **live: Any) -> QueueView:
     merger = QueueMerger(5000)
-    scope = Scope("acme", "acme-jd", "jd", queue)
+    scope = Scope("acme", "acme-jd", "jd", key.queue)
     lv = Live(open=3, unanswered=1, unassigned=1, awaiting_reply=1)
     lv.waiting[1_000] = 1
     merger.put_live("c", 0, scope, lv)
-    view = merger.views(61_000)[(queue, tenant, shop, platform)]
+    view = merger.views(61_000)[key]
     cast(dict[str, Any], view["live"]).update(live)  # any figure, of any type
     return view
 
@@ -31,8 +31,8 @@ def make_view(queue: str, tenant: str, shop: str, platform: str, **live: Any) ->
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     store = ViewStore("unused:9092", "unused")
-    for key in [("presales", "*", "*", "*"), ("presales", "acme", "acme-jd", "jd"), ("presales", "*", "*", "jd")]:
-        store.views[key] = make_view(*key)
+    for key in [queue_total("presales"), Scope("acme", "acme-jd", "jd", "presales"), Scope("*", "*", "jd", "presales")]:
+        store.views[key] = make_view(key)
     store.caught_up.set()
     app = create_app(ApiSettings(), store=store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
@@ -106,12 +106,12 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
 async def test_staffing_overload_answers_with_growth_and_erlang_a() -> None:
     store = ViewStore("unused:9092", "unused")
     # One agent on duty with one slot: staffing reads the integers (slots_capacity, agents_serving).
-    view = make_view("presales", "*", "*", "*", agents_serving=1, slots_capacity=1, agents_available=0,
+    view = make_view(queue_total("presales"), agents_serving=1, slots_capacity=1, agents_available=0,
                      concurrency=1.0)
     view["windows"]["15m"].update({"arrivals": 150, "span_s": 900.0, "arrivals_per_min": 10.0})  # 600 chats an hour
     view["windows"]["1h"]["aht_s"] = 300.0  # 50 Erlangs on one slot: hopeless
     view["windows"]["1h"]["patience_s"] = 60.0
-    store.views[("presales", "*", "*", "*")] = view
+    store.views[queue_total("presales")] = view
     store.caught_up.set()
     app = create_app(ApiSettings(), store=store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:

@@ -8,6 +8,8 @@ from typing import Any
 from services.core.alert_signals import Signals
 from services.core.alerts import AlertEngine
 from services.core.limits import TenantLimits
+from services.core.scope import Scope, queue_total
+from services.core.wire import parse_day_view_key, parse_view_key
 from services.scorer.inprocess import InProcessScorer
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z
@@ -18,15 +20,14 @@ def ev(n: int, ts: int, etype: str, conv: str, queue: str, tenant: str = "t", **
             "conversation_id": conv, "queue": queue, **extra}
 
 
-def tick(s: InProcessScorer, now: int) -> tuple[set[Any], set[Any]]:
-    """(view keys published, view keys tombstoned) by one tick of every stage."""
+def tick(s: InProcessScorer, now: int) -> tuple[set[Scope], set[Scope]]:
+    """(view keys published, view keys tombstoned) by one tick of every stage (the day records aside)."""
     s._route(s.conversations.tick(now) + s.agents.tick())
     views, alerts = s.queues.tick(now)
     s.alerts.extend(alerts)
-    import orjson
-
-    return ({tuple(orjson.loads(v.key)) for v in views if v.value is not None},
-            {tuple(orjson.loads(v.key)) for v in views if v.value is None})
+    queue_views = [v for v in views if parse_day_view_key(v.key) is None]
+    return ({parse_view_key(v.key) for v in queue_views if v.value is not None},
+            {parse_view_key(v.key) for v in queue_views if v.value is None})
 
 
 def test_a_queue_idle_past_every_window_leaves_the_views_topic() -> None:
@@ -35,9 +36,9 @@ def test_a_queue_idle_past_every_window_leaves_the_views_topic() -> None:
             ev(2, T0 + 1000, "message", "c1", "old", sender="customer"),
             ev(3, T0 + 5000, "conversation.closed", "c1", "old", reason="abandoned")])
     published, _ = tick(s, T0 + 5000)
-    old_keys = {k for k in published if k[0] == "old"}
-    assert ("old", "*", "*", "*") in old_keys and ("old", "t", "s", "jd") in old_keys
-    tombstoned: dict[Any, int] = {}
+    old_keys = {k for k in published if k.queue == "old"}
+    assert queue_total("old") in old_keys and Scope("t", "s", "jd", "old") in old_keys
+    tombstoned: dict[Scope, int] = {}
     for minute in range(1, 90):  # traffic goes on in another queue
         now = T0 + minute * 60_000
         s.feed([ev(100 + minute, now, "conversation.opened", f"n{minute}", "new")])
@@ -46,7 +47,7 @@ def test_a_queue_idle_past_every_window_leaves_the_views_topic() -> None:
             tombstoned.setdefault(k, minute)
     assert set(tombstoned) == old_keys  # every view of the idle queue, once, and nothing else
     assert min(tombstoned.values()) > 60  # not before the 1h window (and its grace) let it go
-    assert not any(k[0] == "old" for k in s.queues.latest)
+    assert not any(k.queue == "old" for k in s.queues.latest)
 
 
 def test_an_open_conversation_keeps_its_queue_on_the_board() -> None:
@@ -58,7 +59,7 @@ def test_an_open_conversation_keeps_its_queue_on_the_board() -> None:
         now = T0 + minute * 60_000
         s.feed([ev(100 + minute, now, "conversation.opened", f"n{minute}", "new")])
         _, gone = tick(s, now)
-        assert not any(k[0] == "waiting" for k in gone)  # a buyer still waits there
+        assert not any(k.queue == "waiting" for k in gone)  # a buyer still waits there
 
 
 def test_stage_one_refuses_names_over_the_tenant_limits() -> None:
@@ -80,7 +81,7 @@ def _sig(wait: float) -> Signals:
 
 def test_resolved_alerts_are_forgotten_after_the_retention_and_survive_a_restart() -> None:
     engine = AlertEngine(resolved_retention_ms=3_600_000)
-    scope = ("presales", "*", "*", "*")
+    scope = queue_total("presales")
     fired = [a for t in range(0, 40_000, 1000) for a in engine.evaluate({scope: _sig(200.0)}, T0 + t)]
     assert [a.state for a in fired] == ["firing"]
     resolved = [a for t in range(40_000, 200_000, 1000) for a in engine.evaluate({scope: _sig(0.0)}, T0 + t)]
@@ -96,7 +97,7 @@ def test_resolved_alerts_are_forgotten_after_the_retention_and_survive_a_restart
 def test_the_alert_engine_forgets_scopes_that_went() -> None:
     engine = AlertEngine()
     for i in range(100):
-        engine.evaluate({(f"q{i}", "*", "*", "*"): _sig(0.0)}, T0 + i * 1000)
+        engine.evaluate({queue_total(f"q{i}"): _sig(0.0)}, T0 + i * 1000)
     assert len(engine._first_seen) == 1  # each scope judged once, then gone (its view was tombstoned)
 
 

@@ -16,7 +16,7 @@ from services.core.buckets import ARRIVAL, CSAT, FRT, LEFT, MSG_AGENT, MSG_CUSTO
 from services.core.conversation import Conversation, ConvEvent, ConvState, step
 from services.core.events import parse_event
 from services.core.figures import QueueView, WindowFigures
-from services.core.scope import is_agent_scope
+from services.core.scope import Scope, is_agent_scope
 from services.scorer.inprocess import InProcessScorer
 from tests.reference import reference_views
 from tests.unit.test_scorer_properties import assert_matches_reference
@@ -60,17 +60,17 @@ class Script:
                             "status": status, "capacity": capacity, "queues": queues})
 
 
-def score(events: list[dict[str, Any]], **kwargs: Any) -> dict[tuple[str, str, str, str], QueueView]:
+def score(events: list[dict[str, Any]], **kwargs: Any) -> dict[Scope, QueueView]:
     scorer = InProcessScorer(**kwargs)
     scorer.feed(events)
     return scorer.tick(0)
 
 
-def view(views: dict[tuple[str, str, str, str], QueueView], queue: str = "presales") -> QueueView:
-    return views[(queue, TENANT, SHOP, PLATFORM)]
+def view(views: dict[Scope, QueueView], queue: str = "presales") -> QueueView:
+    return views[Scope(TENANT, SHOP, PLATFORM, queue)]
 
 
-def window(views: dict[tuple[str, str, str, str], QueueView], queue: str = "presales",
+def window(views: dict[Scope, QueueView], queue: str = "presales",
            name: str = "15m") -> WindowFigures:
     return view(views, queue)["windows"][name]  # type: ignore[no-any-return]
 
@@ -96,7 +96,7 @@ def values(facts: list[Fact], kind: str) -> list[int]:
     return [f.value for f in facts if f.kind == kind and not is_agent_scope(f.queue)]
 
 
-def check_reference(events: list[dict[str, Any]], views: dict[tuple[str, str, str, str], QueueView]) -> None:
+def check_reference(events: list[dict[str, Any]], views: dict[Scope, QueueView]) -> None:
     assert_matches_reference(views, reference_views(events), exact_max=True)
 
 
@@ -375,7 +375,7 @@ def test_reply_arriving_before_the_customer_message_is_replayed_in_event_time_or
 
     views = score([reply, customer])
     assert views == score([customer, reply])
-    assert all(k[0] != "unknown" for k in views)  # nothing is left behind in `unknown`
+    assert all(k.queue != "unknown" for k in views)  # nothing is left behind in `unknown`
     assert window(views)["frt"]["mean_s"] == 10.0 and window(views)["arrivals"] == 1
     check_reference(s.events, views)
 

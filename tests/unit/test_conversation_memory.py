@@ -19,6 +19,7 @@ from hypothesis import given
 from services.core.buckets import Fact
 from services.core.conversation import DIGEST_SIZE, Conversation, ConvEvent, ConvState, id_digest
 from services.core.events import parse_event
+from services.core.scope import queue_total
 from services.scorer.inprocess import InProcessScorer
 from tests.reference import reference_views
 from tests.unit.test_scorer_properties import CHEAP_PROPERTY, Floor, assert_matches_reference, final_now, floors
@@ -131,7 +132,7 @@ def test_an_idle_conversation_is_not_kept_decoded() -> None:
     assert 5 <= len(s.conversations.cache) <= 8
     assert len(s.conv_table) == 200
     assert all(sys.getsizeof(v) < 250 for v in s.conv_table.values())
-    assert s.tick(0)[("presales", "*", "*", "*")]["live"]["open"] == 200
+    assert s.tick(0)[queue_total("presales")]["live"]["open"] == 200
 
 
 def run_one_by_one(stream: list[dict[str, Any]], cache_max: int) -> dict[Any, Any]:

@@ -18,6 +18,7 @@ from services.core.agents import AgentState, AgentTimeline
 from services.core.conversation import Conversation, ConvEvent
 from services.core.events import parse_event
 from services.core.figures import QueueView, WindowFigures
+from services.core.scope import Scope, queue_total
 from services.scorer.inprocess import InProcessScorer
 from tests.reference import reference_views
 from tests.unit.test_conversation_memory import run_halves, run_one_by_one
@@ -35,7 +36,6 @@ T = 1_800_000_000_000
 TENANT, SHOP, PLATFORM = "acme", "acme-web", "web"  # no platform rule: only the definitions at play
 GRACE = 60_000
 HORIZON = 3_720_000
-ViewKey = tuple[str, str, str, str]
 
 
 def at(seconds: float) -> int:
@@ -53,7 +53,7 @@ def status(event_id: str, t: float, state: str, agent_id: str = "a1", capacity: 
             "queues": ["presales"]}
 
 
-def score(stream: list[dict[str, Any]], **kwargs: Any) -> dict[ViewKey, QueueView]:
+def score(stream: list[dict[str, Any]], **kwargs: Any) -> dict[Scope, QueueView]:
     """Each event in its own batch (what a live stream does), then one tick."""
     scorer = InProcessScorer(**kwargs)
     for e in stream:
@@ -61,8 +61,8 @@ def score(stream: list[dict[str, Any]], **kwargs: Any) -> dict[ViewKey, QueueVie
     return scorer.tick(0)
 
 
-def window(views: dict[ViewKey, QueueView], queue: str = "presales", name: str = "15m") -> WindowFigures:
-    return views[(queue, TENANT, SHOP, PLATFORM)]["windows"][name]  # type: ignore[no-any-return]
+def window(views: dict[Scope, QueueView], queue: str = "presales", name: str = "15m") -> WindowFigures:
+    return views[Scope(TENANT, SHOP, PLATFORM, queue)]["windows"][name]  # type: ignore[no-any-return]
 
 
 # --- defect 1: a conversation's own order, whatever the partition's other traffic ---------------------
@@ -94,7 +94,7 @@ def test_a_shuffled_conversation_minutes_late_gives_its_own_figures_whatever_oth
     assert w["frt"]["count"] == 2 and w["frt"]["max_s"] == 10.0  # x: 11 - 1; y: 130 - 120
     assert w["reply"]["count"] == 3 and w["reply"]["max_s"] == 10.0  # x: 10 s and 5 s; y: 10 s
     assert w["sl"]["30"] == 1.0 and w["arrivals"] == 2
-    assert ("unknown", "*", "*", "*") not in got  # x's reply came first: its `unknown` arrival is gone again
+    assert queue_total("unknown") not in got  # x's reply came first: its `unknown` arrival is gone again
     assert_matches_reference(got, reference_views(in_order), exact_max=True)
 
 
@@ -138,7 +138,7 @@ def test_an_older_status_arriving_late_takes_its_place_in_the_agents_history() -
         views.append(scorer.tick(at(100)))
     late, in_order = views
     assert late == in_order
-    agent = late[("@agent:a1", TENANT, SHOP, PLATFORM)]
+    agent = late[Scope(TENANT, SHOP, PLATFORM, "@agent:a1")]
     assert agent["agent"]["status"] == "away"  # the latest by event time
     assert agent["windows"]["5m"]["status_seconds"] == {"online": 50.0, "busy": 50.0, "away": 0.0, "offline": 0.0}
 
@@ -170,7 +170,7 @@ def test_an_assignment_replayed_out_of_order_still_occupies_the_agent_while_it_l
             scorer.feed([e])
     in_order, late = (scorer.tick(at(60)) for scorer in got)
     assert late == in_order
-    a1 = late[("@agent:a1", TENANT, SHOP, PLATFORM)]
+    a1 = late[Scope(TENANT, SHOP, PLATFORM, "@agent:a1")]
     assert a1["windows"]["5m"]["max_concurrent"] == 1 and a1["agent"]["active_chats"] == 0
 
 

@@ -31,7 +31,7 @@ from services.core.alerts import AlertEngine
 from services.core.buckets import ARRIVAL, Bucket, Fact
 from services.core.figures import QueueView
 from services.core.merge import QueueMerger
-from services.core.scope import Scope
+from services.core.scope import Scope, queue_total
 
 QUEUE = "presales"
 SCOPE = Scope("acme", "acme-tb", "taobao", QUEUE)
@@ -53,7 +53,7 @@ def floor_view(capacities: list[int], arrivals_15m: int) -> QueueView:
         bucket.apply(Fact(ARRIVAL, ts, QUEUE), 1)
     bucket.apply(Fact("closed_resolved", ts, QUEUE, AHT_S * 1000), 1)
     merger.put_bucket("c", 0, SCOPE, ts - ts % 1000, bucket)
-    return merger.views(NOW)[(QUEUE, "*", "*", "*")]
+    return merger.views(NOW)[queue_total(QUEUE)]
 
 
 def slots_needed(arrivals_15m: int) -> int:
@@ -81,7 +81,7 @@ def test_capacities_2_3_3_are_8_slots_need_3_agents_and_no_gap() -> None:
     assert s.required_agents == 3 and s.agents_staffing == 3 and s.staffing_gap == 0
     assert judge("staffing_gap", s, Thresholds()).kind == "clear"
     engine = AlertEngine()
-    changes = [a for t in range(0, 300_000, 10_000) for a in engine.evaluate({(QUEUE, "*", "*", "*"): s}, NOW + t)]
+    changes = [a for t in range(0, 300_000, 10_000) for a in engine.evaluate({queue_total(QUEUE): s}, NOW + t)]
     assert [a for a in changes if a.rule == "staffing_gap"] == []
 
 
@@ -104,7 +104,7 @@ def test_overload_only_at_rho_of_one_with_a_fractional_mean() -> None:
 async def api_233() -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
     arrivals = most_arrivals_carried_by(8)
     store = ViewStore("unused:9092", "unused")
-    store.views[(QUEUE, "*", "*", "*")] = floor_view([2, 3, 3], arrivals)
+    store.views[queue_total(QUEUE)] = floor_view([2, 3, 3], arrivals)
     store.caught_up.set()
     app = create_app(ApiSettings(), store=store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:

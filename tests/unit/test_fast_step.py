@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from services.core.scope import ALL, is_agent_scope
+from services.core.scope import is_agent_scope, queue_total
 from services.scorer.inprocess import InProcessScorer
 from tests.unit.test_agent_view import T, ev, events
 
-QUEUE_TOTAL = ("presales", ALL, ALL, ALL)
+QUEUE_TOTAL = queue_total("presales")
 
 
 def busy_scorer(event_clock: bool = True) -> InProcessScorer:
@@ -29,7 +29,7 @@ def test_a_fast_step_publishes_the_changed_queue_views_as_the_tick_would() -> No
     for s in (fast, full):
         s.feed(opened)
     published = fast.tick(T + 120_250, fast=True)
-    assert QUEUE_TOTAL in published and not any(is_agent_scope(k[0]) for k in published)
+    assert QUEUE_TOTAL in published and not any(is_agent_scope(k.queue) for k in published)
     assert not fast.alerts[len(full.alerts):] and not fast.tombstoned
     expected = full.tick(T + 120_250)
     for key, view in published.items():
@@ -58,6 +58,6 @@ def test_fast_steps_between_ticks_end_where_ticks_alone_do(event_clock: bool) ->
         compacted["fast"].update(with_fast.tick(T + second * 1000 + 1000))
         compacted["ticks"].update(ticks_only.tick(T + second * 1000 + 1000))
     assert compacted["fast"] == compacted["ticks"]
-    assert any(k[0].startswith("@agent:") for k in compacted["fast"])
+    assert any(is_agent_scope(k.queue) for k in compacted["fast"])
     assert with_fast.alerts == ticks_only.alerts
     assert with_fast.day_records == ticks_only.day_records and with_fast.day_records

@@ -28,7 +28,7 @@ from services.core.figures import (
 )
 from services.core.merge import QueueMerger
 from services.core.partials import Live
-from services.core.scope import ALL, Scope, agent_scope, is_agent_scope
+from services.core.scope import Scope, agent_scope, is_agent_scope, queue_total
 from services.core.scorecard_report import window_sums
 from services.core.staffing import staffing_inputs
 from services.scorer.metrics import ViewsCollector
@@ -120,7 +120,7 @@ def assert_shape(view: object, tp: Any = QueueView) -> None:
 
 def test_a_measured_queue_view_has_exactly_the_declared_keys() -> None:
     views = busy_floor().views(NOW)
-    view = views[("presales", "acme", "acme-jd", "jd")]
+    view = views[Scope("acme", "acme-jd", "jd", "presales")]
     assert_shape(view)
     assert "agent" not in view and "judged" not in view
     assert set(view["windows"]) == set(WINDOWS)
@@ -136,13 +136,13 @@ def test_a_measured_queue_view_has_exactly_the_declared_keys() -> None:
 def test_an_empty_queue_view_has_exactly_the_declared_keys() -> None:
     merger = QueueMerger(BUCKET_MS)
     merger.put_live("c", 0, SHOP, Live(open=1))  # a view with nothing measured: nulls where no data
-    view = merger.views(NOW)[("presales", ALL, ALL, ALL)]
+    view = merger.views(NOW)[queue_total("presales")]
     assert_shape(view)
     assert view["live"]["agents_online"] is None and view["windows"]["1h"]["frt"]["mean_s"] is None
 
 
 def test_an_agent_view_has_exactly_the_declared_keys() -> None:
-    view = busy_floor().views(NOW)[(AGENT.queue, "acme", "acme-jd", "jd")]
+    view = busy_floor().views(NOW)[Scope("acme", "acme-jd", "jd", AGENT.queue)]
     assert_shape(view)
     assert set(view["agent"]) == set(AgentFigures.__required_keys__)
     for w in view["windows"].values():  # an agent's windows carry its status time: the NotRequired keys
@@ -151,7 +151,7 @@ def test_an_agent_view_has_exactly_the_declared_keys() -> None:
 
 
 def test_a_judged_view_has_exactly_the_declared_keys() -> None:
-    view = busy_floor().views(NOW)[("presales", ALL, ALL, ALL)]
+    view = busy_floor().views(NOW)[queue_total("presales")]
     th = Thresholds()
     published: QueueView = {**view, "judged": judged(signals_from_view(view, th), th)}  # as the scorer does
     assert_shape(published)
@@ -160,7 +160,7 @@ def test_a_judged_view_has_exactly_the_declared_keys() -> None:
 
 def test_the_checker_sees_drift() -> None:
     """The checker is not vacuous: a missing key, an undeclared one and a wrong type are each reported."""
-    view = busy_floor().views(NOW)[("presales", ALL, ALL, ALL)]
+    view = busy_floor().views(NOW)[queue_total("presales")]
     live: dict[str, Any] = dict(view["live"])
     del live["open"]
     live["surprise"] = 1
@@ -216,17 +216,17 @@ def test_the_readers_ask_only_for_declared_keys() -> None:
     scorer's metrics read nothing the types do not declare."""
     views = busy_floor().views(NOW)
     th = Thresholds()
-    queue = views[("presales", ALL, ALL, ALL)]
+    queue = views[queue_total("presales")]
     judged_view: QueueView = {**queue, "judged": judged(signals_from_view(queue, th), th)}
     strays: list[str] = []
-    for key, view in [*views.items(), (("presales", ALL, ALL, ALL), judged_view)]:
+    for key, view in [*views.items(), (queue_total("presales"), judged_view)]:
         reading = Reading(view, QueueView, "view", strays)
         staffing_inputs(reading)
         signals_from_view(reading, th)
         StreamHub.signals(cast(QueueView, reading))
         for w in reading["windows"].values():
             window_sums(w)
-        if is_agent_scope(key[0]):
+        if is_agent_scope(key.queue):
             agent_view(cast(QueueView, reading))
         metrics_of(cast(QueueView, reading))
     assert strays == []

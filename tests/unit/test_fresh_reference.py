@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from services.core.figures import QueueView
+from services.core.scope import Scope, queue_total
 from services.scorer.inprocess import InProcessScorer
-from tests.fresh_reference import WINDOWS, ViewKey, agent_figures, build_floor, reference_views
+from tests.fresh_reference import WINDOWS, agent_figures, build_floor, reference_views
 
 DAY = 1_800_000_000_000  # 2027-01-15T08:00:00Z = 16:00 China time: every platform counts
 NIGHT = DAY + 6 * 3_600_000 + 50 * 60_000  # 22:50 China time: the counted hours end at 23:00
@@ -191,10 +192,10 @@ def deliveries(draw: st.DrawFn, max_conversations: int = 24) -> Delivery:
 
 # --- running and comparing -----------------------------------------------------------------------
 
-def run_scorer(batches: Iterable[Sequence[Mapping[str, Any]]], **kwargs: Any) -> dict[ViewKey, QueueView]:
+def run_scorer(batches: Iterable[Sequence[Mapping[str, Any]]], **kwargs: Any) -> dict[Scope, QueueView]:
     """Feed batch by batch under the event clock (the wall clock handed to tick changes nothing)."""
     scorer = InProcessScorer(**kwargs)
-    views: dict[ViewKey, QueueView] = {}
+    views: dict[Scope, QueueView] = {}
     for batch in batches:
         scorer.feed([dict(e) for e in batch])
         views.update(scorer.tick(0))
@@ -237,7 +238,7 @@ def diff_tree(path: str, got: Any, want: Any, out: list[str], sides: tuple[str, 
         out.append(f"{path}: {sides[0]} {got!r}, {sides[1]} {want!r}")
 
 
-def stated_spans(views: Mapping[ViewKey, Mapping[str, Any]], problems: list[str]) -> dict[str, int] | None:
+def stated_spans(views: Mapping[Scope, Mapping[str, Any]], problems: list[str]) -> dict[str, int] | None:
     """The span each window states (`span_s`), if production states one: it must lie in [W, W + W/60]
     (METRICS.md: the lower edge may be rounded to a grid of at most W/60), and the reference then counts over
     exactly that span."""
@@ -256,13 +257,13 @@ def stated_spans(views: Mapping[ViewKey, Mapping[str, Any]], problems: list[str]
     return spans or None
 
 
-def compare(events: Sequence[Mapping[str, Any]], got: Mapping[ViewKey, Mapping[str, Any]]) -> list[str]:
+def compare(events: Sequence[Mapping[str, Any]], got: Mapping[Scope, Mapping[str, Any]]) -> list[str]:
     """Every difference between production's views and the reference's, on the union of keys."""
     problems: list[str] = []
     # `judged` is the alert rules' reading published with a view (alert_judging.judged), not a METRICS.md figure:
     # tests/unit/test_judged_views.py checks it against the alerts the engine raises.
     queue_views = {k: {f: x for f, x in v.items() if f != "judged"} for k, v in got.items()
-                   if not k[0].startswith("@agent:")}
+                   if not k.queue.startswith("@agent:")}
     spans = stated_spans(queue_views, problems)
     want = reference_views(events, keys=queue_views.keys(), spans_ms=spans)
     for key in sorted(want.keys() | queue_views.keys()):
@@ -274,7 +275,7 @@ def compare(events: Sequence[Mapping[str, Any]], got: Mapping[ViewKey, Mapping[s
     # sent, FRT and reply counts), for agents with a status.
     floor = build_floor(events)
     for (tenant, agent_id), facts in floor.agents.items():
-        key = (f"@agent:{agent_id}", *facts.scope)
+        key = Scope(*facts.scope, queue=f"@agent:{agent_id}")
         if key not in got:
             problems.append(f"{key}: agent view missing in production")
             continue
@@ -301,7 +302,7 @@ def classes(problems: Iterable[str]) -> str:
     return "\n".join(f"{n:5d}  {path}" for path, n in tally.most_common())
 
 
-def assert_same(events: Sequence[Mapping[str, Any]], got: Mapping[ViewKey, Mapping[str, Any]]) -> None:
+def assert_same(events: Sequence[Mapping[str, Any]], got: Mapping[Scope, Mapping[str, Any]]) -> None:
     problems = compare(events, got)
     assert not problems, "by field:\n" + classes(problems) + "\nfirst differences:\n" + "\n".join(problems[:30])
 
@@ -405,18 +406,18 @@ def traffic(n: int, start_s: float, every_s: float, prefix: str = "o") -> list[d
             for i in range(n)]
 
 
-ALL = ("presales", "*", "*", "*")
+ALL = queue_total("presales")
 
 
-def window_of(views: Mapping[ViewKey, Mapping[str, Any]], name: str = "5m", key: ViewKey = ALL) -> dict[str, Any]:
+def window_of(views: Mapping[Scope, Mapping[str, Any]], name: str = "5m", key: Scope = ALL) -> dict[str, Any]:
     return dict(views[key]["windows"][name])
 
 
-def live_of(views: Mapping[ViewKey, Mapping[str, Any]], key: ViewKey = ALL) -> dict[str, Any]:
+def live_of(views: Mapping[Scope, Mapping[str, Any]], key: Scope = ALL) -> dict[str, Any]:
     return dict(views[key]["live"])
 
 
-def reference_of(events: Sequence[Mapping[str, Any]]) -> dict[ViewKey, dict[str, Any]]:
+def reference_of(events: Sequence[Mapping[str, Any]]) -> dict[Scope, dict[str, Any]]:
     return reference_views(events)
 
 
@@ -456,7 +457,7 @@ def test_the_reference_on_handoffs_bots_and_bot_resolved() -> None:
     w = window_of(want)
     assert (w["frt"]["mean_s"], w["left_unanswered"], w["sl"]["30"], w["abandoned"]) == (15.0, 1, 1.0, 0)
     assert (w["self_service_rate"], w["closed"], w["arrivals"]) == (1.0, 1, 2)
-    vip = window_of(want, key=("vip", "*", "*", "*"))
+    vip = window_of(want, key=queue_total("vip"))
     assert (vip["arrivals"], vip["sl"]["30"], vip["abandon_rate"], vip["patience_s"]) == (1, 0.0, 1.0, 30.0)
     assert_same(events, run_scorer([events]))
 
@@ -500,7 +501,7 @@ def test_defect_3_agent_time_follows_event_time_not_arrival() -> None:
     want = {"online": 50.0, "busy": 50.0, "away": 50.0, "offline": 0.0}
     assert agent_figures(events, "a1")["5m"]["status_seconds"] == want
     got = run_scorer([first, tail, later])
-    assert got[("@agent:a1", "acme", "s1", "jd")]["windows"]["5m"]["status_seconds"] == want
+    assert got[Scope("acme", "s1", "jd", "@agent:a1")]["windows"]["5m"]["status_seconds"] == want
     assert_same(events, got)
 
 
@@ -515,7 +516,8 @@ def test_defect_3_max_concurrent_follows_event_time() -> None:
     ]
     assert [agent_figures(events, a)["5m"]["max_concurrent"] for a in ("a1", "a2")] == [0, 1]
     got = run_scorer([events[:3], [events[4]], [events[3]]])
-    assert [got[(f"@agent:{a}", "acme", "s1", "jd")]["windows"]["5m"]["max_concurrent"] for a in ("a1", "a2")] == [0, 1]
+    assert [got[Scope("acme", "s1", "jd", f"@agent:{a}")]["windows"]["5m"]["max_concurrent"]
+            for a in ("a1", "a2")] == [0, 1]
     assert_same(events, got)
 
 
@@ -577,8 +579,8 @@ def test_defect_7_conversion_counts_per_conversation_and_queue() -> None:
     got = run_scorer([events])
     for views in (reference_of(events), got):
         assert math.isclose(window_of(views)["conversion_rate"], 2 / 3, rel_tol=1e-12)
-        assert window_of(views, key=("aftersales", "*", "*", "*"))["conversion_rate"] == 0.0
-        assert window_of(views, key=("vip", "*", "*", "*"))["conversion_rate"] == 0.0
+        assert window_of(views, key=queue_total("aftersales"))["conversion_rate"] == 0.0
+        assert window_of(views, key=queue_total("vip"))["conversion_rate"] == 0.0
     assert_same(events, got)
 
 
@@ -633,7 +635,7 @@ def test_an_event_older_than_the_horizon_for_an_evicted_conversation_is_too_old(
     late = [ev("c4", "csat.rated", 30, score=2), ev("d2", "message", 4150, cid="d", sender="customer")]
     events = conv + other + live + late
     scorer = InProcessScorer(event_partitions=1)
-    views: dict[ViewKey, QueueView] = {}
+    views: dict[Scope, QueueView] = {}
     for batch in (conv, other[:8], other[8:], live, late):
         scorer.feed(batch)
         views.update(scorer.tick(0))

@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 
 from services.core.config import WINDOWS
 from services.core.figures import QueueView
+from services.core.scope import Scope, queue_total
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.settings import ScorerSettings
 
 T = 1_800_000_000_000  # on every grid
 BASE = {"tenant": "acme", "shop_id": "acme-tb", "platform": "taobao"}
-TOP = ("presales", "*", "*", "*")
+TOP = queue_total("presales")
 
 
 def scorer() -> InProcessScorer:
@@ -35,7 +36,7 @@ def opened(n: int, ts: int) -> dict[str, Any]:
             "queue": "presales"}
 
 
-def views_at(now: int, arrivals: list[int]) -> dict[tuple[str, str, str, str], QueueView]:
+def views_at(now: int, arrivals: list[int]) -> dict[Scope, QueueView]:
     s = scorer()
     s.feed([opened(i, ts) for i, ts in enumerate(arrivals)])
     return s.tick(now)
@@ -78,7 +79,7 @@ def test_every_window_of_every_view_states_its_span_and_an_agent_view_uses_the_s
             w = view["windows"][name]
             assert width / 1000 <= w["span_s"] < width / 1000 * (1 + 1 / 60), (key, name, w["span_s"])
             assert w["arrivals_per_min"] == pytest.approx(w["arrivals"] * 60 / w["span_s"], rel=1e-12)
-    agent = views[("@agent:a1", "acme", "acme-tb", "taobao")]["windows"]
+    agent = views[Scope("acme", "acme-tb", "taobao", "@agent:a1")]["windows"]
     for name in WINDOWS:
         # One definition per view: time per status is taken over the span the window's figures cover.
         assert sum(agent[name]["status_seconds"].values()) == agent[name]["span_s"], name

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from services.core.figures import QueueView
+from services.core.scope import Scope
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.stages import ENGINE_KEY_PREFIX
 
@@ -32,22 +33,22 @@ def test_each_queue_view_carries_the_levels_its_alerts_fire_at() -> None:
     # presales: a buyer unanswered since B (past critical, 180 s, at B + 200 s; past warning, 100 s, at B + 120 s).
     # aftersales: answered in 5 s, nobody waits.
     s.feed(buyer("presales", "c1", B, answered=False) + buyer("aftersales", "c2", B, answered=True))
-    published: dict[tuple[str, str, str, str], QueueView] = {}
+    published: dict[Scope, QueueView] = {}
     levels_seen = []
     for t in (B + 50_000, B + 120_000, B + 200_000):
         published.update(s.tick(t))
-        levels_seen.append(published[("presales", "acme", "acme-jd", "jd")]["judged"]["levels"]["oldest_wait"])
+        levels_seen.append(published[Scope("acme", "acme-jd", "jd", "presales")]["judged"]["levels"]["oldest_wait"])
     assert levels_seen == ["ok", "warning", "critical"]
 
-    shop = published[("presales", "acme", "acme-jd", "jd")]["judged"]
+    shop = published[Scope("acme", "acme-jd", "jd", "presales")]["judged"]
     assert shop["signals"]["oldest_wait_s"] == 200.0 and shop["signals"]["waiting"] == 1
-    assert published[("aftersales", "acme", "acme-jd", "jd")]["judged"]["levels"]["oldest_wait"] == "ok"
+    assert published[Scope("acme", "acme-jd", "jd", "aftersales")]["judged"]["levels"]["oldest_wait"] == "ok"
     # Every queue view is judged, the roll-ups a board over a tenant or a platform shows too; agents' are not.
     for key, view in published.items():
-        assert ("judged" in view) != key[0].startswith("@agent:"), key
+        assert ("judged" in view) != key.queue.startswith("@agent:"), key
         assert set(view.get("judged", {"levels": {}})["levels"]) <= {"peak_load", "oldest_wait", "sla_breach",
                                                                       "staffing_gap"}
-    assert published[("presales", "acme", "*", "jd")]["judged"]["levels"]["oldest_wait"] == "critical"
+    assert published[Scope("acme", "*", "jd", "presales")]["judged"]["levels"]["oldest_wait"] == "critical"
 
     # The engine's page for that buyer is at the level the view shows.
     alerts = [orjson.loads(r.value) for r in s.alerts

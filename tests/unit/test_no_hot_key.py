@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.core.scope import queue_total
 from services.scorer.inprocess import InProcessScorer
 
 T = 1_800_000_000_000
@@ -47,4 +48,4 @@ def test_stage_two_input_does_not_grow_with_traffic() -> None:
     # (arrivals) and a watermark per queue partition; 60 conversations or 10,000, the same records.
     assert small == large == 6 * (1 + 1 + 1 + 3)
     views = s.tick(T + 3000)
-    assert views[("presales", "*", "*", "*")]["live"]["open"] == 10_070  # and still exact
+    assert views[queue_total("presales")]["live"]["open"] == 10_070  # and still exact

@@ -22,6 +22,7 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
 from services.core.alert_signals import paging_scopes
+from services.core.scope import Scope, queue_total
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.stages import ENGINE_KEY_PREFIX
 
@@ -72,7 +73,7 @@ def test_one_waiting_buyer_in_a_single_shop_queue_is_one_alert() -> None:
     assert (alerts[0]["rule"], alerts[0]["shop_id"], alerts[0]["platform"]) == ("oldest_wait", "acme-jd", "jd")
     assert [a["severity"] for a in alerts] == ["warning", "critical"]
     # The queue total's figures are still judged and exported (Prometheus), only not paged twice.
-    assert ("presales", "*", "*", "*") in s.queues.latest_signals
+    assert queue_total("presales") in s.queues.latest_signals
 
 
 async def test_v1_alerts_lists_one_alert_for_one_waiting_buyer(api_of_single_shop_floor: httpx.AsyncClient) -> None:
@@ -93,11 +94,11 @@ def test_several_shops_are_grouped_under_the_queue() -> None:
 
 
 def test_paging_scopes() -> None:
-    one = {("q", "*", "*", "*"), ("q", "t", "s1", "jd")}
-    assert paging_scopes(one) == {("q", "t", "s1", "jd")}
-    two = one | {("q", "t", "s2", "pdd"), ("r", "*", "*", "*"), ("r", "t", "s1", "jd")}
-    assert paging_scopes(two) == {("q", "*", "*", "*"), ("q", "t", "s1", "jd"), ("q", "t", "s2", "pdd"),
-                                  ("r", "t", "s1", "jd")}
+    one = {queue_total("q"), Scope("t", "s1", "jd", "q")}
+    assert paging_scopes(one) == {Scope("t", "s1", "jd", "q")}
+    two = one | {Scope("t", "s2", "pdd", "q"), queue_total("r"), Scope("t", "s1", "jd", "r")}
+    assert paging_scopes(two) == {queue_total("q"), Scope("t", "s1", "jd", "q"), Scope("t", "s2", "pdd", "q"),
+                                  Scope("t", "s1", "jd", "r")}
 
 
 def test_alertmanager_sends_a_queue_and_its_shops_as_one_notification() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.core.scope import Scope
 from services.scorer.inprocess import InProcessScorer
 
 CHINA = timezone(timedelta(hours=8))
@@ -100,7 +101,7 @@ def definition(platform: str, events: list[dict[str, Any]], now: int) -> dict[st
 
 
 def figure(views: dict[Any, Any], platform: str) -> dict[str, Any]:
-    view = views.get(("q", "*", "*", platform))
+    view = views.get(Scope("*", "*", platform, "q"))
     if view is None:
         return {"counted": 0, "met": 0, "met_rate": None}
     return dict(view["windows"]["1h"]["platform_rule"])

@@ -17,6 +17,7 @@ import pytest
 
 from services.core.buckets import FRT, REPLY, UNANSWERED_CLOSED, WAIT_CLOSED
 from services.core.platform_rules import DEFAULT_RULES, PlatformRule, parse_rules
+from services.core.scope import Scope
 from services.scorer.inprocess import InProcessScorer
 
 CHINA = timezone(timedelta(hours=8))
@@ -63,7 +64,7 @@ def rule_figures(events: list[dict[str, Any]], platform: str, now: int | None = 
     s = InProcessScorer(event_clock=False)
     s.feed(events)
     views = s.tick(now if now is not None else max(int(e["ts"]) for e in events))
-    return dict(views[("q", "*", "*", platform)]["windows"][window]["platform_rule"])
+    return dict(views[Scope("*", "*", platform, "q")]["windows"][window]["platform_rule"])
 
 
 def counted(n: int, met: int) -> dict[str, Any]:
@@ -156,10 +157,10 @@ def test_a_late_reply_is_a_miss_where_the_limit_passed() -> None:
 def test_a_reply_within_the_limit_delivered_after_the_miss_was_shown_flips_it_to_met() -> None:
     s = InProcessScorer(event_clock=False)
     s.feed(waiting("j1", "jd", at(10, 0)))
-    before = s.tick(at(10, 1))[("q", "*", "*", "jd")]["windows"]["5m"]["platform_rule"]
+    before = s.tick(at(10, 1))[Scope("*", "*", "jd", "q")]["windows"]["5m"]["platform_rule"]
     assert before == counted(1, 0)  # no reply known at 10:01: a miss since 10:00:30
     s.feed([reply("j1", "jd", at(10, 0, 20))])  # the webhook retried: it had answered at 20 s
-    after = s.tick(at(10, 1, 1))[("q", "*", "*", "jd")]["windows"]["5m"]["platform_rule"]
+    after = s.tick(at(10, 1, 1))[Scope("*", "*", "jd", "q")]["windows"]["5m"]["platform_rule"]
     assert after == counted(1, 1)
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from services.core.buckets import ARRIVAL, FRT, LEFT, NO_SAMPLES, REPLY, Bucket, Fact
 from services.core.merge import QueueMerger
 from services.core.partials import Live
-from services.core.scope import Scope
+from services.core.scope import Scope, queue_total
 
 BUCKET_MS = 5000
 T0 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000
@@ -147,27 +147,28 @@ def test_agent_views_take_turns_and_are_exact_as_of_their_build() -> None:
             if merger is every:
                 rng.setstate(rng_state)  # the same changes for both
         full = every.views(now)
-        history[full[("presales", "*", "*", "*")]["as_of"]] = full
+        history[full[queue_total("presales")]["as_of"]] = full
         shown = turns.views(now)
-        assert shown[("presales", "*", "*", "*")] == full[("presales", "*", "*", "*")]  # queues: every call
+        assert shown[queue_total("presales")] == full[queue_total("presales")]  # queues: every call
         for key, view in shown.items():
-            if not key[0].startswith("@agent:"):
+            if not key.queue.startswith("@agent:"):
                 continue
             assert view["as_of"] in list(history)[-5:], f"{key} older than 5 calls"
             assert view == history[view["as_of"]][key]
         if second > 5:
-            assert len(turns.rebuilt & {k for k in shown if k[0].startswith("@agent:")}) < len(agents)
+            assert len(turns.rebuilt & {k for k in shown if k.queue.startswith("@agent:")}) < len(agents)
 
 
 TURNS = """
 from services.core.merge import QueueMerger
+from services.core.scope import Scope
 m = QueueMerger(5000, agent_refresh_ticks=5)
-keys = [(f"@agent:a{i}", "acme", "acme-jd", "jd") for i in range(12)]
+keys = [Scope("acme", "acme-jd", "jd", f"@agent:a{i}") for i in range(12)]
 m.built = {k: {} for k in keys}
 out = []
 for t in range(5):
     m.ticks = t
-    out.append([k[0] for k in keys if m._waits(k)])
+    out.append([k.queue for k in keys if m._waits(k)])
 print(out)
 """
 
@@ -209,9 +210,9 @@ def test_fast_steps_build_the_changed_queue_views_exactly_and_keep_the_rest() ->
         for _ in range(rng.choice([0, 0, 1, 2])):
             src, part, scope = rng.choice("ca"), rng.randint(0, 1), rng.choice(scopes)
             slot = now - now % BUCKET_MS - BUCKET_MS * rng.choice([0, 0, 1, 12, 719])
-            key = ("bucket", src, part, scope, slot)
-            fs = [*state.get(key, []), (rng.choice([ARRIVAL, FRT, REPLY, LEFT]), rng.randint(0, 400_000))]
-            state[key] = fs
+            bucket_key = ("bucket", src, part, scope, slot)
+            fs = [*state.get(bucket_key, []), (rng.choice([ARRIVAL, FRT, REPLY, LEFT]), rng.randint(0, 400_000))]
+            state[bucket_key] = fs
             merger.put_bucket(src, part, scope, slot, bucket_of(fs, slot))
         if rng.random() < 0.1:
             si = rng.randint(0, 2)
@@ -225,14 +226,14 @@ def test_fast_steps_build_the_changed_queue_views_exactly_and_keep_the_rest() ->
         if full:
             assert views == fresh, f"full call at step {step_no}"
             continue
-        assert not any(k[0].startswith("@agent:") for k in merger.rebuilt)
+        assert not any(k.queue.startswith("@agent:") for k in merger.rebuilt)
         for key, view in views.items():
             if key in merger.rebuilt:
                 assert view == fresh[key]
                 fast_built += 1
             else:
                 assert view is before[key]
-                if not key[0].startswith("@agent:"):
+                if not key.queue.startswith("@agent:"):
                     assert _sans_clock(view) == _sans_clock(fresh[key]), f"{key} changed but was kept"
                     kept += 1
     assert fast_built > 100 and kept > 100  # both paths were taken often

@@ -154,7 +154,7 @@ def test_day_rolls_over_at_local_midnight() -> None:
 
 # --- through the API ----------------------------------------------------------------------------------------
 
-def store_of(s: InProcessScorer, views: dict[tuple[str, str, str, str], QueueView]) -> ViewStore:
+def store_of(s: InProcessScorer, views: dict[Scope, QueueView]) -> ViewStore:
     store = ViewStore("unused:9092", "unused")
     store.views.update(views)
     store.days.update(s.day_records)
@@ -163,7 +163,7 @@ def store_of(s: InProcessScorer, views: dict[tuple[str, str, str, str], QueueVie
 
 
 @pytest.fixture
-def floor_day() -> tuple[InProcessScorer, dict[tuple[str, str, str, str], QueueView]]:
+def floor_day() -> tuple[InProcessScorer, dict[Scope, QueueView]]:
     f = Floor()
     jd_and_taobao(f, 10)
     f.ev("jd1", "jd", "clock", "message", at(10, 11, 30), sender="customer")  # the scorer's now: 11:30

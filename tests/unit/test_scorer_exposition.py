@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.core.figures import QueueView
+from services.core.scope import queue_total
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.metrics import ViewsCollector
 from tests.unit.test_agent_view import T, events
@@ -56,7 +57,7 @@ def test_open_alerts_export_the_value_at_firing_and_the_current_one() -> None:
     from services.scorer.metrics import AlertsCollector
 
     engine = AlertEngine()
-    scope = ("presales", "*", "*", "*")
+    scope = queue_total("presales")
     engine.evaluate({scope: Signals(oldest_wait_s=120.0, waiting=1)}, T)
     engine.evaluate({scope: Signals(oldest_wait_s=170.0, waiting=1)}, T + 50_000)
     registry = CollectorRegistry()

@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.core.figures import QueueView
+from services.core.scope import Scope
 from services.scorer.inprocess import InProcessScorer
-from tests.reference import WINDOWS, ViewKey, empty_view, reference_views
+from tests.reference import WINDOWS, empty_view, reference_views
 
 GRACE_MS = 60_000
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z, a minute boundary
@@ -212,7 +213,7 @@ def assert_within_grace(stream: list[dict[str, Any]]) -> None:
 # --- running the scorer ------------------------------------------------------------------------
 
 def run(stream: list[dict[str, Any]], cuts: Sequence[int] = (), wall_ms: int = 0,
-        **kwargs: Any) -> dict[ViewKey, QueueView]:
+        **kwargs: Any) -> dict[Scope, QueueView]:
     """Feed `stream`, ticking after each cut and at the end; under the event clock the wall clock
     handed to `tick` must change nothing (a replay of old traffic)."""
     scorer = InProcessScorer(**kwargs)
@@ -249,7 +250,7 @@ def close_enough(path: str, got: Any, want: Any, exact_max: bool) -> bool:
     return bool(math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12))
 
 
-def diff_view(key: ViewKey, got: Mapping[str, Any], want: Mapping[str, Any], exact_max: bool) -> list[str]:
+def diff_view(key: Scope, got: Mapping[str, Any], want: Mapping[str, Any], exact_max: bool) -> list[str]:
     out = []
 
     def walk(path: str, g: Any, w: Any) -> None:
@@ -268,7 +269,7 @@ def diff_view(key: ViewKey, got: Mapping[str, Any], want: Mapping[str, Any], exa
     return out
 
 
-def assert_matches_reference(got: Mapping[ViewKey, Mapping[str, Any]], want: dict[ViewKey, dict[str, Any]],
+def assert_matches_reference(got: Mapping[Scope, Mapping[str, Any]], want: dict[Scope, dict[str, Any]],
                              exact_max: bool = False) -> None:
     # A view only one side has is compared with an empty one at the same now (its windows' spans).
     as_of = max((v["as_of"] for v in got.values()), default=None)
@@ -315,7 +316,7 @@ def test_a_full_replay_changes_nothing(floor: Floor) -> None:
     assert_matches_reference(again, reference_views(floor.events), exact_max=floor.in_order)
 
 
-def strip_bounded(views: Mapping[ViewKey, Mapping[str, Any]]) -> dict[ViewKey, Any]:
+def strip_bounded(views: Mapping[Scope, Mapping[str, Any]]) -> dict[Scope, Any]:
     def strip(x: Any) -> Any:
         if isinstance(x, dict):
             return {k: strip(v) for k, v in x.items() if k not in PERCENTILES | MAXIMA}

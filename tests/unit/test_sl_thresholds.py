@@ -10,6 +10,7 @@ import pytest
 
 from services.core.alert_config import AlertRulesError, check_measured, load_rules, parse_rules
 from services.core.config import SlThresholds, parse_sl_thresholds, sl_thresholds_for
+from services.core.scope import queue_total
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.metrics import ViewsCollector
 
@@ -32,7 +33,7 @@ def floor() -> list[dict[str, Any]]:
 
 
 def sl_of(views: dict[Any, Any], queue: str) -> dict[str, Any]:
-    return dict(views[(queue, "*", "*", "*")]["windows"]["5m"]["sl"])
+    return dict(views[queue_total(queue)]["windows"]["5m"]["sl"])
 
 
 def test_default_thresholds_are_30_and_180_s() -> None:
@@ -50,7 +51,7 @@ def test_thresholds_per_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     views = s.tick(0)
     assert sl_of(views, "vip") == {"15": 0.25, "60": 0.75}
     assert sl_of(views, "presales") == {"30": 0.5, "180": 1.0}
-    totals = [views[("vip", "*", "*", "*")], views[("presales", "*", "*", "*")]]
+    totals = [views[queue_total("vip")], views[queue_total("presales")]]
     series = {
         (sample.labels["queue"], sample.labels["threshold_s"]): sample.value
         for family in ViewsCollector(lambda: totals).collect()

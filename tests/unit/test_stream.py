@@ -31,15 +31,15 @@ from services.core.alert_judging import judged
 from services.core.alert_signals import signals_from_view
 from services.core.merge import QueueMerger
 from services.core.partials import Live
-from services.core.scope import Scope
+from services.core.scope import Scope, queue_total
 
 KEYS = [
-    ("presales", "*", "*", "*"),
-    ("presales", "acme", "acme-jd", "jd"),
-    ("presales", "*", "*", "jd"),
-    ("aftersales", "*", "*", "*"),
-    ("aftersales", "acme", "acme-pdd", "pdd"),
-    ("aftersales", "*", "*", "pdd"),
+    queue_total("presales"),
+    Scope("acme", "acme-jd", "jd", "presales"),
+    Scope("*", "*", "jd", "presales"),
+    queue_total("aftersales"),
+    Scope("acme", "acme-pdd", "pdd", "aftersales"),
+    Scope("*", "*", "pdd", "aftersales"),
 ]
 
 
@@ -54,7 +54,7 @@ def filled_store() -> ViewStore:
     store = ViewStore("unused:9092", "unused")
     for key in KEYS:
         # As the scorer publishes a view: with the alert rules' reading of it.
-        th = thresholds_for(key[0])
+        th = thresholds_for(key.queue)
         store.views[key] = {**views[key], "judged": judged(signals_from_view(views[key], th), th)}
     store.caught_up.set()
     return store

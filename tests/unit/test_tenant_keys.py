@@ -15,6 +15,7 @@ from services.api.settings import ApiSettings
 from services.api.views import ViewStore
 from services.core.events import parse_event, split_state_key, state_key
 from services.core.figures import QueueView
+from services.core.scope import Scope, queue_total
 from services.scorer.inprocess import InProcessScorer
 
 T = 1_800_000_000_000
@@ -30,16 +31,16 @@ def status(tenant: str, n: str, s: float, agent: str, st: str, capacity: int) ->
     return ev(tenant, n, "agent.status", s, agent_id=agent, status=st, capacity=capacity, queues=["presales"])
 
 
-def scorer(events: list[dict[str, Any]], now_s: float) -> dict[tuple[str, str, str, str], QueueView]:
+def scorer(events: list[dict[str, Any]], now_s: float) -> dict[Scope, QueueView]:
     s = InProcessScorer(event_clock=False)
     s.feed(events)
     assert not s.dead_letters
     return s.tick(T + int(now_s * 1000))
 
 
-def queue(views: dict[tuple[str, str, str, str], QueueView], tenant: str) -> QueueView:
+def queue(views: dict[Scope, QueueView], tenant: str) -> QueueView:
     shop = SHOPS[tenant]
-    return views[("presales", tenant, shop["shop_id"], shop["platform"])]
+    return views[Scope(tenant, shop["shop_id"], shop["platform"], "presales")]
 
 
 def test_the_state_key_is_per_tenant_and_splits_back() -> None:
@@ -71,7 +72,7 @@ def test_two_tenants_with_the_same_conversation_id_are_two_conversations() -> No
     assert bolt["windows"]["5m"]["frt"]["count"] == 1 and bolt["windows"]["5m"]["frt"]["mean_s"] == 40.0
     assert acme["live"]["open"] == 1 and bolt["live"]["open"] == 1
     assert acme["live"]["awaiting_reply"] == 0 and bolt["live"]["awaiting_reply"] == 1
-    total = views[("presales", "*", "*", "*")]
+    total = views[queue_total("presales")]
     assert total["live"]["open"] == 2 and total["windows"]["5m"]["arrivals"] == 2
 
 
@@ -103,8 +104,8 @@ def test_two_tenants_agents_with_the_same_id_stay_apart() -> None:
         ev("bolt", "3", "message", 9, conversation_id="c9", sender="agent", agent_id="a1"),
         ev("bolt", "4", "conversation.closed", 10, conversation_id="c9", reason="resolved"),
     ], now_s=40)
-    a = agent_view(views[("@agent:a1", "acme", "acme-jd", "jd")])
-    b = agent_view(views[("@agent:a1", "bolt", "bolt-jd", "jd")])
+    a = agent_view(views[Scope("acme", "acme-jd", "jd", "@agent:a1")])
+    b = agent_view(views[Scope("bolt", "bolt-jd", "jd", "@agent:a1")])
     assert (a["status"], a["capacity"], a["active_chats"]) == ("online", 3, 2)
     assert (b["status"], b["capacity"], b["active_chats"]) == ("offline", 1, 0)
     assert a["windows"]["5m"]["max_concurrent"] == 2 and b["windows"]["5m"]["max_concurrent"] == 1

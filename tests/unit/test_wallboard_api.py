@@ -16,6 +16,7 @@ from services.api.settings import ApiSettings
 from services.api.views import ViewStore
 from services.api.wallboard import queue_matcher
 from services.core.figures import QueueView
+from services.core.scope import queue_total
 from services.scorer.inprocess import InProcessScorer
 from tests.unit.test_stream import SSEClient, bump, filled_store
 
@@ -75,7 +76,7 @@ async def test_alerts_carry_the_value_at_firing_and_the_current_one(store: ViewS
         (got,) = (await client.get("/v1/alerts")).json()["alerts"]
         # The presales view (a buyer waiting since 1 s, view at 61 s) is read now: 60 s, not the 100 fired at.
         assert (got["value"], got["current_value"]) == (100.0, 60.0)
-        assert got["current_as_of"] == store.views[("presales", "*", "*", "*")]["as_of"]
+        assert got["current_as_of"] == store.views[queue_total("presales")]["as_of"]
         assert (await client.get(f"/v1/alerts/{got['id']}")).json()["current_value"] == 60.0
 
         # A scope the API has no view of: the engine's last published reading.
@@ -104,12 +105,12 @@ def test_current_values_follow_the_view_and_say_nothing_without_a_reading() -> N
     store = ViewStore("unused:9092", "unused")
     store.views.update(scorer.tick(B + 200_000))
     current = CurrentValues(store)
-    assert current(alert()) == (200.0, store.views[("presales", "*", "*", "*")]["as_of"])
+    assert current(alert()) == (200.0, store.views[queue_total("presales")]["as_of"])
     assert current(alert(tenant="acme", shop_id="acme-jd", platform="jd"))[0] == 200.0  # type: ignore[index]
     assert current(alert(rule="sla_breach")) is None  # nothing measured in 5 min yet: a gap, no reading
     assert current(alert(queue="nowhere")) is None
     assert current(alert(rule="no_such_rule")) is None
     # A view without the scorer's reading: the API does not judge it itself.
-    store.views[("presales", "*", "*", "*")] = cast(QueueView, {
-        k: v for k, v in store.views[("presales", "*", "*", "*")].items() if k != "judged"})
+    store.views[queue_total("presales")] = cast(QueueView, {
+        k: v for k, v in store.views[queue_total("presales")].items() if k != "judged"})
     assert current(alert()) is None

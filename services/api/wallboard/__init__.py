@@ -86,7 +86,7 @@ def mount_wallboard(app: FastAPI, store: ViewStore) -> None:
         alert engine applies them: `{"queues": {queue: {"oldest_wait": {...}, "sla_breach": {...},
         "peak_load": {...}, "staffing_gap": {...}}}}` (ALERT_RULES_FILE, or the defaults)."""
         # Agents' own views are no queues (and their ids may be e-mail addresses).
-        names = sorted(set(queue)) if queue else sorted({key[0] for key in store.views if not is_agent_scope(key[0])})
+        names = sorted(set(queue) if queue else {k.queue for k in store.views if not is_agent_scope(k.queue)})
         try:
             return {"queues": {name: thresholds_for(name).to_json() for name in names}}
         except ValueError as exc:  # a bad ALERT_RULES_FILE: say so rather than colour by a guess
