@@ -8,7 +8,8 @@ own date) and benchmarks/results/throughput_freshness.png. Sections, in the orde
     memory      RSS against open conversations (in-process) and over a simulated day
     throughput  one real worker vs the bare-consumer ceiling vs Quix Streams, on one pre-filled topic
     recovery    SIGKILL and restart with 100k open conversations (and the real-worker memory point)
-    freshness   ingest 202 -> figure at the API and at /metrics, at 1,000 and 10,000 events/s offered
+    freshness   ingest 202 -> figure at the API, its SSE stream and /metrics, at 15 (the demo), 300, 1,000 and
+                3,000 events/s offered; records and bytes per event
     profile     cProfile of InProcessScorer over a simulated hour, py-spy of a real worker
     whatif      the same worker with other settings (environment only): producers, Faust's knobs
     names       one sender tries 100k queue names: ingest and scorer state, /metrics size (in-process)
@@ -55,7 +56,7 @@ FULL: dict[str, dict[str, Any]] = {
     "throughput": {"events": 1_000_000, "scale": 10, "rounds": 3, "scorer_cap_s": 60, "ceiling_cap_s": 120,
                    "peer_cap_s": 30},
     "recovery": {"n": 100_000, "cycles": 3, "fill_timeout_s": 360, "cycle_timeout_s": 150},
-    "freshness": {"rates": [1_000, 10_000], "seconds": 60, "pyspy_s": 20},
+    "freshness": {"rates": [15, 300, 1_000, 3_000], "seconds": 60, "pyspy_s": 20},
     "memory": {"open_points": [10_000, 100_000, 1_000_000], "day_scale": 1, "point_timeout_s": 600,
                "day_timeout_s": 600},
     "staffing": {"sizes": [10, 1_000, 10_000], "requests": 300, "rounds": 3},
