@@ -43,8 +43,10 @@ NEEDS_BROKER = {"throughput", "recovery", "freshness", "profile", "whatif"}
 # Since issue 11 the state producer's writes are awaited before each commit and linger 10 ms, and partials
 # and views have their own producer (10 ms linger, 512 KiB batches). "outputs_shared" and "state_no_linger"
 # are the ways before (one Faust producer for everything; no linger); the others are Faust's and aiokafka's
-# cheap knobs. benchmarks/results/whatif_issue11.json has the runs that chose the defaults.
+# cheap knobs. benchmarks/results/whatif_issue11.json has the runs that chose the defaults. "fast_path_off" is
+# the worker before the fast step (partials and views once a 1 s tick only).
 WHATIF = {
+    "fast_path_off": {"PARTIALS_TICK_S": "1", "FAST_VIEWS_S": "0"},
     "outputs_shared": {"SCORER_OUTPUT_PRODUCER": "shared"},
     "state_no_linger": {"PRODUCER_LINGER": "0"},  # Faust reads its settings' environment names first
     "outputs_uncompressed": {"SCORER_OUTPUT_COMPRESSION": "none"},
