@@ -49,7 +49,7 @@ WHATIF = {
     "fast_path_off": {"PARTIALS_TICK_S": "1", "FAST_VIEWS_S": "0"},
     "outputs_shared": {"SCORER_OUTPUT_PRODUCER": "shared"},
     "state_no_linger": {"PRODUCER_LINGER": "0"},  # Faust reads its settings' environment names first
-    "outputs_uncompressed": {"SCORER_OUTPUT_COMPRESSION": "none"},
+    "outputs_lz4": {"SCORER_OUTPUT_COMPRESSION": "lz4"},
     "max_poll_records_500": {"BROKER_MAX_POLL_RECORDS": "500"},
     "stream_buffer_16k": {"STREAM_BUFFER_MAXSIZE": "16384"},
 }

@@ -42,23 +42,27 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     fr = s.get("freshness", {}).get("by_rate", {})
     if fr:
         rates = sorted(fr, key=float)
-        labels = [f"{float(r):,.0f}/s offered\n{fr[r].get('api', {}).get('seen', 0)} of "
-                  f"{fr[r].get('api', {}).get('probes', 0)} probes seen within 20 s" for r in rates]
-        width = 0.2
-        for i, (where, stat, color) in enumerate([("api", "p50_s", "#2ca02c"), ("api", "p99_s", "#98df8a"),
-                                                   ("metrics", "p50_s", "#ff7f0e"), ("metrics", "p99_s", "#ffbb78")]):
+        labels = [f"{float(r):,.0f}/s\n{fr[r].get('api', {}).get('seen', 0)}/"
+                  f"{fr[r].get('api', {}).get('probes', 0)} seen" for r in rates]
+        width = 0.14
+        series = [("api", "p50_s", "#2ca02c"), ("api", "p99_s", "#98df8a"), ("sse", "p50_s", "#1f77b4"),
+                  ("sse", "p99_s", "#9ecae1"), ("metrics", "p50_s", "#ff7f0e"), ("metrics", "p99_s", "#ffbb78")]
+        for i, (where, stat, color) in enumerate(x for x in series if x[0] in fr[rates[0]]):
             vals = []
             for r in rates:
                 v = fr[r].get(where, {}).get(stat)
                 vals.append(v if v is not None else fr[r].get(where, {}).get("censored_after_s") or 0)
-            pos = [j + (i - 1.5) * width for j in range(len(rates))]
+            pos = [j + (i - 2.5) * width for j in range(len(rates))]
             ax.bar(pos, vals, width, label=f"{where} {stat[:-2]}", color=color)
             for j, r in enumerate(rates):
                 if fr[r].get(where, {}).get(stat) is None:
                     ax.annotate("not seen\nin time", (pos[j], vals[j]), ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(rates)), labels)
-        ax.set_ylabel("seconds from ingest 202")
-        ax.set_title("Freshness: 202 → figure changed (API, worker /metrics)", fontsize=10)
+        ax.set_ylabel("seconds from ingest 202 (log)")
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="#d62728", linewidth=0.8, linestyle="--")
+        ax.set_title("Freshness by events/s offered (dashed: 1 s)\n202 → figure changed at API, SSE, /metrics",
+                     fontsize=10)
         ax.legend(fontsize=8)
     else:
         ax.set_title("Freshness: not measured")
