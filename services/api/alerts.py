@@ -24,13 +24,11 @@ from pydantic import BaseModel, Field
 from services.core.kafka_security import client_kwargs
 from services.core.merge import iso
 from services.core.scope import Scope
-from services.core.wire import ALERT_ACK_PREFIX, alert_partition
+from services.core.wire import ALERT_ACK_PREFIX, ENGINE_KEY_PREFIX, alert_partition
 
 from .mirror import TopicMirror
 from .settings import ApiSettings
 from .views import ViewStore
-
-ENGINE_PREFIX = b"__engine__:"
 
 
 class CurrentValues:
@@ -65,7 +63,7 @@ class AlertStore(TopicMirror):
         self.current: Callable[[dict[str, Any]], tuple[float | None, str] | None] | None = None
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
-        if not key or key.startswith(ENGINE_PREFIX):
+        if not key or key.startswith(ENGINE_KEY_PREFIX.encode()):
             return
         if key.startswith(ALERT_ACK_PREFIX):
             target = self.acks

@@ -16,6 +16,13 @@ from typing import Final, NamedTuple
 from .kafka_security import KafkaSecurity
 
 WINDOWS: Final[dict[str, int]] = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
+
+
+def horizon_ms(grace_ms: int) -> int:
+    """How far back any window can reach: the longest window, a minute (buckets are pruned a whole minute at
+    a time) and the grace period for late events."""
+    return max(WINDOWS.values()) + 60_000 + grace_ms
+
 SL_THRESHOLDS_S: Final[tuple[int, ...]] = (30, 180)  # service-level thresholds X unless configured
 ENV_SL_THRESHOLDS: Final = "SL_THRESHOLDS_S"
 SLOW_REPLY_S: Final = 100.0  # Qianniu counts replies slower than 100 s as slow (慢响应)

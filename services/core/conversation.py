@@ -47,6 +47,7 @@ from .buckets import (
     Fact,
     gmv_fact,
 )
+from .config import horizon_ms
 from .events import ChatEvent
 from .scope import agent_scope, is_agent_scope
 
@@ -259,8 +260,7 @@ def _order_key(ev: ConvEvent) -> tuple[int, str]:
     return (ev.ts, ev.event_id)
 
 
-# The longest window (1 h) plus its coarse bucket and the grace period: the scorer's default horizon.
-DEFAULT_HORIZON_MS: Final = 3_600_000 + 60_000 + 60_000
+DEFAULT_HORIZON_MS: Final = horizon_ms(60_000)  # the scorer's default (GRACE_S = 60)
 
 
 DIGEST_SIZE: Final = 8

@@ -25,6 +25,7 @@ DAY_LEDGER_PREFIX: Final = b"\x00day:"
 DAY_VIEW_TAG: Final = "@day"
 # The alerts topic: an API's acknowledgement of alert <id> is the record `ack:<id>` (it leaves with the alert).
 ALERT_ACK_PREFIX: Final = b"ack:"
+ENGINE_KEY_PREFIX: Final = "__engine__:"  # alert engine snapshots share the alerts topic with the alerts
 
 
 def queue_partition(queue: str, partitions: int) -> int:

@@ -15,9 +15,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from services.core.kafka_security import client_kwargs
+from services.core.wire import ENGINE_KEY_PREFIX
 from services.kafka_util.read import read_to_end
 
-from .stages import ENGINE_KEY_PREFIX, Out
+from .stages import Out
 
 log = logging.getLogger(__name__)
 

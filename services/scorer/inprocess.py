@@ -13,6 +13,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
+from services.core.config import horizon_ms
 from services.core.figures import QueueView
 from services.core.scope import Scope
 from services.core.wire import parse_day_view_key, parse_view_key
@@ -30,7 +31,7 @@ class InProcessScorer:
         self.event_partitions = event_partitions
         self.queue_partitions = queue_partitions
         self.metrics = PipelineMetrics(CollectorRegistry())
-        horizon = 3_600_000 + 60_000 + grace_ms
+        horizon = horizon_ms(grace_ms)
         self.conv_table: dict[bytes, bytes] = {}
         self.agent_table: dict[bytes, bytes] = {}
         self.partials_table: dict[bytes, bytes] = {}

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.core.config import DEFAULT_SCORER_METRICS_PORT, KafkaSettings, env_float, env_int, env_str
+from services.core.config import (
+    DEFAULT_SCORER_METRICS_PORT,
+    KafkaSettings,
+    env_float,
+    env_int,
+    env_str,
+    horizon_ms,
+)
 from services.core.days import ScorecardTzError, scorecard_tz
 from services.core.scorecard import ScorecardConfig
 from services.core.scorecard_config import ScorecardConfigError, config_from_env
@@ -113,8 +120,7 @@ class ScorerSettings:
 
     @property
     def horizon_ms(self) -> int:
-        """How far back any window can reach: the longest window plus the grace period."""
-        return 3_600_000 + 60_000 + self.grace_ms
+        return horizon_ms(self.grace_ms)
 
 
 def worker_data_dir(s: ScorerSettings) -> Path:

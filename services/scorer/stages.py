@@ -43,6 +43,7 @@ from services.core.scorecard_report import agent_sums, budget, rule_standing
 from services.core.wire import (
     ALERT_ACK_PREFIX,
     DAY_LEDGER_PREFIX,
+    ENGINE_KEY_PREFIX,
     SLOT_AGENT_STATE,
     SLOT_AGENTS,
     SLOT_LIVE,
@@ -69,8 +70,6 @@ log = logging.getLogger(__name__)
 
 NO_SCOPE = Scope("", "", "", "")
 
-
-ENGINE_KEY_PREFIX = "__engine__:"  # alert engine snapshots share the alerts topic with the alerts
 
 
 class Out(NamedTuple):

@@ -9,8 +9,8 @@ import orjson
 
 from services.core.figures import QueueView
 from services.core.scope import Scope
+from services.core.wire import ENGINE_KEY_PREFIX
 from services.scorer.inprocess import InProcessScorer
-from services.scorer.stages import ENGINE_KEY_PREFIX
 
 B = 1_795_700_000_000
 

@@ -23,8 +23,8 @@ from services.api.settings import ApiSettings
 from services.api.views import ViewStore
 from services.core.alert_signals import paging_scopes
 from services.core.scope import Scope, queue_total
+from services.core.wire import ENGINE_KEY_PREFIX
 from services.scorer.inprocess import InProcessScorer
-from services.scorer.stages import ENGINE_KEY_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 B = 1_795_700_000_000

@@ -13,6 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from services.core.buckets import ARRIVAL, FRT, LEFT, NO_SAMPLES, REPLY, Bucket, Fact
+from services.core.config import horizon_ms
 from services.core.merge import QueueMerger
 from services.core.partials import Live
 from services.core.scope import Scope, queue_total
@@ -86,7 +87,7 @@ def test_running_totals_equal_a_fresh_sum(steps: list[tuple[str, Any]]) -> None:
             now += arg
             merger.views(now)
         elif kind == "prune":
-            horizon = 3_600_000 + 60_000 + 60_000
+            horizon = horizon_ms(60_000)
             merger.prune(now - horizon)
             before = now - horizon - (now - horizon) % 60_000  # slots go a whole minute at a time
             for key in [k for k in state if k[0] == "bucket" and k[4] + BUCKET_MS <= before]:

@@ -20,8 +20,8 @@ from services.api.settings import ApiSettings
 from services.api.views import ViewStore
 from services.core.figures import QueueView
 from services.core.scope import Scope
+from services.core.wire import ENGINE_KEY_PREFIX
 from services.scorer.inprocess import InProcessScorer
-from services.scorer.stages import ENGINE_KEY_PREFIX
 
 SH = ZoneInfo("Asia/Shanghai")
 T = "acme"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import orjson
 
 from services.core.alerts import AlertEngine
-from services.core.wire import queue_partition
+from services.core.wire import ENGINE_KEY_PREFIX, queue_partition
 from services.scorer.inprocess import InProcessScorer
-from services.scorer.stages import ENGINE_KEY_PREFIX
 
 B = 1_795_700_000_000
 BASE = {"tenant": "acme", "shop_id": "acme-jd", "platform": "jd"}
