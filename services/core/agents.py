@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .events import AGENT_STATUS_ORDER
 from .figures import AgentWindowFigures
 from .scope import Scope
 
@@ -190,7 +191,7 @@ class AgentState:
         }
 
 
-STATUSES = ("online", "busy", "away", "offline")
+STATUSES = AGENT_STATUS_ORDER
 
 
 class AgentTimeline:

@@ -32,7 +32,9 @@ EVENT_TYPES: Final = frozenset(
 )
 SENDERS: Final = frozenset({"customer", "agent", "bot"})
 CLOSE_REASONS: Final = frozenset({"resolved", "abandoned", "timeout", "bot_resolved"})
-AGENT_STATUSES: Final = frozenset({"online", "busy", "away", "offline"})
+# In the order figures list them (time per status, the wallboard's agent counts).
+AGENT_STATUS_ORDER: Final = ("online", "busy", "away", "offline")
+AGENT_STATUSES: Final = frozenset(AGENT_STATUS_ORDER)
 
 MAX_ID_LEN: Final = 128
 MAX_NAME_LEN: Final = 128
@@ -45,9 +47,10 @@ MAX_AMOUNT: Final = Decimal(10) ** 15
 # scope prefix (services.core.buckets.AGENT_PREFIX, "@agent:") hold an agent's own figures. A sender's
 # tenant, shop, platform or queue spelled like them would merge into those figures.
 RESERVED_PREFIX: Final = AGENT_PREFIX
-# Epoch-ms bounds that catch seconds-vs-milliseconds mistakes (2001-09-09 .. 2286-11-20).
-_MIN_EPOCH_MS: Final = 1_000_000_000_000
-_MAX_EPOCH_MS: Final = 9_999_999_999_999
+# Epoch-ms bounds that catch seconds-vs-milliseconds mistakes (2001-09-09 .. 2286-11-20): the contract's range
+# for every timestamp (events, platform deliveries, the simulator's start).
+MIN_EPOCH_MS: Final = 1_000_000_000_000
+MAX_EPOCH_MS: Final = 9_999_999_999_999
 _RFC3339: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
@@ -158,7 +161,7 @@ def parse_ts(value: object) -> int:
     if isinstance(value, bool):
         raise EventError("ts must be an RFC 3339 string with offset or integer epoch milliseconds")
     if isinstance(value, int):
-        if not _MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS:
+        if not MIN_EPOCH_MS <= value <= MAX_EPOCH_MS:
             raise EventError(
                 f"ts {value} is not epoch milliseconds (expected 13 digits; seconds need *1000)"
             )

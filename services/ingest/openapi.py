@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from services.core.events import AGENT_STATUSES, CLOSE_REASONS, EVENT_TYPES, SENDERS
+from services.core.events import AGENT_STATUSES, CLOSE_REASONS, EVENT_TYPES, MAX_EPOCH_MS, MIN_EPOCH_MS, SENDERS
 
 from .adapters import chatwoot, livechat, sunshine
 
@@ -24,7 +24,7 @@ EVENT_SCHEMA: Final[dict[str, Any]] = {
         "ts": {
             "oneOf": [
                 {"type": "string", "format": "date-time"},
-                {"type": "integer", "minimum": 1_000_000_000_000, "maximum": 9_999_999_999_999},
+                {"type": "integer", "minimum": MIN_EPOCH_MS, "maximum": MAX_EPOCH_MS},
             ]
         },
         "tenant": _NAME,

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Final
 
+from services.core.events import MAX_EPOCH_MS, MIN_EPOCH_MS
+
 PRESALES: Final = "presales"
 AFTERSALES: Final = "aftersales"
 QUEUES: Final = (PRESALES, AFTERSALES)
@@ -111,7 +113,7 @@ class SimConfig:
     run_id: str | None = None
 
     def __post_init__(self) -> None:
-        if not 1_000_000_000_000 <= self.start_ms <= 9_999_999_999_999:
+        if not MIN_EPOCH_MS <= self.start_ms <= MAX_EPOCH_MS:
             raise ValueError(f"start_ms {self.start_ms} must be epoch milliseconds")
         if self.base_rate < 0 or self.rate_factor < 0:
             raise ValueError("base_rate and rate_factor must be >= 0")

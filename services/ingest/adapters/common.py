@@ -33,14 +33,11 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import orjson
 
-from services.core.events import MAX_ID_LEN, MAX_NAME_LEN
+from services.core.events import MAX_EPOCH_MS, MAX_ID_LEN, MAX_NAME_LEN, MIN_EPOCH_MS
 
 DEFAULT_QUEUE: Final = "default"
 DEFAULT_TENANT: Final = "default"
 MAX_PLATFORM_ID_LEN: Final = 512  # longer "ids" are refused: no platform sends those
-# Epoch bounds for platform timestamps: 2001-09-09 .. 2286-11-20 (the contract's ms range).
-_MIN_MS: Final = 1_000_000_000_000
-_MAX_MS: Final = 9_999_999_999_999
 
 
 class AdapterError(ValueError):
@@ -372,7 +369,7 @@ def to_ms(value: object, what: str) -> int:
             raise AdapterError(f"{what} is out of range") from None
     else:
         raise AdapterError(f"{what} is not a timestamp")
-    if not _MIN_MS <= ms <= _MAX_MS:
+    if not MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS:
         raise AdapterError(f"{what} is out of range (before 2001 or after 2286)")
     return ms
 
