@@ -5,6 +5,11 @@ scores N `conversation.opened` events (N conversations open), and the per-queue 
 are recorded. Then, `cycles` times: SIGKILL, start again, and time until /healthz answers 200 and until
 /metrics shows every queue's open figure equal to the one before the kill (the restarted worker rebuilds
 the tables from their changelogs). The worker's RSS at N open conversations is the real-worker memory point.
+
+Takeover: two workers share the N conversations; worker 1 is SIGKILLed and never comes back, and the time
+is until worker 0's /metrics shows every figure both showed before (it must first notice the loss: the
+group's session timeout, SCORER_SESSION_TIMEOUT_S (10 s in the harness), then restore worker 1's partitions
+from the changelogs).
 """
 
 from __future__ import annotations
@@ -110,6 +115,57 @@ async def scenario(b: Broker, n: int, cycles: int, fill_timeout_s: float, cycle_
     return out
 
 
+def queue_totals(figs: dict[str, float] | None) -> float:
+    return sum(v for k, v in (figs or {}).items() if 'shop="*"' in k and 'tenant="*"' in k and 'platform="*"' in k)
+
+
+async def takeover(b: Broker, n: int, fill_timeout_s: float, cycle_timeout_s: float) -> dict[str, Any]:
+    """Two workers, worker 1 SIGKILLed for good: time until worker 0 shows every figure the two showed."""
+    from tests.integration.scorer_harness import ScorerRun
+
+    topic = f"bench.takeover.{uuid.uuid4().hex[:6]}"
+    b.create_topic(topic, 6)
+    await prefill(b.bootstrap, topic, opened_records(n))
+    run = ScorerRun(kafka=b.kafka, prefix=f"bench-take-{uuid.uuid4().hex[:6]}", events_topic=topic)
+    await run.create_topics()
+    run.start_worker(0)
+    run.start_worker(1)
+    out: dict[str, Any] = {"open_conversations": n, "workers": 2}
+    try:
+        async with httpx.AsyncClient() as client:
+            t0 = time.monotonic()
+            want: dict[str, float] | None = None
+            while time.monotonic() - t0 < fill_timeout_s:
+                await asyncio.sleep(2)
+                both = [await open_figures(client, run.ports[i]) for i in (0, 1)]
+                merged = {**(both[0] or {}), **(both[1] or {})}
+                if queue_totals(merged) >= n and all(both):
+                    want = merged
+                    break
+            out["fill_s"] = rnd(time.monotonic() - t0, 1)
+            if want is None:
+                out["not_measured"] = f"two workers did not show {n:,} open conversations within {fill_timeout_s:.0f} s"
+                return out
+            await asyncio.sleep(3)  # past the commit interval
+            run.kill_worker(1)
+            started = time.monotonic()
+            while time.monotonic() - started < cycle_timeout_s:
+                await asyncio.sleep(0.5)
+                if await open_figures(client, run.ports[0]) == want:
+                    out["correct_s"] = rnd(time.monotonic() - started, 2)
+                    break
+            else:
+                out["correct_s"] = None
+                out["not_within_s"] = cycle_timeout_s
+            log(f"  takeover: {out}")
+    finally:
+        run.stop()
+    return out
+
+
 def run(b: Broker, *, n: int, cycles: int, fill_timeout_s: float, cycle_timeout_s: float) -> dict[str, Any]:
     log(f"recovery: {n:,} open conversations in a real worker, {cycles} SIGKILL/restart cycles")
-    return asyncio.run(scenario(b, n, cycles, fill_timeout_s, cycle_timeout_s))
+    out = asyncio.run(scenario(b, n, cycles, fill_timeout_s, cycle_timeout_s))
+    log(f"recovery: takeover of a worker that never returns, {n:,} open conversations on two workers")
+    out["takeover"] = asyncio.run(takeover(b, n, fill_timeout_s, cycle_timeout_s))
+    return out

@@ -94,6 +94,14 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"{fmt(rec.get('median_healthy_s'), ' s', 1)}"))
     elif rec.get("not_measured"):
         out.append(("recovery after SIGKILL", "not measured", rec["not_measured"]))
+    take = rec.get("takeover", {})
+    if take:
+        out.append((f"takeover of a SIGKILLed worker that never returns, {take['open_conversations']:,} open "
+                    "conversations on 2 workers",
+                    f"{fmt(take.get('correct_s'), ' s', 1)} to correct figures" if take.get("correct_s")
+                    else f"not within {take.get('not_within_s')} s" if take.get("not_within_s")
+                    else str(take.get("not_measured")),
+                    "the survivor notices after the session timeout (10 s in the harness), then restores"))
     for st in s.get("staffing", {}).get("by_agents", []):
         out.append((f"GET /v1/staffing/erlang, {st['required_agents']:,} agents",
                     f"p50 {fmt(st.get('p50_ms'), ' ms', 2)}, p99 {fmt(st.get('p99_ms'), ' ms', 2)}",

@@ -78,6 +78,9 @@ def build_app(settings: ScorerSettings) -> faust.App:
         broker_commit_interval=1.0,
         processing_guarantee=settings.processing_guarantee,
         broker_session_timeout=settings.session_timeout_s,
+        consumer_group_instance_id=(
+            f"{settings.app_id}-{settings.worker_index}" if settings.static_membership else None
+        ),
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         stream_buffer_maxsize=4096,
         table_standby_replicas=0,

@@ -81,6 +81,10 @@ class ScorerSettings:
     # How soon the group notices a dead worker and moves its partitions (Kafka session timeout).
     session_timeout_s: float = field(default_factory=lambda: env_float("SCORER_SESSION_TIMEOUT_S", 20.0))
     worker_index: int = field(default_factory=lambda: env_int("SCORER_WORKER_INDEX", 0))
+    # Static group membership (Kafka's group.instance.id = app id + worker index, unique and stable per worker):
+    # a worker that restarts within the session timeout gets its partitions back without a rebalance, instead
+    # of waiting the timeout out first. "off": dynamic membership (a worker's index must then not be stable).
+    static_membership: bool = field(default_factory=lambda: env_str("SCORER_STATIC_MEMBERSHIP", "on") != "off")
     web_bind: str = field(default_factory=lambda: env_str("SCORER_WEB_BIND", "127.0.0.1"))  # 0.0.0.0 in a pod
     metrics_port: int = field(default_factory=lambda: env_int("SCORER_METRICS_PORT", DEFAULT_SCORER_METRICS_PORT))
     data_dir: Path = field(
