@@ -35,3 +35,22 @@ async def test_table_pages_answer_404(tmp_path: Path) -> None:
                      "/graph/"):
             resp = await client.get(path)
             assert resp.status == 404, (path, resp.status)
+
+
+def test_each_worker_is_a_static_group_member_by_its_index(tmp_path: Path) -> None:
+    """group.instance.id = app id + worker index (stable per StatefulSet pod): a restarted worker is the same
+    member and gets its partitions back without a rebalance; off, the group is dynamic."""
+    on = build_app(ScorerSettings(store="memory://", data_dir=tmp_path, app_id="fw", worker_index=3))
+    assert on.conf.consumer_group_instance_id == "fw-3"
+    off = build_app(ScorerSettings(store="memory://", data_dir=tmp_path, worker_index=3, static_membership=False))
+    assert off.conf.consumer_group_instance_id is None
+
+
+async def test_a_scrape_can_ask_for_some_families(tmp_path: Path) -> None:
+    _, web_app = routes(tmp_path)
+    async with TestClient(TestServer(web_app, host="127.0.0.1")) as client:
+        whole = await (await client.get("/metrics")).text()
+        wanted = "floorwatch_scorer_views_published_timestamp_seconds"
+        some = await (await client.get("/metrics", params={"name[]": wanted})).text()
+    assert "floorwatch_queue_arrivals" in whole and wanted in whole
+    assert f"\n{wanted} " in some and "floorwatch_queue_arrivals" not in some and "floorwatch_agent" not in some
