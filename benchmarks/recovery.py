@@ -1,15 +1,16 @@
 """Recovery: a real worker holding 100k open conversations is SIGKILLed and restarted; time to correct figures.
 
-One worker (SCORER_CLOCK=event, SCORER_STORE=memory://, as tests/integration/scorer_harness.py runs it)
+One worker (SCORER_CLOCK=event, SCORER_STORE=memory://, as tests/integration/scorer_harness.py runs it, and
+again with rocksdb://, production's store, whose restart reads only the changelogs' tail)
 scores N `conversation.opened` events (N conversations open), and the per-queue `open` figures it exports
 are recorded. Then, `cycles` times: SIGKILL, start again, and time until /healthz answers 200 and until
 /metrics shows every queue's open figure equal to the one before the kill (the restarted worker rebuilds
 the tables from their changelogs). The worker's RSS at N open conversations is the real-worker memory point.
 
-Takeover: two workers share the N conversations; worker 1 is SIGKILLed and never comes back, and the time
-is until worker 0's /metrics shows every figure both showed before (it must first notice the loss: the
-group's session timeout, SCORER_SESSION_TIMEOUT_S (10 s in the harness), then restore worker 1's partitions
-from the changelogs).
+Takeover: two workers share the N conversations; the one whose /metrics shows the queue views (stage 2's
+partitions) is SIGKILLed and never comes back, and the time is until the survivor's /metrics shows every
+figure the two showed before (it must first notice the loss: the group's session timeout,
+SCORER_SESSION_TIMEOUT_S, 10 s in the harness, then restore the lost partitions from the changelogs).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ async def open_figures(client: httpx.AsyncClient, port: int) -> dict[str, float]
     return out
 
 
-async def scenario(b: Broker, n: int, cycles: int, fill_timeout_s: float, cycle_timeout_s: float) -> dict[str, Any]:
+async def scenario(b: Broker, n: int, cycles: int, fill_timeout_s: float, cycle_timeout_s: float,
+                   store: str = "memory://") -> dict[str, Any]:
     from tests.integration.scorer_harness import ScorerRun
 
     from .throughput import scrape_events_total
@@ -61,10 +63,11 @@ async def scenario(b: Broker, n: int, cycles: int, fill_timeout_s: float, cycle_
     topic = f"bench.recovery.{uuid.uuid4().hex[:6]}"
     b.create_topic(topic, 6)
     await prefill(b.bootstrap, topic, opened_records(n))
-    run = ScorerRun(kafka=b.kafka, prefix=f"bench-rec-{uuid.uuid4().hex[:6]}", events_topic=topic)
+    run = ScorerRun(kafka=b.kafka, prefix=f"bench-rec-{uuid.uuid4().hex[:6]}", events_topic=topic,
+                    extra_env={"SCORER_STORE": store})
     await run.create_topics()
     run.start_worker(0)
-    out: dict[str, Any] = {"open_conversations": n, "cycles": []}
+    out: dict[str, Any] = {"open_conversations": n, "store": store, "cycles": []}
     try:
         async with httpx.AsyncClient() as client:
             port = run.ports[0]
@@ -120,7 +123,7 @@ def queue_totals(figs: dict[str, float] | None) -> float:
 
 
 async def takeover(b: Broker, n: int, fill_timeout_s: float, cycle_timeout_s: float) -> dict[str, Any]:
-    """Two workers, worker 1 SIGKILLed for good: time until worker 0 shows every figure the two showed."""
+    """Two workers, the one showing the views SIGKILLed for good: time until the other shows every figure."""
     from tests.integration.scorer_harness import ScorerRun
 
     topic = f"bench.takeover.{uuid.uuid4().hex[:6]}"
@@ -139,7 +142,7 @@ async def takeover(b: Broker, n: int, fill_timeout_s: float, cycle_timeout_s: fl
                 await asyncio.sleep(2)
                 both = [await open_figures(client, run.ports[i]) for i in (0, 1)]
                 merged = {**(both[0] or {}), **(both[1] or {})}
-                if queue_totals(merged) >= n and all(both):
+                if queue_totals(merged) >= n and None not in both:
                     want = merged
                     break
             out["fill_s"] = rnd(time.monotonic() - t0, 1)
@@ -147,11 +150,14 @@ async def takeover(b: Broker, n: int, fill_timeout_s: float, cycle_timeout_s: fl
                 out["not_measured"] = f"two workers did not show {n:,} open conversations within {fill_timeout_s:.0f} s"
                 return out
             await asyncio.sleep(3)  # past the commit interval
-            run.kill_worker(1)
+            victim = 1 if queue_totals(both[1]) >= queue_totals(both[0]) else 0
+            survivor = 1 - victim
+            out["survivor_showed_before"] = len(both[survivor] or {})
+            run.kill_worker(victim)
             started = time.monotonic()
             while time.monotonic() - started < cycle_timeout_s:
                 await asyncio.sleep(0.5)
-                if await open_figures(client, run.ports[0]) == want:
+                if await open_figures(client, run.ports[survivor]) == want:
                     out["correct_s"] = rnd(time.monotonic() - started, 2)
                     break
             else:
@@ -166,6 +172,8 @@ async def takeover(b: Broker, n: int, fill_timeout_s: float, cycle_timeout_s: fl
 def run(b: Broker, *, n: int, cycles: int, fill_timeout_s: float, cycle_timeout_s: float) -> dict[str, Any]:
     log(f"recovery: {n:,} open conversations in a real worker, {cycles} SIGKILL/restart cycles")
     out = asyncio.run(scenario(b, n, cycles, fill_timeout_s, cycle_timeout_s))
+    log("recovery: the same with SCORER_STORE=rocksdb:// (production's store: tables stay on disk)")
+    out["rocksdb"] = asyncio.run(scenario(b, n, cycles, fill_timeout_s, cycle_timeout_s, store="rocksdb://"))
     log(f"recovery: takeover of a worker that never returns, {n:,} open conversations on two workers")
     out["takeover"] = asyncio.run(takeover(b, n, fill_timeout_s, cycle_timeout_s))
     return out

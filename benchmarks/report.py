@@ -94,6 +94,12 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"{fmt(rec.get('median_healthy_s'), ' s', 1)}"))
     elif rec.get("not_measured"):
         out.append(("recovery after SIGKILL", "not measured", rec["not_measured"]))
+    rdb = rec.get("rocksdb", {})
+    if rdb.get("cycles"):
+        out.append((f"recovery after SIGKILL, {rdb['open_conversations']:,} open conversations, RocksDB store",
+                    f"{fmt(rdb.get('median_correct_s'), ' s', 1)} to correct figures",
+                    f"median of {len(rdb['cycles'])} kills; /healthz 200 after "
+                    f"{fmt(rdb.get('median_healthy_s'), ' s', 1)}; the row above is memory://"))
     take = rec.get("takeover", {})
     if take:
         out.append((f"takeover of a SIGKILLed worker that never returns, {take['open_conversations']:,} open "
