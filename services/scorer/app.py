@@ -83,7 +83,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         ),
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         stream_buffer_maxsize=4096,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.standby_replicas,
         logging_config=None,
         broker_credentials=faust_credentials(k.security),
     )
@@ -195,13 +195,23 @@ def build_app(settings: ScorerSettings) -> faust.App:
 
     @app.agent(agent_topic, concurrency=1)
     async def score_agents(stream: Any) -> None:
-        async for event in stream.events():
-            metrics.consumed.labels("agent_changes").inc()
-            partition = event.message.partition
-            if partition not in agents.parts:
-                agents.rebuild(assigned(topics.agent_changes) | {partition})
-            agents.on_event(event.key, event.value, partition)
-            last_agent_event[partition] = event
+        # Batches, as for conversations: each changed agent is written once per batch (not once per change),
+        # before the batch's offsets are acknowledged, in the context of an event of its partition.
+        async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            metrics.consumed.labels("agent_changes").inc(len(batch))
+            last_of: dict[int, Any] = {}
+            for event in batch:
+                partition = event.message.partition
+                if partition not in agents.parts:
+                    agents.rebuild(assigned(topics.agent_changes) | {partition})
+                agents.on_event(event.key, event.value, partition)
+                last_of[partition] = last_agent_event[partition] = event
+            for partition, event in last_of.items():
+                token = _current_event.set(weakref.ref(event))
+                try:
+                    agents.flush(partition)
+                finally:
+                    _current_event.reset(token)
 
     def evict_agents() -> list[Out]:
         out: list[Out] = []

@@ -65,6 +65,7 @@ class InProcessScorer:
             self._route(self.conversations.on_event(key, value, p, now_ms))
         for p in range(self.event_partitions):
             self.conversations.flush(p)
+            self.agents.flush(p)
 
     def feed(self, events: Iterable[dict[str, Any]], now_ms: int = 0) -> None:
         """Normalised event dicts (as ingest writes them)."""
@@ -93,6 +94,8 @@ class InProcessScorer:
             for p in range(self.event_partitions):
                 self._route(self.agents.evict(p, now_ms))
         self._route(self.conversations.tick(now_ms, fast=fast) + self.agents.tick(fast=fast))
+        for p in range(self.event_partitions):
+            self.agents.flush(p)
         views, alerts = self.queues.tick(now_ms, fast=fast)
         self.alerts.extend(alerts)
         out: dict[Scope, QueueView] = {}

@@ -402,6 +402,10 @@ class AgentStage:
         self.retention_ms = retention_ms
         self.event_clock = event_clock
         self.parts: dict[int, PartitionAgents] = {}
+        # Every agent of the owned partitions, decoded once (at rebuild) and changed in place; the ones changed
+        # since the last `flush` are written to the table then, once each, not on every change.
+        self.states: dict[int, dict[str, AgentState]] = {}
+        self.unwritten: dict[int, set[str]] = {}
         self.dirty_agents: dict[int, dict[str, AgentState]] = {}
         self.published_scope: dict[str, Scope] = {}
         # Per partition: each agent's newest time (what `evict` compares with the retention), and the newest
@@ -413,6 +417,8 @@ class AgentStage:
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
             self.parts.pop(p, None)
+            self.states.pop(p, None)
+            self.unwritten.pop(p, None)
             self.dirty_agents.pop(p, None)
             self.last_seen.pop(p, None)
             self.watermarks.pop(p, None)
@@ -424,6 +430,8 @@ class AgentStage:
             return
         for p in todo:
             self.parts[p] = PartitionAgents()
+            self.states[p] = {}
+            self.unwritten[p] = set()
             self.dirty_agents[p] = {}
             self.last_seen[p] = {}
             self.watermarks[p] = 0
@@ -433,6 +441,7 @@ class AgentStage:
             if p in todo:
                 agent = AgentState.from_json(record["a"])
                 self.parts[p].replace({}, agent.contribution())
+                self.states[p][key.decode()] = agent
                 self.dirty_agents[p][key.decode()] = agent
                 self._seen(p, key.decode(), agent)
         for p in todo:
@@ -442,8 +451,10 @@ class AgentStage:
     def on_event(self, key: bytes | None, value: bytes | None, partition: int) -> list[Out]:
         if key is None or value is None:
             return []
-        raw = self.table.get(key)
-        agent = AgentState() if raw is None else AgentState.from_json(orjson.loads(raw)["a"])
+        name = key.decode()
+        agent = self.states[partition].get(name)
+        if agent is None:
+            agent = self.states[partition][name] = AgentState()
         before = agent.contribution()
         change = orjson.loads(value)
         if change["k"] == "status":
@@ -459,10 +470,26 @@ class AgentStage:
         if changed:
             agent.prune(agent.latest_ts() - self.horizon_ms)
             self.parts[partition].replace(before, agent.contribution())
-            self.table[key] = kept({"pt": partition, "a": agent.to_json()})
-            self.dirty_agents[partition][key.decode()] = agent
-            self._seen(partition, key.decode(), agent)
+            self.unwritten[partition].add(name)
+            self.dirty_agents[partition][name] = agent
+            self._seen(partition, name, agent)
+        elif not agent.statuses and not agent.chats and name not in self.unwritten[partition]:
+            del self.states[partition][name]  # a change that changed nothing leaves no empty agent behind
         return []
+
+    def flush(self, partition: int) -> None:
+        """Write the partition's agents changed since the last flush to the table, once each.
+        Call it in the context of an event of that partition (Faust's changelog partition), before the
+        offsets of the changes it covers are committed."""
+        states = self.states.get(partition)
+        names = self.unwritten.get(partition)
+        if not states or not names:
+            return
+        for name in sorted(names):
+            agent = states.get(name)
+            if agent is not None:
+                self.table[name.encode()] = kept({"pt": partition, "a": agent.to_json()})
+        names.clear()
 
     def _seen(self, partition: int, key: str, agent: AgentState) -> None:
         latest = agent.latest_ts()
@@ -485,17 +512,18 @@ class AgentStage:
         limit = now - self.retention_ms
         seen = self.last_seen[partition]
         out: list[Out] = []
+        states = self.states[partition]
         for key in [k for k, ts in seen.items() if ts < limit]:
-            raw_key = key.encode()
-            raw = self.table.get(raw_key)
-            if raw is None:
+            agent = states.get(key)
+            if agent is None:
                 del seen[key]
                 continue
-            agent = AgentState.from_json(orjson.loads(raw)["a"])
             if agent.status not in (None, "offline") or agent.active or agent.latest_ts() >= limit:
                 seen[key] = agent.latest_ts()  # online, away, busy or holding a chat: kept however old
                 continue
-            del self.table[raw_key]
+            self.table.pop(key.encode(), None)  # (never written if it came and went between two flushes)
+            del states[key]
+            self.unwritten[partition].discard(key)
             del seen[key]
             self.parts[partition].replace(agent.contribution(), {})
             self.dirty_agents[partition].pop(key, None)
