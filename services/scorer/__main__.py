@@ -23,6 +23,10 @@ def main() -> None:
     setup_logging("scorer")
     settings = ScorerSettings()
     worker_data_dir(settings).mkdir(parents=True, exist_ok=True)
+    if settings.event_loop == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")  # sets asyncio's loop policy: the loop made below is uvloop's
     loop = asyncio.new_event_loop()  # Faust runs on the loop current in this thread
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_changelog_topics(settings))

@@ -80,11 +80,19 @@ class ScorerSettings:
     )
     # How soon the group notices a dead worker and moves its partitions (Kafka session timeout).
     session_timeout_s: float = field(default_factory=lambda: env_float("SCORER_SESSION_TIMEOUT_S", 20.0))
+    # Standby replicas of the tables (Faust's table_standby_replicas): each worker also follows this many other
+    # workers' changelogs, so when one dies for good the survivor that takes its partitions has the state already
+    # and only reads the tail. Costs each worker the standbys' memory (memory://) or disk (rocksdb://) and their
+    # changelog reads.
+    standby_replicas: int = field(default_factory=lambda: env_int("SCORER_STANDBY_REPLICAS", 0))
     worker_index: int = field(default_factory=lambda: env_int("SCORER_WORKER_INDEX", 0))
     # Static group membership (Kafka's group.instance.id = app id + worker index, unique and stable per worker):
     # a worker that restarts within the session timeout gets its partitions back without a rebalance, instead
     # of waiting the timeout out first. "off": dynamic membership (a worker's index must then not be stable).
     static_membership: bool = field(default_factory=lambda: env_str("SCORER_STATIC_MEMBERSHIP", "on") != "off")
+    # The worker's event loop: "asyncio" (the default) or "uvloop" (mode's uvloop policy; Faust's own option).
+    # benchmarks/results/whatif_issue11.json has what each costs the worker.
+    event_loop: str = field(default_factory=lambda: env_str("SCORER_EVENT_LOOP", "asyncio"))
     web_bind: str = field(default_factory=lambda: env_str("SCORER_WEB_BIND", "127.0.0.1"))  # 0.0.0.0 in a pod
     metrics_port: int = field(default_factory=lambda: env_int("SCORER_METRICS_PORT", DEFAULT_SCORER_METRICS_PORT))
     data_dir: Path = field(
@@ -105,6 +113,10 @@ class ScorerSettings:
             raise SystemExit("SCORER_OUTPUT_COMPRESSION must be none, gzip, snappy, lz4 or zstd")
         if self.output_producer not in ("separate", "shared"):
             raise SystemExit("SCORER_OUTPUT_PRODUCER must be separate or shared")
+        if self.standby_replicas < 0:
+            raise SystemExit("SCORER_STANDBY_REPLICAS must be 0 or more")
+        if self.event_loop not in ("asyncio", "uvloop"):
+            raise SystemExit("SCORER_EVENT_LOOP must be asyncio or uvloop")
         if self.clock not in ("wall", "event"):
             raise SystemExit(f"SCORER_CLOCK must be 'wall' or 'event', got {self.clock!r}")
         if self.agent_retention_ms < self.horizon_ms:

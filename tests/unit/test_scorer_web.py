@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.scorer.app import build_app
@@ -54,3 +55,19 @@ async def test_a_scrape_can_ask_for_some_families(tmp_path: Path) -> None:
         some = await (await client.get("/metrics", params={"name[]": wanted})).text()
     assert "floorwatch_queue_arrivals" in whole and wanted in whole
     assert f"\n{wanted} " in some and "floorwatch_queue_arrivals" not in some and "floorwatch_agent" not in some
+
+def test_standby_replicas_are_faust_s_table_standbys(tmp_path: Path) -> None:
+    """SCORER_STANDBY_REPLICAS reaches Faust's table_standby_replicas (default 0); a negative count is refused."""
+    assert build_app(ScorerSettings(store="memory://", data_dir=tmp_path)).conf.table_standby_replicas == 0
+    one = build_app(ScorerSettings(store="memory://", data_dir=tmp_path, standby_replicas=1))
+    assert one.conf.table_standby_replicas == 1
+    with pytest.raises(SystemExit, match="SCORER_STANDBY_REPLICAS"):
+        ScorerSettings(store="memory://", data_dir=tmp_path, standby_replicas=-1)
+
+
+def test_the_event_loop_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCORER_EVENT_LOOP", "uvloop")
+    assert ScorerSettings().event_loop == "uvloop"
+    monkeypatch.setenv("SCORER_EVENT_LOOP", "trio")
+    with pytest.raises(SystemExit, match="SCORER_EVENT_LOOP"):
+        ScorerSettings()
