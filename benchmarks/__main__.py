@@ -7,9 +7,12 @@ own date) and benchmarks/results/throughput_freshness.png. Sections, in the orde
     staffing    GET /v1/staffing/erlang latency, in-process
     memory      RSS against open conversations (in-process) and over a simulated day
     throughput  one real worker vs the bare-consumer ceiling vs Quix Streams, on one pre-filled topic
-    recovery    SIGKILL and restart with 100k open conversations (and the real-worker memory point)
+    recovery    SIGKILL and restart with 100k open conversations, memory:// and rocksdb:// (and the real-worker
+                memory point)
+    takeover    SIGKILL of one of two workers for good, 100k open conversations: as deployed, with a standby
+                replica, and with that and a 6 s session timeout
     freshness   ingest 202 -> figure at the API, its SSE stream and /metrics, at 15 (the demo), 300, 1,000 and
-                3,000 events/s offered; records and bytes per event
+                3,000 events/s offered on one worker, 1,000 and 3,000 on two; records and bytes per event
     profile     cProfile of InProcessScorer over a simulated hour, py-spy of a real worker
     whatif      the same worker with other settings (environment only): producers, Faust's knobs
     names       one sender tries 100k queue names: ingest and scorer state, /metrics size (in-process)
@@ -37,28 +40,28 @@ import orjson
 
 from .common import REPO, RESULTS, Broker, broker, dump_json, log, port_offset
 
-SECTIONS = ("ingest", "staffing", "memory", "names", "throughput", "recovery", "freshness", "profile", "whatif")
-NEEDS_BROKER = {"throughput", "recovery", "freshness", "profile", "whatif"}
+SECTIONS = ("ingest", "staffing", "memory", "names", "throughput", "recovery", "takeover", "freshness", "profile",
+            "whatif")
+NEEDS_BROKER = {"throughput", "recovery", "takeover", "freshness", "profile", "whatif"}
 # What-if: the same worker under other settings (environment only), alternated with the defaults in one run.
-# Since issue 11 the state producer's writes are awaited before each commit and linger 10 ms, and partials
-# and views have their own producer (10 ms linger, 512 KiB batches). "outputs_shared" and "state_no_linger"
-# are the ways before (one Faust producer for everything; no linger); the others are Faust's and aiokafka's
-# cheap knobs. benchmarks/results/whatif_issue11.json has the runs that chose the defaults. "fast_path_off" is
-# the worker before the fast step (partials and views once a 1 s tick only).
+# benchmarks/results/whatif_issue11.json keeps the runs that chose today's defaults: the state producer's
+# linger and the separate output producer (issue 11's flush hole closed first), outputs uncompressed (lz4 cost
+# 8 %), the fast step (3 % of a worker catching up), STREAM_BUFFER_MAXSIZE. These are the questions still open.
 WHATIF = {
-    "fast_path_off": {"PARTIALS_TICK_S": "1", "FAST_VIEWS_S": "0"},
-    "outputs_shared": {"SCORER_OUTPUT_PRODUCER": "shared"},
-    "state_no_linger": {"PRODUCER_LINGER": "0"},  # Faust reads its settings' environment names first
-    "outputs_lz4": {"SCORER_OUTPUT_COMPRESSION": "lz4"},
+    "uvloop": {"SCORER_EVENT_LOOP": "uvloop"},
+    # Faust's wheel ships its Cython stream iterator and conductor, on unless NO_CYTHON: what they are worth.
+    "faust_no_cython": {"NO_CYTHON": "1"},
     "max_poll_records_500": {"BROKER_MAX_POLL_RECORDS": "500"},
-    "stream_buffer_16k": {"STREAM_BUFFER_MAXSIZE": "16384"},
+    "agent_views_15s": {"AGENT_VIEW_REFRESH_S": "15"},
 }
 
 FULL: dict[str, dict[str, Any]] = {
     "throughput": {"events": 1_000_000, "scale": 10, "rounds": 3, "scorer_cap_s": 60, "ceiling_cap_s": 120,
                    "peer_cap_s": 30},
     "recovery": {"n": 100_000, "cycles": 3, "fill_timeout_s": 360, "cycle_timeout_s": 150},
-    "freshness": {"rates": [15, 300, 1_000, 3_000], "seconds": 60, "pyspy_s": 20},
+    "takeover": {"n": 100_000, "fill_timeout_s": 360, "cycle_timeout_s": 150},
+    "freshness": {"rates": [15, 300, 1_000, 3_000], "seconds": 60, "pyspy_s": 20,
+                  "two_worker_rates": (1_000, 3_000)},
     "memory": {"open_points": [10_000, 100_000, 1_000_000], "day_scale": 1, "point_timeout_s": 600,
                "day_timeout_s": 600},
     "staffing": {"sizes": [10, 1_000, 10_000], "requests": 300, "rounds": 3},
@@ -70,7 +73,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "throughput": {"events": 60_000, "scale": 10, "rounds": 1, "scorer_cap_s": 20, "ceiling_cap_s": 30,
                    "peer_cap_s": 15},
     "recovery": {"n": 5_000, "cycles": 1, "fill_timeout_s": 120, "cycle_timeout_s": 90},
-    "freshness": {"rates": [100], "seconds": 20, "pyspy_s": 10},
+    "takeover": {"n": 5_000, "fill_timeout_s": 120, "cycle_timeout_s": 90},
+    "freshness": {"rates": [100], "seconds": 20, "pyspy_s": 10, "two_worker_rates": (100,)},
     "memory": {"open_points": [10_000], "day_scale": 1, "point_timeout_s": 120, "day_timeout_s": 300},
     "staffing": {"sizes": [10, 1_000], "requests": 50, "rounds": 1},
     "profile": {"scale": 1, "tick_every": 2000, "worker_events": 20_000, "worker_seconds": 10},
@@ -146,6 +150,7 @@ def section(name: str, params: dict[str, Any], b: Broker | None) -> dict[str, An
         "memory": lambda: memory.run(**params),
         "throughput": lambda: throughput.run(b, **params),  # type: ignore[arg-type]
         "recovery": lambda: recovery.run(b, **params),  # type: ignore[arg-type]
+        "takeover": lambda: recovery.run_takeovers(b, **params),  # type: ignore[arg-type]
         "freshness": lambda: freshness.run(b, **params),  # type: ignore[arg-type]
         "profile": lambda: profiling.run(b, **params),
         "whatif": lambda: profiling.what_if(b, **params),  # type: ignore[arg-type]

@@ -66,12 +66,13 @@ COUNTERS = ("floorwatch_scorer_records_consumed_total", "floorwatch_scorer_recor
             "floorwatch_scorer_bytes_published_total")
 
 
-async def scorer_counters(client: httpx.AsyncClient, metrics: str) -> dict[str, dict[str, float]]:
-    """The worker's per-topic record and byte counters, and its events scored ("events_total")."""
-    text = (await client.get(metrics, params=[("name[]", n) for n in (*COUNTERS, "floorwatch_scorer_events_total")],
-                             timeout=30)).text
+async def scorer_counters(client: httpx.AsyncClient, metrics: list[str]) -> dict[str, dict[str, float]]:
+    """The workers' per-topic record and byte counters, and their events scored ("events_total"), summed."""
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("name[]", n) for n in (*COUNTERS, "floorwatch_scorer_events_total")]
+    texts = [(await client.get(url, params=params, timeout=30)).text for url in metrics]
     out: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
+    for line in "\n".join(texts).splitlines():
         if line.startswith("#") or "{" not in line:
             continue
         name, rest = line.split("{", 1)
@@ -150,7 +151,7 @@ async def offered_load(client: httpx.AsyncClient, url: str, token: str, rate: fl
     stats["seconds"] = time.monotonic() - t0
 
 
-async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: str, token: str, seconds: float,
+async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: list[str], token: str, seconds: float,
                  warmup_s: float) -> list[dict[str, Any]]:
     """One probe a second for `seconds`; one poller per endpoint notes when the probe count first reaches k.
 
@@ -161,11 +162,17 @@ async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: str,
     await asyncio.sleep(warmup_s)
     headers = {"Authorization": f"Bearer {token}"}
 
-    async def metrics_get() -> httpx.Response:
-        return await client.get(metrics, params={"name[]": METRICS_FAMILY}, timeout=30)
+    async def metrics_get() -> list[str]:
+        """Every worker's family: the probe queue's figure is on the worker that owns its partition."""
+        resps = await asyncio.gather(*(client.get(url, params={"name[]": METRICS_FAMILY}, timeout=30)
+                                       for url in metrics))
+        return [r.text for r in resps]
+
+    def metrics_max(texts: list[str]) -> float:
+        return max(metrics_arrivals(t) for t in texts)
 
     base_api = api_arrivals(await client.get(f"{api}/v1/queues/{PROBE_QUEUE}"))
-    base_metrics = metrics_arrivals((await metrics_get()).text)
+    base_metrics = metrics_max(await metrics_get())
     recs: list[dict[str, Any]] = []
     reached: dict[str, dict[int, float]] = {"api_s": {}, "sse_s": {}, "metrics_s": {}}
     done = asyncio.Event()
@@ -216,8 +223,7 @@ async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: str,
     pollers = [
         asyncio.create_task(poll("api_s", lambda: client.get(f"{api}/v1/queues/{PROBE_QUEUE}"), api_arrivals,
                                  base_api, POLL_S)),
-        asyncio.create_task(poll("metrics_s", metrics_get, lambda resp: metrics_arrivals(resp.text), base_metrics,
-                                 METRICS_POLL_S)),
+        asyncio.create_task(poll("metrics_s", metrics_get, metrics_max, base_metrics, METRICS_POLL_S)),
         asyncio.create_task(watch_stream()),
     ]
     await asyncio.wait_for(ready.wait(), 30)  # the stream's base count is in before the first probe
@@ -269,12 +275,12 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
     from .throughput import scrape_events_total
 
     ingest, api = cfg.ingest_url, cfg.api_url
-    metrics = f"http://127.0.0.1:{cfg.scorer_metrics_port}/metrics"
+    metrics = [f"http://127.0.0.1:{port}/metrics" for port in cfg.scorer_ports]
     token = env.get("INGEST_TOKEN", "")
     stats: dict[str, Any] = {"accepted": 0, "rejected": 0}
     limits = httpx.Limits(max_connections=16)
     async with httpx.AsyncClient(limits=limits) as load_client, httpx.AsyncClient(limits=limits) as probe_client:
-        n0 = await scrape_events_total(probe_client, cfg.scorer_metrics_port) or 0.0
+        n0 = sum([await scrape_events_total(probe_client, port) or 0.0 for port in cfg.scorer_ports])
         counters0 = await scorer_counters(probe_client, metrics)
         t0 = time.monotonic()
         load = asyncio.create_task(offered_load(load_client, f"{ingest}/v1/events", token, rate, seconds, stats))
@@ -290,14 +296,14 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         recs = await probes(probe_client, ingest, api, metrics, token, seconds - 10, warmup_s=5)
         await load
-        n1 = await scrape_events_total(probe_client, cfg.scorer_metrics_port) or 0.0
+        n1 = sum([await scrape_events_total(probe_client, port) or 0.0 for port in cfg.scorer_ports])
         counters1 = await scorer_counters(probe_client, metrics)
         t1 = time.monotonic()
         scrape: list[float] = []
         size = 0
         for _ in range(5):
             t = time.monotonic()
-            size = len((await probe_client.get(metrics, timeout=30)).content)
+            size = len((await probe_client.get(metrics[0], timeout=30)).content)
             scrape.append(time.monotonic() - t)
         if recorder is not None:
             await asyncio.wait_for(recorder.wait(), 60)
@@ -305,7 +311,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
     return {
         "worker_profile": profile,
         "metrics_scrape_p50_s": rnd(pct(scrape, 0.5), 4), "metrics_scrape_bytes": size,
-        "offered_per_s": rate, "floor_scale": stats.get("scale"),
+        "offered_per_s": rate, "floor_scale": stats.get("scale"), "scorer_workers": cfg.scorer_workers,
         "ingest_accepted_per_s": rnd(stats["accepted"] / stats["seconds"]) if stats.get("seconds") else None,
         "ingest_rejected": stats["rejected"], "ingest_codes": stats.get("codes"), "ingest_error": stats.get("error"),
         "scorer_consumed_per_s": rnd((n1 - n0) / (t1 - t0)),
@@ -317,7 +323,10 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
     }
 
 
-def run(b: Broker, *, rates: list[float], seconds: float, pyspy_s: int = 20) -> dict[str, Any]:
+def run(b: Broker, *, rates: list[float], seconds: float, pyspy_s: int = 20,
+        two_worker_rates: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Each rate on one worker (`by_rate`), and `two_worker_rates` again on SCORER_WORKERS=2 (`by_rate_2_workers`):
+    scaling by partitions is the design, and the machine has two cores."""
     from deploy.local.config import ensure_dotenv, service_env
     from deploy.local.kafka import create_topics, topic_specs
     from deploy.local.service_parts import start_services
@@ -326,26 +335,30 @@ def run(b: Broker, *, rates: list[float], seconds: float, pyspy_s: int = 20) -> 
     out: dict[str, Any] = {"probe_timeout_s": PROBE_TIMEOUT_S, "api_poll_interval_s": POLL_S,
                            "metrics_poll_interval_s": METRICS_POLL_S, "tick_s": 1.0, "partials_tick_s": 0.25,
                            "fast_views_s": 0.25,
-                           "clock": "wall", "by_rate": {}}
+                           "clock": "wall", "by_rate": {}, "by_rate_2_workers": {}}
     profiled = 1_000 if 1_000 in rates else rates[0]  # the worker is profiled at one rate: the floor x61 one
-    for rate in rates:
+    runs = [(1, rate) for rate in rates] + [(2, rate) for rate in two_worker_rates]
+    for workers, rate in runs:
         # Fresh topics, consumer group, ingest, scorer and api per rate: no backlog is carried over.
         p = f"fresh{int(rate)}-{uuid.uuid4().hex[:4]}"
         names = {"TOPIC_EVENTS": "chat-events", "TOPIC_DEAD_LETTER": "dead-letter",
                  "TOPIC_AGENT_CHANGES": "agent-changes", "TOPIC_PARTIALS": "queue-partials",
                  "TOPIC_VIEWS": "queue-views", "TOPIC_ALERTS": "alerts"}
-        cfg = dataclasses.replace(b.cfg, extra_env={**b.cfg.extra_env, "SCORER_APP_ID": f"{p}-scorer",
-                                                    **{k: f"{p}.{v}" for k, v in names.items()}})
-        down(cfg, parts=["ingest", "scorer-0", "api"])
+        cfg = dataclasses.replace(b.cfg, scorer_workers=workers,
+                                  extra_env={**b.cfg.extra_env, "SCORER_APP_ID": f"{p}-scorer",
+                                             **{k: f"{p}.{v}" for k, v in names.items()}})
+        parts = ["ingest", *(f"scorer-{i}" for i in range(workers)), "api"]
+        down(cfg, parts=parts)
         ensure_dotenv(cfg)
         create_topics(cfg, topic_specs(cfg, service_env(cfg)))
         start_services(cfg, quiet=True)
         env = service_env(cfg)
-        log(f"freshness: {rate:,.0f} events/s offered for {seconds:.0f} s")
+        log(f"freshness: {rate:,.0f} events/s offered for {seconds:.0f} s, {workers} scorer worker(s)")
         try:
-            res = asyncio.run(one_rate(cfg, env, rate, seconds, pyspy_s if rate == profiled else 0))
+            res = asyncio.run(one_rate(cfg, env, rate, seconds,
+                                       pyspy_s if (workers, rate) == (1, profiled) else 0))
         finally:
-            down(cfg, parts=["ingest", "scorer-0", "api"])
+            down(cfg, parts=parts)
         log(f"  { {k: v for k, v in res.items() if k != 'worker_profile'} }")
-        out["by_rate"][str(int(rate))] = res
+        out["by_rate" if workers == 1 else f"by_rate_{workers}_workers"][str(int(rate))] = res
     return out

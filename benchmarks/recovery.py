@@ -122,18 +122,29 @@ def queue_totals(figs: dict[str, float] | None) -> float:
     return sum(v for k, v in (figs or {}).items() if 'shop="*"' in k and 'tenant="*"' in k and 'platform="*"' in k)
 
 
-async def takeover(b: Broker, n: int, fill_timeout_s: float, cycle_timeout_s: float) -> dict[str, Any]:
+# The takeover under each setting (environment only): as deployed, with a standby replica of the tables, and with
+# that and the shortest session timeout a broker allows by default (group.min.session.timeout.ms, 6 s).
+TAKEOVER_SETTINGS: dict[str, dict[str, str]] = {
+    "default": {},
+    "standby": {"SCORER_STANDBY_REPLICAS": "1"},
+    "standby_session_6s": {"SCORER_STANDBY_REPLICAS": "1", "SCORER_SESSION_TIMEOUT_S": "6"},
+}
+
+
+async def takeover(b: Broker, n: int, fill_timeout_s: float, cycle_timeout_s: float,
+                   env: dict[str, str] | None = None) -> dict[str, Any]:
     """Two workers, the one showing the views SIGKILLed for good: time until the other shows every figure."""
     from tests.integration.scorer_harness import ScorerRun
 
     topic = f"bench.takeover.{uuid.uuid4().hex[:6]}"
     b.create_topic(topic, 6)
     await prefill(b.bootstrap, topic, opened_records(n))
-    run = ScorerRun(kafka=b.kafka, prefix=f"bench-take-{uuid.uuid4().hex[:6]}", events_topic=topic)
+    run = ScorerRun(kafka=b.kafka, prefix=f"bench-take-{uuid.uuid4().hex[:6]}", events_topic=topic,
+                    extra_env=dict(env or {}))
     await run.create_topics()
     run.start_worker(0)
     run.start_worker(1)
-    out: dict[str, Any] = {"open_conversations": n, "workers": 2}
+    out: dict[str, Any] = {"open_conversations": n, "workers": 2, "env": dict(env or {})}
     try:
         async with httpx.AsyncClient() as client:
             t0 = time.monotonic()
@@ -174,6 +185,13 @@ def run(b: Broker, *, n: int, cycles: int, fill_timeout_s: float, cycle_timeout_
     out = asyncio.run(scenario(b, n, cycles, fill_timeout_s, cycle_timeout_s))
     log("recovery: the same with SCORER_STORE=rocksdb:// (production's store: tables stay on disk)")
     out["rocksdb"] = asyncio.run(scenario(b, n, cycles, fill_timeout_s, cycle_timeout_s, store="rocksdb://"))
-    log(f"recovery: takeover of a worker that never returns, {n:,} open conversations on two workers")
-    out["takeover"] = asyncio.run(takeover(b, n, fill_timeout_s, cycle_timeout_s))
+    return out
+
+
+def run_takeovers(b: Broker, *, n: int, fill_timeout_s: float, cycle_timeout_s: float) -> dict[str, Any]:
+    """The `takeover` section: one takeover under each of TAKEOVER_SETTINGS."""
+    out: dict[str, Any] = {"open_conversations": n, "by_setting": {}}
+    for name, env in TAKEOVER_SETTINGS.items():
+        log(f"takeover: a worker that never returns, {n:,} open conversations on two workers ({name}: {env})")
+        out["by_setting"][name] = asyncio.run(takeover(b, n, fill_timeout_s, cycle_timeout_s, env))
     return out

@@ -49,8 +49,9 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                         f"{fmt(tp.get('ratio_scorer_to_peer_coarse'), digits=2)}"))
         else:
             out.append(("peer: Quix Streams", "not measured", str(tp.get("peer_not_measured"))))
-    fr = s.get("freshness", {}).get("by_rate", {})
-    for rate, r in sorted(fr.items(), key=lambda kv: float(kv[0])):
+    runs = [(rate, r, "") for rate, r in s.get("freshness", {}).get("by_rate", {}).items()]
+    runs += [(rate, r, ", 2 scorer workers") for rate, r in s.get("freshness", {}).get("by_rate_2_workers", {}).items()]
+    for rate, r, workers in sorted(runs, key=lambda run: (run[2], float(run[0]))):
         for where, label in (("api", "GET /v1/queues/{queue}"), ("sse", "GET /v1/stream (SSE)"),
                              ("metrics", "worker /metrics")):
             f = r.get(where)
@@ -62,13 +63,13 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                 val = f"not seen within {f.get('censored_after_s')} s"
             timeout = s["freshness"].get("probe_timeout_s")
             note = (f"{f.get('seen', 0)} probes seen, {f.get('censored', 0)} not within {timeout} s; "
-                    f"ingest took {fmt(r.get('ingest_accepted_per_s'))}/s, the worker scored "
-                    f"{fmt(r.get('scorer_consumed_per_s'))}/s")
-            out.append((f"freshness at {float(rate):,.0f} events/s offered: {label}", val, note))
+                    f"ingest took {fmt(r.get('ingest_accepted_per_s'))}/s, scored "
+                    f"{fmt(r.get('scorer_consumed_per_s'))}/s" + (" by both workers" if workers else ""))
+            out.append((f"freshness at {float(rate):,.0f} events/s offered{workers}: {label}", val, note))
         per = r.get("records", {})
         if per.get("events"):
             pub = per.get("published_bytes_per_event", {})
-            out.append((f"records per event at {float(rate):,.0f} events/s offered",
+            out.append((f"records per event at {float(rate):,.0f} events/s offered{workers}",
                         f"{fmt(per.get('consumed_per_event_total'), digits=2)} consumed, "
                         f"{fmt(per.get('published_per_event_total'), digits=2)} published, "
                         f"{fmt(per.get('published_bytes_per_event_total'))} bytes published",
@@ -100,14 +101,17 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"{fmt(rdb.get('median_correct_s'), ' s', 1)} to correct figures",
                     f"median of {len(rdb['cycles'])} kills; /healthz 200 after "
                     f"{fmt(rdb.get('median_healthy_s'), ' s', 1)}; the row above is memory://"))
-    take = rec.get("takeover", {})
-    if take:
+    takes = s.get("takeover", {}).get("by_setting", {})
+    if not takes and rec.get("takeover"):  # measured before the takeover had a section of its own
+        takes = {"default": rec["takeover"]}
+    for take in takes.values():
+        env = ", ".join(f"{k}={v}" for k, v in take.get("env", {}).items()) or "as deployed"
         out.append((f"takeover of a SIGKILLed worker that never returns, {take['open_conversations']:,} open "
-                    "conversations on 2 workers",
+                    f"conversations on 2 workers ({env})",
                     f"{fmt(take.get('correct_s'), ' s', 1)} to correct figures" if take.get("correct_s")
                     else f"not within {take.get('not_within_s')} s" if take.get("not_within_s")
                     else str(take.get("not_measured")),
-                    "the survivor notices after the session timeout (10 s in the harness), then restores"))
+                    "the survivor notices after the session timeout (10 s in the harness unless set), then restores"))
     for st in s.get("staffing", {}).get("by_agents", []):
         out.append((f"GET /v1/staffing/erlang, {st['required_agents']:,} agents",
                     f"p50 {fmt(st.get('p50_ms'), ' ms', 2)}, p99 {fmt(st.get('p99_ms'), ' ms', 2)}",
