@@ -9,8 +9,8 @@ own date) and benchmarks/results/throughput_freshness.png. Sections, in the orde
     throughput  one real worker vs the bare-consumer ceiling vs Quix Streams, on one pre-filled topic
     recovery    SIGKILL and restart with 100k open conversations, memory:// and rocksdb:// (and the real-worker
                 memory point)
-    takeover    SIGKILL of one of two workers for good, 100k open conversations: as deployed, with a standby
-                replica, and with that and a 6 s session timeout
+    takeover    SIGKILL of one of two workers for good, 100k open conversations: on memory:// and rocksdb://,
+                with and without a standby replica, and with one and a 6 s session timeout
     freshness   ingest 202 -> figure at the API, its SSE stream and /metrics, at 15 (the demo), 300, 1,000 and
                 3,000 events/s offered on one worker, 1,000 and 3,000 on two; records and bytes per event
     profile     cProfile of InProcessScorer over a simulated hour, py-spy of a real worker

@@ -122,12 +122,17 @@ def queue_totals(figs: dict[str, float] | None) -> float:
     return sum(v for k, v in (figs or {}).items() if 'shop="*"' in k and 'tenant="*"' in k and 'platform="*"' in k)
 
 
-# The takeover under each setting (environment only): as deployed, with a standby replica of the tables, and with
-# that and the shortest session timeout a broker allows by default (group.min.session.timeout.ms, 6 s).
+# The takeover under each setting (environment only). The harness's workers keep their tables in memory://, which
+# persists no offsets, so a standby helps only on rocksdb:// (production's store): there the survivor's standby
+# copy is on disk with its offset, and only the tail is read. The 6 s session timeout is the shortest a broker
+# allows by default (group.min.session.timeout.ms).
 TAKEOVER_SETTINGS: dict[str, dict[str, str]] = {
-    "default": {},
-    "standby": {"SCORER_STANDBY_REPLICAS": "1"},
-    "standby_session_6s": {"SCORER_STANDBY_REPLICAS": "1", "SCORER_SESSION_TIMEOUT_S": "6"},
+    "memory": {},
+    "memory_standby": {"SCORER_STANDBY_REPLICAS": "1"},
+    "rocksdb": {"SCORER_STORE": "rocksdb://"},
+    "rocksdb_standby": {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "1"},
+    "rocksdb_standby_session_6s": {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "1",
+                                   "SCORER_SESSION_TIMEOUT_S": "6"},
 }
 
 
