@@ -52,6 +52,7 @@ WHATIF = {
     # Faust's wheel ships its Cython stream iterator and conductor, on unless NO_CYTHON: what they are worth.
     "faust_no_cython": {"NO_CYTHON": "1"},
     "max_poll_records_500": {"BROKER_MAX_POLL_RECORDS": "500"},
+    "uvloop_max_poll_records_500": {"SCORER_EVENT_LOOP": "uvloop", "BROKER_MAX_POLL_RECORDS": "500"},
     "agent_views_15s": {"AGENT_VIEW_REFRESH_S": "15"},
 }
 
