@@ -53,7 +53,6 @@ WHATIF = {
     "faust_no_cython": {"NO_CYTHON": "1"},
     "max_poll_records_500": {"BROKER_MAX_POLL_RECORDS": "500"},
     "uvloop_max_poll_records_500": {"SCORER_EVENT_LOOP": "uvloop", "BROKER_MAX_POLL_RECORDS": "500"},
-    "agent_views_15s": {"AGENT_VIEW_REFRESH_S": "15"},
 }
 
 FULL: dict[str, dict[str, Any]] = {
