@@ -14,7 +14,7 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.streams import _current_event  # a table write's changelog partition is its current event's
@@ -29,6 +29,8 @@ from .metrics import AlertsCollector, PipelineMetrics, ScorecardCollector, Signa
 from .producers import OutputProducer, ScorerApp
 from .settings import ScorerSettings, worker_data_dir
 from .stages import AgentStage, ConversationStage, Out, QueueStage
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,18 @@ def build_app(settings: ScorerSettings) -> faust.App:
                     continue
                 metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
 
+    def in_context_of(events: dict[int, Any], step: Callable[[int], T]) -> list[T]:
+        """`step(partition)` for each partition, in the context of its event (a table write's changelog
+        partition is its current event's)."""
+        results: list[T] = []
+        for partition, event in list(events.items()):
+            token = _current_event.set(weakref.ref(event))
+            try:
+                results.append(step(partition))
+            finally:
+                _current_event.reset(token)
+        return results
+
     @app.agent(events_topic, concurrency=1)
     async def score_conversations(stream: Any) -> None:
         # Batches: each changed conversation is written once per batch, before the batch's offsets are
@@ -182,12 +196,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
                 if partition not in conversations.parts:
                     await send(conversations.rebuild(assigned(topics.events) | {partition}))
                 await send(conversations.on_event(event.key, event.value, partition, now))
-            for partition, event in last_of.items():
-                token = _current_event.set(weakref.ref(event))
-                try:
-                    conversations.flush(partition)
-                finally:
-                    _current_event.reset(token)
+            in_context_of(last_of, conversations.flush)
 
     # The last agent change scored per partition: idle agents are deleted on the tick in its context (a table
     # write's changelog partition is its current event's), so a partition with no new change still sheds them.
@@ -206,22 +215,10 @@ def build_app(settings: ScorerSettings) -> faust.App:
                     agents.rebuild(assigned(topics.agent_changes) | {partition})
                 agents.on_event(event.key, event.value, partition)
                 last_of[partition] = last_agent_event[partition] = event
-            for partition, event in last_of.items():
-                token = _current_event.set(weakref.ref(event))
-                try:
-                    agents.flush(partition)
-                finally:
-                    _current_event.reset(token)
+            in_context_of(last_of, agents.flush)
 
     def evict_agents() -> list[Out]:
-        out: list[Out] = []
-        for partition, event in list(last_agent_event.items()):
-            token = _current_event.set(weakref.ref(event))
-            try:
-                out += agents.evict(partition, wall_ms())
-            finally:
-                _current_event.reset(token)
-        return out
+        return [out for outs in in_context_of(last_agent_event, lambda p: agents.evict(p, wall_ms())) for out in outs]
 
     async def rebuild_queues() -> None:
         owned = assigned(topics.partials)
