@@ -105,7 +105,7 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     if not takes and rec.get("takeover"):  # measured before the takeover had a section of its own
         takes = {"default": rec["takeover"]}
     for take in takes.values():
-        env = ", ".join(f"{k}={v}" for k, v in take.get("env", {}).items()) or "as deployed"
+        env = ", ".join(f"{k}={v}" for k, v in take.get("env", {}).items()) or "memory://, the harness's store"
         out.append((f"takeover of a SIGKILLed worker that never returns, {take['open_conversations']:,} open "
                     f"conversations on 2 workers ({env})",
                     f"{fmt(take.get('correct_s'), ' s', 1)} to correct figures" if take.get("correct_s")
