@@ -439,11 +439,11 @@ class AgentStage:
             record = orjson.loads(raw)
             p = record["pt"]
             if p in todo:
+                name = key.decode()
                 agent = AgentState.from_json(record["a"])
                 self.parts[p].replace({}, agent.contribution())
-                self.states[p][key.decode()] = agent
-                self.dirty_agents[p][key.decode()] = agent
-                self._seen(p, key.decode(), agent)
+                self.states[p][name] = self.dirty_agents[p][name] = agent
+                self._seen(p, name, agent)
         for p in todo:
             self.parts[p].mark_all_dirty()
         self.m.rebuilds.labels("agents").inc()
@@ -452,9 +452,8 @@ class AgentStage:
         if key is None or value is None:
             return []
         name = key.decode()
-        agent = self.states[partition].get(name)
-        if agent is None:
-            agent = self.states[partition][name] = AgentState()
+        known = self.states[partition].get(name)
+        agent = AgentState() if known is None else known  # kept only if the change changes it
         before = agent.contribution()
         change = orjson.loads(value)
         if change["k"] == "status":
@@ -470,25 +469,22 @@ class AgentStage:
         if changed:
             agent.prune(agent.latest_ts() - self.horizon_ms)
             self.parts[partition].replace(before, agent.contribution())
+            self.states[partition][name] = agent
             self.unwritten[partition].add(name)
             self.dirty_agents[partition][name] = agent
             self._seen(partition, name, agent)
-        elif not agent.statuses and not agent.chats and name not in self.unwritten[partition]:
-            del self.states[partition][name]  # a change that changed nothing leaves no empty agent behind
         return []
 
     def flush(self, partition: int) -> None:
         """Write the partition's agents changed since the last flush to the table, once each.
         Call it in the context of an event of that partition (Faust's changelog partition), before the
         offsets of the changes it covers are committed."""
-        states = self.states.get(partition)
         names = self.unwritten.get(partition)
-        if not states or not names:
+        if not names:
             return
-        for name in sorted(names):
-            agent = states.get(name)
-            if agent is not None:
-                self.table[name.encode()] = kept({"pt": partition, "a": agent.to_json()})
+        states = self.states[partition]  # every unwritten name is in it: `evict` and `revoke` drop both
+        for name in names:
+            self.table[name.encode()] = kept({"pt": partition, "a": states[name].to_json()})
         names.clear()
 
     def _seen(self, partition: int, key: str, agent: AgentState) -> None:
