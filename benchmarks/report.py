@@ -101,10 +101,7 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"{fmt(rdb.get('median_correct_s'), ' s', 1)} to correct figures",
                     f"median of {len(rdb['cycles'])} kills; /healthz 200 after "
                     f"{fmt(rdb.get('median_healthy_s'), ' s', 1)}; the row above is memory://"))
-    takes = s.get("takeover", {}).get("by_setting", {})
-    if not takes and rec.get("takeover"):  # measured before the takeover had a section of its own
-        takes = {"default": rec["takeover"]}
-    for take in takes.values():
+    for take in s.get("takeover", {}).get("by_setting", {}).values():
         env = ", ".join(f"{k}={v}" for k, v in take.get("env", {}).items()) or "memory://, the harness's store"
         out.append((f"takeover of a SIGKILLed worker that never returns, {take['open_conversations']:,} open "
                     f"conversations on 2 workers ({env})",

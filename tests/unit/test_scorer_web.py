@@ -56,6 +56,7 @@ async def test_a_scrape_can_ask_for_some_families(tmp_path: Path) -> None:
     assert "floorwatch_queue_arrivals" in whole and wanted in whole
     assert f"\n{wanted} " in some and "floorwatch_queue_arrivals" not in some and "floorwatch_agent" not in some
 
+
 def test_standby_replicas_are_faust_s_table_standbys(tmp_path: Path) -> None:
     """SCORER_STANDBY_REPLICAS reaches Faust's table_standby_replicas (default 0); a negative count is refused."""
     assert build_app(ScorerSettings(store="memory://", data_dir=tmp_path)).conf.table_standby_replicas == 0
