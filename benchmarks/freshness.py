@@ -272,7 +272,6 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
 
     from .common import RESULTS
     from .profiling import analyze_raw, pyspy_path
-    from .throughput import scrape_events_total
 
     ingest, api = cfg.ingest_url, cfg.api_url
     metrics = [f"http://127.0.0.1:{port}/metrics" for port in cfg.scorer_ports]
@@ -280,8 +279,8 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
     stats: dict[str, Any] = {"accepted": 0, "rejected": 0}
     limits = httpx.Limits(max_connections=16)
     async with httpx.AsyncClient(limits=limits) as load_client, httpx.AsyncClient(limits=limits) as probe_client:
-        n0 = sum([await scrape_events_total(probe_client, port) or 0.0 for port in cfg.scorer_ports])
         counters0 = await scorer_counters(probe_client, metrics)
+        n0 = sum(counters0.get("events_total", {}).values())
         t0 = time.monotonic()
         load = asyncio.create_task(offered_load(load_client, f"{ingest}/v1/events", token, rate, seconds, stats))
         recorder = None
@@ -296,8 +295,8 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         recs = await probes(probe_client, ingest, api, metrics, token, seconds - 10, warmup_s=5)
         await load
-        n1 = sum([await scrape_events_total(probe_client, port) or 0.0 for port in cfg.scorer_ports])
         counters1 = await scorer_counters(probe_client, metrics)
+        n1 = sum(counters1.get("events_total", {}).values())
         t1 = time.monotonic()
         scrape: list[float] = []
         size = 0
