@@ -99,7 +99,8 @@ def _rule_record(platform: str, kind: str, q: str, started: int, ended: int, ans
     if ended <= deadline:
         # A bot that resolved the chat within the limit served a buyer who needed no human.
         return None if bot else Record("rule", ended, q, answered)
-    return Record("rule", deadline, q, False)
+    # The limit passes 1 ms after the deadline: a reply at the deadline itself is within it.
+    return Record("rule", deadline + 1, q, False)
 
 
 def _rule_counts(rule: tuple[str, int, tuple[int, int] | None], started: int) -> bool:
@@ -114,9 +115,9 @@ def _still_waiting_misses(c: ConvResult, now: int) -> list[Record]:
         return []
     # "frt": the buyer's first wait, until the first human reply; "reply": the current wait.
     started = (None if c.answered else c.frt_start) if rule[0] == "frt" else c.waiting_since
-    if started is None or not _rule_counts(rule, started) or started + rule[1] > now:
+    if started is None or not _rule_counts(rule, started) or started + rule[1] + 1 > now:
         return []
-    return [Record("rule", started + rule[1], c.queue, False)]
+    return [Record("rule", started + rule[1] + 1, c.queue, False)]
 
 
 def _walk(events: list[ChatEvent]) -> ConvResult:
