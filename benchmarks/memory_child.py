@@ -137,9 +137,10 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10_000)
     p.add_argument("--scale", type=int, default=1)
     p.add_argument("--hours", type=int, default=24)
+    p.add_argument("--tick-every-min", type=int, default=30, help="day: simulated minutes between ticks")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    res = measure_open(a.n) if a.mode == "open" else measure_day(a.scale, a.out, a.hours)
+    res = measure_open(a.n) if a.mode == "open" else measure_day(a.scale, a.out, a.hours, a.tick_every_min)
     dump_json(a.out, res)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any, Final, cast
@@ -28,7 +28,7 @@ from .figures import AgentFigures, LiveFigures, QueueView, WindowFigures
 from .partials import Live
 from .platform_rules import rule_for
 from .scope import ALL, Scope, is_agent_scope
-from .windows import WindowStore
+from .windows import SrcKey, Widened, WindowStore
 
 
 def iso(ms: int) -> str:
@@ -118,6 +118,7 @@ class QueueMerger:
         self.lives: dict[Scope, dict[tuple[str, int], Live]] = {}
         self.agents: dict[Scope, dict[tuple[str, int], AgentLive]] = {}
         self.watermarks: dict[tuple[str, int], int] = {}
+        self.widen_clocks: dict[tuple[str, int, int], int] = {}  # (src, part, partials partition): `put_watermark`
         self.agent_states: dict[Scope, dict[str, Any]] = {}
         self.timelines: dict[Scope, AgentTimeline] = {}
         self.live_changed: set[Scope] = set()  # live or agent counters changed since the last views()
@@ -130,8 +131,9 @@ class QueueMerger:
         self.rule_deadlines: dict[Scope, tuple[list[int], list[int]] | None] = {}
 
     # --- input -----------------------------------------------------------------------------
-    def put_bucket(self, src: str, part: int, scope: Scope, start: int, new: Bucket | None) -> None:
-        self.store.put(src, part, scope, start, new)
+    def put_bucket(self, src: str, part: int, scope: Scope, start: int, new: Bucket | None,
+                   width: int | None = None) -> None:
+        self.store.put(src, part, scope, start, new, width)
 
     def put_live(self, src: str, part: int, scope: Scope, live: Live | None) -> None:
         _put(self.lives, scope, (src, part), live)
@@ -151,8 +153,13 @@ class QueueMerger:
         self.timelines.pop(scope, None)  # prepared again when the view is next built
         self.live_changed.add(scope)
 
-    def put_watermark(self, src: str, part: int, ts: int) -> None:
+    def put_watermark(self, src: str, part: int, ts: int, partition: int | None = None) -> None:
+        """A source's watermark; `partition`: the partials partition it came on (None: from a rebuild), after the
+        partials sent with it there: that partition's buckets of the source widen by it (`widen`)."""
         self.watermarks[(src, part)] = max(ts, self.watermarks.get((src, part), 0))
+        if partition is not None:
+            key = (src, part, partition)
+            self.widen_clocks[key] = max(ts, self.widen_clocks.get(key, 0))
 
     @property
     def watermark(self) -> int:
@@ -161,6 +168,16 @@ class QueueMerger:
     def prune(self, before: int) -> None:
         """Drop the buckets that left every window (`WindowStore.prune`: whole minutes at a time)."""
         self.store.prune(before)
+
+    def widen(self, now: int, partition_of: Callable[[Scope], int]) -> list[Widened]:
+        """Widen each source's buckets with age by its watermark as received on their partition (never ahead of
+        `now`): stage 1 widened them by that watermark or a later one, earlier (`services.core.bucket_widths`).
+        Not by the newest watermark from any partition: another partition's partials may lag behind it."""
+        def clock_of(key: SrcKey) -> int | None:
+            wm = self.widen_clocks.get((key[0], key[1], partition_of(key[2])))
+            return None if wm is None else min(now, wm)
+
+        return self.store.widen(clock_of)
 
     # --- output ----------------------------------------------------------------------------
     def scopes(self) -> set[Scope]:

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .bucket_widths import STAGE1_MARGIN_MS, Widths
 from .buckets import LEFT, Bucket, Fact, sl_counters_for
 from .conversation import ConvState
 from .platform_rules import rule_for
@@ -107,6 +108,8 @@ class PartitionPartials:
 
     def __init__(self, bucket_ms: int) -> None:
         self.bucket_ms = bucket_ms
+        # Buckets widen with age (`bucket_widths`): a start's width is the one `widths` gives it now.
+        self.widths = Widths(bucket_ms, STAGE1_MARGIN_MS)
         self.buckets: dict[Scope, dict[int, Bucket]] = {}
         self.live: dict[Scope, Live] = {}
         self.dirty: set[tuple[Scope, int]] = set()
@@ -125,11 +128,10 @@ class PartitionPartials:
 
     def _bucket(self, scope: Scope, ts: int) -> Bucket:
         """The bucket of `ts` in `scope` (created), marked dirty for the next drain."""
-        size = self.bucket_ms
-        # A bucket keyed `start` holds (start, start + size]: windows are (now - W, now], so a window of
+        # A bucket keyed `start` holds (start, start + width]: windows are (now - W, now], so a window of
         # buckets from a grid point `first` holds exactly (first, now] (an event at `first` is outside).
-        start = (ts - 1) - (ts - 1) % size
-        if start + size <= self.pruned_to:
+        start, width = self.widths.start_of(ts - 1)
+        if start + width <= self.pruned_to:
             self.pruned_to = -1  # a bucket already out of every window: the next prune must look
         per_scope = self.buckets.get(scope)
         if per_scope is None:
@@ -153,16 +155,45 @@ class PartitionPartials:
             live.apply(key, sign)
             self.dirty.add((scope, SLOT_LIVE))
 
+    def widen(self, clock: int) -> None:
+        """Merge the buckets that aged past a width boundary at `clock` (the partition's watermark, never
+        ahead of the wall clock) into wider ones. Stage 2 widens its copies itself, a margin later, so nothing
+        is sent for it; a bucket still to be sent is sent at its new width (stage 2 replaces the narrower ones
+        it covers). Boundaries move a minute at a time, so this walks the buckets once a minute."""
+        if not self.widths.advance(clock):
+            return
+        widened_before, width_at, dirty = self.widths.widened_before, self.widths.width_at, self.dirty
+        for scope, per_scope in self.buckets.items():
+            for start in [s for s in per_scope if s < widened_before]:
+                target = start - start % width_at(start)
+                if target == start:
+                    continue
+                bucket = per_scope.pop(start)
+                into = per_scope.get(target)
+                if into is None:
+                    into = per_scope[target] = Bucket()
+                into.merge(bucket)
+                if (scope, start) in dirty:
+                    dirty.discard((scope, start))
+                    dirty.add((scope, target))
+
+    def width_of(self, slot: int) -> int | None:
+        """The width of the bucket at `slot` as sent now if it was widened (None: the live slot or a bucket of
+        `bucket_ms`, whose keys stay as they always were)."""
+        width = None if slot < 0 else self.widths.width_at(slot)
+        return None if width == self.bucket_ms else width
+
     def prune(self, before: int) -> None:
         """Drop buckets that ended before `before` rounded down to the minute (out of every window);
         stage 2 gets tombstones. A prune walks every bucket, so it runs once a minute of event time,
-        not once a bucket: with 1 s buckets that would be a walk a second."""
+        not once a bucket."""
         boundary = before - before % PRUNE_MS
         if boundary == self.pruned_to:  # nothing new can have ended since the last prune
             return
         self.pruned_to = boundary
+        width_at = self.widths.width_at
         for scope, per_scope in self.buckets.items():
-            for start in [s for s in per_scope if s + self.bucket_ms <= boundary]:
+            for start in [s for s in per_scope if s + width_at(s) <= boundary]:
                 del per_scope[start]
                 self.dirty.add((scope, start))
 

@@ -18,18 +18,30 @@ the one holding now, and covers the span now - edge, between W and W + one slot.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
+from .bucket_widths import GRID_MS, STAGE2_MARGIN_MS, Widths, window_slot_ms
 from .buckets import Bucket
 from .config import WINDOWS
 from .scope import Scope
 
-GRID_MS: Final = 60_000  # every slot size divides a minute, so all grids line up
+__all__ = ["GRID_MS", "Widened", "WindowStore", "window_range", "window_slot_ms"]
 
 Source = tuple[str, int]  # (source stage, partition)
 SrcKey = tuple[str, int, Scope]  # (source stage, partition, scope)
 Range = tuple[int, int]  # (first, last) slot start of a window, inclusive
+Held = tuple[int, Bucket]  # a source's bucket and its width
+
+
+class Widened(NamedTuple):
+    """A source's buckets (start, width) merged into one bucket of `width` from `start`."""
+
+    src_key: SrcKey
+    merged: list[tuple[int, int]]
+    start: int
+    width: int
+    bucket: Bucket
 
 
 def window_range(now: int, width: int, size: int) -> Range:
@@ -37,18 +49,6 @@ def window_range(now: int, width: int, size: int) -> Range:
     covers (first, now], a span of now - first."""
     lo = now - width
     return lo - lo % size, now - now % size
-
-
-def window_slot_ms(width: int, bucket_ms: int) -> int:
-    """The slot size a window of `width` is summed from: the largest multiple of `bucket_ms` that
-    divides a minute and is at most width/60 (METRICS.md: only then may its edge be rounded), else
-    `bucket_ms` itself (a source bucket cannot be split; the window states its longer span)."""
-    best = bucket_ms
-    for k in range(1, GRID_MS // bucket_ms + 1):
-        size = k * bucket_ms
-        if size * 60 <= width and GRID_MS % size == 0:
-            best = size
-    return best
 
 
 class _Running:
@@ -82,14 +82,19 @@ class WindowStore:
         self.bucket_ms = bucket_ms
         self.widths = dict(widths)
         self.sizes = {n: window_slot_ms(w, bucket_ms) for n, w in self.widths.items()}
-        self.src_buckets: dict[SrcKey, dict[int, Bucket]] = {}
+        # Per source and scope, by start: the latest bucket it sent and its width (buckets widen with age:
+        # `bucket_widths`; `widen` merges those past each source's boundaries as stage 1 did before).
+        self.src_buckets: dict[SrcKey, dict[int, Held]] = {}
         self.sources_of: dict[Scope, set[Source]] = defaultdict(set)
-        # One table of merged slots per slot size, finest first; the source bucket size is always one
-        # (maxima are recomputed from it, and it says which scopes have any data).
+        self.source_widths: dict[SrcKey, Widths] = {}  # each source's width boundaries per scope (`widen`)
+        # One table of merged slots per slot size, finest first; the source bucket size is always one. A table
+        # holds the buckets no wider than its slots: a wider one is older than every window summed from them.
+        # The widest table holds every bucket (it says which scopes have any data).
         self.tables: dict[int, dict[Scope, dict[int, Bucket]]] = {
             size: defaultdict(dict) for size in sorted({bucket_ms, *self.sizes.values()})
         }
-        self.fine = self.tables[bucket_ms]
+        self.widest = self.tables[max(self.tables)]
+        self.narrowed_puts = 0  # buckets sent narrower than the one held for their time (`_wider_holding`)
         # The ranges every running total is summed over (None until the first advance).
         self.ranges: dict[str, Range] | None = None
         self.running: dict[Scope, _Running] = {}
@@ -97,26 +102,63 @@ class WindowStore:
         self.pruned_to = -1
 
     # --- the four verbs ----------------------------------------------------------------------
-    def put(self, src: str, part: int, scope: Scope, start: int, new: Bucket | None) -> None:
-        """The bucket `src`/`part` holds for `scope` at `start` is now `new` (None: it holds none)."""
+    def put(self, src: str, part: int, scope: Scope, start: int, new: Bucket | None,
+            width: int | None = None) -> None:
+        """The bucket `src`/`part` holds for `scope` from `start` for `width` (default: the source bucket size)
+        is now `new` (None: it holds none): it replaces whatever that source held within that time."""
+        width = width or self.bucket_ms
         per_src = self.src_buckets.setdefault((src, part, scope), {})
-        old = per_src.pop(start, None)
+        if width == self.bucket_ms:
+            held = per_src.pop(start, None)
+            olds = [] if held is None else [(start, *held)]
+        else:  # a widened bucket: it replaces the narrower ones within its time
+            olds = [(s, *h) for s in range(start, start + width, self.bucket_ms) if (h := per_src.pop(s, None))]
+        if not olds:
+            olds = self._wider_holding(per_src, start, width)
+        elif olds[0][1] > width:  # the wider one held started at `start`: dropped the same way
+            self.narrowed_puts += 1
         if new is not None:
-            per_src[start] = new
+            per_src[start] = (width, new)
         self.sources_of[scope].add((src, part))
-        if start + self.bucket_ms <= self.pruned_to:
+        if start + width <= self.pruned_to:
             self.pruned_to = -1  # a bucket already out of every window: the next prune must look
+        for s, w, old in olds:
+            self._change(scope, s, w, old, -1)
+        if new is not None:
+            self._change(scope, start, width, new, 1)
+        lowered = [
+            dist for dist in ("frt", "reply")
+            if max((getattr(old, dist).max_ms for _s, _w, old in olds), default=0)
+            > (0 if new is None else getattr(new, dist).max_ms)
+        ]  # otherwise merging `new` already raised the merged maxima as far as they go
+        self._fix_max(scope, [(s, w) for s, w, _ in olds] + [(start, width)], lowered)
+
+    def _wider_holding(self, per_src: dict[int, Held], start: int, width: int) -> list[tuple[int, int, Bucket]]:
+        """The bucket held for a wider time that holds `start` (taken out), if any. Stage 1 sends narrower
+        buckets than it did before only after a rebuild (a new owner whose clock is behind the old one's), and
+        then sends every bucket it has, all in one drain: so the wide one is dropped, and they take its place."""
+        for size in self.tables:
+            if size <= width:
+                continue
+            aligned = start - start % size
+            held = per_src.get(aligned)
+            if held is not None and held[0] > width and start < aligned + held[0]:
+                del per_src[aligned]
+                self.narrowed_puts += 1
+                return [(aligned, *held)]
+        return []
+
+    def _change(self, scope: Scope, start: int, width: int, bucket: Bucket, sign: int) -> None:
+        """Add (sign 1) or take out (-1) one source bucket in the tables and in the running totals."""
         for size, tables in self.tables.items():
+            if size < width:
+                continue
             table = tables[scope]
             slot = start - start % size
             merged = table.get(slot)
             if merged is None:
                 merged = table[slot] = Bucket()
-            if old is not None:
-                merged.merge(old, -1)
-            if new is not None:
-                merged.merge(new, 1)
-        self._fix_max(scope, start, old, new)
+            merged.merge(bucket, sign)
         if self.ranges is None:
             return
         running = self.running.get(scope)
@@ -125,13 +167,61 @@ class WindowStore:
             return
         for name, (lo, hi) in self.ranges.items():
             size = self.sizes[name]
-            slot = start - start % size
-            if lo <= slot <= hi:
-                if old is not None:
-                    running.take_out(name, old)
-                if new is not None:
-                    running.totals[name].merge(new, 1)
+            if size >= width and lo <= start - start % size <= hi:
+                if sign < 0:
+                    running.take_out(name, bucket)
+                else:
+                    running.totals[name].merge(bucket, 1)
                 self.changed.add(scope)
+
+    def widen(self, clock_of: Callable[[SrcKey], int | None]) -> list[Widened]:
+        """Merge each source's buckets of a scope that aged past their width boundaries at their clock (None: not
+        yet) into wider ones, as stage 1 merged its own a margin earlier. The tables' sums stay what they were;
+        only the tables of slots narrower than a new width lose its parts (no window reaches that far back).
+        Returns what was merged, for the caller's copy of the sources' buckets (stage 2's table)."""
+        out: list[Widened] = []
+        for src_key, per_src in self.src_buckets.items():
+            clock = clock_of(src_key)
+            widths = self.source_widths.get(src_key)
+            if widths is None:
+                widths = self.source_widths[src_key] = Widths(self.bucket_ms, STAGE2_MARGIN_MS)
+            if clock is None or not widths.advance(clock):
+                continue
+            scope = src_key[2]
+            before, width_at = widths.widened_before, widths.width_at
+            groups: dict[int, list[tuple[int, int, Bucket]]] = {}
+            for s, (w, bucket) in per_src.items():
+                if s < before and w < (target := width_at(s)):
+                    groups.setdefault(s - s % target, []).append((s, w, bucket))
+            for target, members in groups.items():
+                into_width = width_at(target)
+                if target + into_width > self._reach_of_narrower(into_width):
+                    continue  # still inside a window of narrower slots at the last advance: widened later
+                into = Bucket()
+                for s, w, bucket in members:
+                    del per_src[s]
+                    into.merge(bucket)
+                    for size, tables in self.tables.items():
+                        if w <= size < into_width:
+                            self._take_from_table(tables[scope], s - s % size, bucket)
+                per_src[target] = (into_width, into)
+                out.append(Widened(src_key, [(s, w) for s, w, _ in members], target, into_width, into))
+        return out
+
+    def _reach_of_narrower(self, width: int) -> int:
+        """The oldest time a window of slots narrower than `width` held at the last advance (its running
+        total counts those slots, so they must stay in its table until the window moved past them)."""
+        if self.ranges is None:
+            return 2**62
+        return min((lo for name, (lo, _hi) in self.ranges.items() if self.sizes[name] < width), default=2**62)
+
+    @staticmethod
+    def _take_from_table(table: dict[int, Bucket], slot: int, bucket: Bucket) -> None:
+        merged = table.get(slot)
+        if merged is not None:
+            merged.merge(bucket, -1)
+            if merged.is_empty():
+                del table[slot]
 
     def advance(self, now: int) -> None:
         """Move every window to end at `now`: add the slots that entered, subtract those that left."""
@@ -141,7 +231,7 @@ class WindowStore:
         moved = {n: r for n, r in ranges.items() if old is None or old[n] != r}
         if not moved:
             return
-        for scope in self.fine.keys() | self.running.keys():
+        for scope in self.widest.keys() | self.running.keys():
             running = self.running.get(scope)
             if running is None or old is None:
                 self.running[scope] = self._sum(scope)
@@ -202,7 +292,7 @@ class WindowStore:
                     self.running.pop(scope, None)  # a slot inside a window went: sum that scope again
                     self.changed.add(scope)
         for per_src in self.src_buckets.values():
-            for slot in [s for s in per_src if s + self.bucket_ms <= before]:
+            for slot in [s for s, (w, _bucket) in per_src.items() if s + w <= before]:
                 del per_src[slot]
 
     # --- what the merger reads besides ---------------------------------------------------------
@@ -214,7 +304,7 @@ class WindowStore:
 
     def scopes(self) -> set[Scope]:
         """The scopes holding any bucket."""
-        return {s for s, slots in self.fine.items() if slots}
+        return {s for s, slots in self.widest.items() if slots}
 
     def take_changed(self) -> set[Scope]:
         """The scopes whose totals may have changed since the last call."""
@@ -236,35 +326,32 @@ class WindowStore:
             out.totals[name] = _sum_range(self._table(scope, name), lo, hi)
         return out
 
-    def _fix_max(self, scope: Scope, start: int, old: Bucket | None, new: Bucket | None) -> None:
-        """Maxima do not subtract: after a replacement, recompute a merged max only if it may have gone down.
-        A source-sized slot takes its maxima from the sources, a larger slot from the source-sized slots in it."""
-        fine = self.fine[scope]
-        lowered = [
-            dist for dist in ("frt", "reply")
-            if (0 if old is None else getattr(old, dist).max_ms) > (0 if new is None else getattr(new, dist).max_ms)
-        ]  # otherwise merging `new` already raised the merged maxima as far as they go
+    def _fix_max(self, scope: Scope, changed: list[tuple[int, int]], lowered: list[str]) -> None:
+        """After a replacement of the source buckets (start, width) `changed`: drop merged slots left empty, and
+        recompute a merged max that may have gone down (maxima do not subtract) from the source buckets in it."""
         for size, tables in self.tables.items():
             table = tables[scope]
-            slot = start - start % size
-            merged = table[slot]
-            if merged.is_empty():
-                del table[slot]
+            for slot in {s - s % size for s, w in changed if w <= size}:
+                merged = table.get(slot)
+                if merged is None:
+                    continue
+                if merged.is_empty():
+                    del table[slot]
+                    continue
+                for dist in lowered:
+                    merged.set_max(dist, max((getattr(b, dist).max_ms for b in self._held_in(scope, slot, size)),
+                                             default=0))
+
+    def _held_in(self, scope: Scope, slot: int, size: int) -> Iterable[Bucket]:
+        """Every source's buckets no wider than `size` within the slot of `size` at `slot`."""
+        for src, part in self.sources_of[scope]:
+            per_src = self.src_buckets.get((src, part, scope))
+            if not per_src:
                 continue
-            for dist in lowered:
-                if size == self.bucket_ms:
-                    top = max(
-                        (getattr(b, dist).max_ms for src, part in self.sources_of[scope]
-                         if (b := self.src_buckets.get((src, part, scope), {}).get(slot)) is not None),
-                        default=0,
-                    )
-                else:
-                    top = max(
-                        (getattr(b, dist).max_ms for s in range(slot, slot + size, self.bucket_ms)
-                         if (b := fine.get(s)) is not None),
-                        default=0,
-                    )
-                merged.set_max(dist, top)
+            for start in range(slot, slot + size, self.bucket_ms):
+                held = per_src.get(start)
+                if held is not None and held[0] <= size:
+                    yield held[1]
 
 
 def _sum_range(table: dict[int, Bucket], lo: int, hi: int) -> Bucket:

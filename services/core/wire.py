@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -43,14 +43,25 @@ def alert_partition(queue: str, shop_id: str, partitions: int) -> int:
     return queue_partition(SHOP_PREFIX + shop_id if queue == ALL else queue, partitions)
 
 
-def partial_key(src: str, part: int, scope: Scope, slot: int) -> bytes:
+def partial_key(src: str, part: int, scope: Scope, slot: int, width: int | None = None) -> bytes:
+    """A partial's key; `width`: a bucket widened with age (services.core.bucket_widths), None for a bucket of
+    the base width (its key unchanged since before buckets widened) and for the other slots."""
     # Kept: stage 2's table is keyed by these (in one process, the very objects; see `kept`).
-    return kept([src, part, *scope, slot])
+    return kept([src, part, *scope, slot] if width is None else [src, part, *scope, slot, width])
 
 
-def parse_partial_key(raw: bytes) -> tuple[str, int, Scope, int]:
-    src, part, tenant, shop, platform, queue, slot = orjson.loads(raw)
-    return str(src), int(part), Scope(tenant, shop, platform, queue), int(slot)
+class PartialKey(NamedTuple):
+    src: str
+    part: int
+    scope: Scope
+    slot: int
+    width: int | None  # see `partial_key`
+
+
+def parse_partial_key(raw: bytes) -> PartialKey:
+    src, part, tenant, shop, platform, queue, slot, *width = orjson.loads(raw)
+    return PartialKey(str(src), int(part), Scope(tenant, shop, platform, queue), int(slot),
+                      int(width[0]) if width else None)
 
 
 def view_key(key: Scope) -> bytes:

@@ -229,12 +229,16 @@ def build_app(settings: ScorerSettings) -> faust.App:
     partials_in = asyncio.Event()  # partials came in since stage 2's last fast step
     views_lock = asyncio.Lock()  # the tick and the fast step build views one at a time
 
+    # The last partial per queue partition: stage 2 writes the buckets it widened on the tick in its context.
+    last_partial_event: dict[int, Any] = {}
+
     @app.agent(partials_topic, concurrency=1)
     async def merge_queues(stream: Any) -> None:
         async for event in stream.events():
             metrics.consumed.labels("partials").inc()
             await rebuild_queues()
-            queues.on_event(event.key, event.value)
+            queues.on_event(event.key, event.value, event.message.partition)
+            last_partial_event[event.message.partition] = event
             partials_in.set()
 
     last_tick = {"n": -1}  # the tick (wall seconds // TICK_S) whose partials went out whole
@@ -258,6 +262,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
             if assigned(topics.partials):
                 await rebuild_queues()
                 views, alert_records = queues.tick(wall_ms(), fast=fast)
+                in_context_of(last_partial_event, queues.write_widened)  # before any await: nothing came in since
                 await send(views)
                 await alerts.publish(alert_records)
                 metrics.published.labels("alerts").inc(len(alert_records))
@@ -314,6 +319,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
                 last_agent_event.pop(tp.partition, None)
         if any(tp.topic == topics.partials for tp in revoked):
             queues.revoke()
+            last_partial_event.clear()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalanced(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

@@ -83,7 +83,7 @@ class InProcessScorer:
                 p = self.partition_of(r.key, self.event_partitions)
                 self.agents.on_event(r.key, r.value, p)
             elif r.topic == "partials":
-                self.queues.on_event(r.key, r.value)
+                self.queues.on_event(r.key, r.value, r.partition)
             elif r.topic == "dead_letter":
                 self.dead_letters.append(r)
 
@@ -97,6 +97,8 @@ class InProcessScorer:
         for p in range(self.event_partitions):
             self.agents.flush(p)
         views, alerts = self.queues.tick(now_ms, fast=fast)
+        for qp in range(self.queue_partitions):
+            self.queues.write_widened(qp)
         self.alerts.extend(alerts)
         out: dict[Scope, QueueView] = {}
         self.tombstoned = set()

@@ -364,6 +364,11 @@ class PipelineMetrics:
         for result in ("applied", "duplicate", "forwarded", "too_old", "dead_letter"):
             self.events.labels(result)
         self.dead_letters.labels("invalid_event")
+        self.partials_narrowed = Gauge(
+            "floorwatch_scorer_partials_narrowed",
+            "Partials narrower than the bucket stage 2 held for their time: after a rebuild of stage 1, which then "
+            "sends all it holds (the wide one is dropped; services/core/bucket_widths.py)", registry=registry,
+        )
         self.conversations_cached = Gauge(
             "floorwatch_scorer_conversations_cached", "Conversation states held in memory", registry=registry
         )

@@ -21,6 +21,7 @@ from services.core.alert_config import AlertRules
 from services.core.alert_judging import judged
 from services.core.alert_signals import Signals, paging_scopes, signals_for_views
 from services.core.alerts import Alert, AlertEngine
+from services.core.bucket_widths import width_steps
 from services.core.buckets import Bucket
 from services.core.conversation import Conversation, ConvEvent, ConvState
 from services.core.days import (
@@ -40,6 +41,7 @@ from services.core.platform_rules import rule_for
 from services.core.scope import ALL, Scope, agent_scope, is_agent_scope, queue_total
 from services.core.scorecard import ScorecardConfig, score_platform
 from services.core.scorecard_report import agent_sums, budget, rule_standing
+from services.core.windows import Widened
 from services.core.wire import (
     ALERT_ACK_PREFIX,
     DAY_LEDGER_PREFIX,
@@ -51,6 +53,7 @@ from services.core.wire import (
     SRC_AGENTS,
     SRC_CONVERSATIONS,
     SRC_DAYS,
+    PartialKey,
     alert_partition,
     day_view_key,
     decode_conversation_record,
@@ -188,6 +191,7 @@ class ConversationStage:
             return [_dead_letter(key, value, partition, over.reason)]
         part = self.parts[partition]
         part.watermark = max(part.watermark, ev.ts_ms)
+        part.widen(self._width_clock(part, now_ms))  # as the watermark moves, not only on ticks: memory stays flat
         self.m.event_age.observe(max(0.0, (now_ms - ev.ts_ms) / 1000))
         if ev.type == "agent.status":
             self.m.events.labels("forwarded").inc()
@@ -344,6 +348,11 @@ class ConversationStage:
             self.table.pop(ledger_key(partition, scope, start), None)
 
     # --- ticks -----------------------------------------------------------------------------
+    def _width_clock(self, part: PartitionPartials, now_ms: int) -> int:
+        """The clock buckets widen by: the watermark, never ahead of the wall clock (stage 2 widens by the
+        watermarks it gets from here, later)."""
+        return part.watermark if self.event_clock else min(now_ms, part.watermark)
+
     def tick(self, now_ms: int, *, fast: bool = False) -> list[Out]:
         """The partials that changed. `fast` (between ticks): the queues' only; agents' own figures and the
         scorecard's days wait for the tick, as stage 2 uses them on the tick only, and so do the watermarks on
@@ -351,10 +360,11 @@ class ConversationStage:
         out: list[Out] = []
         for p, part in self.parts.items():
             now = part.watermark if self.event_clock else max(now_ms, part.watermark)
+            part.widen(self._width_clock(part, now_ms))
             part.prune(now - self.horizon_ms)
             for scope, slot, value in part.drain(queues_only=fast):
                 out.append(
-                    Out("partials", partial_key(SRC_CONVERSATIONS, p, scope, slot),
+                    Out("partials", partial_key(SRC_CONVERSATIONS, p, scope, slot, part.width_of(slot)),
                         None if value is None else orjson.dumps(value),
                         queue_partition(scope.queue, self.queue_partitions))
                 )
@@ -580,6 +590,7 @@ class QueueStage:
         self.agent_refresh_ticks = agent_refresh_ticks
         self.m = metrics
         self.bucket_ms, self.horizon_ms = bucket_ms, horizon_ms
+        self.widths = sorted({bucket_ms, *(w for w, _reach in width_steps(bucket_ms))})  # a bucket's possible widths
         self.queue_partitions = queue_partitions
         self.event_clock = event_clock
         self.rules = rules or AlertRules()
@@ -597,12 +608,14 @@ class QueueStage:
         self.engines: dict[int, AlertEngine] = {}
         self.snapshot_at: dict[int, int] = {}
         self.latest_signals: dict[Scope, Signals] = {}
+        self.to_write: dict[int, list[Widened]] = {}  # per queue partition: for `write_widened`
 
     def new_merger(self) -> QueueMerger:
         return QueueMerger(self.bucket_ms, self.agent_refresh_ticks)
 
     def revoke(self) -> None:
         self.owned = None
+        self.to_write = {}
         self.merger = self.new_merger()
         self.days = DayMerger()
         self.budgets = {}
@@ -619,7 +632,7 @@ class QueueStage:
         self.latest = {}
         self.owned = set(partitions)
         for key, value in self.table.items():
-            self._apply(key, value, rebuilding=True)
+            self._apply(parse_partial_key(key), value, rebuilding=True)
         states = engine_states or {}
         self.engines = {
             qp: AlertEngine.from_json(states[qp], self.rules) if qp in states else AlertEngine(self.rules)
@@ -627,20 +640,49 @@ class QueueStage:
         }
         self.m.rebuilds.labels("queues").inc()
 
-    def on_event(self, key: bytes | None, value: bytes | None) -> None:
+    def on_event(self, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        """One partial record; `partition`: the partials topic partition it came on (a watermark record comes on
+        every partition, after the partials of its tick for that partition: what widening may go by)."""
         if key is None:
             return
         if value is None:
             self.table.pop(key, None)
         else:
             self.table[key] = bytes(memoryview(value))  # exact size (see services.core.wire.kept)
-        self._apply(key, value, rebuilding=False)
+        parsed = parse_partial_key(key)
+        if parsed.width is not None:
+            self._drop_narrower(parsed)
+        self._apply(parsed, value, rebuilding=False, partition=partition)
 
-    def _apply(self, key: bytes, value: bytes | None, rebuilding: bool) -> None:
-        src, part, scope, slot = parse_partial_key(key)
+    def write_widened(self, partition: int) -> None:
+        """Write the buckets the merger widened for one queue partition to the table in place of those they
+        merged (so the table stays as small as the merger, and a rebuild reads them widened). Call it right
+        after `tick`, in the context of an event of that partition (Faust's changelog partition)."""
+        held_by = self.merger.store.src_buckets
+        for (src, part, scope), merged, start, width, _bucket in self.to_write.pop(partition, ()):
+            for s, w in merged:
+                self.table.pop(partial_key(src, part, scope, s, None if w == self.bucket_ms else w), None)
+            # As held now: a partial that came in since (written as it came) or a later widening replaced it.
+            held = held_by.get((src, part, scope), {}).get(start)
+            if held is not None and held[0] == width:
+                self.table[partial_key(src, part, scope, start, width)] = kept(held[1].to_json())
+
+    def _drop_narrower(self, key: PartialKey) -> None:
+        """A widened bucket (or its tombstone) replaces every narrower one of its source within its time: their
+        table entries go too, so that a rebuild never adds both (the merger replaces them in memory)."""
+        assert key.width is not None
+        for narrower in self.widths:
+            if narrower >= key.width:
+                break
+            for start in range(key.slot, key.slot + key.width, narrower):
+                self.table.pop(partial_key(key.src, key.part, key.scope, start,
+                                           None if narrower == self.bucket_ms else narrower), None)
+
+    def _apply(self, key: PartialKey, value: bytes | None, rebuilding: bool, partition: int | None = None) -> None:
+        src, part, scope, slot, width = key
         if slot == SLOT_WATERMARK:
             if value is not None:
-                self.merger.put_watermark(src, part, int(orjson.loads(value)))
+                self.merger.put_watermark(src, part, int(orjson.loads(value)), partition)
             return
         owned = self.owned
         if rebuilding and owned is not None and queue_partition(scope.queue, self.queue_partitions) not in owned:
@@ -655,7 +697,8 @@ class QueueStage:
         elif slot == SLOT_AGENT_STATE:
             self.merger.put_agent_state(scope, data)
         else:
-            self.merger.put_bucket(src, part, scope, slot, None if data is None else Bucket.from_json(data))
+            self.merger.put_bucket(src, part, scope, slot, None if data is None else Bucket.from_json(data),
+                                   width=width or self.bucket_ms)
 
     def _view_key(self, key: Scope) -> bytes:
         raw = self.view_keys.get(key)
@@ -680,6 +723,11 @@ class QueueStage:
             return [], []
         self.merger.prune(now - self.horizon_ms)
         views = self.merger.views(now, changed_queues_only=fast)
+        # After the windows moved to `now` (what widens is behind all of them); on the tick only, as it walks every
+        # source's scopes.
+        for widened in [] if fast else self.merger.widen(now, self._partition):
+            self.to_write.setdefault(self._partition(widened.src_key[2]), []).append(widened)
+        self.m.partials_narrowed.set(self.merger.store.narrowed_puts)
         gone = [k for k in self.published if k not in views]  # (the merger updates one dict in place)
         self.published = set(views)
         self.latest = views

@@ -419,7 +419,9 @@ def test_erlang_a_reduces_to_erlang_c_for_patient_buyers(
 ) -> None:
     load = rho * servers
     mu = 1 / aht
-    theta = mu * 1e-7  # mean patience ten million handle times
+    # Patient buyers: Erlang A differs from C by about theta / (s*mu - lambda) (a fixed 1e7 handle times was 2e-6 off
+    # near rho = 1 with one server), and erlang_a refuses s*mu/theta over 1e10: patience of 1e9 / s handle times.
+    theta = servers * mu * 1e-9
     result = erlang_a(servers, load * mu, mu, theta, threshold)
     assert result.p_wait == pytest.approx(erlang_c(servers, load), abs=1e-6)
     assert result.service_level == pytest.approx(service_level(servers, load, aht, threshold), abs=1e-6)

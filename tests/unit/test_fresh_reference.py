@@ -200,6 +200,7 @@ def run_scorer(batches: Iterable[Sequence[Mapping[str, Any]]], **kwargs: Any) ->
         scorer.feed([dict(e) for e in batch])
         views.update(scorer.tick(0))
     assert not scorer.dead_letters
+    assert scorer.queues.merger.store.narrowed_puts == 0  # no rebuild here: stage 1 never narrows
     # What is published at the end: a view that went since (its tombstone published) is not on the board.
     return {k: v for k, v in views.items() if k in scorer.queues.latest}
 
@@ -338,7 +339,9 @@ def test_the_generator_delivers_late_shuffled_and_retried() -> None:
     seen = dict.fromkeys(["late_2min", "retried", "mixed_capacity", "transfer_after_order", "multi_shop_queue",
                           "status_out_of_order", "night", "long"], False)
 
-    @settings(PROPERTY, max_examples=60)
+    # 200 examples: with 60, whether one floor over 40 minutes came up depended on what ran before in the process
+    # (all the other flags were reached either way).
+    @settings(PROPERTY, max_examples=200)
     @given(deliveries())
     def probe(d: Delivery) -> None:
         stream = [e for b in d.batches for e in b]
