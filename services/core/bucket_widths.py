@@ -12,9 +12,12 @@ bucket keyed `start` of width w holds event times in (start, start + w].
 
 Each stage widens on its own clock, `margin_ms` behind it. Stage 2 must never hold a bucket wider than the
 one stage 1 sends for the same time (it could not take the old value out of its sum), so its clock is the
-source's own watermark (never ahead of stage 1's) and its margin the larger (`STAGE2_MARGIN_MS`); and a
+source's watermark as read on the partials partition the buckets travel on (it comes after them there, so
+it is never ahead of the stage 1 that sent them) and its margin the larger (`STAGE2_MARGIN_MS`); and a
 window must never reach a bucket wider than its slots, so stage 1's margin covers how far stage 2's clock
-may trail stage 1's.
+may trail stage 1's. Only a new owner of a stage 1 partition, rebuilt with an older watermark, sends narrower
+buckets than before: all of them at once, and stage 2 takes them in place of its wide one
+(`windows.WindowStore.put`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Stage 2's window store: per scope, the sum of the source buckets in each rolling window, kept running.
 
-Four verbs: `put` a source's bucket (a full value: it replaces the one that source sent for that slot
-before), `advance` every window to a new `now`, read a scope's `totals`, `prune` what has left every
-window. Roll-ups, live counters and views are the merger's (`merge.QueueMerger`); this module only adds.
+Five verbs: `put` a source's bucket (a full value: it replaces what that source sent for its time before),
+`advance` every window to a new `now`, read a scope's `totals`, `prune` what has left every window, `widen`
+the sources' old buckets as stage 1 did (`bucket_widths`). Roll-ups, live counters and views are the
+merger's (`merge.QueueMerger`); this module only adds.
 
 Buckets are merged over sources into one table of slots per window size: each window W sums slots of
 W/60 at most (`window_slot_ms`: 1 s for 1m, 5 s for 5m, 15 s for 15m, 60 s for 1h with the default 1 s
