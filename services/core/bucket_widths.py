@@ -55,6 +55,11 @@ def width_steps(bucket_ms: int) -> tuple[tuple[int, int], ...]:
     return tuple(reversed(steps))
 
 
+def all_widths(bucket_ms: int) -> list[int]:
+    """Every width a bucket may have, narrowest first."""
+    return sorted({bucket_ms, *(width for width, _reach in width_steps(bucket_ms))})
+
+
 class Widths:
     """Which width each time has now, for one source of buckets (one stage 1 partition)."""
 

@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
-from .bucket_widths import GRID_MS, STAGE2_MARGIN_MS, Widths, window_slot_ms
+from .bucket_widths import GRID_MS, STAGE2_MARGIN_MS, Widths, all_widths, window_slot_ms
 from .buckets import Bucket
 from .config import WINDOWS
 from .scope import Scope
@@ -92,7 +92,7 @@ class WindowStore:
         # holds the buckets no wider than its slots: a wider one is older than every window summed from them.
         # The widest table holds every bucket (it says which scopes have any data).
         self.tables: dict[int, dict[Scope, dict[int, Bucket]]] = {
-            size: defaultdict(dict) for size in sorted({bucket_ms, *self.sizes.values()})
+            size: defaultdict(dict) for size in all_widths(bucket_ms)  # = {bucket_ms, every window's slot size}
         }
         self.widest = self.tables[max(self.tables)]
         self.narrowed_puts = 0  # buckets sent narrower than the one held for their time (`_wider_holding`)
@@ -181,6 +181,7 @@ class WindowStore:
         only the tables of slots narrower than a new width lose its parts (no window reaches that far back).
         Returns what was merged, for the caller's copy of the sources' buckets (stage 2's table)."""
         out: list[Widened] = []
+        reach_of: dict[int, int] | None = None  # per width, `_reach_of_narrower` (the same for every source)
         for src_key, per_src in self.src_buckets.items():
             clock = clock_of(src_key)
             widths = self.source_widths.get(src_key)
@@ -189,6 +190,8 @@ class WindowStore:
             if clock is None or not widths.advance(clock):
                 continue
             scope = src_key[2]
+            if reach_of is None:
+                reach_of = {width: self._reach_of_narrower(width) for width in self.tables}
             before, width_at = widths.widened_before, widths.width_at
             groups: dict[int, list[tuple[int, int, Bucket]]] = {}
             for s, (w, bucket) in per_src.items():
@@ -196,7 +199,7 @@ class WindowStore:
                     groups.setdefault(s - s % target, []).append((s, w, bucket))
             for target, members in groups.items():
                 into_width = width_at(target)
-                if target + into_width > self._reach_of_narrower(into_width):
+                if target + into_width > reach_of[into_width]:
                     continue  # still inside a window of narrower slots at the last advance: widened later
                 into = Bucket()
                 for s, w, bucket in members:

@@ -21,7 +21,7 @@ from services.core.alert_config import AlertRules
 from services.core.alert_judging import judged
 from services.core.alert_signals import Signals, paging_scopes, signals_for_views
 from services.core.alerts import Alert, AlertEngine
-from services.core.bucket_widths import width_steps
+from services.core.bucket_widths import all_widths
 from services.core.buckets import Bucket
 from services.core.conversation import Conversation, ConvEvent, ConvState
 from services.core.days import (
@@ -191,7 +191,9 @@ class ConversationStage:
             return [_dead_letter(key, value, partition, over.reason)]
         part = self.parts[partition]
         part.watermark = max(part.watermark, ev.ts_ms)
-        part.widen(self._width_clock(part, now_ms))  # as the watermark moves, not only on ticks: memory stays flat
+        # As the watermark moves, not only on ticks (memory stays flat); the call only once a boundary may move.
+        if (clock := self._width_clock(part, now_ms)) >= part.widths.next_move:
+            part.widen(clock)
         self.m.event_age.observe(max(0.0, (now_ms - ev.ts_ms) / 1000))
         if ev.type == "agent.status":
             self.m.events.labels("forwarded").inc()
@@ -590,7 +592,7 @@ class QueueStage:
         self.agent_refresh_ticks = agent_refresh_ticks
         self.m = metrics
         self.bucket_ms, self.horizon_ms = bucket_ms, horizon_ms
-        self.widths = sorted({bucket_ms, *(w for w, _reach in width_steps(bucket_ms))})  # a bucket's possible widths
+        self.widths = all_widths(bucket_ms)
         self.queue_partitions = queue_partitions
         self.event_clock = event_clock
         self.rules = rules or AlertRules()
