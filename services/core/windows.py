@@ -19,7 +19,7 @@ the one holding now, and covers the span now - edge, between W and W + one slot.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from .bucket_widths import GRID_MS, STAGE2_MARGIN_MS, Widths, all_widths, window_slot_ms
@@ -132,7 +132,9 @@ class WindowStore:
             if max((getattr(old, dist).max_ms for _s, _w, old in olds), default=0)
             > (0 if new is None else getattr(new, dist).max_ms)
         ]  # otherwise merging `new` already raised the merged maxima as far as they go
-        self._fix_max(scope, [(s, w) for s, w, _ in olds] + [(start, width)], lowered)
+        # (The common case, one bucket replacing its own earlier value, allocates no list.)
+        same = not olds or (len(olds) == 1 and olds[0][0] == start and olds[0][1] == width)
+        self._fix_max(scope, ((start, width),) if same else [(s, w) for s, w, _ in olds] + [(start, width)], lowered)
 
     def _wider_holding(self, per_src: dict[int, Held], start: int, width: int) -> list[tuple[int, int, Bucket]]:
         """The bucket held for a wider time that holds `start` (taken out), if any. Stage 1 sends narrower
@@ -330,7 +332,7 @@ class WindowStore:
             out.totals[name] = _sum_range(self._table(scope, name), lo, hi)
         return out
 
-    def _fix_max(self, scope: Scope, changed: list[tuple[int, int]], lowered: list[str]) -> None:
+    def _fix_max(self, scope: Scope, changed: Sequence[tuple[int, int]], lowered: list[str]) -> None:
         """After a replacement of the source buckets (start, width) `changed`: drop merged slots left empty, and
         recompute a merged max that may have gone down (maxima do not subtract) from the source buckets in it."""
         for size, tables in self.tables.items():
