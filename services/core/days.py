@@ -159,14 +159,43 @@ def keep_from(who: str, now: int, tz: str) -> int:
     return today - (DAY_KEEP_DAYS if is_agent_scope(who) else HOUR_KEEP_DAYS) * _DAY_MS
 
 
+def _fields_of(who: str) -> tuple[str, ...]:
+    return AGENT_FIELDS if is_agent_scope(who) else SHOP_FIELDS
+
+
 def days_to_json(days: Mapping[PeriodKey, Sums]) -> list[Any]:
-    return [[who, start, {k: n for k, n in sums.items() if n}]
-            for (who, start), sums in days.items() if any(sums.values())]
+    """A conversation's contributions as its record (and its 24 h tombstone) keeps them: `[who, start, counts]`,
+    counts by position in its kind's fields (trailing zeros left out), then `{field: n}` for any other field
+    (GMV per currency). Named fields cost ~150 bytes per agent-day, and a small floor's day keeps ~170,000
+    tombstones (benchmarks/PROFILE.md)."""
+    out: list[Any] = []
+    for (who, start), sums in days.items():
+        if not any(sums.values()):
+            continue
+        fields = _fields_of(who)
+        counts = [sums.get(f, 0) for f in fields]
+        while counts and not counts[-1]:
+            counts.pop()
+        other = {k: n for k, n in sums.items() if n and k not in fields}
+        out.append([who, start, counts, other] if other else [who, start, counts])
+    return out
 
 
 def days_of(raw: Any) -> ConvDays:
-    return {(str(who), int(start)): Counter({str(k): int(n) for k, n in sums.items()})
-            for who, start, sums in raw or ()}
+    """`days_to_json`'s reading; also of records written before counts were positional (`[who, start, {field: n}]`)."""
+    out: ConvDays = {}
+    for who, start, counts, *other in raw or ():
+        if isinstance(counts, dict):
+            sums = Counter({str(k): int(n) for k, n in counts.items() if n})
+        else:
+            fields = _fields_of(who)
+            if len(counts) > len(fields):
+                raise ValueError(f"day contributions of {who!r}: {len(counts)} counts for {len(fields)} fields")
+            sums = Counter({f: int(n) for f, n in zip(fields, counts, strict=False) if n})  # (trailing zeros left out)
+        for extra in other:
+            sums.update({str(k): int(n) for k, n in extra.items() if n})
+        out[(str(who), int(start))] = sums
+    return out
 
 
 def _add(into: Sums, sums: Mapping[str, int], sign: int = 1) -> None:

@@ -6,6 +6,7 @@ from shared/SCORECARD.md in the comments, not read from the code under test.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -14,10 +15,13 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.api.views import ViewStore
+from services.core.days import AGENT_FIELDS, SHOP_FIELDS, days_of, days_to_json
 from services.core.figures import QueueView
 from services.core.scope import Scope
 from services.core.wire import ENGINE_KEY_PREFIX
@@ -490,3 +494,37 @@ async def test_standing_without_history_projects_the_last_hour_into_counted_hour
     # (Taobao counts waits started 08:00-23:00): 6 x 11.5 = 69; the day 6 + 69 = 75; floor(75 x 0.2) = 15
     # misses allowed, 1 made: 14 left.
     assert (tb["counted"], tb["met"], tb["projected_counted"], tb["misses_left"]) == (6, 5, 75, 14)
+
+
+_SUM = st.integers(min_value=-3, max_value=10**9)
+
+
+@given(st.dictionaries(
+    st.tuples(st.sampled_from(["@agent:a1", "@agent:b", "@shop:s1"]), st.integers(0, 2**41)),
+    st.dictionaries(st.sampled_from([*AGENT_FIELDS, *SHOP_FIELDS, "gmv:CNY", "gmv:USD"]), _SUM),
+))
+def test_a_conversations_day_contributions_survive_its_record(days: dict[tuple[str, int], dict[str, int]]) -> None:
+    """What the record (or the tombstone) keeps reads back as the same non-zero sums, whatever the fields."""
+    kept = {k: Counter(v) for k, v in days.items()}
+    want = {k: {f: n for f, n in v.items() if n} for k, v in kept.items()}
+    assert {k: dict(v) for k, v in days_of(orjson.loads(orjson.dumps(days_to_json(kept)))).items()} == \
+        {k: v for k, v in want.items() if v}
+
+
+def test_records_written_with_named_fields_still_read() -> None:
+    """Records already in a changelog (named fields, before counts were positional) read as before."""
+    old = [["@agent:a05", 1796054400000, {"reply_ms": 15359, "reply_n": 4, "closed": 1, "gmv:CNY": 12000}],
+           ["@shop:acme-jd", 1796083200000, {"arrivals": 1}]]
+    assert days_of(old) == {
+        ("@agent:a05", 1796054400000): Counter({"reply_ms": 15359, "reply_n": 4, "closed": 1, "gmv:CNY": 12000}),
+        ("@shop:acme-jd", 1796083200000): Counter({"arrivals": 1}),
+    }
+
+
+def test_positional_counts_are_smaller() -> None:
+    """The reason for the format: one agent-day of a closed chat, as a tombstone keeps it."""
+    sums = Counter({"frt_ms": 3986, "frt_n": 1, "reply_ms": 15359, "reply_n": 4, "chats_handled": 1,
+                    "closed": 1, "closed_resolved": 1})
+    named = orjson.dumps([["@agent:acme-jd-a05", 1796054400000, dict(sums)]])
+    positional = orjson.dumps(days_to_json({("@agent:acme-jd-a05", 1796054400000): sums}))
+    assert len(positional) < len(named) * 0.6, (positional, named)
