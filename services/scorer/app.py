@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from services.core.alert_config import rules_from_env
 from services.core.kafka_security import KafkaSecurity
 
+from . import malloc
 from .alert_log import AlertPublisher, read_engine_states
 from .metrics import AlertsCollector, PipelineMetrics, ScorecardCollector, SignalsCollector, ViewsCollector
 from .producers import OutputProducer, ScorerApp
@@ -109,9 +110,15 @@ def build_app(settings: ScorerSettings) -> faust.App:
     table_args: dict[str, Any] = {
         "schema": faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     }
-    conv_table = app.Table("conversations", partitions=k.event_partitions, **table_args)
-    agent_table = app.Table("agents", partitions=k.event_partitions, **table_args)
-    partials_table = app.Table("queue-partials", partitions=k.queue_partitions, **table_args)
+    def args() -> dict[str, Any]:
+        """A table's arguments: on RocksDB, with its memory options (a dict of its own per table)."""
+        if settings.store.startswith("rocksdb:") and settings.rocksdb_options:
+            return {**table_args, "options": settings.rocksdb_options}
+        return table_args
+
+    conv_table = app.Table("conversations", partitions=k.event_partitions, **args())
+    agent_table = app.Table("agents", partitions=k.event_partitions, **args())
+    partials_table = app.Table("queue-partials", partitions=k.queue_partitions, **args())
     for table in (conv_table, agent_table, partials_table):
         # Faust derives table codecs from key/value types and falls back to JSON; ours are bytes.
         table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
@@ -290,6 +297,12 @@ def build_app(settings: ScorerSettings) -> faust.App:
     @app.task  # type: ignore[untyped-decorator]
     async def views_ticks() -> None:
         await every_tick(settings.tick_s, settings.tick_s / 2, publish_views)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def hand_back_memory() -> None:
+        while settings.malloc_trim_s > 0:
+            await asyncio.sleep(settings.malloc_trim_s)
+            malloc.trim()
 
     @app.task  # type: ignore[untyped-decorator]
     async def fast_views() -> None:

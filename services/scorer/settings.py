@@ -38,6 +38,16 @@ class ScorerSettings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     app_id: str = field(default_factory=lambda: env_str("SCORER_APP_ID", "floorwatch-scorer"))
     store: str = field(default_factory=lambda: env_str("SCORER_STORE", "rocksdb://"))
+    # RocksDB's memory per database (rocksdb://: one per table partition, 15 with the default partitions): its
+    # memtable (RocksDB keeps up to 3 while one is flushed) and its block cache. 0: Faust's default, 64 MiB and
+    # 2 GiB, caps a busy day fills (a real worker held 377 MB after 2 simulated hours of a small floor, 285 MB at
+    # 8 MiB each, 203 MB at 1 MiB with the trim below: benchmarks/PROFILE.md, "A real worker's day"). The OS's
+    # page cache keeps the files' blocks besides.
+    rocksdb_write_buffer_mb: float = field(default_factory=lambda: env_float("SCORER_ROCKSDB_WRITE_BUFFER_MB", 2))
+    rocksdb_block_cache_mb: float = field(default_factory=lambda: env_float("SCORER_ROCKSDB_BLOCK_CACHE_MB", 2))
+    # Freed memory handed back to the OS this often (glibc's malloc_trim; 0: never). A trim takes 2-5 ms and gave
+    # back ~25 MB of a small floor's worker (services/scorer/malloc.py).
+    malloc_trim_s: float = field(default_factory=lambda: env_float("SCORER_MALLOC_TRIM_S", 10))
     # "wall": now is the wall clock (live floors); "event": now is the newest event time seen (replays, tests).
     clock: str = field(default_factory=lambda: env_str("SCORER_CLOCK", "wall"))
     grace_ms: int = field(default_factory=lambda: int(env_float("GRACE_S", 60) * 1000))
@@ -116,6 +126,9 @@ class ScorerSettings:
             raise SystemExit("SCORER_OUTPUT_COMPRESSION must be none, gzip, snappy, lz4 or zstd")
         if self.output_producer not in ("separate", "shared"):
             raise SystemExit("SCORER_OUTPUT_PRODUCER must be separate or shared")
+        if self.rocksdb_write_buffer_mb < 0 or self.rocksdb_block_cache_mb < 0 or self.malloc_trim_s < 0:
+            raise SystemExit("SCORER_ROCKSDB_WRITE_BUFFER_MB, SCORER_ROCKSDB_BLOCK_CACHE_MB and SCORER_MALLOC_TRIM_S "
+                             "must be 0 or more")
         if self.standby_replicas < 0:
             raise SystemExit("SCORER_STANDBY_REPLICAS must be 0 or more")
         if self.event_loop not in ("asyncio", "uvloop"):
@@ -132,6 +145,17 @@ class ScorerSettings:
                 "BUCKET_S must be at most 1 and divide 60 (e.g. 1, 0.5): a window's lower edge may be rounded "
                 "only to buckets of 1/60 of its width, 1 s for the 1m window (METRICS.md, rolling windows)"
             )
+
+    @property
+    def rocksdb_options(self) -> dict[str, int]:
+        """Faust's RocksDB options for each table (rocksdb:// only): what is set here, the rest Faust's defaults.
+        A new dict per call (Faust's store takes keys out of the one it gets)."""
+        out: dict[str, int] = {}
+        if self.rocksdb_write_buffer_mb > 0:
+            out["write_buffer_size"] = int(self.rocksdb_write_buffer_mb * 2**20)
+        if self.rocksdb_block_cache_mb > 0:
+            out["block_cache_size"] = int(self.rocksdb_block_cache_mb * 2**20)
+        return out
 
     @property
     def agent_refresh_ticks(self) -> int:
