@@ -16,6 +16,8 @@ own date) and benchmarks/results/throughput_freshness.png. Sections, in the orde
     profile     cProfile of InProcessScorer over a simulated hour, py-spy of a real worker
     whatif      the same worker with other settings (environment only): producers, Faust's knobs
     names       one sender tries 100k queue names: ingest and scorer state, /metrics size (in-process)
+    worker_day  a real worker's RSS over a simulated day of floor x1 on rocksdb://, Faust's RocksDB defaults and
+                bounded (SCORER_ROCKSDB_WRITE_BUFFER_MB, SCORER_ROCKSDB_BLOCK_CACHE_MB)
 
 Every section is bounded in time and stops by itself; a broker (TEST_PORT_OFFSET, default 700) is
 started for the sections that need one and stopped at the end. Speed never fails anything.
@@ -41,8 +43,15 @@ import orjson
 from .common import REPO, RESULTS, Broker, broker, dump_json, log, port_offset
 
 SECTIONS = ("ingest", "staffing", "memory", "names", "throughput", "recovery", "takeover", "freshness", "profile",
-            "whatif")
-NEEDS_BROKER = {"throughput", "recovery", "takeover", "freshness", "profile", "whatif"}
+            "whatif", "worker_day")
+NEEDS_BROKER = {"throughput", "recovery", "takeover", "freshness", "profile", "whatif", "worker_day"}
+# The real worker's day on rocksdb://: today's defaults (RocksDB bounded, memory trimmed) against Faust's RocksDB
+# defaults with no trim (as before), environment only.
+ROCKSDB_SETTINGS = {
+    "defaults": {},
+    "faust_rocksdb_defaults_no_trim": {"SCORER_ROCKSDB_WRITE_BUFFER_MB": "0", "SCORER_ROCKSDB_BLOCK_CACHE_MB": "0",
+                                       "SCORER_MALLOC_TRIM_S": "0"},
+}
 # What-if: the same worker under other settings (environment only), alternated with the defaults in one run.
 # benchmarks/results/whatif_issue11.json keeps the runs that chose today's defaults: the state producer's
 # linger and the separate output producer (issue 11's flush hole closed first), outputs uncompressed (lz4 cost
@@ -68,6 +77,7 @@ FULL: dict[str, dict[str, Any]] = {
     "profile": {"scale": 2, "tick_every": 2000, "worker_events": 100_000, "worker_seconds": 30},
     "whatif": {"scale": 10, "events": 100_000, "rounds": 2, "cap_s": 40, "settings": WHATIF},
     "names": {"names": 100_000, "step": 10_000, "open_names": 20_000},
+    "worker_day": {"hours": 24, "scale": 1, "cap_s": 1500, "settings": ROCKSDB_SETTINGS},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "throughput": {"events": 60_000, "scale": 10, "rounds": 1, "scorer_cap_s": 20, "ceiling_cap_s": 30,
@@ -80,6 +90,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "profile": {"scale": 1, "tick_every": 2000, "worker_events": 20_000, "worker_seconds": 10},
     "whatif": {"scale": 10, "events": 20_000, "rounds": 1, "cap_s": 15, "settings": WHATIF},
     "names": {"names": 20_000, "step": 10_000, "open_names": 10_000},
+    "worker_day": {"hours": 2, "scale": 1, "cap_s": 300, "settings": ROCKSDB_SETTINGS},
 }
 
 
@@ -142,7 +153,7 @@ def run_ingest(timeout_s: float = 600) -> dict[str, Any]:
 
 
 def section(name: str, params: dict[str, Any], b: Broker | None) -> dict[str, Any]:
-    from . import freshness, hostile_names, memory, profiling, recovery, staffing, throughput
+    from . import freshness, hostile_names, memory, profiling, recovery, staffing, throughput, worker_day
 
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "ingest": run_ingest,
@@ -155,6 +166,7 @@ def section(name: str, params: dict[str, Any], b: Broker | None) -> dict[str, An
         "profile": lambda: profiling.run(b, **params),
         "whatif": lambda: profiling.what_if(b, **params),  # type: ignore[arg-type]
         "names": lambda: hostile_names.run(**params),
+        "worker_day": lambda: worker_day.run(b, **params),  # type: ignore[arg-type]
     }
     load_before = os.getloadavg()
     started = time.monotonic()

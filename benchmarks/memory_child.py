@@ -88,6 +88,7 @@ def measure_day(scale: int, out: Path, hours: int = 24, tick_every_min: int = 30
     a small floor, so this ticks less often to finish in minutes; eviction happens on events, pruning
     of buckets at ticks, so memory stays as bounded as in a worker.
     """
+    from services.scorer import malloc
     from services.scorer.inprocess import InProcessScorer
 
     model = scaled_floor(scale, seed=17)
@@ -103,6 +104,7 @@ def measure_day(scale: int, out: Path, hours: int = 24, tick_every_min: int = 30
             s.feed_records(recs)
             if minute % tick_every_min == tick_every_min - 1:
                 s.tick(t_ms)
+                malloc.trim()  # as the worker does every SCORER_MALLOC_TRIM_S (10 s of wall time)
             events += len(recs)
         del recs
         gc.collect()

@@ -1,0 +1,99 @@
+"""Memory of a real worker over a simulated day, on production's store (rocksdb://): RSS per simulated hour.
+
+The events topic is pre-filled once with `hours` of floor x`scale` (the simulator's seeded day, as the memory
+section's in-process day). For each setting, one worker (a fresh group; SCORER_CLOCK=event, as the integration
+harness starts it) scores the topic as fast as it can, ticking every second of wall time (about a simulated
+minute at floor x1, where the in-process day ticks every 30). Its RSS is sampled every second against the events
+it has scored: an hour's figure is the first sample after the worker scored that hour's last event.
+
+The in-process day measures memory://, where every table is a dict in the process. On rocksdb:// the tables
+live in RocksDB: its memtables and block caches (one database per table partition) are in the RSS instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .common import START_MS, Broker, log, prefill, proc_rss_bytes, records_of, rnd, scaled_floor
+
+PARTITIONS = 6
+
+
+def day_records(hours: int, scale: int) -> tuple[list[tuple[bytes, bytes]], list[int]]:
+    """The day's records in event order, and how many there are by the end of each hour."""
+    model = scaled_floor(scale, seed=17)
+    records: list[tuple[bytes, bytes]] = []
+    by_hour: list[int] = []
+    for h in range(1, hours + 1):
+        for minute in range(60):
+            records.extend(records_of(model.events_until(START_MS + ((h - 1) * 60 + minute + 1) * 60_000)))
+        by_hour.append(len(records))
+    return records, by_hour
+
+
+def dir_mb(path: Path) -> float | None:
+    if not path.exists():
+        return None
+    return rnd(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20)
+
+
+async def one_day(b: Broker, topic: str, by_hour: list[int], cap_s: float, env: dict[str, str]) -> dict[str, Any]:
+    from tests.integration.scorer_harness import ScorerRun
+
+    from .throughput import scrape_events_total
+
+    run = ScorerRun(kafka=b.kafka, prefix=f"bench-day-{uuid.uuid4().hex[:6]}", events_topic=topic,
+                    extra_env={"SCORER_STORE": "rocksdb://", **env})
+    await run.create_topics()
+    run.start_worker(0)
+    hourly: list[dict[str, Any]] = []
+    samples: list[tuple[float, float]] = []  # (events scored, RSS MB)
+    t0 = time.monotonic()
+    try:
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() - t0 < cap_s and len(hourly) < len(by_hour):
+                await asyncio.sleep(1)
+                done = await scrape_events_total(client, run.ports[0])
+                if done is None:
+                    continue
+                rss = proc_rss_bytes(run.procs[0].pid) / 2**20
+                samples.append((done, rss))
+                while len(hourly) < len(by_hour) and done >= by_hour[len(hourly)]:
+                    hourly.append({"hour": len(hourly) + 1, "rss_mb": rnd(rss), "events": int(done),
+                                   "wall_s": rnd(time.monotonic() - t0)})
+                    log(f"  worker day {env or 'defaults'}: {hourly[-1]}")
+        store_mb = dir_mb(Path(run.env(0)["RUN_DIR"]))
+    finally:
+        run.stop()
+    after_warmup = [x["rss_mb"] for x in hourly if x["hour"] >= 3]
+    return {
+        "env": env, "store": "rocksdb://", "hours_scored": len(hourly), "complete": len(hourly) == len(by_hour),
+        "hourly": hourly,
+        "rss_mb_after_warmup_min": min(after_warmup) if after_warmup else None,
+        "rss_mb_after_warmup_max": max(after_warmup) if after_warmup else None,
+        "rss_mb_peak_sampled": rnd(max((r for _d, r in samples), default=0.0)),
+        "rss_growth_from_h3_mb": rnd(hourly[-1]["rss_mb"] - hourly[2]["rss_mb"]) if len(hourly) > 3 else None,
+        "events_per_s": rnd(hourly[-1]["events"] / hourly[-1]["wall_s"]) if hourly else None,
+        "rocksdb_dir_mb": store_mb,
+    }
+
+
+def run(b: Broker, *, hours: int, scale: int, cap_s: float, settings: dict[str, dict[str, str]]) -> dict[str, Any]:
+    records, by_hour = day_records(hours, scale)
+    topic = f"bench.day.{uuid.uuid4().hex[:6]}"
+    b.create_topic(topic, PARTITIONS)
+    log(f"worker day: {len(records):,} events of {hours} simulated hours at floor x{scale}, prefilling")
+    prefill_s = asyncio.run(prefill(b.bootstrap, topic, records))
+    del records
+    out: dict[str, Any] = {"hours": hours, "floor_scale": scale, "events": by_hour[-1], "prefill_s": rnd(prefill_s),
+                           "by_setting": {}}
+    for name, env in settings.items():
+        log(f"worker day: one worker on rocksdb:// ({name}: {env})")
+        out["by_setting"][name] = asyncio.run(one_day(b, topic, by_hour, cap_s, env))
+    return out
