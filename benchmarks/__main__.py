@@ -77,7 +77,8 @@ FULL: dict[str, dict[str, Any]] = {
     "profile": {"scale": 2, "tick_every": 2000, "worker_events": 100_000, "worker_seconds": 30},
     "whatif": {"scale": 10, "events": 100_000, "rounds": 2, "cap_s": 40, "settings": WHATIF},
     "names": {"names": 100_000, "step": 10_000, "open_names": 20_000},
-    "worker_day": {"hours": 24, "scale": 1, "cap_s": 1500, "settings": ROCKSDB_SETTINGS},
+    "worker_day": {"hours": 24, "scale": 1, "cap_s": 2400, "settings": ROCKSDB_SETTINGS,
+                   "hours_of": {"faust_rocksdb_defaults_no_trim": 8}},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "throughput": {"events": 60_000, "scale": 10, "rounds": 1, "scorer_cap_s": 20, "ceiling_cap_s": 30,

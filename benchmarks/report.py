@@ -88,6 +88,15 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
         out.append((f"RSS over a simulated day (floor x{day.get('floor_scale')}, {day.get('simulated_hours')} h fed)",
                     f"{fmt(day.get('rss_mb_after_warmup_min'))}–{fmt(day.get('rss_mb_after_warmup_max'))} MB "
                     "from hour 3", f"change from hour 3 to the last: {fmt(day.get('rss_growth_from_h3_mb'), ' MB')}"))
+    wd = s.get("worker_day", {})
+    for d in wd.get("by_setting", {}).values():
+        if not d.get("hourly"):
+            continue
+        env = ", ".join(f"{k}={v}" for k, v in d.get("env", {}).items()) or "today's defaults"
+        out.append((f"RSS of a real worker over a simulated day (floor x{wd.get('floor_scale')}, rocksdb://, "
+                    f"{d.get('hours_scored')} of {d.get('hours', wd.get('hours'))} h scored)",
+                    f"{fmt(d.get('rss_mb_after_warmup_min'))}–{fmt(d.get('rss_mb_after_warmup_max'))} MB from hour 3",
+                    f"{env}; sampled peak {fmt(d.get('rss_mb_peak_sampled'), ' MB')}"))
     if rec.get("cycles"):
         out.append((f"recovery after SIGKILL, {rec['open_conversations']:,} open conversations",
                     f"{fmt(rec.get('median_correct_s'), ' s', 1)} to correct figures",
