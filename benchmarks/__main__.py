@@ -72,7 +72,7 @@ FULL: dict[str, dict[str, Any]] = {
     "freshness": {"rates": [15, 300, 1_000, 3_000], "seconds": 60, "pyspy_s": 20,
                   "two_worker_rates": (1_000, 3_000)},
     "memory": {"open_points": [10_000, 100_000, 1_000_000], "day_scale": 1, "point_timeout_s": 600,
-               "day_timeout_s": 600},
+               "day_timeout_s": 1500},
     "staffing": {"sizes": [10, 1_000, 10_000], "requests": 300, "rounds": 3},
     "profile": {"scale": 2, "tick_every": 2000, "worker_events": 100_000, "worker_seconds": 30},
     "whatif": {"scale": 10, "events": 100_000, "rounds": 2, "cap_s": 40, "settings": WHATIF},
