@@ -40,9 +40,9 @@ class ScorerSettings:
     store: str = field(default_factory=lambda: env_str("SCORER_STORE", "rocksdb://"))
     # RocksDB's memory per database (rocksdb://: one per table partition, 15 with the default partitions): its
     # memtable (RocksDB keeps up to 3 while one is flushed) and its block cache. 0: Faust's default, 64 MiB and
-    # 2 GiB, caps a busy day fills (a real worker held 377 MB after 2 simulated hours of a small floor, 285 MB at
-    # 8 MiB each, 203 MB at 1 MiB with the trim below: benchmarks/PROFILE.md, "A real worker's day"). The OS's
-    # page cache keeps the files' blocks besides.
+    # 2 GiB, caps a day fills: a real worker on a small floor held 799 MB at hour 8 and climbing with them, 217-248 MB
+    # all day at these defaults with the trim below, at the same speed (benchmarks/PROFILE.md, "A real worker's
+    # day"). The OS's page cache keeps the files' blocks besides.
     rocksdb_write_buffer_mb: float = field(default_factory=lambda: env_float("SCORER_ROCKSDB_WRITE_BUFFER_MB", 2))
     rocksdb_block_cache_mb: float = field(default_factory=lambda: env_float("SCORER_ROCKSDB_BLOCK_CACHE_MB", 2))
     # Freed memory handed back to the OS this often (glibc's malloc_trim; 0: never). A trim takes 2-5 ms and gave
