@@ -162,10 +162,10 @@ class PartitionPartials:
         it covers). Boundaries move a minute at a time, so this walks the buckets once a minute."""
         if not self.widths.advance(clock):
             return
-        widened_before, width_at, dirty = self.widths.widened_before, self.widths.width_at, self.dirty
+        widened_before, start_of, dirty = self.widths.widened_before, self.widths.start_of, self.dirty
         for scope, per_scope in self.buckets.items():
             for start in [s for s in per_scope if s < widened_before]:
-                target = start - start % width_at(start)
+                target, _width = start_of(start)
                 if target == start:
                     continue
                 bucket = per_scope.pop(start)
@@ -178,10 +178,8 @@ class PartitionPartials:
                     dirty.add((scope, target))
 
     def width_of(self, slot: int) -> int | None:
-        """The width of the bucket at `slot` as sent now if it was widened (None: the live slot or a bucket of
-        `bucket_ms`, whose keys stay as they always were)."""
-        width = None if slot < 0 else self.widths.width_at(slot)
-        return None if width == self.bucket_ms else width
+        """The width of the bucket at `slot` as sent now (None: the live slot and the others that are no bucket)."""
+        return None if slot < 0 else self.widths.width_at(slot)
 
     def prune(self, before: int) -> None:
         """Drop buckets that ended before `before` rounded down to the minute (out of every window);

@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from .bucket_widths import GRID_MS, STAGE2_MARGIN_MS, Widths, all_widths, window_slot_ms
+from .bucket_widths import GRID_MS, NEVER, STAGE2_MARGIN_MS, Widths, all_widths, window_slot_ms
 from .buckets import Bucket
 from .config import WINDOWS
 from .scope import Scope
@@ -218,8 +218,8 @@ class WindowStore:
         """The oldest time a window of slots narrower than `width` held at the last advance (its running
         total counts those slots, so they must stay in its table until the window moved past them)."""
         if self.ranges is None:
-            return 2**62
-        return min((lo for name, (lo, _hi) in self.ranges.items() if self.sizes[name] < width), default=2**62)
+            return -NEVER
+        return min((lo for name, (lo, _hi) in self.ranges.items() if self.sizes[name] < width), default=-NEVER)
 
     @staticmethod
     def _take_from_table(table: dict[int, Bucket], slot: int, bucket: Bucket) -> None:

@@ -43,11 +43,13 @@ def alert_partition(queue: str, shop_id: str, partitions: int) -> int:
     return queue_partition(SHOP_PREFIX + shop_id if queue == ALL else queue, partitions)
 
 
-def partial_key(src: str, part: int, scope: Scope, slot: int, width: int | None = None) -> bytes:
-    """A partial's key; `width`: a bucket widened with age (services.core.bucket_widths), None for a bucket of
-    the base width (its key unchanged since before buckets widened) and for the other slots."""
+def partial_key(src: str, part: int, scope: Scope, slot: int, width: int | None = None, base_ms: int = 0) -> bytes:
+    """A partial's key; `width`: a bucket's width (services.core.bucket_widths), in the key only when it is wider
+    than `base_ms`, the source bucket size (a base-width key is unchanged since before buckets widened); None
+    for the other slots."""
     # Kept: stage 2's table is keyed by these (in one process, the very objects; see `kept`).
-    return kept([src, part, *scope, slot] if width is None else [src, part, *scope, slot, width])
+    widened = width is not None and width != base_ms
+    return kept([src, part, *scope, slot, width] if widened else [src, part, *scope, slot])
 
 
 class PartialKey(NamedTuple):

@@ -366,7 +366,7 @@ class ConversationStage:
             part.prune(now - self.horizon_ms)
             for scope, slot, value in part.drain(queues_only=fast):
                 out.append(
-                    Out("partials", partial_key(SRC_CONVERSATIONS, p, scope, slot, part.width_of(slot)),
+                    Out("partials", partial_key(SRC_CONVERSATIONS, p, scope, slot, part.width_of(slot), self.bucket_ms),
                         None if value is None else orjson.dumps(value),
                         queue_partition(scope.queue, self.queue_partitions))
                 )
@@ -663,11 +663,11 @@ class QueueStage:
         held_by = self.merger.store.src_buckets
         for (src, part, scope), merged, start, width, _bucket in self.to_write.pop(partition, ()):
             for s, w in merged:
-                self.table.pop(partial_key(src, part, scope, s, None if w == self.bucket_ms else w), None)
+                self.table.pop(partial_key(src, part, scope, s, w, self.bucket_ms), None)
             # As held now: a partial that came in since (written as it came) or a later widening replaced it.
             held = held_by.get((src, part, scope), {}).get(start)
             if held is not None and held[0] == width:
-                self.table[partial_key(src, part, scope, start, width)] = kept(held[1].to_json())
+                self.table[partial_key(src, part, scope, start, width, self.bucket_ms)] = kept(held[1].to_json())
 
     def _drop_narrower(self, key: PartialKey) -> None:
         """A widened bucket (or its tombstone) replaces every narrower one of its source within its time: their
@@ -677,8 +677,7 @@ class QueueStage:
             if narrower >= key.width:
                 break
             for start in range(key.slot, key.slot + key.width, narrower):
-                self.table.pop(partial_key(key.src, key.part, key.scope, start,
-                                           None if narrower == self.bucket_ms else narrower), None)
+                self.table.pop(partial_key(key.src, key.part, key.scope, start, narrower, self.bucket_ms), None)
 
     def _apply(self, key: PartialKey, value: bytes | None, rebuilding: bool, partition: int | None = None) -> None:
         src, part, scope, slot, width = key
@@ -699,8 +698,7 @@ class QueueStage:
         elif slot == SLOT_AGENT_STATE:
             self.merger.put_agent_state(scope, data)
         else:
-            self.merger.put_bucket(src, part, scope, slot, None if data is None else Bucket.from_json(data),
-                                   width=width or self.bucket_ms)
+            self.merger.put_bucket(src, part, scope, slot, None if data is None else Bucket.from_json(data), width)
 
     def _view_key(self, key: Scope) -> bytes:
         raw = self.view_keys.get(key)
