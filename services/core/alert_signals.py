@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from . import erlang
@@ -62,7 +62,11 @@ class Signals:
     budget_total: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a scalar: asdict's result, without its recursive copy (once per view per step).
+        return {name: getattr(self, name) for name in _SIGNAL_FIELDS}
+
+
+_SIGNAL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Signals))
 
 
 def _num(v: object) -> float | None:

@@ -84,26 +84,32 @@ class Dist:
         """Nearest-rank percentile: the value of rank ceil(q*n)."""
         if self.count <= 0:
             return None
-        rank = max(1, math.ceil(q * self.count - 1e-9))
+        return self.quantiles_ms((q,))[0]
+
+    def quantiles_ms(self, qs: tuple[float, ...]) -> list[float]:
+        """`quantile_ms` of each of `qs` (ascending), from one walk of the sorted bins; count > 0."""
+        ranks = [max(1, math.ceil(q * self.count - 1e-9)) for q in qs]
+        out: list[float] = []
         seen = 0
         for b in sorted(self.bins):
             seen += self.bins[b]
-            if seen >= rank:
-                return min(bin_value(b), float(self.max_ms))
-        return float(self.max_ms)
+            while len(out) < len(ranks) and seen >= ranks[len(out)]:
+                out.append(min(bin_value(b), float(self.max_ms)))
+            if len(out) == len(ranks):
+                return out
+        return out + [float(self.max_ms)] * (len(ranks) - len(out))
 
     def summary(self) -> DistSummary:
         """The API's {count, mean_s, p50_s, p90_s, max_s}; null where there are no samples."""
         if self.count <= 0:
             return {"count": 0, "mean_s": None, "p50_s": None, "p90_s": None, "max_s": None}
-        p50 = self.quantile_ms(0.5)
-        p90 = self.quantile_ms(0.9)
+        p50, p90 = self.quantiles_ms((0.5, 0.9))
         return {
             "count": self.count,
             "mean_s": self.total_ms / self.count / 1000,
             # Not rounded to the millisecond: that alone could push a bin's 2% (ALPHA) error past 2%.
-            "p50_s": None if p50 is None else p50 / 1000,
-            "p90_s": None if p90 is None else p90 / 1000,
+            "p50_s": p50 / 1000,
+            "p90_s": p90 / 1000,
             "max_s": self.max_ms / 1000,
         }
 
@@ -113,7 +119,7 @@ class Dist:
         return out
 
     def to_json(self) -> list[Any]:
-        return [self.count, self.total_ms, self.max_ms, [[b, n] for b, n in self.bins.items()]]
+        return [self.count, self.total_ms, self.max_ms, list(self.bins.items())]  # orjson: tuples as arrays
 
     @classmethod
     def from_json(cls, raw: list[Any]) -> Dist:

@@ -123,6 +123,8 @@ class QueueMerger:
         self.timelines: dict[Scope, AgentTimeline] = {}
         self.live_changed: set[Scope] = set()  # live or agent counters changed since the last views()
         self.present: set[Scope] = set()
+        self.keys_of: dict[Scope, tuple[Scope, ...]] = {}  # each present scope's `view_keys`, made once
+        self.turns: dict[Scope, int] = {}  # agent view key -> `_turn`, made once
         self.members: dict[Scope, set[Scope]] = {}
         self.figures: dict[Scope, dict[str, WindowFigures]] = {}
         self.group_live: dict[Scope, tuple[Live | None, AgentLive | None]] = {}
@@ -193,12 +195,13 @@ class QueueMerger:
             return set()
         touched: set[Scope] = set()
         for scope in present - self.present:
-            for key in view_keys(scope):
+            keys = self.keys_of[scope] = tuple(view_keys(scope))
+            for key in keys:
                 self.members.setdefault(key, set()).add(scope)
                 touched.add(key)
         for scope in self.present - present:
             self.store.forget(scope)
-            for key in view_keys(scope):
+            for key in self.keys_of.pop(scope):
                 members = self.members.get(key)
                 if members is not None:
                     members.discard(scope)
@@ -206,16 +209,19 @@ class QueueMerger:
                         del self.members[key]
                         self.figures.pop(key, None)
                         self.group_live.pop(key, None)
+                        self.turns.pop(key, None)
                 touched.add(key)
         self.present = present
         return touched
 
     def _waits(self, key: Scope) -> bool:
         """Whether an agent's own view keeps its last build this call (agents take turns)."""
-        return (
-            self.agent_refresh_ticks > 1 and is_agent_scope(key.queue) and key in self.built
-            and (self.ticks + _turn(key)) % self.agent_refresh_ticks != 0
-        )
+        if self.agent_refresh_ticks <= 1 or key not in self.built or not is_agent_scope(key.queue):
+            return False
+        turn = self.turns.get(key)
+        if turn is None:
+            turn = self.turns[key] = _turn(key)
+        return (self.ticks + turn) % self.agent_refresh_ticks != 0
 
     def views(self, now: int, *, changed_queues_only: bool = False) -> dict[Scope, QueueView]:
         """Every queue view at `now`: per queue, per tenant, platform, tenant+platform and shop.
@@ -227,9 +233,9 @@ class QueueMerger:
         spans = {n: now - edge for n, edge in self.store.edges.items()}
         touched = self._regroup()
         windows_due = touched | self.agents_waiting[0] | \
-            {k for s in self.store.take_changed() if s in self.present for k in view_keys(s)}
+            {k for s in self.store.take_changed() if s in self.present for k in self.keys_of[s]}
         live_due = touched | self.agents_waiting[1] | \
-            {k for s in self.live_changed if s in self.present for k in view_keys(s)}
+            {k for s in self.live_changed if s in self.present for k in self.keys_of[s]}
         self.live_changed.clear()
         if changed_queues_only:
             # Agents' changes wait for the next full call, which builds them on their turn.
@@ -276,11 +282,15 @@ class QueueMerger:
         due = windows_due | live_due
         for key, figures in self.figures.items():
             agent = is_agent_scope(key.queue)
-            if (agent and self._waits(key)) or (changed_queues_only and key not in due and key in self.built):
+            if changed_queues_only:  # agents are never due here: their changes wait for a full call
+                if key not in due and key in self.built:
+                    out[key] = self.built[key]
+                    continue
+                if agent:
+                    continue  # new since the last full call: it shows from the next one
+            elif agent and self._waits(key):
                 out[key] = self.built[key]  # exact as of its own as_of; rebuilt on its turn
                 continue
-            if changed_queues_only and agent:
-                continue  # new since the last full call: it shows from the next one
             live, agents = self.group_live.get(key, (None, None))
             view: QueueView = {
                 "queue": key.queue,

@@ -76,8 +76,9 @@ class Live:
             "unanswered": self.unanswered,
             "unassigned": self.unassigned,
             "awaiting_reply": self.awaiting_reply,
-            "waiting": [[ts, n] for ts, n in self.waiting.items()],
-            **({"first_waiting": [[ts, n] for ts, n in self.first_waiting.items()]} if self.first_waiting else {}),
+            # orjson writes the (ts, n) tuples as arrays: the same JSON as lists, without building them.
+            "waiting": list(self.waiting.items()),
+            **({"first_waiting": list(self.first_waiting.items())} if self.first_waiting else {}),
         }
 
     @classmethod
@@ -87,8 +88,9 @@ class Live:
             unanswered=raw["unanswered"],
             unassigned=raw["unassigned"],
             awaiting_reply=raw["awaiting_reply"],
-            waiting=Counter({int(ts): int(n) for ts, n in raw["waiting"]}),
-            first_waiting=Counter({int(ts): int(n) for ts, n in raw.get("first_waiting", ())}),
+            # Stage 1 wrote them: integer pairs (JSON's numbers come back as ints); dict() reads pairs in C.
+            waiting=Counter(dict(raw["waiting"])),
+            first_waiting=Counter(dict(raw.get("first_waiting", ()))),
         )
 
 

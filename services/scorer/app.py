@@ -145,8 +145,16 @@ def build_app(settings: ScorerSettings) -> faust.App:
     alerts = AlertPublisher(k.bootstrap, topics.alerts, f"{settings.app_id}-alerts-{settings.worker_index}")
     state = {"ready": False}
 
+    # Stage 2 asks for its partitions with every partial: read once per assignment (Faust's assignor replaces
+    # its assignment object whole on each one), not rebuilt from every active partition each time.
+    owned_of: dict[str, tuple[object, frozenset[int]]] = {}
+
     def assigned(topic: str) -> set[int]:
-        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+        current: Any = app.assignor._assignment  # type: ignore[attr-defined]  # (Faust 0.11: the PartitionAssignor)
+        known = owned_of.get(topic)
+        if known is None or known[0] is not current:
+            known = owned_of[topic] = (current, frozenset(current.actives.get(topic, ())))
+        return set(known[1])  # a copy: a few partitions
 
     # Partials and views are rebuilt from state (re-sent whole after a rebuild, views every tick): they go
     # through the batching output producer. Agent changes and dead letters are per event, not rebuilt, so

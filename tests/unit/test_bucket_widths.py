@@ -147,7 +147,7 @@ def test_stage_two_table_holds_what_its_merger_holds_and_rebuilds_the_same_views
     what a restart reads) is as small as its memory, and a rebuild from it publishes the same views."""
     scorer, _ = run(floor_hour(5), batch=31)
     store = scorer.queues.merger.store
-    in_memory = {(src, part, scope, start, width): bucket.to_json()
+    in_memory = {(src, part, scope, start, width): orjson.loads(orjson.dumps(bucket.to_json()))  # as JSON
                  for (src, part, scope), held in store.src_buckets.items() for start, (width, bucket) in held.items()}
     in_table = {}
     for raw, value in scorer.partials_table.items():
