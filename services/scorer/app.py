@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from services.core.alert_config import rules_from_env
 from services.core.kafka_security import KafkaSecurity
 
-from . import malloc
+from . import collector, malloc
 from .alert_log import AlertPublisher, read_engine_states
 from .metrics import AlertsCollector, PipelineMetrics, ScorecardCollector, SignalsCollector, ViewsCollector
 from .producers import OutputProducer, ScorerApp
@@ -126,6 +126,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
 
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)
+    collector.configure(settings.gc_thresholds, lambda gen, s: metrics.gc_seconds.labels(str(gen)).inc(s))
     conversations = ConversationStage(
         conv_table, metrics, bucket_ms=settings.bucket_ms, grace_ms=settings.grace_ms,
         horizon_ms=settings.horizon_ms, retention_ms=settings.retention_ms, queue_partitions=k.queue_partitions,

@@ -340,6 +340,10 @@ class PipelineMetrics:
             "floorwatch_scorer_tick_seconds", "Time to publish one tick of partials or views", ["stage"],
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=registry,
         )
+        self.gc_seconds = Counter(
+            "floorwatch_scorer_gc_seconds_total", "Time the event loop stood still in Python's cyclic collector",
+            ["generation"], registry=registry,
+        )
         self.published = Counter(
             "floorwatch_scorer_records_published_total", "Records published to internal topics", ["topic"],
             registry=registry,

@@ -18,11 +18,20 @@ from services.core.scorecard import ScorecardConfig
 from services.core.scorecard_config import ScorecardConfigError, config_from_env
 from services.core.secrets import refuse_placeholders, require_secrets
 
+from .collector import parse_thresholds
+
 
 def _checked_config() -> ScorecardConfig:
     try:
         return config_from_env()
     except ScorecardConfigError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def _checked_gc(raw: str) -> tuple[int, int, int]:
+    try:
+        return parse_thresholds(raw)
+    except ValueError as exc:
         raise SystemExit(str(exc)) from None
 
 
@@ -48,6 +57,10 @@ class ScorerSettings:
     # Freed memory handed back to the OS this often (glibc's malloc_trim; 0: never). A trim takes 2-5 ms and gave
     # back ~25 MB of a small floor's worker (services/scorer/malloc.py).
     malloc_trim_s: float = field(default_factory=lambda: env_float("SCORER_MALLOC_TRIM_S", 10))
+    # CPython's cyclic collector: "gen0,gen1,gen2" thresholds, or "python" for Python's own 700,10,10, whose full
+    # collections of a large floor's state stopped the worker for up to 1.7 s (services/scorer/collector.py).
+    gc_thresholds: tuple[int, int, int] = field(
+        default_factory=lambda: _checked_gc(env_str("SCORER_GC_THRESHOLDS", "10000,10,100")))
     # "wall": now is the wall clock (live floors); "event": now is the newest event time seen (replays, tests).
     clock: str = field(default_factory=lambda: env_str("SCORER_CLOCK", "wall"))
     grace_ms: int = field(default_factory=lambda: int(env_float("GRACE_S", 60) * 1000))
