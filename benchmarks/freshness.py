@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
+from .common import CLK_TCK, Broker, log, pct, proc_cpu_s, rnd, scaled_floor
 from .common import EVENTS_PER_UNIT_FLOOR_S as UNIT_RATE
-from .common import Broker, log, pct, rnd, scaled_floor
 
 PROBE_QUEUE = "bench-probe"
 PROBE_TIMEOUT_S = 20.0
@@ -62,6 +64,7 @@ def stream_arrivals(frame: dict[str, Any]) -> float | None:
     return None
 
 
+TICK_SUM = "floorwatch_scorer_tick_seconds_sum"  # per step: the seconds its runs took, summed
 COUNTERS = ("floorwatch_scorer_records_consumed_total", "floorwatch_scorer_records_published_total",
             "floorwatch_scorer_bytes_published_total")
 
@@ -69,7 +72,7 @@ COUNTERS = ("floorwatch_scorer_records_consumed_total", "floorwatch_scorer_recor
 async def scorer_counters(client: httpx.AsyncClient, metrics: list[str]) -> dict[str, dict[str, float]]:
     """The workers' per-topic record and byte counters, and their events scored ("events_total"), summed."""
     params: list[tuple[str, str | int | float | bool | None]] = [
-        ("name[]", n) for n in (*COUNTERS, "floorwatch_scorer_events_total")]
+        ("name[]", n) for n in (*COUNTERS, "floorwatch_scorer_events_total", TICK_SUM)]
     texts = [(await client.get(url, params=params, timeout=30)).text for url in metrics]
     out: dict[str, dict[str, float]] = {}
     for line in "\n".join(texts).splitlines():
@@ -77,8 +80,8 @@ async def scorer_counters(client: httpx.AsyncClient, metrics: list[str]) -> dict
             continue
         name, rest = line.split("{", 1)
         labels, value = rest.rsplit("} ", 1)
-        topic = labels.split('"')[1] if "topic=" in labels else "all"
-        family = "events_total" if name == "floorwatch_scorer_events_total" else name
+        topic = labels.split('"')[1] if "topic=" in labels or "stage=" in labels else "all"
+        family = {"floorwatch_scorer_events_total": "events_total", TICK_SUM: "tick_s"}.get(name, name)
         out.setdefault(family, {})
         out[family][topic] = out[family].get(topic, 0.0) + float(value)
     return out
@@ -258,6 +261,34 @@ async def probes(client: httpx.AsyncClient, ingest: str, api: str, metrics: list
     return recs
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores; /proc/stat's first line less idle and iowait)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLK_TCK
+
+
+def cpu_snapshot(cfg: Any, parts: list[str]) -> dict[str, float]:
+    """CPU seconds so far of each part of the stack (the broker as "kafka"), this process (the load and the
+    probes, "bench") and the machine."""
+    from deploy.local.processes import running_pid
+
+    out = {"bench": proc_cpu_s(os.getpid()), "machine": machine_busy_s()}
+    for name in parts:
+        pid = running_pid(cfg, name)
+        if pid is not None:
+            out[name] = proc_cpu_s(pid)
+    return out
+
+
+async def cores_during(cfg: Any, parts: list[str], seconds: float) -> dict[str, float | None]:
+    """The cores each part used while the load ran (CPU seconds over wall seconds): where the machine's cores
+    went, as a worker behind on a busy machine and one short of CPU of its own look the same from inside."""
+    t0, c0 = time.monotonic(), cpu_snapshot(cfg, parts)
+    await asyncio.sleep(seconds)
+    t1, c1 = time.monotonic(), cpu_snapshot(cfg, parts)
+    return {k: rnd((c1[k] - v) / (t1 - t0), 3) for k, v in c0.items() if k in c1}
+
+
 def summarize(recs: list[dict[str, Any]], key: str) -> dict[str, Any]:
     seen = [r[key] for r in recs if r.get(key) is not None]
     censored = sum(1 for r in recs if r.get("status") == 202 and r.get(key) is None)
@@ -283,6 +314,8 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         n0 = sum(counters0.get("events_total", {}).values())
         t0 = time.monotonic()
         load = asyncio.create_task(offered_load(load_client, f"{ingest}/v1/events", token, rate, seconds, stats))
+        parts = ["ingest", *(f"scorer-{i}" for i in range(cfg.scorer_workers)), "api", "kafka"]
+        cores = asyncio.create_task(cores_during(cfg, parts, seconds))
         recorder = None
         raw = RESULTS / f"pyspy_live_{int(rate)}.txt"
         pid = running_pid(cfg, "scorer-0")
@@ -295,6 +328,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         recs = await probes(probe_client, ingest, api, metrics, token, seconds - 10, warmup_s=5)
         await load
+        cores_used = await cores
         counters1 = await scorer_counters(probe_client, metrics)
         n1 = sum(counters1.get("events_total", {}).values())
         t1 = time.monotonic()
@@ -309,6 +343,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
     profile = analyze_raw(raw) if recorder is not None and raw.exists() else None
     return {
         "worker_profile": profile,
+        "cores_used": cores_used,
         "metrics_scrape_p50_s": rnd(pct(scrape, 0.5), 4), "metrics_scrape_bytes": size,
         "offered_per_s": rate, "floor_scale": stats.get("scale"), "scorer_workers": cfg.scorer_workers,
         "ingest_accepted_per_s": rnd(stats["accepted"] / stats["seconds"]) if stats.get("seconds") else None,
@@ -317,6 +352,10 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         "scorer_backlog_at_end": int(stats["accepted"] + len(recs) - (n1 - n0)),
         "api": summarize(recs, "api_s"), "sse": summarize(recs, "sse_s"), "metrics": summarize(recs, "metrics_s"),
         "records": per_event(counters0, counters1),
+        # The share of a core each tick step took (the workers summed): the work that grows with the floor's size
+        # (scopes, agents), not with its events.
+        "tick_cores": {step: rnd((v - counters0.get("tick_s", {}).get(step, 0.0)) / (t1 - t0), 3)
+                       for step, v in sorted(counters1.get("tick_s", {}).items())},
         "ingest_202_p50_s": rnd(pct([r["ingest_s"] for r in recs], 0.5), 4),
         "seconds": seconds,
     }
