@@ -374,7 +374,7 @@ def run(b: Broker, *, rates: list[float], seconds: float, pyspy_s: int = 20,
                            "metrics_poll_interval_s": METRICS_POLL_S, "tick_s": 1.0, "partials_tick_s": 0.25,
                            "fast_views_s": 0.25,
                            "clock": "wall", "by_rate": {}, "by_rate_2_workers": {}}
-    profiled = 1_000 if 1_000 in rates else rates[0]  # the worker is profiled at one rate: the floor x61 one
+    profiled = 1_000 if 1_000 in rates else (rates or [0])[0]  # the worker is profiled at one rate: the floor x61 one
     runs = [(1, rate) for rate in rates] + [(2, rate) for rate in two_worker_rates]
     for workers, rate in runs:
         # Fresh topics, consumer group, ingest, scorer and api per rate: no backlog is carried over.
