@@ -120,13 +120,12 @@ def queue_totals(figs: dict[str, float] | None) -> float:
     return sum(v for k, v in (figs or {}).items() if 'shop="*"' in k and 'tenant="*"' in k and 'platform="*"' in k)
 
 
-# The takeover under each setting (environment only). The harness's workers keep their tables in memory://, which
-# persists no offsets, so a standby helps only on rocksdb:// (production's store): there the survivor's standby
-# copy is on disk with its offset, and only the tail is read. The 6 s session timeout is the shortest a broker
-# allows by default (group.min.session.timeout.ms).
+# The takeover under each setting (environment only). The harness's workers keep their tables in memory://, where
+# a standby is refused (Faust's memory store drops standby copies after each recovery): a standby is measured on
+# rocksdb:// (production's store), where the survivor's copy is on disk with its offset and only the tail is read.
+# The 6 s session timeout is the shortest a broker allows by default (group.min.session.timeout.ms).
 TAKEOVER_SETTINGS: dict[str, dict[str, str]] = {
     "memory": {},
-    "memory_standby": {"SCORER_STANDBY_REPLICAS": "1"},
     "rocksdb": {"SCORER_STORE": "rocksdb://"},
     "rocksdb_standby": {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "1"},
     "rocksdb_standby_session_6s": {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "1",

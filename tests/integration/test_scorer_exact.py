@@ -119,16 +119,33 @@ async def test_one_worker_equals_reference(
         await wait_until_equal(run, expected, len(hour_of_events), want_days=expected_days)
 
 
-async def test_two_workers_with_a_rebalance_equal_reference(
+async def second_worker_joins(
     kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]],
-    expected_days: dict[tuple[Any, ...], dict[str, int]],
+    expected_days: dict[tuple[Any, ...], dict[str, int]], name: str, extra_env: dict[str, str] | None = None,
 ) -> None:
-    async with first_worker_running(kafka, events_topic, "two") as run:
+    async with first_worker_running(kafka, events_topic, name, extra_env) as run:
         # Let the first worker get going, then add a second: partitions move mid-run.
         assert await wait_scored(run, len(hour_of_events) // 5, time.monotonic() + 120, poll_s=0.2)
         run.start_worker(1)
         await run.wait_healthy(1)
         await wait_until_equal(run, expected, 0, want_days=expected_days)
+
+
+async def test_two_workers_with_a_rebalance_equal_reference(
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]],
+    expected_days: dict[tuple[Any, ...], dict[str, int]],
+) -> None:
+    await second_worker_joins(kafka, events_topic, expected, hour_of_events, expected_days, "two")
+
+
+async def test_two_workers_with_a_rebalance_and_standbys_on_rocksdb_equal_reference(
+    kafka: KafkaBroker, events_topic: str, expected: dict[Any, dict[str, Any]], hour_of_events: list[dict[str, Any]],
+    expected_days: dict[tuple[Any, ...], dict[str, int]],
+) -> None:
+    """With a standby replica of every table (each worker also follows the other's changelogs, so a survivor
+    takes a dead worker's partitions over without restoring them), on production's store."""
+    await second_worker_joins(kafka, events_topic, expected, hour_of_events, expected_days, "standby",
+                              {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "1"})
 
 
 async def test_sigkill_mid_run_equals_reference(

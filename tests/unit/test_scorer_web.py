@@ -60,12 +60,15 @@ async def test_a_scrape_can_ask_for_some_families(tmp_path: Path) -> None:
 
 
 def test_standby_replicas_are_faust_s_table_standbys(tmp_path: Path) -> None:
-    """SCORER_STANDBY_REPLICAS reaches Faust's table_standby_replicas (default 0); a negative count is refused."""
+    """SCORER_STANDBY_REPLICAS reaches Faust's table_standby_replicas (default 0); a negative count is refused, and
+    so is a standby on memory:// (Faust's memory store drops standby copies after each recovery)."""
     assert build_app(ScorerSettings(store="memory://", data_dir=tmp_path)).conf.table_standby_replicas == 0
-    one = build_app(ScorerSettings(store="memory://", data_dir=tmp_path, standby_replicas=1))
+    one = build_app(ScorerSettings(store="rocksdb://", data_dir=tmp_path, standby_replicas=1))
     assert one.conf.table_standby_replicas == 1
     with pytest.raises(SystemExit, match="SCORER_STANDBY_REPLICAS"):
         ScorerSettings(store="memory://", data_dir=tmp_path, standby_replicas=-1)
+    with pytest.raises(SystemExit, match="SCORER_STANDBY_REPLICAS needs SCORER_STORE=rocksdb://"):
+        ScorerSettings(store="memory://", data_dir=tmp_path, standby_replicas=1)
 
 
 def test_the_event_loop_setting(monkeypatch: pytest.MonkeyPatch) -> None:
