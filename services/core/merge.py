@@ -17,6 +17,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import accumulate
 from typing import Any, Final, cast
 from zlib import crc32
@@ -35,17 +36,19 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def view_keys(scope: Scope) -> Iterable[Scope]:
+@lru_cache(maxsize=65_536)  # asked for every changed scope on every step: made once per scope
+def view_keys(scope: Scope) -> tuple[Scope, ...]:
     """The views a scope rolls up into, '*' meaning all."""
     if is_agent_scope(scope.queue):  # an agent works in one shop: no roll-ups
-        yield scope
-        return
+        return (scope,)
     tenant, platform, queue = scope.tenant, scope.platform, scope.queue
-    yield Scope(tenant=ALL, shop_id=ALL, platform=ALL, queue=queue)
-    yield Scope(tenant=tenant, shop_id=ALL, platform=ALL, queue=queue)
-    yield Scope(tenant=ALL, shop_id=ALL, platform=platform, queue=queue)
-    yield Scope(tenant=tenant, shop_id=ALL, platform=platform, queue=queue)
-    yield scope
+    return (
+        Scope(tenant=ALL, shop_id=ALL, platform=ALL, queue=queue),
+        Scope(tenant=tenant, shop_id=ALL, platform=ALL, queue=queue),
+        Scope(tenant=ALL, shop_id=ALL, platform=platform, queue=queue),
+        Scope(tenant=tenant, shop_id=ALL, platform=platform, queue=queue),
+        scope,
+    )
 
 
 def _nearest_rank(sorted_values: list[int], counts: list[int], total: int, q: float) -> int:
@@ -123,8 +126,6 @@ class QueueMerger:
         self.timelines: dict[Scope, AgentTimeline] = {}
         self.live_changed: set[Scope] = set()  # live or agent counters changed since the last views()
         self.present: set[Scope] = set()
-        self.keys_of: dict[Scope, tuple[Scope, ...]] = {}  # each present scope's `view_keys`, made once
-        self.turns: dict[Scope, int] = {}  # agent view key -> `_turn`, made once
         self.members: dict[Scope, set[Scope]] = {}
         self.figures: dict[Scope, dict[str, WindowFigures]] = {}
         self.group_live: dict[Scope, tuple[Live | None, AgentLive | None]] = {}
@@ -195,13 +196,12 @@ class QueueMerger:
             return set()
         touched: set[Scope] = set()
         for scope in present - self.present:
-            keys = self.keys_of[scope] = tuple(view_keys(scope))
-            for key in keys:
+            for key in view_keys(scope):
                 self.members.setdefault(key, set()).add(scope)
                 touched.add(key)
         for scope in self.present - present:
             self.store.forget(scope)
-            for key in self.keys_of.pop(scope):
+            for key in view_keys(scope):
                 members = self.members.get(key)
                 if members is not None:
                     members.discard(scope)
@@ -209,19 +209,16 @@ class QueueMerger:
                         del self.members[key]
                         self.figures.pop(key, None)
                         self.group_live.pop(key, None)
-                        self.turns.pop(key, None)
                 touched.add(key)
         self.present = present
         return touched
 
     def _waits(self, key: Scope) -> bool:
         """Whether an agent's own view keeps its last build this call (agents take turns)."""
-        if self.agent_refresh_ticks <= 1 or key not in self.built or not is_agent_scope(key.queue):
-            return False
-        turn = self.turns.get(key)
-        if turn is None:
-            turn = self.turns[key] = _turn(key)
-        return (self.ticks + turn) % self.agent_refresh_ticks != 0
+        return (
+            self.agent_refresh_ticks > 1 and is_agent_scope(key.queue) and key in self.built
+            and (self.ticks + _turn(key)) % self.agent_refresh_ticks != 0
+        )
 
     def views(self, now: int, *, changed_queues_only: bool = False) -> dict[Scope, QueueView]:
         """Every queue view at `now`: per queue, per tenant, platform, tenant+platform and shop.
@@ -233,9 +230,9 @@ class QueueMerger:
         spans = {n: now - edge for n, edge in self.store.edges.items()}
         touched = self._regroup()
         windows_due = touched | self.agents_waiting[0] | \
-            {k for s in self.store.take_changed() if s in self.present for k in self.keys_of[s]}
+            {k for s in self.store.take_changed() if s in self.present for k in view_keys(s)}
         live_due = touched | self.agents_waiting[1] | \
-            {k for s in self.live_changed if s in self.present for k in self.keys_of[s]}
+            {k for s in self.live_changed if s in self.present for k in view_keys(s)}
         self.live_changed.clear()
         if changed_queues_only:
             # Agents' changes wait for the next full call, which builds them on their turn.
@@ -375,6 +372,7 @@ def passed_in_windows(deadlines: list[int], totals: list[int], now: int, lows: d
     return out
 
 
+@lru_cache(maxsize=65_536)  # asked for every agent view on every tick: a crc32 once per agent
 def _turn(key: Scope) -> int:
     """An agent view's turn: the same in every process (str hashes are salted per process, so two
     workers, or a worker after a restart, would rotate agents differently)."""

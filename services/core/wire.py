@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -28,6 +29,7 @@ ALERT_ACK_PREFIX: Final = b"ack:"
 ENGINE_KEY_PREFIX: Final = "__engine__:"  # alert engine snapshots share the alerts topic with the alerts
 
 
+@lru_cache(maxsize=65_536)  # pure, and asked per partial and per view on every step: a crc32 once per queue
 def queue_partition(queue: str, partitions: int) -> int:
     """Stage 2's partition for a queue: every partial and view of one queue lands in one place."""
     return zlib.crc32(queue.encode()) % partitions

@@ -604,7 +604,6 @@ class QueueStage:
         self.budgets: dict[tuple[str, str, str], Signals] = {}
         self.budgets_minute = -1
         self.view_keys: dict[Scope, bytes] = {}
-        self.partition_of_queue: dict[str, int] = {}  # `_partition`'s, made once per queue
         self.owned: set[int] | None = None  # None: must rebuild from the table
         self.latest: dict[Scope, QueueView] = {}
         self.published: set[Scope] = set()  # keys of the views last published
@@ -709,12 +708,7 @@ class QueueStage:
 
     def _partition(self, key: Scope) -> int:
         """The views topic partition (and stage 2 partition) of a view or a day record: its queue's."""
-        p = self.partition_of_queue.get(key.queue)
-        if p is None:
-            if len(self.partition_of_queue) > 4 * len(self.latest) + 1024:  # queues come and go: stay bounded
-                self.partition_of_queue.clear()
-            p = self.partition_of_queue[key.queue] = queue_partition(key.queue, self.queue_partitions)
-        return p
+        return queue_partition(key.queue, self.queue_partitions)
 
     def now(self, wall_ms: int) -> int:
         return self.merger.watermark if self.event_clock else wall_ms
