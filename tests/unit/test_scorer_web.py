@@ -3,6 +3,7 @@ conversation at /table/{table}/{key}/), router, stats and graph pages are off (i
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from services.scorer import malloc
+from services.scorer import collector, malloc
 from services.scorer.app import build_app
 from services.scorer.settings import ScorerSettings
 
@@ -109,3 +110,26 @@ def test_trim_hands_freed_memory_back() -> None:
 
 def self_rss() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def test_the_worker_sets_the_collector_and_counts_its_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """SCORER_GC_THRESHOLDS reaches gc.set_threshold when the worker is built, and each collection's time shows
+    on /metrics as floorwatch_scorer_gc_seconds_total{generation}; a bad value stops the worker at start."""
+    before = gc.get_threshold()
+    try:
+        monkeypatch.setenv("SCORER_GC_THRESHOLDS", "python")
+        assert ScorerSettings(store="memory://", data_dir=tmp_path).gc_thresholds == (700, 10, 10)
+        monkeypatch.setenv("SCORER_GC_THRESHOLDS", "12345,7,3")
+        app = build_app(ScorerSettings(store="memory://", data_dir=tmp_path))
+        assert gc.get_threshold() == (12345, 7, 3)
+        gc.collect(1)
+        app.web.init_server()
+        async with TestClient(TestServer(app.web.web_app, host="127.0.0.1")) as client:  # type: ignore[attr-defined]
+            text = await (await client.get("/metrics", params={"name[]": "floorwatch_scorer_gc_seconds_total"})).text()
+        assert 'floorwatch_scorer_gc_seconds_total{generation="1"}' in text, text
+        monkeypatch.setenv("SCORER_GC_THRESHOLDS", "0,10,10")
+        with pytest.raises(SystemExit, match="SCORER_GC_THRESHOLDS"):
+            ScorerSettings(store="memory://", data_dir=tmp_path)
+    finally:
+        collector.configure(before)
