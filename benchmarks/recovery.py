@@ -10,7 +10,9 @@ the tables from their changelogs). The worker's RSS at N open conversations is t
 Takeover: two workers share the N conversations; the one whose /metrics shows the queue views (stage 2's
 partitions) is SIGKILLed and never comes back, and the time is until the survivor's /metrics shows every
 figure the two showed before (it must first notice the loss: the group's session timeout,
-SCORER_SESSION_TIMEOUT_S, 10 s in the harness, then restore the lost partitions from the changelogs).
+SCORER_SESSION_TIMEOUT_S, 6 s by default and 10 s in the harness; then it takes the lost partitions over: with a
+standby it reads only the changelogs' tail, without one it restores them whole). Each row of TAKEOVER_SETTINGS
+is one setting.
 """
 
 from __future__ import annotations
@@ -120,21 +122,21 @@ def queue_totals(figs: dict[str, float] | None) -> float:
     return sum(v for k, v in (figs or {}).items() if 'shop="*"' in k and 'tenant="*"' in k and 'platform="*"' in k)
 
 
-# The takeover under each setting (environment only). The harness's workers keep their tables in memory://, where
-# a standby is refused (Faust's memory store drops standby copies after each recovery): a standby is measured on
-# rocksdb:// (production's store), where the survivor's copy is on disk with its offset and only the tail is read.
-# The 6 s session timeout is the shortest a broker allows by default (group.min.session.timeout.ms).
-TAKEOVER_SETTINGS: dict[str, dict[str, str]] = {
-    "memory": {},
-    "rocksdb": {"SCORER_STORE": "rocksdb://"},
-    "rocksdb_standby": {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "1"},
-    "rocksdb_standby_session_6s": {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "1",
-                                   "SCORER_SESSION_TIMEOUT_S": "6"},
+# The takeover under each setting: (what the row is, the workers' environment over the harness's). The harness's
+# workers keep their tables in memory:// with a 10 s session timeout; an empty value gives the worker's own
+# default (production's defaults: rocksdb://, SCORER_STANDBY_REPLICAS=auto, i.e. one standby there, and a 6 s
+# session timeout, the least a broker allows by default: group.min.session.timeout.ms).
+TAKEOVER_SETTINGS: dict[str, tuple[str, dict[str, str]]] = {
+    "memory": ("memory://, no standby, 10 s session timeout: the test harness's", {}),
+    "rocksdb_10s": ("rocksdb://, no standby, 10 s session timeout: the defaults until 2026-12-03",
+                    {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "0"}),
+    "defaults": ("today's defaults: rocksdb://, one standby, 6 s session timeout",
+                 {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "", "SCORER_SESSION_TIMEOUT_S": ""}),
 }
 
 
 async def takeover(b: Broker, n: int, fill_timeout_s: float, cycle_timeout_s: float,
-                   env: dict[str, str] | None = None) -> dict[str, Any]:
+                   env: dict[str, str] | None = None, label: str = "") -> dict[str, Any]:
     """Two workers, the one showing the views SIGKILLed for good: time until the other shows every figure."""
     from tests.integration.scorer_harness import ScorerRun
 
@@ -146,7 +148,7 @@ async def takeover(b: Broker, n: int, fill_timeout_s: float, cycle_timeout_s: fl
     await run.create_topics()
     run.start_worker(0)
     run.start_worker(1)
-    out: dict[str, Any] = {"open_conversations": n, "workers": 2, "env": dict(env or {})}
+    out: dict[str, Any] = {"open_conversations": n, "workers": 2, "env": dict(env or {}), "setting": label}
     try:
         async with httpx.AsyncClient() as client:
             t0 = time.monotonic()
@@ -193,7 +195,7 @@ def run(b: Broker, *, n: int, cycles: int, fill_timeout_s: float, cycle_timeout_
 def run_takeovers(b: Broker, *, n: int, fill_timeout_s: float, cycle_timeout_s: float) -> dict[str, Any]:
     """The `takeover` section: one takeover under each of TAKEOVER_SETTINGS."""
     out: dict[str, Any] = {"open_conversations": n, "by_setting": {}}
-    for name, env in TAKEOVER_SETTINGS.items():
-        log(f"takeover: a worker that never returns, {n:,} open conversations on two workers ({name}: {env})")
-        out["by_setting"][name] = asyncio.run(takeover(b, n, fill_timeout_s, cycle_timeout_s, env))
+    for name, (label, env) in TAKEOVER_SETTINGS.items():
+        log(f"takeover: a worker that never returns, {n:,} open conversations on two workers ({label}: {env})")
+        out["by_setting"][name] = asyncio.run(takeover(b, n, fill_timeout_s, cycle_timeout_s, env, label))
     return out

@@ -111,13 +111,14 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"median of {len(rdb['cycles'])} kills; /healthz 200 after "
                     f"{fmt(rdb.get('median_healthy_s'), ' s', 1)}; the row above is memory://"))
     for take in s.get("takeover", {}).get("by_setting", {}).values():
-        env = ", ".join(f"{k}={v}" for k, v in take.get("env", {}).items()) or "memory://, the harness's store"
+        env = take.get("setting") or ", ".join(f"{k}={v}" for k, v in take.get("env", {}).items()) or "memory://"
         out.append((f"takeover of a SIGKILLed worker that never returns, {take['open_conversations']:,} open "
                     f"conversations on 2 workers ({env})",
                     f"{fmt(take.get('correct_s'), ' s', 1)} to correct figures" if take.get("correct_s")
                     else f"not within {take.get('not_within_s')} s" if take.get("not_within_s")
                     else str(take.get("not_measured")),
-                    "the survivor notices after the session timeout (10 s in the harness unless set), then restores"))
+                    "the survivor notices after the session timeout, then takes the partitions over (a standby: "
+                    "reads the changelogs' tail; none: restores them whole)"))
     for st in s.get("staffing", {}).get("by_agents", []):
         out.append((f"GET /v1/staffing/erlang, {st['required_agents']:,} agents",
                     f"p50 {fmt(st.get('p50_ms'), ' ms', 2)}, p99 {fmt(st.get('p99_ms'), ' ms', 2)}",

@@ -101,15 +101,18 @@ class ScorerSettings:
     processing_guarantee: str = field(
         default_factory=lambda: env_str("SCORER_PROCESSING_GUARANTEE", "at_least_once")
     )
-    # How soon the group notices a dead worker and moves its partitions (Kafka session timeout; was 20 s). A worker
-    # SIGKILLed for good was taken over in 24.4 s at 10 s on RocksDB (14.6 s with a standby, 8.7 s with one and
-    # 6 s, the broker's least by default); shorter means a restart slower than the timeout costs two rebalances.
-    session_timeout_s: float = field(default_factory=lambda: env_float("SCORER_SESSION_TIMEOUT_S", 10.0))
+    # How soon the group notices a dead worker and moves its partitions (Kafka session timeout; was 20 s, then 10 s).
+    # 6 s is the least a broker allows by default (group.min.session.timeout.ms). A worker SIGKILLed for good was
+    # taken over in 8.7 s at 6 s with a standby on RocksDB (24.4 s at 10 s without one); shorter means a restart
+    # slower than the timeout costs two rebalances, and an event loop stopped for longer is taken for dead (the
+    # longest stop measured at a floor x61 was 0.2 s, Python's collector: services/scorer/collector.py).
+    session_timeout_s: float = field(default_factory=lambda: env_float("SCORER_SESSION_TIMEOUT_S", 6.0))
     # Standby replicas of the tables (Faust's table_standby_replicas): each worker also follows this many other
     # workers' changelogs, so when one dies for good the survivor that takes its partitions has the state already
-    # and only reads the tail. rocksdb:// only (refused on memory://, see `__post_init__`). Not the default yet: on two
-    # workers at 1,000 events/s it cost ~0.1 of a core more in all (docs/scaling.md).
-    standby_replicas: int = field(default_factory=lambda: env_int("SCORER_STANDBY_REPLICAS", 0))
+    # and only reads the tail. "auto" (the default): 1 on rocksdb://, 0 on memory://, where one is refused (see
+    # `__post_init__`). On two workers at 1,000 events/s a standby cost ~0.1 of a core more in all
+    # (docs/scaling.md); one worker alone has no other to follow, so it costs nothing there.
+    standby: str = field(default_factory=lambda: env_str("SCORER_STANDBY_REPLICAS", "auto"))
     worker_index: int = field(default_factory=lambda: env_int("SCORER_WORKER_INDEX", 0))
     # Static group membership (Kafka's group.instance.id = app id + worker index, unique and stable per worker):
     # a worker that restarts within the session timeout gets its partitions back without a rebalance, instead
@@ -129,6 +132,13 @@ class ScorerSettings:
     # Its targets, weights and grades (SCORECARD_CONFIG): today's scores on /metrics.
     scorecard: ScorecardConfig = field(default_factory=lambda: _checked_config())
 
+    @property
+    def standby_replicas(self) -> int:
+        """The standby replicas Faust keeps of each table (SCORER_STANDBY_REPLICAS resolved)."""
+        if self.standby in ("auto", ""):
+            return 0 if self.store.startswith("memory:") else 1
+        return int(self.standby)
+
     def __post_init__(self) -> None:
         refuse_placeholders({"AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")})
         require_secrets({"AGENT_ID_SALT": env_str("AGENT_ID_SALT", "")})
@@ -141,8 +151,8 @@ class ScorerSettings:
         if self.rocksdb_write_buffer_mb < 0 or self.rocksdb_block_cache_mb < 0 or self.malloc_trim_s < 0:
             raise SystemExit("SCORER_ROCKSDB_WRITE_BUFFER_MB, SCORER_ROCKSDB_BLOCK_CACHE_MB and SCORER_MALLOC_TRIM_S "
                              "must be 0 or more")
-        if self.standby_replicas < 0:
-            raise SystemExit("SCORER_STANDBY_REPLICAS must be 0 or more")
+        if self.standby not in ("auto", "") and not (self.standby.isascii() and self.standby.isdigit()):
+            raise SystemExit(f"SCORER_STANDBY_REPLICAS must be auto or a count (0 or more), got {self.standby!r}")
         if self.standby_replicas > 0 and self.store.startswith("memory:"):
             # Faust's memory store deletes, after every recovery, each key whose changelog partition is not active
             # on the worker, standby copies included (faust/stores/memory.py, on_recovery_completed; the likely cause):

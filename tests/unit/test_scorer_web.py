@@ -60,16 +60,29 @@ async def test_a_scrape_can_ask_for_some_families(tmp_path: Path) -> None:
     assert f"\n{wanted} " in some and "floorwatch_queue_arrivals" not in some and "floorwatch_agent" not in some
 
 
-def test_standby_replicas_are_faust_s_table_standbys(tmp_path: Path) -> None:
-    """SCORER_STANDBY_REPLICAS reaches Faust's table_standby_replicas (default 0); a negative count is refused, and
-    so is a standby on memory:// (Faust's memory store drops standby copies after each recovery)."""
+def test_standby_replicas_are_faust_s_table_standbys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SCORER_STANDBY_REPLICAS reaches Faust's table_standby_replicas: "auto" (the default) is one on rocksdb:// and
+    none on memory://; a count is taken as given, anything else is refused, and so is a standby on memory://
+    (Faust's memory store drops standby copies after each recovery)."""
+    monkeypatch.delenv("SCORER_STANDBY_REPLICAS", raising=False)
     assert build_app(ScorerSettings(store="memory://", data_dir=tmp_path)).conf.table_standby_replicas == 0
-    one = build_app(ScorerSettings(store="rocksdb://", data_dir=tmp_path, standby_replicas=1))
-    assert one.conf.table_standby_replicas == 1
-    with pytest.raises(SystemExit, match="SCORER_STANDBY_REPLICAS"):
-        ScorerSettings(store="memory://", data_dir=tmp_path, standby_replicas=-1)
+    assert build_app(ScorerSettings(store="rocksdb://", data_dir=tmp_path / "a")).conf.table_standby_replicas == 1
+    assert ScorerSettings(store="rocksdb://", data_dir=tmp_path, standby="0").standby_replicas == 0
+    monkeypatch.setenv("SCORER_STANDBY_REPLICAS", "2")
+    assert build_app(ScorerSettings(store="rocksdb://", data_dir=tmp_path / "b")).conf.table_standby_replicas == 2
+    for bad in ("-1", "one", "1.5"):
+        with pytest.raises(SystemExit, match="SCORER_STANDBY_REPLICAS must be auto or a count"):
+            ScorerSettings(store="rocksdb://", data_dir=tmp_path, standby=bad)
     with pytest.raises(SystemExit, match="SCORER_STANDBY_REPLICAS needs SCORER_STORE=rocksdb://"):
-        ScorerSettings(store="memory://", data_dir=tmp_path, standby_replicas=1)
+        ScorerSettings(store="memory://", data_dir=tmp_path, standby="1")
+
+
+def test_a_dead_worker_is_noticed_after_6_s_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session timeout is the broker's least by default (6 s), its heartbeat well inside it."""
+    monkeypatch.delenv("SCORER_SESSION_TIMEOUT_S", raising=False)
+    conf = build_app(ScorerSettings(store="memory://", data_dir=tmp_path)).conf
+    assert conf.broker_session_timeout == 6.0
+    assert conf.broker_heartbeat_interval <= conf.broker_session_timeout / 3
 
 
 def test_the_event_loop_setting(monkeypatch: pytest.MonkeyPatch) -> None:
