@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
+from collections.abc import Callable
 
 from services.scorer import collector
 from services.scorer.inprocess import InProcessScorer
+from services.scorer.metrics import ScorecardCollector, ViewsCollector
 from services.scorer.settings import ScorerSettings
 
 from .__main__ import git_commit
@@ -77,7 +79,28 @@ def measure(scale: int, minutes: int, measured_s: int = 120) -> dict[str, object
         "gc_ms_per_s": rnd(sum(s for _n, s in gc_spent.values()) / seconds * 1000),
         "gc_full_collections": int(gc_spent[2][0]),
         "gc_longest_ms": rnd(longest[0] * 1000),
+        **scrape_cost(scorer, settings),
     }
+
+
+def scrape_cost(scorer: InProcessScorer, settings: ScorerSettings) -> dict[str, object]:
+    """A whole /metrics scrape of the floor as it stands (Prometheus asks every 5 s, deploy/prometheus): the
+    views' series (rendered in a thread) and the scorecard's (in the event loop), best of 5 each."""
+    views = ViewsCollector(scorer.queues.current_views)
+    scores = ScorecardCollector(lambda: list(scorer.queues.today_scores(settings.scorecard)))
+
+    def best(step: Callable[[], object]) -> float:
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    body = views.render()
+    return {"scrape_views_ms": rnd(best(views.render) * 1000), "scrape_bytes": len(body),
+            "scrape_series": body.count(b"\n") - 2 * body.count(b"# TYPE"),
+            "scrape_scorecard_ms": rnd(best(lambda: list(scores.collect())) * 1000)}
 
 
 def main() -> None:

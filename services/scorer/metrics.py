@@ -131,15 +131,21 @@ class ViewsCollector(Collector):
         lines: dict[str, list[str]] = {
             name: [] for name, _doc, _labels in VIEW_FAMILIES if names is None or name in names
         }
-        prefixes: dict[tuple[str, ...], str] = {}
+        # A large floor's scrape is ~150k series of a few thousand views: each view's labels are written once
+        # (a view's samples come together, with one `base`), and each family's few further labels once a call.
+        tails: dict[tuple[str, tuple[str, ...]], str] = {}
+        last_base: tuple[str, ...] = ()
+        prefix = ""
         for family, base, extra, value in view_samples(list(self._views()), names):
-            label_names = _LABEL_NAMES[family]
-            prefix = prefixes.get(base)
-            if prefix is None:
-                prefix = prefixes[base] = ",".join(
-                    f'{n}="{_escape(v)}"' for n, v in zip(label_names, base, strict=False))
-            tail = "".join(f',{n}="{_escape(v)}"' for n, v in zip(label_names[len(base):], extra, strict=True))
-            lines[family].append(f"{family}{{{prefix}{tail}}} {_number(value)}\n")
+            if base is not last_base:
+                last_base = base
+                prefix = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(_LABEL_NAMES[family], base, strict=False))
+            tail = tails.get((family, extra))
+            if tail is None:
+                tail = tails[(family, extra)] = "".join(
+                    f',{n}="{_escape(v)}"' for n, v in zip(_LABEL_NAMES[family][len(base):], extra, strict=True))
+            number = repr(value) if -math.inf < value < math.inf else _number(value)  # (NaN compares false)
+            lines[family].append(f"{family}{{{prefix}{tail}}} {number}\n")
         out: list[str] = []
         for name, doc, _labels in VIEW_FAMILIES:
             if name not in lines:
@@ -281,8 +287,8 @@ def view_samples(views: list[QueueView], names: frozenset[str] | None = None) ->
         if is_agent_scope(v["queue"]):
             if agents:
                 agent = shown_agent_id(v["queue"][len(AGENT_PREFIX):])  # never a login address as a label
-                yield from (x for x in _agent_samples(v, (agent, s["tenant"], s["shop_id"], s["platform"]))
-                            if names is None or x[0] in names)
+                some = _agent_samples(v, (agent, s["tenant"], s["shop_id"], s["platform"]))
+                yield from some if names is None else (x for x in some if x[0] in names)
             continue
         base = (v["queue"], s["tenant"], s["shop_id"], s["platform"])
         live = v["live"]
