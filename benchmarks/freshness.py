@@ -8,8 +8,9 @@ queue only probes use (`bench-probe`): the queue's 1h arrivals count is watched 
 comes) and at the worker's /metrics?name[]=floorwatch_queue_arrivals (polled every 100 ms); probe k's
 delay at each is the first time the count reaches k, minus probe k's 202. A probe not seen within
 PROBE_TIMEOUT_S is counted as censored (its delay is at least that), never dropped. The worker's
-counters give the records and bytes each event cost (consumed and published, per topic). Loopback
-only; every loop is bounded in time.
+counters give the records and bytes each event cost (consumed and published, per topic). While the load
+runs, each worker's whole /metrics is scraped as often as the stack's Prometheus scrapes it (every 5 s), so
+the delays include what a real floor's scrapes cost the workers. Loopback only; every loop is bounded in time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any
 import httpx
 import orjson
 
-from .common import CLK_TCK, Broker, log, pct, proc_cpu_s, rnd, scaled_floor
+from .common import CLK_TCK, REPO, Broker, log, pct, proc_cpu_s, rnd, scaled_floor
 from .common import EVENTS_PER_UNIT_FLOOR_S as UNIT_RATE
 
 PROBE_QUEUE = "bench-probe"
@@ -38,6 +40,38 @@ METRICS_POLL_S = 0.1
 METRICS_FAMILY = "floorwatch_queue_arrivals"
 TICK_S = 0.05
 WARM_S = 180
+
+
+def prometheus_scrape_interval_s() -> float:
+    """How often the stack's Prometheus scrapes each worker whole (deploy/prometheus's template): the benchmark
+    does the same while the load runs, so a figure's delay includes what a real floor's scrapes cost."""
+    text = (REPO / "deploy" / "prometheus" / "prometheus.yml.tmpl").read_text()
+    found = re.search(r"^\s*scrape_interval:\s*(\d+)s\s*$", text, re.M)
+    if found is None:
+        raise ValueError("no scrape_interval in seconds in deploy/prometheus/prometheus.yml.tmpl")
+    return float(found.group(1))
+
+
+async def scrape_like_prometheus(metrics: list[str], every_s: float, seconds: float) -> list[float]:
+    """Every worker's whole /metrics once per `every_s` for `seconds` (each worker on its own, as Prometheus
+    scrapes its targets); the seconds each scrape took."""
+    took: list[float] = []
+
+    async def one(client: httpx.AsyncClient, url: str) -> None:
+        t = time.monotonic()
+        try:
+            (await client.get(url, timeout=every_s)).raise_for_status()
+        except httpx.HTTPError:
+            return
+        took.append(time.monotonic() - t)
+
+    end = time.monotonic() + seconds
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < end:
+            started = time.monotonic()
+            await asyncio.gather(*(one(client, url) for url in metrics))
+            await asyncio.sleep(max(0.0, every_s - (time.monotonic() - started)))
+    return took
 
 
 def metrics_arrivals(text: str) -> float:
@@ -316,6 +350,8 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         load = asyncio.create_task(offered_load(load_client, f"{ingest}/v1/events", token, rate, seconds, stats))
         parts = ["ingest", *(f"scorer-{i}" for i in range(cfg.scorer_workers)), "api", "kafka"]
         cores = asyncio.create_task(cores_during(cfg, parts, seconds))
+        scrape_every = prometheus_scrape_interval_s()
+        scrapes = asyncio.create_task(scrape_like_prometheus(metrics, scrape_every, seconds))
         recorder = None
         raw = RESULTS / f"pyspy_live_{int(rate)}.txt"
         pid = running_pid(cfg, "scorer-0")
@@ -329,6 +365,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         recs = await probes(probe_client, ingest, api, metrics, token, seconds - 10, warmup_s=5)
         await load
         cores_used = await cores
+        prometheus_took = await scrapes
         counters1 = await scorer_counters(probe_client, metrics)
         n1 = sum(counters1.get("events_total", {}).values())
         t1 = time.monotonic()
@@ -345,6 +382,9 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         "worker_profile": profile,
         "cores_used": cores_used,
         "metrics_scrape_p50_s": rnd(pct(scrape, 0.5), 4), "metrics_scrape_bytes": size,
+        # Whole scrapes of every worker while the load ran, as the stack's Prometheus does.
+        "prometheus_scrape_every_s": scrape_every, "prometheus_scrapes": len(prometheus_took),
+        "prometheus_scrape_p50_s": rnd(pct(prometheus_took, 0.5), 4),
         "offered_per_s": rate, "floor_scale": stats.get("scale"), "scorer_workers": cfg.scorer_workers,
         "ingest_accepted_per_s": rnd(stats["accepted"] / stats["seconds"]) if stats.get("seconds") else None,
         "ingest_rejected": stats["rejected"], "ingest_codes": stats.get("codes"), "ingest_error": stats.get("error"),
