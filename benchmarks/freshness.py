@@ -42,26 +42,31 @@ TICK_S = 0.05
 WARM_S = 180
 
 
-def prometheus_scrape_interval_s() -> float:
-    """How often the stack's Prometheus scrapes each worker whole (deploy/prometheus's template): the benchmark
-    does the same while the load runs, so a figure's delay includes what a real floor's scrapes cost."""
+def prometheus_global_s(name: str) -> float:
+    """A duration of the stack's Prometheus (deploy/prometheus's template, `global:`), e.g. `scrape_interval`: the
+    benchmark scrapes the workers as it does while the load runs, so a figure's delay includes what a real floor's
+    scrapes cost."""
     text = (REPO / "deploy" / "prometheus" / "prometheus.yml.tmpl").read_text()
-    found = re.search(r"^\s*scrape_interval:\s*(\d+)s\s*$", text, re.M)
+    found = re.search(rf"^\s*{name}:\s*(\d+)s\s*$", text, re.M)
     if found is None:
-        raise ValueError("no scrape_interval in seconds in deploy/prometheus/prometheus.yml.tmpl")
+        raise ValueError(f"no {name} in seconds in deploy/prometheus/prometheus.yml.tmpl")
     return float(found.group(1))
 
 
-async def scrape_like_prometheus(metrics: list[str], every_s: float, seconds: float) -> list[float]:
+async def scrape_like_prometheus(metrics: list[str], every_s: float, timeout_s: float, seconds: float
+                                 ) -> tuple[list[float], int]:
     """Every worker's whole /metrics once per `every_s` for `seconds` (each worker on its own, as Prometheus
-    scrapes its targets); the seconds each scrape took."""
+    scrapes its targets, giving up after `timeout_s`): the seconds each scrape took, and how many failed."""
     took: list[float] = []
+    failed = 0
 
     async def one(client: httpx.AsyncClient, url: str) -> None:
+        nonlocal failed
         t = time.monotonic()
         try:
-            (await client.get(url, timeout=every_s)).raise_for_status()
+            (await client.get(url, timeout=timeout_s)).raise_for_status()
         except httpx.HTTPError:
+            failed += 1
             return
         took.append(time.monotonic() - t)
 
@@ -71,7 +76,7 @@ async def scrape_like_prometheus(metrics: list[str], every_s: float, seconds: fl
             started = time.monotonic()
             await asyncio.gather(*(one(client, url) for url in metrics))
             await asyncio.sleep(max(0.0, every_s - (time.monotonic() - started)))
-    return took
+    return took, failed
 
 
 def metrics_arrivals(text: str) -> float:
@@ -350,8 +355,9 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         load = asyncio.create_task(offered_load(load_client, f"{ingest}/v1/events", token, rate, seconds, stats))
         parts = ["ingest", *(f"scorer-{i}" for i in range(cfg.scorer_workers)), "api", "kafka"]
         cores = asyncio.create_task(cores_during(cfg, parts, seconds))
-        scrape_every = prometheus_scrape_interval_s()
-        scrapes = asyncio.create_task(scrape_like_prometheus(metrics, scrape_every, seconds))
+        scrape_every = prometheus_global_s("scrape_interval")
+        scrapes = asyncio.create_task(
+            scrape_like_prometheus(metrics, scrape_every, prometheus_global_s("scrape_timeout"), seconds))
         recorder = None
         raw = RESULTS / f"pyspy_live_{int(rate)}.txt"
         pid = running_pid(cfg, "scorer-0")
@@ -365,7 +371,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         recs = await probes(probe_client, ingest, api, metrics, token, seconds - 10, warmup_s=5)
         await load
         cores_used = await cores
-        prometheus_took = await scrapes
+        prometheus_took, prometheus_failed = await scrapes
         counters1 = await scorer_counters(probe_client, metrics)
         n1 = sum(counters1.get("events_total", {}).values())
         t1 = time.monotonic()
@@ -384,6 +390,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         "metrics_scrape_p50_s": rnd(pct(scrape, 0.5), 4), "metrics_scrape_bytes": size,
         # Whole scrapes of every worker while the load ran, as the stack's Prometheus does.
         "prometheus_scrape_every_s": scrape_every, "prometheus_scrapes": len(prometheus_took),
+        "prometheus_scrapes_failed": prometheus_failed,
         "prometheus_scrape_p50_s": rnd(pct(prometheus_took, 0.5), 4),
         "offered_per_s": rate, "floor_scale": stats.get("scale"), "scorer_workers": cfg.scorer_workers,
         "ingest_accepted_per_s": rnd(stats["accepted"] / stats["seconds"]) if stats.get("seconds") else None,
