@@ -26,9 +26,9 @@ from .agents import AgentLive, AgentTimeline
 from .buckets import Bucket, window_figures, with_span
 from .config import sl_thresholds_for
 from .figures import AgentFigures, LiveFigures, QueueView, WindowFigures
-from .partials import Live
 from .platform_rules import rule_for
 from .scope import ALL, Scope, is_agent_scope
+from .waits import LiveSums
 from .windows import SrcKey, Widened, WindowStore
 
 
@@ -51,20 +51,10 @@ def view_keys(scope: Scope) -> tuple[Scope, ...]:
     )
 
 
-def _nearest_rank(sorted_values: list[int], counts: list[int], total: int, q: float) -> int:
-    rank = max(1, -(-int(q * total * 1_000_000) // 1_000_000))
-    seen = 0
-    for value, n in zip(sorted_values, counts, strict=True):
-        seen += n
-        if seen >= rank:
-            return value
-    return sorted_values[-1]
+NO_LIVE: Final = LiveSums()  # read only
 
 
-NO_LIVE: Final = Live()  # read only
-
-
-def live_figures(live: Live | None, agents: AgentLive | None, now: int) -> LiveFigures:
+def live_figures(live: LiveSums | None, agents: AgentLive | None, now: int) -> LiveFigures:
     # Counts are numbers (0 when nothing is open in the view); only the wait figures are null when none wait.
     if live is None:
         live = NO_LIVE
@@ -76,14 +66,10 @@ def live_figures(live: Live | None, agents: AgentLive | None, now: int) -> LiveF
         "oldest_wait_s": None, "wait_p50_s": None, "wait_p90_s": None,
         "open": live.open,
     }
-    if live.waiting:
-        since = sorted(live.waiting, reverse=True)  # newest first = shortest wait first
-        waits = [max(0, now - ts) for ts in since]
-        counts = [live.waiting[ts] for ts in since]
-        total = sum(counts)
-        out["oldest_wait_s"] = waits[-1] / 1000
-        out["wait_p50_s"] = _nearest_rank(waits, counts, total, 0.5) / 1000
-        out["wait_p90_s"] = _nearest_rank(waits, counts, total, 0.9) / 1000
+    if waits := live.waiting:
+        out["oldest_wait_s"] = waits.oldest_ms(now) / 1000
+        out["wait_p50_s"] = waits.wait_ms(0.5, now) / 1000
+        out["wait_p90_s"] = waits.wait_ms(0.9, now) / 1000
     a = agents
     out.update(
         agents_online=None if a is None else a.online,
@@ -118,7 +104,7 @@ class QueueMerger:
         # Agent views whose window figures / live counters changed but whose turn has not come.
         self.agents_waiting: tuple[set[Scope], set[Scope]] = (set(), set())
         self.store = WindowStore(bucket_ms)
-        self.lives: dict[Scope, dict[tuple[str, int], Live]] = {}
+        self.lives: dict[Scope, dict[tuple[str, int], LiveSums]] = {}
         self.agents: dict[Scope, dict[tuple[str, int], AgentLive]] = {}
         self.watermarks: dict[tuple[str, int], int] = {}
         self.widen_clocks: dict[tuple[str, int, int], int] = {}  # (src, part, partials partition): `put_watermark`
@@ -128,7 +114,7 @@ class QueueMerger:
         self.present: set[Scope] = set()
         self.members: dict[Scope, set[Scope]] = {}
         self.figures: dict[Scope, dict[str, WindowFigures]] = {}
-        self.group_live: dict[Scope, tuple[Live | None, AgentLive | None]] = {}
+        self.group_live: dict[Scope, tuple[LiveSums | None, AgentLive | None]] = {}
         # Per scope: the platform rule's deadlines (start + limit) of the counted waits open now, sorted,
         # with running totals of buyers; None = none. Derived from `lives`, dropped when they change.
         self.rule_deadlines: dict[Scope, tuple[list[int], list[int]] | None] = {}
@@ -138,7 +124,7 @@ class QueueMerger:
                    width: int | None = None) -> None:
         self.store.put(src, part, scope, start, new, width)
 
-    def put_live(self, src: str, part: int, scope: Scope, live: Live | None) -> None:
+    def put_live(self, src: str, part: int, scope: Scope, live: LiveSums | None) -> None:
         _put(self.lives, scope, (src, part), live)
         self.live_changed.add(scope)
         self.rule_deadlines.pop(scope, None)
@@ -263,15 +249,13 @@ class QueueMerger:
             sl = sl_thresholds_for(key.queue)
             self.figures[key] = {n: window_figures(b, spans[n], sl) for n, b in group.items()}
         for key in live_due & self.members.keys():
-            merged_live: Live | None = None
+            lives: list[LiveSums] = []
             merged_agents: AgentLive | None = None
             for scope in self.members[key]:
-                for part_live in self.lives.get(scope, {}).values():
-                    merged_live = merged_live or Live()
-                    merged_live.merge(part_live)
+                lives.extend(self.lives.get(scope, {}).values())
                 for a in self.agents.get(scope, {}).values():
                     merged_agents = a if merged_agents is None else merged_agents.add(a)
-            self.group_live[key] = (merged_live, merged_agents)
+            self.group_live[key] = (LiveSums.view_sum(lives) if lives else None, merged_agents)
         past_limit = self._waits_past_limit(now)
         as_of = iso(now)
         out: dict[Scope, QueueView] = {}
@@ -340,7 +324,7 @@ class QueueMerger:
         return out
 
 
-def rule_deadlines(scope: Scope, lives: Iterable[Live]) -> tuple[list[int], list[int]] | None:
+def rule_deadlines(scope: Scope, lives: Iterable[LiveSums]) -> tuple[list[int], list[int]] | None:
     """The deadlines (start + limit) of the waits open in `scope` that its platform's rule counts, sorted,
     and the running total of buyers up to each; None when there are none."""
     rule = rule_for(scope.platform)

@@ -59,14 +59,6 @@ class Live:
             if key.unanswered:
                 _count(self.first_waiting, key.waiting_since, sign)
 
-    def merge(self, other: Live) -> None:
-        self.open += other.open
-        self.unanswered += other.unanswered
-        self.unassigned += other.unassigned
-        self.awaiting_reply += other.awaiting_reply
-        self.waiting.update(other.waiting)
-        self.first_waiting.update(other.first_waiting)
-
     def is_empty(self) -> bool:
         return self.open == 0 and not self.waiting
 
@@ -80,18 +72,6 @@ class Live:
             "waiting": list(self.waiting.items()),
             **({"first_waiting": list(self.first_waiting.items())} if self.first_waiting else {}),
         }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Live:
-        return cls(
-            open=raw["open"],
-            unanswered=raw["unanswered"],
-            unassigned=raw["unassigned"],
-            awaiting_reply=raw["awaiting_reply"],
-            # Stage 1 wrote them: integer pairs (JSON's numbers come back as ints); dict() reads pairs in C.
-            waiting=Counter(dict(raw["waiting"])),
-            first_waiting=Counter(dict(raw.get("first_waiting", ()))),
-        )
 
 
 def _count(counter: Counter[int], ts: int, sign: int) -> None:

@@ -36,11 +36,12 @@ from services.core.events import EventError, event_from_record, split_state_key,
 from services.core.figures import QueueView
 from services.core.limits import NameBudget, TenantLimits
 from services.core.merge import QueueMerger, iso
-from services.core.partials import Live, PartitionPartials, live_key
+from services.core.partials import PartitionPartials, live_key
 from services.core.platform_rules import rule_for
 from services.core.scope import ALL, Scope, agent_scope, is_agent_scope, queue_total
 from services.core.scorecard import ScorecardConfig, score_platform
 from services.core.scorecard_report import agent_sums, budget, rule_standing
+from services.core.waits import LiveSums
 from services.core.windows import Widened
 from services.core.wire import (
     ALERT_ACK_PREFIX,
@@ -692,7 +693,7 @@ class QueueStage:
         if src == SRC_DAYS:
             self.days.put(src, part, scope, slot, data)
         elif slot == SLOT_LIVE:
-            self.merger.put_live(src, part, scope, None if data is None else Live.from_json(data))
+            self.merger.put_live(src, part, scope, None if data is None else LiveSums.from_json(data))
         elif slot == SLOT_AGENTS:
             self.merger.put_agents(src, part, scope, None if data is None else AgentLive(*data))
         elif slot == SLOT_AGENT_STATE:

@@ -53,6 +53,7 @@ from services.core.figures import QueueView
 from services.core.merge import QueueMerger, iso
 from services.core.partials import Live
 from services.core.scope import Scope, queue_total
+from services.core.waits import LiveSums
 
 pytestmark = pytest.mark.stack
 
@@ -435,7 +436,7 @@ def hand_view(queue: str, now_ms: int, age_s: float) -> QueueView:
     merger = QueueMerger(5000)
     live = Live(open=1, unanswered=1, unassigned=1, awaiting_reply=1)
     live.waiting[now_ms - 42_000] = 1
-    merger.put_live("c", 0, Scope("t", "s", "web", queue), live)
+    merger.put_live("c", 0, Scope("t", "s", "web", queue), LiveSums.of(live))
     view = merger.views(now_ms)[queue_total(queue)]
     view["as_of"] = iso(now_ms - int(age_s * 1000))
     return published(view)

@@ -33,6 +33,7 @@ from services.core.merge import QueueMerger
 from services.core.partials import Live
 from services.core.scope import Scope, queue_total
 from services.core.staffing import StaffingDefaults
+from services.core.waits import LiveSums
 
 REPO = Path(__file__).resolve().parents[2]
 Q: Scope = queue_total("presales")
@@ -244,7 +245,7 @@ def test_signals_for_merged_views_use_the_platforms_under_each_rollup() -> None:
     for shop, platform, since in (("acme-tb", "taobao", 1_000), ("beta-pdd", "pdd", 5_000)):
         live = Live(open=1, unanswered=1, unassigned=1, awaiting_reply=1)
         live.waiting[since] = 1
-        merger.put_live("c", 0, Scope(shop.split("-")[0], shop, platform, "presales"), live)
+        merger.put_live("c", 0, Scope(shop.split("-")[0], shop, platform, "presales"), LiveSums.of(live))
     signals = signals_for_views(merger.views(61_000))
     top = signals[queue_total("presales")]
     assert top.oldest_wait_s == 60.0 and top.reply_limit_s == 180.0 and top.time_to_breach_s == 120.0

@@ -15,6 +15,7 @@ from services.core.figures import QueueView
 from services.core.merge import QueueMerger
 from services.core.partials import Live
 from services.core.scope import Scope, queue_total
+from services.core.waits import LiveSums
 
 
 def make_view(key: Scope, **live: Any) -> QueueView:
@@ -22,7 +23,7 @@ def make_view(key: Scope, **live: Any) -> QueueView:
     scope = Scope("acme", "acme-jd", "jd", key.queue)
     lv = Live(open=3, unanswered=1, unassigned=1, awaiting_reply=1)
     lv.waiting[1_000] = 1
-    merger.put_live("c", 0, scope, lv)
+    merger.put_live("c", 0, scope, LiveSums.of(lv))
     view = merger.views(61_000)[key]
     cast(dict[str, Any], view["live"]).update(live)  # any figure, of any type
     return view

@@ -31,6 +31,7 @@ from services.core.partials import Live
 from services.core.scope import Scope, agent_scope, is_agent_scope, queue_total
 from services.core.scorecard_report import window_sums
 from services.core.staffing import staffing_inputs
+from services.core.waits import LiveSums
 from services.scorer.metrics import ViewsCollector
 
 NOW = 1_800_000_000_000
@@ -102,7 +103,7 @@ def busy_floor() -> QueueMerger:
     live.waiting[NOW - 90_000] = 1  # past JD's 30 s first-reply limit: a miss still waiting
     live.waiting[NOW - 5_000] = 1
     live.first_waiting[NOW - 90_000] = 1
-    merger.put_live("c", 0, SHOP, live)
+    merger.put_live("c", 0, SHOP, LiveSums.of(live))
     merger.put_agents("a", 0, SHOP, AgentLive(online=1, available=0, serving=1, slots_capacity=3, slots_active=2,
                                              known=1))
     agent = AgentState()
@@ -135,7 +136,7 @@ def test_a_measured_queue_view_has_exactly_the_declared_keys() -> None:
 
 def test_an_empty_queue_view_has_exactly_the_declared_keys() -> None:
     merger = QueueMerger(BUCKET_MS)
-    merger.put_live("c", 0, SHOP, Live(open=1))  # a view with nothing measured: nulls where no data
+    merger.put_live("c", 0, SHOP, LiveSums(open=1))  # a view with nothing measured: nulls where no data
     view = merger.views(NOW)[queue_total("presales")]
     assert_shape(view)
     assert view["live"]["agents_online"] is None and view["windows"]["1h"]["frt"]["mean_s"] is None

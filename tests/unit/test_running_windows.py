@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from services.core.buckets import ARRIVAL, FRT, LEFT, NO_SAMPLES, REPLY, Bucket, Fact
 from services.core.config import horizon_ms
 from services.core.merge import QueueMerger
-from services.core.partials import Live
 from services.core.scope import Scope, queue_total
+from services.core.waits import LiveSums
 
 BUCKET_MS = 5000
 T0 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000
@@ -94,7 +94,7 @@ def test_running_totals_equal_a_fresh_sum(steps: list[tuple[str, Any]]) -> None:
                 del state[key]
         else:
             si, n = arg
-            live = Live(open=n) if n else None
+            live = LiveSums(open=n) if n else None
             merger.put_live("c", 0, SCOPES[si], live)
             hold(state, ("live", "c", 0, SCOPES[si], 0), live)
     assert merger.views(now) == replay(state, now)
@@ -144,7 +144,7 @@ def test_agent_views_take_turns_and_are_exact_as_of_their_build() -> None:
                 merger.put_bucket("c", 0, scope, slot, bucket_of([(REPLY, rng.randint(1000, 90_000))], slot))
                 merger.put_agent_state(scope, {"status": "online", "capacity": 3,
                                                "history": [[T0, "online", second % 3]]})
-            merger.put_live("c", 0, SCOPES[0], Live(open=second))
+            merger.put_live("c", 0, SCOPES[0], LiveSums(open=second))
             if merger is every:
                 rng.setstate(rng_state)  # the same changes for both
         full = every.views(now)
@@ -217,7 +217,7 @@ def test_fast_steps_build_the_changed_queue_views_exactly_and_keep_the_rest() ->
             merger.put_bucket(src, part, scope, slot, bucket_of(fs, slot))
         if rng.random() < 0.1:
             si = rng.randint(0, 2)
-            live = Live(open=rng.randint(1, 9))
+            live = LiveSums(open=rng.randint(1, 9))
             merger.put_live("c", 0, SCOPES[si], live)
             hold(state, ("live", "c", 0, SCOPES[si], 0), live)
         before = dict(merger.built)

@@ -32,6 +32,7 @@ from services.core.alert_signals import signals_from_view
 from services.core.merge import QueueMerger
 from services.core.partials import Live
 from services.core.scope import Scope, queue_total
+from services.core.waits import LiveSums
 
 KEYS = [
     queue_total("presales"),
@@ -49,7 +50,7 @@ def filled_store() -> ViewStore:
     for shop, platform, queue in (("acme-jd", "jd", "presales"), ("acme-pdd", "pdd", "aftersales")):
         live = Live(open=3, unanswered=1, unassigned=1, awaiting_reply=1)
         live.waiting[1_000] = 1
-        merger.put_live("c", 0, Scope("acme", shop, platform, queue), live)
+        merger.put_live("c", 0, Scope("acme", shop, platform, queue), LiveSums.of(live))
     views = merger.views(61_000)
     store = ViewStore("unused:9092", "unused")
     for key in KEYS:
