@@ -13,9 +13,10 @@ taken over the same (edge, now].
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import accumulate
@@ -117,7 +118,10 @@ class QueueMerger:
         self.group_live: dict[Scope, tuple[LiveSums | None, AgentLive | None]] = {}
         # Per scope: the platform rule's deadlines (start + limit) of the counted waits open now, sorted,
         # with running totals of buyers; None = none. Derived from `lives`, dropped when they change.
-        self.rule_deadlines: dict[Scope, tuple[list[int], list[int]] | None] = {}
+        self.rule_deadlines: dict[Scope, tuple[array[int], array[int]] | None] = {}
+        # Per scope with live counters: the sum of its partitions' (`LiveSums.view_sum`), dropped when one changes;
+        # views of one scope share it.
+        self.scope_live: dict[Scope, LiveSums] = {}
 
     # --- input -----------------------------------------------------------------------------
     def put_bucket(self, src: str, part: int, scope: Scope, start: int, new: Bucket | None,
@@ -128,6 +132,7 @@ class QueueMerger:
         _put(self.lives, scope, (src, part), live)
         self.live_changed.add(scope)
         self.rule_deadlines.pop(scope, None)
+        self.scope_live.pop(scope, None)
 
     def put_agents(self, src: str, part: int, scope: Scope, agents: AgentLive | None) -> None:
         _put(self.agents, scope, (src, part), agents)
@@ -252,7 +257,8 @@ class QueueMerger:
             lives: list[LiveSums] = []
             merged_agents: AgentLive | None = None
             for scope in self.members[key]:
-                lives.extend(self.lives.get(scope, {}).values())
+                if (summed := self._scope_live(scope)) is not None:
+                    lives.append(summed)
                 for a in self.agents.get(scope, {}).values():
                     merged_agents = a if merged_agents is None else merged_agents.add(a)
             self.group_live[key] = (LiveSums.view_sum(lives) if lives else None, merged_agents)
@@ -296,6 +302,12 @@ class QueueMerger:
         self.built = out
         return out
 
+    def _scope_live(self, scope: Scope) -> LiveSums | None:
+        summed = self.scope_live.get(scope)
+        if summed is None and (parts := self.lives.get(scope)):
+            summed = self.scope_live[scope] = LiveSums.view_sum(list(parts.values()))
+        return summed
+
     def _waits_past_limit(self, now: int) -> dict[Scope, dict[str, int]]:
         """Per view, per window: the buyers still waiting whose platform rule's limit passed in the window.
 
@@ -324,7 +336,7 @@ class QueueMerger:
         return out
 
 
-def rule_deadlines(scope: Scope, lives: Iterable[LiveSums]) -> tuple[list[int], list[int]] | None:
+def rule_deadlines(scope: Scope, lives: Iterable[LiveSums]) -> tuple[array[int], array[int]] | None:
     """The deadlines (start + limit) of the waits open in `scope` that its platform's rule counts, sorted,
     and the running total of buyers up to each; None when there are none."""
     rule = rule_for(scope.platform)
@@ -338,10 +350,11 @@ def rule_deadlines(scope: Scope, lives: Iterable[LiveSums]) -> tuple[list[int], 
     if not per_deadline:
         return None
     deadlines = sorted(per_deadline)
-    return deadlines, list(accumulate(per_deadline[d] for d in deadlines))
+    return array("q", deadlines), array("q", accumulate(per_deadline[d] for d in deadlines))
 
 
-def passed_in_windows(deadlines: list[int], totals: list[int], now: int, lows: dict[str, int]) -> dict[str, int]:
+def passed_in_windows(deadlines: Sequence[int], totals: Sequence[int], now: int,
+                      lows: dict[str, int]) -> dict[str, int]:
     """Per window, the waits whose limit has passed by `now` (a miss from deadline + 1 ms: a reply at the
     deadline itself is within the limit) and whose miss falls in the window, (`lows`, now]: the deadline is
     at or after the window's edge. Empty when none has passed."""

@@ -104,6 +104,9 @@ class LiveSums:
     @classmethod
     def view_sum(cls, parts: Sequence[LiveSums]) -> LiveSums:
         """The sum a view's live figures read: `first_waiting` is left out (a view reads only `waiting`; the
-        first-reply rule's deadlines are taken per scope from the partitions' copies, `merge.rule_deadlines`)."""
+        first-reply rule's deadlines are taken per scope from the partitions' copies, `merge.rule_deadlines`). One
+        part without first waits is returned as is (shared: a LiveSums is never changed)."""
+        if len(parts) == 1 and not parts[0].first_waiting:
+            return parts[0]
         return cls(sum(p.open for p in parts), sum(p.unanswered for p in parts), sum(p.unassigned for p in parts),
                    sum(p.awaiting_reply for p in parts), Waits.summed(p.waiting for p in parts))
