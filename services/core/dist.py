@@ -22,6 +22,12 @@ GAMMA: Final = (1 + BIN_ALPHA) / (1 - BIN_ALPHA)
 _LOG_GAMMA: Final = math.log(GAMMA)
 
 
+def nearest_rank(total: int, q: float) -> int:
+    """The rank (1-based) of the q-th nearest-rank percentile among `total` values: ceil(q * total), less a
+    billionth so that floating point's noise (0.9 * 10 is 9.000000000000002) does not push it a rank up."""
+    return max(1, math.ceil(q * total - 1e-9))
+
+
 def bin_of(value_ms: int) -> int:
     if value_ms < 1:
         return 0
@@ -88,7 +94,7 @@ class Dist:
 
     def quantiles_ms(self, qs: tuple[float, ...]) -> list[float]:
         """`quantile_ms` of each of `qs` (ascending), from one walk of the sorted bins; count > 0."""
-        ranks = [max(1, math.ceil(q * self.count - 1e-9)) for q in qs]
+        ranks = [nearest_rank(self.count, q) for q in qs]
         out: list[float] = []
         seen = 0
         for b in sorted(self.bins):

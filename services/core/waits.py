@@ -17,13 +17,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Final
 
+from .dist import nearest_rank
 from .partials import Live
-
-
-def nearest_rank(total: int, q: float) -> int:
-    """The rank (1-based) of the q-th nearest-rank percentile among `total` values, ceil(q * total) with the
-    product cut to a millionth first, so that 0.9 * 10 (9.000000000000002 in floating point) is rank 9, not 10."""
-    return max(1, -(-int(q * total * 1_000_000) // 1_000_000))
 
 
 @dataclass(frozen=True, slots=True)
