@@ -144,8 +144,7 @@ class ViewsCollector(Collector):
             if tail is None:
                 tail = tails[(family, extra)] = "".join(
                     f',{n}="{_escape(v)}"' for n, v in zip(_LABEL_NAMES[family][len(base):], extra, strict=True))
-            number = repr(value) if -math.inf < value < math.inf else _number(value)  # (NaN compares false)
-            lines[family].append(f"{family}{{{prefix}{tail}}} {number}\n")
+            lines[family].append(f"{family}{{{prefix}{tail}}} {_number(value)}\n")
         out: list[str] = []
         for name, doc, _labels in VIEW_FAMILIES:
             if name not in lines:
@@ -156,11 +155,11 @@ class ViewsCollector(Collector):
 
 
 def _number(value: float) -> str:
+    if -math.inf < value < math.inf:  # the common case first (NaN compares false)
+        return repr(value)
     if value != value:
         return "NaN"
-    if value in (math.inf, -math.inf):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
+    return "+Inf" if value > 0 else "-Inf"
 
 
 def _escape(value: str) -> str:
