@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.core.figures import QueueView
 from services.core.scope import queue_total
 from services.scorer.inprocess import InProcessScorer
-from services.scorer.metrics import ViewsCollector
+from services.scorer.metrics import ViewsCollector, _number
 from tests.unit.test_agent_view import T, events
 
 
@@ -39,6 +41,14 @@ def test_render_equals_the_client_library() -> None:
     assert any(name.startswith("floorwatch_agent_") for name, _ in got)
     assert any(('queue', 'pre"sales') in labels for _, labels in got)
     assert got == expected
+
+
+def test_every_number_reads_back_as_itself() -> None:
+    """The infinities and NaN too (no view has one today; a figure that did must still parse)."""
+    for v in (0.0, 3, -2.25, 1 / 3, 1e21, 5e-324, math.inf, -math.inf, math.nan):
+        [family] = text_string_to_metric_families(f"# TYPE m gauge\nm {_number(v)}\n")
+        got = family.samples[0].value
+        assert got == v or (math.isnan(v) and math.isnan(got)), (v, _number(v))
 
 
 def test_a_scrape_of_some_families_has_exactly_their_series() -> None:
