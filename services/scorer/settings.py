@@ -133,10 +133,18 @@ class ScorerSettings:
     scorecard: ScorecardConfig = field(default_factory=lambda: _checked_config())
 
     @property
+    def memory_store(self) -> bool:
+        """The tables are held in the process (memory://), not on disk."""
+        return self.store.startswith("memory:")
+
+    @property
     def standby_replicas(self) -> int:
-        """The standby replicas Faust keeps of each table (SCORER_STANDBY_REPLICAS resolved)."""
+        """The standby replicas Faust keeps of each table: SCORER_STANDBY_REPLICAS resolved ("auto", or empty as for
+        the numeric settings: 1 on disk, 0 on memory://); anything but auto or a count is refused."""
         if self.standby in ("auto", ""):
-            return 0 if self.store.startswith("memory:") else 1
+            return 0 if self.memory_store else 1
+        if not (self.standby.isascii() and self.standby.isdigit()):
+            raise SystemExit(f"SCORER_STANDBY_REPLICAS must be auto or a count (0 or more), got {self.standby!r}")
         return int(self.standby)
 
     def __post_init__(self) -> None:
@@ -151,9 +159,7 @@ class ScorerSettings:
         if self.rocksdb_write_buffer_mb < 0 or self.rocksdb_block_cache_mb < 0 or self.malloc_trim_s < 0:
             raise SystemExit("SCORER_ROCKSDB_WRITE_BUFFER_MB, SCORER_ROCKSDB_BLOCK_CACHE_MB and SCORER_MALLOC_TRIM_S "
                              "must be 0 or more")
-        if self.standby not in ("auto", "") and not (self.standby.isascii() and self.standby.isdigit()):
-            raise SystemExit(f"SCORER_STANDBY_REPLICAS must be auto or a count (0 or more), got {self.standby!r}")
-        if self.standby_replicas > 0 and self.store.startswith("memory:"):
+        if self.standby_replicas > 0 and self.memory_store:  # (reading it refuses a bad value)
             # Faust's memory store deletes, after every recovery, each key whose changelog partition is not active
             # on the worker, standby copies included (faust/stores/memory.py, on_recovery_completed; the likely cause):
             # with a standby the two-worker rebalance exactness test lost an agent's state on memory://, and it is
