@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import re
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,8 +26,9 @@ from typing import Any
 
 import httpx
 import orjson
+import yaml
 
-from .common import CLK_TCK, REPO, Broker, log, pct, proc_cpu_s, rnd, scaled_floor
+from .common import CLK_TCK, Broker, log, pct, proc_cpu_s, rnd, scaled_floor
 from .common import EVENTS_PER_UNIT_FLOOR_S as UNIT_RATE
 
 PROBE_QUEUE = "bench-probe"
@@ -42,15 +43,18 @@ TICK_S = 0.05
 WARM_S = 180
 
 
-def prometheus_global_s(name: str) -> float:
-    """A duration of the stack's Prometheus (deploy/prometheus's template, `global:`), e.g. `scrape_interval`: the
-    benchmark scrapes the workers as it does while the load runs, so a figure's delay includes what a real floor's
-    scrapes cost."""
-    text = (REPO / "deploy" / "prometheus" / "prometheus.yml.tmpl").read_text()
-    found = re.search(rf"^\s*{name}:\s*(\d+)s\s*$", text, re.M)
-    if found is None:
-        raise ValueError(f"no {name} in seconds in deploy/prometheus/prometheus.yml.tmpl")
-    return float(found.group(1))
+def prometheus_global_s(cfg: Any, name: str) -> float:
+    """A duration in seconds from the `global:` section of the Prometheus config the stack renders
+    (deploy/local/monitoring.py), e.g. `scrape_interval`: the benchmark scrapes the workers as it does while the
+    load runs, so a figure's delay includes what a real floor's scrapes cost."""
+    from deploy.local.monitoring import render_configs
+
+    with tempfile.TemporaryDirectory() as folder:
+        prometheus, _alertmanager = render_configs(cfg, Path(folder))
+        value = str(yaml.safe_load(prometheus.read_text(encoding="utf-8"))["global"][name])
+    if not (value.endswith("s") and value[:-1].isdigit()):
+        raise ValueError(f"Prometheus's global {name} is {value!r}: the benchmark reads whole seconds only (e.g. 5s)")
+    return float(value[:-1])
 
 
 async def scrape_like_prometheus(metrics: list[str], every_s: float, timeout_s: float, seconds: float
@@ -355,9 +359,9 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         load = asyncio.create_task(offered_load(load_client, f"{ingest}/v1/events", token, rate, seconds, stats))
         parts = ["ingest", *(f"scorer-{i}" for i in range(cfg.scorer_workers)), "api", "kafka"]
         cores = asyncio.create_task(cores_during(cfg, parts, seconds))
-        scrape_every = prometheus_global_s("scrape_interval")
+        scrape_every = prometheus_global_s(cfg, "scrape_interval")
         scrapes = asyncio.create_task(
-            scrape_like_prometheus(metrics, scrape_every, prometheus_global_s("scrape_timeout"), seconds))
+            scrape_like_prometheus(metrics, scrape_every, prometheus_global_s(cfg, "scrape_timeout"), seconds))
         recorder = None
         raw = RESULTS / f"pyspy_live_{int(rate)}.txt"
         pid = running_pid(cfg, "scorer-0")
