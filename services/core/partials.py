@@ -95,6 +95,9 @@ class PartitionPartials:
         self.buckets: dict[Scope, dict[int, Bucket]] = {}
         self.live: dict[Scope, Live] = {}
         self.dirty: set[tuple[Scope, int]] = set()
+        # Buckets handed on whole by `drain(hand_on=True)`: stage 2 in this process may hold the very object, so
+        # the next change to one is made to a copy (copy on write).
+        self.handed: set[tuple[Scope, int]] = set()
         self.watermark = 0
         self.pruned_to = -1
 
@@ -118,10 +121,14 @@ class PartitionPartials:
         per_scope = self.buckets.get(scope)
         if per_scope is None:
             per_scope = self.buckets[scope] = {}
+        key = (scope, start)
         bucket = per_scope.get(start)
         if bucket is None:
             bucket = per_scope[start] = Bucket()
-        self.dirty.add((scope, start))
+        elif key in self.handed:
+            self.handed.discard(key)
+            bucket = per_scope[start] = bucket.copy()
+        self.dirty.add(key)
         return bucket
 
     def apply_live(self, tenant: str, shop_id: str, platform: str, old: LiveKey | None, new: LiveKey | None) -> None:
@@ -144,16 +151,21 @@ class PartitionPartials:
         it covers). Boundaries move a minute at a time, so this walks the buckets once a minute."""
         if not self.widths.advance(clock):
             return
-        widened_before, start_of, dirty = self.widths.widened_before, self.widths.start_of, self.dirty
+        widened_before, start_of, dirty, handed = self.widths.widened_before, self.widths.start_of, self.dirty, \
+            self.handed
         for scope, per_scope in self.buckets.items():
             for start in [s for s in per_scope if s < widened_before]:
                 target, _width = start_of(start)
                 if target == start:
                     continue
                 bucket = per_scope.pop(start)
+                handed.discard((scope, start))
                 into = per_scope.get(target)
                 if into is None:
                     into = per_scope[target] = Bucket()
+                elif (scope, target) in handed:
+                    handed.discard((scope, target))
+                    into = per_scope[target] = into.copy()
                 into.merge(bucket)
                 if (scope, start) in dirty:
                     dirty.discard((scope, start))
@@ -175,6 +187,7 @@ class PartitionPartials:
         for scope, per_scope in self.buckets.items():
             for start in [s for s in per_scope if s + width_at(s) <= boundary]:
                 del per_scope[start]
+                self.handed.discard((scope, start))
                 self.dirty.add((scope, start))
 
     def mark_all_dirty(self) -> None:
@@ -183,22 +196,39 @@ class PartitionPartials:
             self.dirty.update((scope, start) for start in per_scope)
         self.dirty.update((scope, SLOT_LIVE) for scope in self.live)
 
-    def drain(self, queues_only: bool = False) -> list[tuple[Scope, int, dict[str, Any] | None]]:
-        """The changed partials since the last drain: (scope, bucket start or SLOT_LIVE, value or None).
+    def drain(self, queues_only: bool = False, hand_on: bool = False) -> list[Drained]:
+        """The changed partials since the last drain: (scope, bucket start or SLOT_LIVE, value or None, and
+        with `hand_on` the bucket itself, which this stage then never changes again: see `handed`).
 
         `queues_only` (between ticks): agents' own scopes stay for the next drain, since their views are
         built on the tick only."""
-        out: list[tuple[Scope, int, dict[str, Any] | None]] = []
+        out: list[Drained] = []
         held: set[tuple[Scope, int]] = set()
-        for scope, start in self.dirty:
+        for key in self.dirty:
+            scope, start = key
             if queues_only and is_agent_scope(scope.queue):
-                held.add((scope, start))
+                held.add(key)
                 continue
             if start == SLOT_LIVE:
                 live = self.live.get(scope)
-                out.append((scope, start, None if live is None or live.is_empty() else live.to_json()))
+                out.append(Drained(scope, start, None if live is None or live.is_empty() else live.to_json()))
+                continue
+            bucket = self.buckets.get(scope, {}).get(start)
+            if bucket is None or bucket.is_empty():
+                out.append(Drained(scope, start, None))
+            elif hand_on:
+                self.handed.add(key)
+                out.append(Drained(scope, start, bucket.to_json(), bucket))
             else:
-                bucket = self.buckets.get(scope, {}).get(start)
-                out.append((scope, start, None if bucket is None or bucket.is_empty() else bucket.to_json()))
+                out.append(Drained(scope, start, bucket.to_json()))
         self.dirty = held
         return out
+
+
+class Drained(NamedTuple):
+    """One changed partial of `PartitionPartials.drain`."""
+
+    scope: Scope
+    slot: int  # a bucket's start, or SLOT_LIVE
+    value: dict[str, Any] | None  # its JSON (None: it holds nothing any more)
+    bucket: Bucket | None = None  # the bucket itself, when handed on

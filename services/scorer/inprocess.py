@@ -26,8 +26,10 @@ class InProcessScorer:
     def __init__(
         self, *, event_partitions: int = 6, queue_partitions: int = 3, bucket_ms: int = 1000,
         grace_ms: int = 60_000, retention_ms: int = 3_900_000, event_clock: bool = True,
-        agent_retention_ms: int = 86_400_000,
+        agent_retention_ms: int = 86_400_000, hand_on: bool = True,
     ) -> None:
+        # hand_on: stage 2 takes stage 1's partial buckets as they are (as one worker does: app.py's handoff);
+        # False: it decodes every partial record (as a worker merging another worker's partials does).
         self.event_partitions = event_partitions
         self.queue_partitions = queue_partitions
         self.metrics = PipelineMetrics(CollectorRegistry())
@@ -37,7 +39,7 @@ class InProcessScorer:
         self.partials_table: dict[bytes, bytes] = {}
         self.conversations = ConversationStage(
             self.conv_table, self.metrics, bucket_ms=bucket_ms, grace_ms=grace_ms, horizon_ms=horizon,
-            retention_ms=retention_ms, queue_partitions=queue_partitions, event_clock=event_clock,
+            retention_ms=retention_ms, queue_partitions=queue_partitions, event_clock=event_clock, hand_on=hand_on,
         )
         self.agents = AgentStage(self.agent_table, self.metrics, queue_partitions=queue_partitions,
                                  retention_ms=agent_retention_ms, event_clock=event_clock)
@@ -83,7 +85,7 @@ class InProcessScorer:
                 p = self.partition_of(r.key, self.event_partitions)
                 self.agents.on_event(r.key, r.value, p)
             elif r.topic == "partials":
-                self.queues.on_event(r.key, r.value, r.partition)
+                self.queues.on_event(r.key, r.value, r.partition, r.local)
             elif r.topic == "dead_letter":
                 self.dead_letters.append(r)
 

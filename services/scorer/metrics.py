@@ -361,6 +361,11 @@ class PipelineMetrics:
         self.consumed = Counter(
             "floorwatch_scorer_records_consumed_total", "Records consumed, by topic", ["topic"], registry=registry,
         )
+        self.partials_handed = Counter(
+            "floorwatch_scorer_partials_in_total",
+            "Partial records stage 2 merged: taken as stage 1 in this worker sent them, or decoded", ["how"],
+            registry=registry,
+        )
         self.views_published_at = Gauge(
             "floorwatch_scorer_views_published_timestamp_seconds", "When this worker last published queue views",
             registry=registry,

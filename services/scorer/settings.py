@@ -88,6 +88,9 @@ class ScorerSettings:
     output_compression: str = field(default_factory=lambda: env_str("SCORER_OUTPUT_COMPRESSION", "none"))
     # "separate" (the default), or "shared": everything on Faust's producer, as before (kept to measure both).
     output_producer: str = field(default_factory=lambda: env_str("SCORER_OUTPUT_PRODUCER", "separate"))
+    # At most this many partial buckets stage 1 handed to stage 2 in the same worker not yet taken (0: off, every
+    # partial decoded; services/scorer/handoff.py). Beyond it (stage 2 behind on a backlog) stage 1 stops handing on.
+    handoff_max: int = field(default_factory=lambda: env_int("SCORER_HANDOFF_MAX", 2048))
     # Closed conversations stay this long after their last event, so late events still find them.
     retention_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_RETENTION_S", 3900) * 1000))
     # After retention a closed conversation leaves a tombstone this long, so an order or a rating that comes
@@ -156,6 +159,8 @@ class ScorerSettings:
             raise SystemExit("SCORER_OUTPUT_COMPRESSION must be none, gzip, snappy, lz4 or zstd")
         if self.output_producer not in ("separate", "shared"):
             raise SystemExit("SCORER_OUTPUT_PRODUCER must be separate or shared")
+        if self.handoff_max < 0:
+            raise SystemExit(f"SCORER_HANDOFF_MAX must be 0 or more, got {self.handoff_max}")
         if self.rocksdb_write_buffer_mb < 0 or self.rocksdb_block_cache_mb < 0 or self.malloc_trim_s < 0:
             raise SystemExit("SCORER_ROCKSDB_WRITE_BUFFER_MB, SCORER_ROCKSDB_BLOCK_CACHE_MB and SCORER_MALLOC_TRIM_S "
                              "must be 0 or more")

@@ -73,7 +73,7 @@ from .metrics import PipelineMetrics
 log = logging.getLogger(__name__)
 
 NO_SCOPE = Scope("", "", "", "")
-
+Handed = tuple[PartialKey, Bucket]  # a partial bucket's parsed key and the bucket (`Out.local`)
 
 
 class Out(NamedTuple):
@@ -81,6 +81,9 @@ class Out(NamedTuple):
     key: bytes
     value: bytes | None
     partition: int | None = None
+    # A partial bucket as stage 1 holds it, with its parsed key: stage 2 in the same process takes it as it is
+    # instead of decoding `value` (app.py's handoff; stage 1 never changes a bucket it handed on).
+    local: Handed | None = None
 
 
 class ConversationStage:
@@ -90,9 +93,10 @@ class ConversationStage:
         self, table: Table, metrics: PipelineMetrics, *, bucket_ms: int, grace_ms: int, horizon_ms: int,
         retention_ms: int, queue_partitions: int, event_clock: bool = False, cache_max: int = 200_000,
         cache_idle_ms: int = 60_000, tombstone_ms: int = 86_400_000, limits: TenantLimits | None = None,
-        tz: str | None = None,
+        tz: str | None = None, hand_on: bool = False,
     ) -> None:
         self.table = table
+        self.hand_on = hand_on  # partial buckets go out with the objects themselves too (`Out.local`)
         self.m = metrics
         self.bucket_ms, self.grace_ms, self.horizon_ms = bucket_ms, grace_ms, horizon_ms
         self.retention_ms, self.tombstone_ms = retention_ms, tombstone_ms
@@ -365,11 +369,14 @@ class ConversationStage:
             now = part.watermark if self.event_clock else max(now_ms, part.watermark)
             part.widen(self._width_clock(part, now_ms))
             part.prune(now - self.horizon_ms)
-            for scope, slot, value in part.drain(queues_only=fast):
+            for scope, slot, value, bucket in part.drain(queues_only=fast, hand_on=self.hand_on):
+                width = part.width_of(slot)
                 out.append(
-                    Out("partials", partial_key(SRC_CONVERSATIONS, p, scope, slot, part.width_of(slot), self.bucket_ms),
+                    Out("partials", partial_key(SRC_CONVERSATIONS, p, scope, slot, width, self.bucket_ms),
                         None if value is None else orjson.dumps(value),
-                        queue_partition(scope.queue, self.queue_partitions))
+                        queue_partition(scope.queue, self.queue_partitions),
+                        None if bucket is None else (PartialKey(
+                            SRC_CONVERSATIONS, p, scope, slot, None if width == self.bucket_ms else width), bucket))
                 )
             for (scope, start), sums in [] if fast else self.days[p].drain():
                 out.append(
@@ -643,18 +650,23 @@ class QueueStage:
         }
         self.m.rebuilds.labels("queues").inc()
 
-    def on_event(self, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+    def on_event(self, key: bytes | None, value: bytes | None, partition: int | None = None,
+                 local: Handed | None = None) -> None:
         """One partial record; `partition`: the partials topic partition it came on (a watermark record comes on
-        every partition, after the partials of its tick for that partition: what widening may go by)."""
+        every partition, after the partials of its tick for that partition: what widening may go by); `local`:
+        the record's key and bucket as stage 1 in this process sent them (`Out.local`), not decoded again."""
         if key is None:
             return
         if value is None:
             self.table.pop(key, None)
         else:
             self.table[key] = bytes(memoryview(value))  # exact size (see services.core.wire.kept)
-        parsed = parse_partial_key(key)
+        parsed = parse_partial_key(key) if local is None else local[0]
         if parsed.width is not None:
             self._drop_narrower(parsed)
+        if local is not None:
+            self.merger.put_bucket(parsed.src, parsed.part, parsed.scope, parsed.slot, local[1], parsed.width)
+            return
         self._apply(parsed, value, rebuilding=False, partition=partition)
 
     def write_widened(self, partition: int) -> None:
