@@ -55,13 +55,14 @@ ROCKSDB_SETTINGS = {
 # What-if: the same worker under other settings (environment only), alternated with the defaults in one run.
 # benchmarks/results/whatif_issue11.json keeps the runs that chose today's defaults: the state producer's
 # linger and the separate output producer (issue 11's flush hole closed first), outputs uncompressed (lz4 cost
-# 8 %), the fast step (3 % of a worker catching up), STREAM_BUFFER_MAXSIZE. These are the questions still open.
+# 8 %), the fast step (3 % of a worker catching up), STREAM_BUFFER_MAXSIZE, uvloop with at most 500 records a poll
+# (run_e, run_f). These are the questions still open, and the former defaults against today's.
 WHATIF = {
-    "uvloop": {"SCORER_EVENT_LOOP": "uvloop"},
+    "asyncio_loop": {"SCORER_EVENT_LOOP": "asyncio"},
+    "unbounded_poll": {"SCORER_MAX_POLL_RECORDS": "0"},
+    "asyncio_unbounded_poll": {"SCORER_EVENT_LOOP": "asyncio", "SCORER_MAX_POLL_RECORDS": "0"},
     # Faust's wheel ships its Cython stream iterator and conductor, on unless NO_CYTHON: what they are worth.
     "faust_no_cython": {"NO_CYTHON": "1"},
-    "max_poll_records_500": {"BROKER_MAX_POLL_RECORDS": "500"},
-    "uvloop_max_poll_records_500": {"SCORER_EVENT_LOOP": "uvloop", "BROKER_MAX_POLL_RECORDS": "500"},
 }
 
 FULL: dict[str, dict[str, Any]] = {

@@ -87,6 +87,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         ),
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         stream_buffer_maxsize=4096,
+        broker_max_poll_records=settings.max_poll_records or None,
         table_standby_replicas=settings.standby_replicas,
         logging_config=None,
         broker_credentials=faust_credentials(k.security),

@@ -50,10 +50,11 @@ class ScorerSettings:
     # RocksDB's memory per database (rocksdb://: one per table partition, 15 with the default partitions): its
     # memtable (RocksDB keeps up to 3 while one is flushed) and its block cache. 0: Faust's default, 64 MiB and
     # 2 GiB, caps a day fills: a real worker on a small floor held 799 MB at hour 8 and climbing with them, 217-248 MB
-    # all day at these defaults with the trim below, at the same speed (benchmarks/PROFILE.md, "A real worker's
-    # day"). The OS's page cache keeps the files' blocks besides.
-    rocksdb_write_buffer_mb: float = field(default_factory=lambda: env_float("SCORER_ROCKSDB_WRITE_BUFFER_MB", 2))
-    rocksdb_block_cache_mb: float = field(default_factory=lambda: env_float("SCORER_ROCKSDB_BLOCK_CACHE_MB", 2))
+    # all day at 2 MiB each with the trim below, at the same speed (benchmarks/PROFILE.md, "A real worker's day"),
+    # and ~30 MB less at 0.5 MiB, again at the same speed (whatif_issue11.json run_f). The OS's page cache keeps the
+    # files' blocks besides.
+    rocksdb_write_buffer_mb: float = field(default_factory=lambda: env_float("SCORER_ROCKSDB_WRITE_BUFFER_MB", 0.5))
+    rocksdb_block_cache_mb: float = field(default_factory=lambda: env_float("SCORER_ROCKSDB_BLOCK_CACHE_MB", 0.5))
     # Freed memory handed back to the OS this often (glibc's malloc_trim; 0: never). A trim takes 2-5 ms and gave
     # back ~25 MB of a small floor's worker (services/scorer/malloc.py).
     malloc_trim_s: float = field(default_factory=lambda: env_float("SCORER_MALLOC_TRIM_S", 10))
@@ -121,9 +122,13 @@ class ScorerSettings:
     # a worker that restarts within the session timeout gets its partitions back without a rebalance, instead
     # of waiting the timeout out first. "off": dynamic membership (a worker's index must then not be stable).
     static_membership: bool = field(default_factory=lambda: env_str("SCORER_STATIC_MEMBERSHIP", "on") != "off")
-    # The worker's event loop: "asyncio" (the default) or "uvloop" (mode's uvloop policy; Faust's own option).
-    # benchmarks/results/whatif_issue11.json has what each costs the worker.
-    event_loop: str = field(default_factory=lambda: env_str("SCORER_EVENT_LOOP", "asyncio"))
+    # The worker's event loop: "uvloop" (the default; mode's uvloop policy, Faust's own option) or "asyncio". With
+    # SCORER_MAX_POLL_RECORDS it cut a worker's CPU per event by 12-18 % (benchmarks/results/whatif_issue11.json,
+    # run_e and run_f); either alone gained a few per cent.
+    event_loop: str = field(default_factory=lambda: env_str("SCORER_EVENT_LOOP", "uvloop"))
+    # The most records one poll of the consumer returns (Faust's broker_max_poll_records; 0: no limit, Faust's
+    # default).
+    max_poll_records: int = field(default_factory=lambda: env_int("SCORER_MAX_POLL_RECORDS", 500))
     web_bind: str = field(default_factory=lambda: env_str("SCORER_WEB_BIND", "127.0.0.1"))  # 0.0.0.0 in a pod
     metrics_port: int = field(default_factory=lambda: env_int("SCORER_METRICS_PORT", DEFAULT_SCORER_METRICS_PORT))
     data_dir: Path = field(
@@ -159,6 +164,8 @@ class ScorerSettings:
             raise SystemExit("SCORER_OUTPUT_COMPRESSION must be none, gzip, snappy, lz4 or zstd")
         if self.output_producer not in ("separate", "shared"):
             raise SystemExit("SCORER_OUTPUT_PRODUCER must be separate or shared")
+        if self.max_poll_records < 0:
+            raise SystemExit(f"SCORER_MAX_POLL_RECORDS must be 0 or more, got {self.max_poll_records}")
         if self.handoff_max < 0:
             raise SystemExit(f"SCORER_HANDOFF_MAX must be 0 or more, got {self.handoff_max}")
         if self.rocksdb_write_buffer_mb < 0 or self.rocksdb_block_cache_mb < 0 or self.malloc_trim_s < 0:

@@ -86,22 +86,24 @@ def test_a_dead_worker_is_noticed_after_6_s_by_default(tmp_path: Path, monkeypat
 
 
 def test_the_event_loop_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SCORER_EVENT_LOOP", "uvloop")
-    assert ScorerSettings().event_loop == "uvloop"
+    monkeypatch.delenv("SCORER_EVENT_LOOP", raising=False)
+    assert ScorerSettings().event_loop == "uvloop"  # the default: whatif run_e and run_f
+    monkeypatch.setenv("SCORER_EVENT_LOOP", "asyncio")
+    assert ScorerSettings().event_loop == "asyncio"
     monkeypatch.setenv("SCORER_EVENT_LOOP", "trio")
     with pytest.raises(SystemExit, match="SCORER_EVENT_LOOP"):
         ScorerSettings()
 
 
 def test_rocksdb_memory_is_bounded_per_table(tmp_path: Path) -> None:
-    """Each table's RocksDB gets SCORER_ROCKSDB_WRITE_BUFFER_MB / _BLOCK_CACHE_MB (2 MiB each by default); 0
+    """Each table's RocksDB gets SCORER_ROCKSDB_WRITE_BUFFER_MB / _BLOCK_CACHE_MB (0.5 MiB each by default); 0
     leaves Faust's own (64 MiB, 2 GiB)."""
     def options(app: Any) -> set[tuple[int, int]]:
         return {(t.data.rocksdb_options.write_buffer_size, t.data.rocksdb_options.block_cache_size)
                 for t in app.tables.values()}
 
     bounded = build_app(ScorerSettings(store="rocksdb://", data_dir=tmp_path / "a"))
-    assert len(bounded.tables) == 3 and options(bounded) == {(2 * 2**20, 2 * 2**20)}
+    assert len(bounded.tables) == 3 and options(bounded) == {(2**19, 2**19)}
     faust_own = build_app(ScorerSettings(store="rocksdb://", data_dir=tmp_path / "b", rocksdb_write_buffer_mb=0,
                                          rocksdb_block_cache_mb=0))
     assert options(faust_own) == {(64 * 2**20, 2 * 2**30)}
@@ -146,3 +148,13 @@ async def test_the_worker_sets_the_collector_and_counts_its_stops(tmp_path: Path
             ScorerSettings(store="memory://", data_dir=tmp_path)
     finally:
         collector.configure(before)
+
+
+def test_a_poll_returns_at_most_500_records_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCORER_MAX_POLL_RECORDS", raising=False)
+    assert build_app(ScorerSettings(store="memory://", data_dir=tmp_path)).conf.broker_max_poll_records == 500
+    monkeypatch.setenv("SCORER_MAX_POLL_RECORDS", "0")  # Faust's own default: no limit
+    assert build_app(ScorerSettings(store="memory://", data_dir=tmp_path / "b")).conf.broker_max_poll_records is None
+    monkeypatch.setenv("SCORER_MAX_POLL_RECORDS", "-1")
+    with pytest.raises(SystemExit, match="SCORER_MAX_POLL_RECORDS"):
+        ScorerSettings()
