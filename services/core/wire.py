@@ -50,8 +50,13 @@ def partial_key(src: str, part: int, scope: Scope, slot: int, width: int | None 
     than `base_ms`, the source bucket size (a base-width key is unchanged since before buckets widened); None
     for the other slots."""
     # Kept: stage 2's table is keyed by these (in one process, the very objects; see `kept`).
-    widened = width is not None and width != base_ms
-    return kept([src, part, *scope, slot, width] if widened else [src, part, *scope, slot])
+    width = keyed_width(width, base_ms)
+    return kept([src, part, *scope, slot] if width is None else [src, part, *scope, slot, width])
+
+
+def keyed_width(width: int | None, base_ms: int) -> int | None:
+    """The width a partial's key carries (and `PartialKey.width` reads back): only one wider than `base_ms`."""
+    return None if width is None or width == base_ms else width
 
 
 class PartialKey(NamedTuple):

@@ -59,6 +59,7 @@ from services.core.wire import (
     day_view_key,
     decode_conversation_record,
     kept,
+    keyed_width,
     ledger_key,
     parse_ledger_key,
     parse_partial_key,
@@ -376,7 +377,7 @@ class ConversationStage:
                         None if value is None else orjson.dumps(value),
                         queue_partition(scope.queue, self.queue_partitions),
                         None if bucket is None else (PartialKey(
-                            SRC_CONVERSATIONS, p, scope, slot, None if width == self.bucket_ms else width), bucket))
+                            SRC_CONVERSATIONS, p, scope, slot, keyed_width(width, self.bucket_ms)), bucket))
                 )
             for (scope, start), sums in [] if fast else self.days[p].drain():
                 out.append(
