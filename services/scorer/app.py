@@ -133,8 +133,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         conv_table, metrics, bucket_ms=settings.bucket_ms, grace_ms=settings.grace_ms,
         horizon_ms=settings.horizon_ms, retention_ms=settings.retention_ms, queue_partitions=k.queue_partitions,
         event_clock=settings.clock == "event", tombstone_ms=settings.tombstone_ms, tz=settings.scorecard_tz,
-        hand_on=settings.handoff_max > 0,
-    )
+    )  # (hands on while the handoff has room: set before each drain, in publish_partials)
     agents = AgentStage(agent_table, metrics, queue_partitions=k.queue_partitions,
                         retention_ms=settings.agent_retention_ms, event_clock=settings.clock == "event")
     queues = QueueStage(
