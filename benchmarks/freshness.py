@@ -332,6 +332,15 @@ async def cores_during(cfg: Any, parts: list[str], seconds: float) -> dict[str, 
     return {k: rnd((c1[k] - v) / (t1 - t0), 3) for k, v in c0.items() if k in c1}
 
 
+def timeline(recs: list[dict[str, Any]]) -> list[list[float | None]]:
+    """Each probe as [seconds after the first probe's 202, API delay, SSE delay, /metrics delay] (None: not
+    seen in time): whether slow probes come together (a stall of the workers) or spread (a steady backlog)."""
+    sent = [r for r in recs if "t202" in r]
+    t0 = sent[0]["t202"] if sent else 0.0
+    return [[rnd(r["t202"] - t0, 2), *(rnd(r[k], 3) if r.get(k) is not None else None
+                                      for k in ("api_s", "sse_s", "metrics_s"))] for r in sent]
+
+
 def summarize(recs: list[dict[str, Any]], key: str) -> dict[str, Any]:
     seen = [r[key] for r in recs if r.get(key) is not None]
     censored = sum(1 for r in recs if r.get("status") == 202 and r.get(key) is None)
@@ -402,6 +411,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         "scorer_consumed_per_s": rnd((n1 - n0) / (t1 - t0)),
         "scorer_backlog_at_end": int(stats["accepted"] + len(recs) - (n1 - n0)),
         "api": summarize(recs, "api_s"), "sse": summarize(recs, "sse_s"), "metrics": summarize(recs, "metrics_s"),
+        "probe_timeline": timeline(recs),
         "records": per_event(counters0, counters1),
         # The share of a core each tick step took (the workers summed): the work that grows with the floor's size
         # (scopes, agents), not with its events.
@@ -448,6 +458,6 @@ def run(b: Broker, *, rates: list[float], seconds: float, pyspy_s: int = 20,
                                        pyspy_s if (workers, rate) == (1, profiled) else 0))
         finally:
             down(cfg, parts=parts)
-        log(f"  { {k: v for k, v in res.items() if k != 'worker_profile'} }")
+        log(f"  { {k: v for k, v in res.items() if k not in ('worker_profile', 'probe_timeline')} }")
         out["by_rate" if workers == 1 else f"by_rate_{workers}_workers"][str(int(rate))] = res
     return out
