@@ -185,17 +185,25 @@ def build_app(settings: ScorerSettings) -> faust.App:
             metrics.published.labels(r.topic).inc()
             metrics.published_bytes.labels(r.topic).inc(len(r.key or b"") + len(r.value or b""))
 
-    next_offset: dict[int, int] = {}  # per chat-events partition: the next offset to score
+    # Per consumed topic and partition: the next offset to score.
+    next_offset: dict[str, dict[int, int]] = {topics.events: {}, topics.agent_changes: {}, topics.partials: {}}
+    stage_of = {topics.agent_changes: "agents", topics.partials: "queues"}
 
     def export_lag() -> None:
         metrics.consumer_lag.clear()
+        metrics.stage_lag.clear()
         for tp in app.assignor.assigned_actives():
-            if tp.topic == topics.events and tp.partition in next_offset:
-                try:
-                    lag = app.consumer.highwater(tp) - next_offset[tp.partition]
-                except Exception:  # not fetched yet
-                    continue
-                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+            nexts = next_offset.get(tp.topic, {})
+            if tp.partition not in nexts:
+                continue
+            try:
+                lag = max(0, app.consumer.highwater(tp) - nexts[tp.partition])
+            except Exception:  # not fetched yet
+                continue
+            if tp.topic == topics.events:
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+            else:
+                metrics.stage_lag.labels(stage_of[tp.topic], str(tp.partition)).set(lag)
 
     def in_context_of(events: dict[int, Any], step: Callable[[int], T]) -> list[T]:
         """`step(partition)` for each partition, in the context of its event (a table write's changelog
@@ -209,6 +217,9 @@ def build_app(settings: ScorerSettings) -> faust.App:
                 _current_event.reset(token)
         return results
 
+    events_next, agents_next, partials_next = (next_offset[t] for t in (topics.events, topics.agent_changes,
+                                                                         topics.partials))
+
     @app.agent(events_topic, concurrency=1)
     async def score_conversations(stream: Any) -> None:
         # Batches: each changed conversation is written once per batch, before the batch's offsets are
@@ -219,7 +230,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
             metrics.consumed.labels("events").inc(len(batch))
             for event in batch:
                 partition = event.message.partition
-                next_offset[partition] = event.message.offset + 1
+                events_next[partition] = event.message.offset + 1
                 last_of[partition] = event
                 if partition not in conversations.parts:
                     await send(conversations.rebuild(assigned(topics.events) | {partition}))
@@ -239,6 +250,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
             last_of: dict[int, Any] = {}
             for event in batch:
                 partition = event.message.partition
+                agents_next[partition] = event.message.offset + 1
                 if partition not in agents.parts:
                     agents.rebuild(assigned(topics.agent_changes) | {partition})
                 agents.on_event(event.key, event.value, partition)
@@ -274,6 +286,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
             (partials_decoded if local is None else partials_taken).inc()
             queues.on_event(event.key, event.value, event.message.partition, local)
             last_partial_event[event.message.partition] = event
+            partials_next[event.message.partition] = event.message.offset + 1
             partials_in.set()
 
     last_tick = {"n": -1}  # the tick (wall seconds // TICK_S) whose partials went out whole

@@ -390,6 +390,13 @@ class PipelineMetrics:
             "floorwatch_scorer_consumer_lag", "Records in the partition not yet scored (high watermark - next offset)",
             ["topic", "partition"], registry=registry,
         )
+        # The internal topics' lag apart from the events' (whose sum the ScorerConsumerLagGrowing rule reads): a
+        # backlog of partials delays every view the worker merges while the events show no lag at all.
+        self.stage_lag = Gauge(
+            "floorwatch_scorer_stage_lag",
+            "Records of the scorer's own topics not yet consumed (high watermark - next offset): stage=queues the "
+            "partials stage 2 merges, stage=agents the agent changes", ["stage", "partition"], registry=registry,
+        )
         self.evicted = Counter(
             "floorwatch_scorer_conversations_evicted_total", "Closed conversations removed after retention",
             registry=registry,

@@ -133,6 +133,11 @@ class ScorerRun:
                 await asyncio.sleep(0.5)
         raise AssertionError(f"scorer {index} not healthy within {timeout} s")
 
+    async def metrics_text(self, index: int) -> str:
+        """Worker `index`'s whole /metrics page."""
+        async with httpx.AsyncClient(timeout=5) as client:
+            return (await client.get(f"http://127.0.0.1:{self.ports[index]}/metrics")).text
+
     async def metric_sum(self, name: str, **labels: str) -> float:
         total = 0.0
         want = [f'{k}="{v}"' for k, v in labels.items()]

@@ -117,6 +117,28 @@ async def test_one_worker_equals_reference(
 ) -> None:
     async with first_worker_running(kafka, events_topic, "one") as run:
         await wait_until_equal(run, expected, len(hour_of_events), want_days=expected_days)
+        # Every stage's lag is exported and, with everything scored, comes down to 0: the events' per partition
+        # of the topic, the agent changes' and the partials' (stage 2's) per partition of theirs.
+        deadline = time.monotonic() + 60
+        lags = await lag_series(run)
+        while time.monotonic() < deadline and not all_stages_caught_up(lags):
+            await asyncio.sleep(0.5)
+            lags = await lag_series(run)
+        assert all_stages_caught_up(lags), lags
+
+
+async def lag_series(run: ScorerRun) -> dict[str, float]:
+    """Worker 0's lag gauges: each series' name and labels, and its value (as exported)."""
+    text = await run.metrics_text(0)
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(("floorwatch_scorer_consumer_lag{", "floorwatch_scorer_stage_lag{"))}
+
+
+def all_stages_caught_up(lags: dict[str, float]) -> bool:
+    """A series for each of the events topic's 6 partitions and for both internal stages, every one at 0."""
+    stages = {labels.split('stage="')[1].split('"')[0] for labels in lags if 'stage="' in labels}
+    events = sum(1 for labels in lags if labels.startswith("floorwatch_scorer_consumer_lag{"))
+    return stages == {"agents", "queues"} and events == 6 and all(v == 0 for v in lags.values())
 
 
 async def second_worker_joins(
