@@ -332,6 +332,20 @@ async def cores_during(cfg: Any, parts: list[str], seconds: float) -> dict[str, 
     return {k: rnd((c1[k] - v) / (t1 - t0), 3) for k, v in c0.items() if k in c1}
 
 
+async def stage2_layout(client: httpx.AsyncClient, metrics: list[str]) -> list[dict[str, Any]]:
+    """Per worker: the partials (stage 2) partitions it merges, from its `floorwatch_scorer_stage_lag` series, and
+    whether it builds the probe queue's view. Stage 2 is keyed by queue name, so the worker holding the floor's
+    queues does most of it; a run's freshness depends on what else it was given (PROFILE.md)."""
+    out: list[dict[str, Any]] = []
+    for url in metrics:
+        text = (await client.get(url, params=[("name[]", "floorwatch_scorer_stage_lag"),
+                                              ("name[]", METRICS_FAMILY)], timeout=30)).text
+        parts = sorted(int(line.split('partition="')[1].split('"')[0]) for line in text.splitlines()
+                       if line.startswith("floorwatch_scorer_stage_lag{") and 'stage="queues"' in line)
+        out.append({"queue_partitions": parts, "builds_probe_view": metrics_arrivals(text) > 0})
+    return out
+
+
 def timeline(recs: list[dict[str, Any]]) -> list[list[float | None]]:
     """Each probe as [seconds after the first probe's 202, API delay, SSE delay, /metrics delay] (None: not
     seen in time): whether slow probes come together (a stall of the workers) or spread (a steady backlog)."""
@@ -387,6 +401,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         prometheus_took, prometheus_failed = await scrapes
         counters1 = await scorer_counters(probe_client, metrics)
         n1 = sum(counters1.get("events_total", {}).values())
+        layout = await stage2_layout(probe_client, metrics)
         t1 = time.monotonic()
         scrape: list[float] = []
         size = 0
@@ -412,6 +427,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         "scorer_backlog_at_end": int(stats["accepted"] + len(recs) - (n1 - n0)),
         "api": summarize(recs, "api_s"), "sse": summarize(recs, "sse_s"), "metrics": summarize(recs, "metrics_s"),
         "probe_timeline": timeline(recs),
+        "stage2_by_worker": layout,
         "records": per_event(counters0, counters1),
         # The share of a core each tick step took (the workers summed): the work that grows with the floor's size
         # (scopes, agents), not with its events.
