@@ -76,7 +76,6 @@ class OutputProducer(Service):  # type: ignore[misc]  # mode is untyped
             **client_kwargs(),  # the same SASL/TLS settings as every client (services/core/kafka_security.py)
         }
         self.producer: AIOKafkaProducer | None = None
-        self.stopped = False
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -84,7 +83,6 @@ class OutputProducer(Service):  # type: ignore[misc]  # mode is untyped
         await self.producer.start()
 
     async def on_stop(self) -> None:
-        self.stopped = True
         producer, self.producer = self.producer, None
         if producer is not None:
             await producer.stop()  # sends what still lingers first
@@ -99,7 +97,7 @@ class OutputProducer(Service):  # type: ignore[misc]  # mode is untyped
         worker shutting down: mode stops it before the app's tick tasks), records are dropped: partials and views
         are rebuilt from state and re-sent whole by whoever holds the partitions next."""
         if self.producer is None:
-            if self.stopped:
+            if self.should_stop:  # mode's own: set by stop() before on_stop
                 return
             raise RuntimeError("output producer not started")
         await self.producer.send(topic, value, key=key, partition=partition)

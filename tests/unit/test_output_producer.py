@@ -20,6 +20,6 @@ async def test_records_handed_over_while_the_worker_shuts_down_are_dropped() -> 
     """mode stops the producer before the app's tick tasks: a tick that still runs must not crash the worker
     (its partials and views are re-sent whole by the next owner of the partitions)."""
     out = producer()
-    await out.on_stop()
+    await out.stop()
     await out.send("views", b"k", b"v", 0)  # raised RuntimeError before: the worker logged a crash on every stop
     assert out.producer is None
