@@ -284,9 +284,10 @@ def build_app(settings: ScorerSettings) -> faust.App:
             await rebuild_queues()
             local = None if event.value is None else handoff.take(event.key, event.value)
             (partials_decoded if local is None else partials_taken).inc()
-            queues.on_event(event.key, event.value, event.message.partition, local)
-            last_partial_event[event.message.partition] = event
-            partials_next[event.message.partition] = event.message.offset + 1
+            message = event.message
+            queues.on_event(event.key, event.value, message.partition, local)
+            last_partial_event[message.partition] = event
+            partials_next[message.partition] = message.offset + 1
             partials_in.set()
 
     last_tick = {"n": -1}  # the tick (wall seconds // TICK_S) whose partials went out whole
