@@ -133,20 +133,19 @@ class ScorerRun:
                 await asyncio.sleep(0.5)
         raise AssertionError(f"scorer {index} not healthy within {timeout} s")
 
-    async def metrics_text(self, index: int) -> str:
-        """Worker `index`'s whole /metrics page."""
+    async def metrics_text(self, index: int, *families: str) -> str:
+        """Worker `index`'s /metrics page: the named families only (`?name[]=`), or all of it."""
         async with httpx.AsyncClient(timeout=5) as client:
-            return (await client.get(f"http://127.0.0.1:{self.ports[index]}/metrics")).text
+            url = f"http://127.0.0.1:{self.ports[index]}/metrics"
+            return (await client.get(url, params=[("name[]", f) for f in families])).text
 
     async def metric_sum(self, name: str, **labels: str) -> float:
         total = 0.0
         want = [f'{k}="{v}"' for k, v in labels.items()]
-        async with httpx.AsyncClient(timeout=5) as client:
-            for index in self.procs:
-                text = (await client.get(f"http://127.0.0.1:{self.ports[index]}/metrics")).text
-                for line in text.splitlines():
-                    if line.startswith(name) and (line[len(name)] in "{ ") and all(w in line for w in want):
-                        total += float(line.rsplit(" ", 1)[1])
+        for index in self.procs:
+            for line in (await self.metrics_text(index)).splitlines():
+                if line.startswith(name) and (line[len(name)] in "{ ") and all(w in line for w in want):
+                    total += float(line.rsplit(" ", 1)[1])
         return total
 
     async def read_compacted(self, topic: str, read_committed: bool = False) -> dict[bytes, bytes]:
