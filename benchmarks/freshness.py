@@ -336,12 +336,15 @@ async def stage2_layout(client: httpx.AsyncClient, metrics: list[str]) -> list[d
     """Per worker: the partials (stage 2) partitions it merges, from its `floorwatch_scorer_stage_lag` series, and
     whether it builds the probe queue's view. Stage 2 is keyed by queue name, so the worker holding the floor's
     queues does most of it; a run's freshness depends on what else it was given (PROFILE.md)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: list[dict[str, Any]] = []
     for url in metrics:
         text = (await client.get(url, params=[("name[]", "floorwatch_scorer_stage_lag"),
                                               ("name[]", METRICS_FAMILY)], timeout=30)).text
-        parts = sorted(int(line.split('partition="')[1].split('"')[0]) for line in text.splitlines()
-                       if line.startswith("floorwatch_scorer_stage_lag{") and 'stage="queues"' in line)
+        parts = sorted(int(s.labels["partition"]) for family in text_string_to_metric_families(text)
+                       for s in family.samples
+                       if s.name == "floorwatch_scorer_stage_lag" and s.labels["stage"] == "queues")
         out.append({"queue_partitions": parts, "builds_probe_view": metrics_arrivals(text) > 0})
     return out
 
