@@ -85,9 +85,12 @@ class InProcessScorer:
                 p = self.partition_of(r.key, self.event_partitions)
                 self.agents.on_event(r.key, r.value, p)
             elif r.topic == "partials":
+                assert r.partition is not None  # (stage 1 sends every partial to its queue's partition)
                 self.queues.on_event(r.key, r.value, r.partition, r.local)
             elif r.topic == "dead_letter":
                 self.dead_letters.append(r)
+        for qp in range(self.queue_partitions):
+            self.queues.flush(qp)
 
     def tick(self, now_ms: int, *, fast: bool = False) -> dict[Scope, QueueView]:
         """One tick of every stage (with `fast`, stage 2's fast step: the queue views the partials changed);

@@ -620,6 +620,9 @@ class QueueStage:
         self.snapshot_at: dict[int, int] = {}
         self.latest_signals: dict[Scope, Signals] = {}
         self.to_write: dict[int, list[Widened]] = {}  # per queue partition: for `write_widened`
+        # Per queue partition: the table writes of the batch being merged, each key's last (None: delete), for
+        # `flush`. A batch re-sends many keys (a scope's live figures every fast step): written once each.
+        self.unwritten: dict[int, dict[bytes, bytes | None]] = {}
 
     def new_merger(self) -> QueueMerger:
         return QueueMerger(self.bucket_ms, self.agent_refresh_ticks)
@@ -627,6 +630,7 @@ class QueueStage:
     def revoke(self) -> None:
         self.owned = None
         self.to_write = {}
+        self.unwritten = {}
         self.merger = self.new_merger()
         self.days = DayMerger()
         self.budgets = {}
@@ -651,24 +655,34 @@ class QueueStage:
         }
         self.m.rebuilds.labels("queues").inc()
 
-    def on_event(self, key: bytes | None, value: bytes | None, partition: int | None = None,
-                 local: Handed | None = None) -> None:
+    def on_event(self, key: bytes | None, value: bytes | None, partition: int, local: Handed | None = None) -> None:
         """One partial record; `partition`: the partials topic partition it came on (a watermark record comes on
         every partition, after the partials of its tick for that partition: what widening may go by); `local`:
-        the record's key and bucket as stage 1 in this process sent them (`Out.local`), not decoded again."""
+        the record's key and bucket as stage 1 in this process sent them (`Out.local`), not decoded again.
+        Its table write waits for `flush(partition)`."""
         if key is None:
             return
-        if value is None:
-            self.table.pop(key, None)
-        else:
-            self.table[key] = bytes(memoryview(value))  # exact size (see services.core.wire.kept)
+        writes = self.unwritten.get(partition)
+        if writes is None:
+            writes = self.unwritten[partition] = {}
+        writes[key] = None if value is None else bytes(memoryview(value))  # exact size (services.core.wire.kept)
         parsed = parse_partial_key(key) if local is None else local[0]
         if parsed.width is not None:
-            self._drop_narrower(parsed)
+            self._drop_narrower(parsed, writes)
         if local is not None:
             self.merger.put_bucket(parsed.src, parsed.part, parsed.scope, parsed.slot, local[1], parsed.width)
             return
         self._apply(parsed, value, rebuilding=False, partition=partition)
+
+    def flush(self, partition: int) -> None:
+        """Write the merged partials of one queue partition to the table (the last value of each key). Call it
+        in the context of an event of that partition (Faust's changelog partition), before the offsets of the
+        records it covers are acknowledged, and before `tick` (`write_widened` writes the table as merged)."""
+        for key, value in self.unwritten.pop(partition, {}).items():
+            if value is None:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
 
     def write_widened(self, partition: int) -> None:
         """Write the buckets the merger widened for one queue partition to the table in place of those they
@@ -683,15 +697,15 @@ class QueueStage:
             if held is not None and held[0] == width:
                 self.table[partial_key(src, part, scope, start, width, self.bucket_ms)] = kept(held[1].to_json())
 
-    def _drop_narrower(self, key: PartialKey) -> None:
+    def _drop_narrower(self, key: PartialKey, writes: dict[bytes, bytes | None]) -> None:
         """A widened bucket (or its tombstone) replaces every narrower one of its source within its time: their
-        table entries go too, so that a rebuild never adds both (the merger replaces them in memory)."""
+        table entries go too (in `writes`), so that a rebuild never adds both (the merger replaces them in memory)."""
         assert key.width is not None
         for narrower in self.widths:
             if narrower >= key.width:
                 break
             for start in range(key.slot, key.slot + key.width, narrower):
-                self.table.pop(partial_key(key.src, key.part, key.scope, start, narrower, self.bucket_ms), None)
+                writes[partial_key(key.src, key.part, key.scope, start, narrower, self.bucket_ms)] = None
 
     def _apply(self, key: PartialKey, value: bytes | None, rebuilding: bool, partition: int | None = None) -> None:
         src, part, scope, slot, width = key
