@@ -161,12 +161,13 @@ class TopicSpec(NamedTuple):
 
 def deployment_topics(topics: Topics, event_partitions: int, queue_partitions: int) -> list[TopicSpec]:
     """Every topic created before the services start (`make up`; Kubernetes: kafka-topics.yaml). The
-    conversation-keyed ones have event_partitions; the queue-keyed ones, compacted, queue_partitions."""
+    conversation-keyed ones have event_partitions; the queue-keyed ones queue_partitions, compacted but for the
+    partials (a hand-over in bundles, not a store)."""
     return [
         TopicSpec(topics.events, event_partitions, False),
         TopicSpec(topics.dead_letter, event_partitions, False),
         TopicSpec(topics.agent_changes, event_partitions, False),
-        TopicSpec(topics.partials, queue_partitions, True),
+        TopicSpec(topics.partials, queue_partitions, False),  # bundles, purged once merged (services/scorer/purge.py)
         TopicSpec(topics.views, queue_partitions, True),
         TopicSpec(topics.alerts, queue_partitions, True),
     ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
@@ -57,6 +59,41 @@ def partial_key(src: str, part: int, scope: Scope, slot: int, width: int | None 
 def keyed_width(width: int | None, base_ms: int) -> int | None:
     """The width a partial's key carries (and `PartialKey.width` reads back): only one wider than `base_ms`."""
     return None if width is None or width == base_ms else width
+
+
+# The partials topic carries partials in bundles: one record per queue partition per send of a stage, holding
+# that send's partials for it in order. Faust's cost is per record (its fetch loop, at ~2,000 records a second
+# on a loaded 2-core machine, was what bounded a worker: benchmarks/PROFILE.md, "Partials in bundles"), and a
+# stage 1 step changes ~1.2 partials per event. A bundle's key: this prefix and the sender's own sequence, unique
+# (nothing is compacted away); each partial inside keeps its own key, which the merging stage's table is keyed by.
+BUNDLE_KEY_PREFIX: Final = b"\x00partials:"
+_ENTRY = struct.Struct(">ii")  # key length, value length (-1: a tombstone)
+
+
+def bundle_partials(partials: Iterable[tuple[bytes, bytes | None]]) -> bytes:
+    """One bundle's value: each partial's key and value (None: its tombstone), in order."""
+    return b"".join(_ENTRY.pack(len(k), -1 if v is None else len(v)) + k + (v or b"") for k, v in partials)
+
+
+def unbundle_partials(raw: bytes) -> Iterator[tuple[bytes, bytes | None]]:
+    """The partials of a bundle, in order: slices of `raw` (`bytes` slices are copies, each exactly its size)."""
+    pos, end, unpack = 0, len(raw), _ENTRY.unpack_from
+    while pos < end:
+        key_len, value_len = unpack(raw, pos)
+        pos += 8
+        key = raw[pos : pos + key_len]
+        pos += key_len
+        if value_len < 0:
+            yield key, None
+            continue
+        yield key, raw[pos : pos + value_len]
+        pos += value_len
+    if pos != end:
+        raise ValueError("a partials bundle ends inside an entry")
+
+
+def is_bundle_key(key: bytes | None) -> bool:
+    return key is not None and key.startswith(BUNDLE_KEY_PREFIX)
 
 
 class PartialKey(NamedTuple):

@@ -10,7 +10,9 @@ conversation state, so a crash neither loses nor double-counts an event.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -23,14 +25,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from services.core.alert_config import rules_from_env
 from services.core.kafka_security import KafkaSecurity
+from services.core.wire import BUNDLE_KEY_PREFIX, is_bundle_key, unbundle_partials
 
 from . import collector, malloc
 from .alert_log import AlertPublisher, read_engine_states
 from .handoff import Handoff
 from .metrics import AlertsCollector, PipelineMetrics, ScorecardCollector, SignalsCollector, ViewsCollector
 from .producers import OutputProducer, ScorerApp
+from .purge import PartialsPurger
 from .settings import ScorerSettings, worker_data_dir
-from .stages import AgentStage, ConversationStage, Handed, Out, QueueStage
+from .stages import AgentStage, ConversationStage, Handed, Out, QueueStage, in_bundles
 
 T = TypeVar("T")
 
@@ -169,6 +173,13 @@ def build_app(settings: ScorerSettings) -> faust.App:
     # it consumes those very records (handoff.py), instead of decoding what was just encoded.
     handoff: Handoff[Handed] = Handoff(settings.handoff_max)
 
+    # Bundle keys: unique to this process (the topic is not compacted, and nothing may replace a bundle).
+    bundle_key_base = BUNDLE_KEY_PREFIX + f"{settings.worker_index}-{os.urandom(4).hex()}-".encode()
+    bundle_seq = itertools.count()
+
+    def next_bundle_key() -> bytes:
+        return bundle_key_base + str(next(bundle_seq)).encode()
+
     async def send(records: list[Out]) -> None:
         merged_here: set[int] | None = None
         for r in records:
@@ -177,6 +188,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
                     merged_here = assigned(topics.partials)
                 if r.partition in merged_here:
                     handoff.offer(r.key, r.value, r.local)
+        for r in in_bundles(records, next_bundle_key):
             name = rebuilt.get(r.topic)
             if name is not None and outputs is not None:
                 await outputs.send(name, r.key, r.value, r.partition)
@@ -287,10 +299,13 @@ def build_app(settings: ScorerSettings) -> faust.App:
             await rebuild_queues()
             last_of: dict[int, Any] = {}
             for event in batch:
-                local = None if event.value is None else handoff.take(event.key, event.value)
-                (partials_decoded if local is None else partials_taken).inc()
                 message = event.message
-                queues.on_event(event.key, event.value, message.partition, local)
+                # (A record of one partial, as written before bundles, is taken as a bundle of one.)
+                partials = unbundle_partials(event.value) if is_bundle_key(event.key) else ((event.key, event.value),)
+                for key, value in partials:
+                    local = None if value is None else handoff.take(key, value)
+                    (partials_decoded if local is None else partials_taken).inc()
+                    queues.on_event(key, value, message.partition, local)
                 last_of[message.partition] = event
                 partials_next[message.partition] = message.offset + 1
             in_context_of(last_of, queues.flush)
@@ -347,6 +362,15 @@ def build_app(settings: ScorerSettings) -> faust.App:
     @app.task  # type: ignore[untyped-decorator]
     async def views_ticks() -> None:
         await every_tick(settings.tick_s, settings.tick_s / 2, publish_views)
+
+    purger = PartialsPurger(k.bootstrap, settings.app_id, topics.partials)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def purge_partials() -> None:
+        while settings.partials_purge_s > 0:
+            await asyncio.sleep(settings.partials_purge_s)
+            if not app.rebalancing and state["ready"]:
+                await purger.purge(assigned(topics.partials))
 
     @app.task  # type: ignore[untyped-decorator]
     async def hand_back_memory() -> None:

@@ -92,6 +92,9 @@ class ScorerSettings:
     # At most this many partial buckets stage 1 handed to stage 2 in the same worker not yet taken (0: off, every
     # partial decoded; services/scorer/handoff.py). Beyond it (stage 2 behind on a backlog) stage 1 stops handing on.
     handoff_max: int = field(default_factory=lambda: env_int("SCORER_HANDOFF_MAX", 2048))
+    # How often a worker deletes from the partials topic what its stage 2 has committed (services/scorer/purge.py;
+    # 0: never, the topic's retention alone bounds it).
+    partials_purge_s: float = field(default_factory=lambda: env_float("SCORER_PARTIALS_PURGE_S", 60.0))
     # Closed conversations stay this long after their last event, so late events still find them.
     retention_ms: int = field(default_factory=lambda: int(env_float("CONVERSATION_RETENTION_S", 3900) * 1000))
     # After retention a closed conversation leaves a tombstone this long, so an order or a rating that comes

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -56,6 +56,7 @@ from services.core.wire import (
     SRC_DAYS,
     PartialKey,
     alert_partition,
+    bundle_partials,
     day_view_key,
     decode_conversation_record,
     kept,
@@ -85,6 +86,32 @@ class Out(NamedTuple):
     # A partial bucket as stage 1 holds it, with its parsed key: stage 2 in the same process takes it as it is
     # instead of decoding `value` (app.py's handoff; stage 1 never changes a bucket it handed on).
     local: Handed | None = None
+
+
+BUNDLE_MAX_BYTES = 256 * 1024  # a bundle's value at most (plus one partial): well inside a producer request
+
+
+def in_bundles(records: list[Out], next_key: Callable[[], bytes], max_bytes: int = BUNDLE_MAX_BYTES) -> list[Out]:
+    """`records` as they go to Kafka: the partials in bundles, one per partials partition (more for a large send,
+    each at most about `max_bytes`), each in the order given (services.core.wire, "bundles"); the rest as they are."""
+    out: list[Out] = []
+    per_partition: dict[int | None, list[list[tuple[bytes, bytes | None]]]] = {}
+    sizes: dict[int | None, int] = {}
+    for r in records:
+        if r.topic != "partials":
+            out.append(r)
+            continue
+        chunks = per_partition.get(r.partition)
+        if chunks is None or sizes[r.partition] >= max_bytes:
+            if chunks is None:
+                chunks = per_partition[r.partition] = []
+            chunks.append([])
+            sizes[r.partition] = 0
+        chunks[-1].append((r.key, r.value))
+        sizes[r.partition] += len(r.key) + len(r.value or b"")
+    for partition, chunks in per_partition.items():
+        out.extend(Out("partials", next_key(), bundle_partials(chunk), partition) for chunk in chunks)
+    return out
 
 
 class ConversationStage:

@@ -66,7 +66,7 @@ class ScorerRun:
         for name, parts, compact in [
             (t["TOPIC_DEAD_LETTER"], self.event_partitions, False),
             (t["TOPIC_AGENT_CHANGES"], self.event_partitions, False),
-            (t["TOPIC_PARTIALS"], self.queue_partitions, True),
+            (t["TOPIC_PARTIALS"], self.queue_partitions, False),
             (t["TOPIC_VIEWS"], self.queue_partitions, True),
             (t["TOPIC_ALERTS"], self.queue_partitions, True),
         ]:
@@ -87,6 +87,8 @@ class ScorerRun:
             "RUN_DIR": str(REPO / ".run" / "harness" / self.prefix),
             "LOG_LEVEL": "WARNING",
             "SCORER_SESSION_TIMEOUT_S": "10",
+            # Purged often, so that every run (crashes and rebalances too) would show a purge that lost partials.
+            "SCORER_PARTIALS_PURGE_S": "2",
         })
         env.update(self.extra_env)
         return env

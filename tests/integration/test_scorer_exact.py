@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.testing import KafkaBroker
@@ -135,6 +136,28 @@ async def test_one_worker_equals_reference(
             await asyncio.sleep(0.5)
             lags = await lag_series(run)
         assert all_stages_caught_up(lags), lags
+        # The partials topic is a hand-over: what stage 2 committed is deleted (services/scorer/purge.py), on every
+        # partition that had partials, and never past what it committed.
+        partials = run.topics["TOPIC_PARTIALS"]
+        deadline = time.monotonic() + 60
+        starts = await topic_starts(kafka.bootstrap, partials, run.queue_partitions)
+        while time.monotonic() < deadline and not (starts and all(starts.values())):
+            await asyncio.sleep(0.5)
+            starts = await topic_starts(kafka.bootstrap, partials, run.queue_partitions)
+        committed = await committed_offsets(kafka.bootstrap, f"{run.prefix}-scorer", partials)
+        assert starts and all(starts.values()), starts
+        assert all(start <= committed[p] for p, start in starts.items()), (starts, committed)
+
+
+async def topic_starts(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """Each partition's first offset still held (above 0 once records were deleted)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: offset for tp, offset in (await consumer.beginning_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
 
 
 EVENTS_LAG, STAGE_LAG = "floorwatch_scorer_consumer_lag", "floorwatch_scorer_stage_lag"
