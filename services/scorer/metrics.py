@@ -363,7 +363,8 @@ class PipelineMetrics:
         )
         self.partials_handed = Counter(
             "floorwatch_scorer_partials_in_total",
-            "Partial records stage 2 merged: taken as stage 1 in this worker sent them, or decoded", ["how"],
+            "Partials stage 2 merged (each of a bundle): taken as stage 1 in this worker sent them, or decoded",
+            ["how"],
             registry=registry,
         )
         self.views_published_at = Gauge(
@@ -395,7 +396,8 @@ class PipelineMetrics:
         self.stage_lag = Gauge(
             "floorwatch_scorer_stage_lag",
             "Records of the scorer's own topics not yet consumed (high watermark - next offset): stage=queues the "
-            "partials stage 2 merges, stage=agents the agent changes", ["stage", "partition"], registry=registry,
+            "partials bundles stage 2 merges, stage=agents the agent changes", ["stage", "partition"],
+            registry=registry,
         )
         self.evicted = Counter(
             "floorwatch_scorer_conversations_evicted_total", "Closed conversations removed after retention",

@@ -92,8 +92,9 @@ BUNDLE_MAX_BYTES = 256 * 1024  # a bundle's value at most (plus one partial): we
 
 
 def in_bundles(records: list[Out], next_key: Callable[[], bytes], max_bytes: int = BUNDLE_MAX_BYTES) -> list[Out]:
-    """`records` as they go to Kafka: the partials in bundles, one per partials partition (more for a large send,
-    each at most about `max_bytes`), each in the order given (services.core.wire, "bundles"); the rest as they are."""
+    """`records` as they go to Kafka: the partials in bundles, one per partials partition (more for a large send:
+    a bundle holds at most `max_bytes` of keys and values, or one partial larger than that, which is no larger
+    than it went alone before bundles), each in the order given (services.core.wire); the rest as they are."""
     out: list[Out] = []
     per_partition: dict[int | None, list[list[tuple[bytes, bytes | None]]]] = {}
     sizes: dict[int | None, int] = {}
@@ -101,14 +102,16 @@ def in_bundles(records: list[Out], next_key: Callable[[], bytes], max_bytes: int
         if r.topic != "partials":
             out.append(r)
             continue
+        size = len(r.key) + len(r.value or b"")
         chunks = per_partition.get(r.partition)
-        if chunks is None or sizes[r.partition] >= max_bytes:
-            if chunks is None:
-                chunks = per_partition[r.partition] = []
+        if chunks is None:
+            chunks = per_partition[r.partition] = [[]]
+            sizes[r.partition] = 0
+        elif chunks[-1] and sizes[r.partition] + size > max_bytes:
             chunks.append([])
             sizes[r.partition] = 0
         chunks[-1].append((r.key, r.value))
-        sizes[r.partition] += len(r.key) + len(r.value or b"")
+        sizes[r.partition] += size
     for partition, chunks in per_partition.items():
         out.extend(Out("partials", next_key(), bundle_partials(chunk), partition) for chunk in chunks)
     return out
