@@ -62,10 +62,11 @@ def keyed_width(width: int | None, base_ms: int) -> int | None:
 
 
 # The partials topic carries partials in bundles: one record per queue partition per send of a stage, holding
-# that send's partials for it in order. Faust's cost is per record (its fetch loop, at ~2,000 records a second
-# on a loaded 2-core machine, was what bounded a worker: benchmarks/PROFILE.md, "Partials in bundles"), and a
-# stage 1 step changes ~1.2 partials per event. A bundle's key: this prefix and the sender's own sequence, unique
-# (nothing is compacted away); each partial inside keeps its own key, which the merging stage's table is keyed by.
+# that send's partials for it in order. Faust's cost is per record (its fetch loop, ~1,850 records a second on a
+# loaded 2-core machine, fell behind on one record per partial and starved stage 2: benchmarks/PROFILE.md,
+# "Partials in bundles"), and a stage 1 step changes ~1.2 partials per event. A bundle's key: this prefix and the
+# sender's own sequence, unique (nothing is compacted away); each partial inside keeps its own key, which the
+# merging stage's table is keyed by.
 BUNDLE_KEY_PREFIX: Final = b"\x00partials:"
 _ENTRY = struct.Struct(">ii")  # key length, value length (-1: a tombstone)
 
