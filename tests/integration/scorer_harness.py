@@ -22,7 +22,9 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from deploy.local.config import topics_for
 from deploy.local.testing import KafkaBroker
+from services.core.config import deployment_topics
 from services.core.events import parse_event
 from services.core.scope import Scope
 from services.kafka_util.read import read_to_end
@@ -62,15 +64,12 @@ class ScorerRun:
         }
 
     async def create_topics(self) -> None:
-        t = self.topics
-        for name, parts, compact in [
-            (t["TOPIC_DEAD_LETTER"], self.event_partitions, False),
-            (t["TOPIC_AGENT_CHANGES"], self.event_partitions, False),
-            (t["TOPIC_PARTIALS"], self.queue_partitions, False),
-            (t["TOPIC_VIEWS"], self.queue_partitions, True),
-            (t["TOPIC_ALERTS"], self.queue_partitions, True),
-        ]:
-            await self.kafka.acreate_topic(name, parts, compact)
+        """The run's own topics as a deployment makes them (services.core.config.deployment_topics), but for the
+        chat-events topic, which the run shares."""
+        specs = deployment_topics(topics_for(self.topics), self.event_partitions, self.queue_partitions)
+        for name, parts, compact in specs:
+            if name != self.events_topic:
+                await self.kafka.acreate_topic(name, parts, compact)
 
     def env(self, index: int) -> dict[str, str]:
         env = dict(os.environ)
