@@ -23,13 +23,13 @@ class PartialsPurger:
         self.admin: AIOKafkaAdminClient | None = None
         self.purged_to: dict[int, int] = {}
 
-    async def purge(self, partitions: Iterable[int]) -> dict[int, int]:
+    async def purge(self, partitions: Iterable[int]) -> None:
         """Delete the records before the group's committed offset on each of `partitions` (those this worker
-        merges: its commits are what say they are merged); returns the new start offsets. A failure is logged and
-        left to the next purge (a topic made before bundles, still compacted, refuses: docs/operations.md)."""
+        merges: its commits are what say they are merged). A failure is logged and left to the next purge (a topic
+        made before bundles, still compacted, refuses: docs/operations.md)."""
         tps = [TopicPartition(self.topic, p) for p in partitions]
         if not tps:
-            return {}
+            return
         try:
             if self.admin is None:
                 self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **client_kwargs())
@@ -38,15 +38,14 @@ class PartialsPurger:
             wanted = {tp: RecordsToDelete(meta.offset) for tp, meta in committed.items()
                       if meta.offset > self.purged_to.get(tp.partition, 0)}
             if not wanted:
-                return {}
+                return
             done = await self.admin.delete_records(wanted)
         except Exception as exc:  # the next purge tries again; nothing is lost by not purging
             log.warning("could not purge the partials topic", extra={"topic": self.topic, "error": repr(exc)})
             await self.close()
-            return {}
+            return
         for tp, start in done.items():
             self.purged_to[tp.partition] = start
-        return {tp.partition: start for tp, start in done.items()}
 
     async def close(self) -> None:
         if self.admin is not None:

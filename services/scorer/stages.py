@@ -88,13 +88,15 @@ class Out(NamedTuple):
     local: Handed | None = None
 
 
-BUNDLE_MAX_BYTES = 256 * 1024  # a bundle's value at most (plus one partial): well inside a producer request
+BUNDLE_MAX_BYTES = 256 * 1024  # a bundle's keys and values at most (or one partial alone): inside a producer request
 
 
 def in_bundles(records: list[Out], next_key: Callable[[], bytes], max_bytes: int = BUNDLE_MAX_BYTES) -> list[Out]:
     """`records` as they go to Kafka: the partials in bundles, one per partials partition (more for a large send:
     a bundle holds at most `max_bytes` of keys and values, or one partial larger than that, which is no larger
     than it went alone before bundles), each in the order given (services.core.wire); the rest as they are."""
+    if not records:  # (most of stage 1's per-event sends)
+        return records
     out: list[Out] = []
     per_partition: dict[int | None, list[list[tuple[bytes, bytes | None]]]] = {}
     sizes: dict[int | None, int] = {}
@@ -695,7 +697,8 @@ class QueueStage:
         writes = self.unwritten.get(partition)
         if writes is None:
             writes = self.unwritten[partition] = {}
-        writes[key] = None if value is None else bytes(memoryview(value))  # exact size (services.core.wire.kept)
+        # Exact size (services.core.wire.kept): in one process (InProcessScorer) the value is orjson's own bytes.
+        writes[key] = None if value is None else bytes(memoryview(value))
         parsed = parse_partial_key(key) if local is None else local[0]
         if parsed.width is not None:
             self._drop_narrower(parsed, writes)
