@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Boolean, Float64, Int16, Int32, Schema, String
@@ -78,3 +79,14 @@ async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[i
     finally:
         await admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+
+async def topic_starts(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """Each partition's first offset still held (above 0 once records were deleted from it)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: offset for tp, offset in (await consumer.beginning_offsets(tps)).items()}
+    finally:
+        await consumer.stop()

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.testing import KafkaBroker
@@ -29,7 +28,7 @@ from services.simulator.model import FloorModel, SimConfig
 from tests.reference import reference_day_sums, reference_views
 from tests.unit.test_scorer_properties import assert_matches_reference
 
-from .kafka_admin import committed_offsets, set_produce_quota
+from .kafka_admin import committed_offsets, set_produce_quota, topic_starts
 from .scorer_harness import ScorerRun, produce
 
 START = 1_795_600_800_000  # a fixed hour, so the run is reproducible
@@ -148,16 +147,6 @@ async def test_one_worker_equals_reference(
         assert starts and all(starts.values()), starts
         assert all(start <= committed[p] for p, start in starts.items()), (starts, committed)
 
-
-async def topic_starts(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    """Each partition's first offset still held (above 0 once records were deleted)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        return {tp.partition: offset for tp, offset in (await consumer.beginning_offsets(tps)).items()}
-    finally:
-        await consumer.stop()
 
 
 EVENTS_LAG, STAGE_LAG = "floorwatch_scorer_consumer_lag", "floorwatch_scorer_stage_lag"
