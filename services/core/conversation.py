@@ -444,7 +444,7 @@ class Conversation:
         lt = self.last_event_ts
         out: list[Any] = [
             self.tenant, self.shop_id, self.platform, lt, -1 if self.base_ts < 0 else lt - self.base_ts,
-            _state_to_json(self.base, lt),
+            state_to_compact(self.base, lt),
             [_event_to_json(ev, lt) for ev in self.pending],  # the state and pending facts replay from these
             [],
             binascii.b2a_base64(self.folded_ids, newline=False).decode() if self.folded_ids else "",
@@ -462,7 +462,7 @@ class Conversation:
             tenant=sys.intern(tenant),
             shop_id=sys.intern(shop),
             platform=sys.intern(platform),
-            base=_state_of(base_raw, lt),
+            base=state_from_compact(base_raw, lt),
             pending=[_event_of(ev, lt) for ev in pending_raw],
             folded_ids=binascii.a2b_base64(digests) if digests else b"",
             base_ts=-1 if bt < 0 else lt - bt,
@@ -484,7 +484,8 @@ def _rel(lt: int, ts: int | None) -> int | None:
     return None if ts is None else lt - ts
 
 
-def _state_to_json(s: ConvState, lt: int) -> list[Any]:
+def state_to_compact(s: ConvState, lt: int) -> list[Any]:
+    """A state as the compact record keeps it (times relative to `lt`, defaults left off; `state_from_compact`)."""
     if s == _DEFAULT_STATE:  # the base of every conversation none of whose events has settled yet
         return []
     out = s.to_json()
@@ -497,7 +498,7 @@ def _state_to_json(s: ConvState, lt: int) -> list[Any]:
     return out
 
 
-def _state_of(raw: list[Any], lt: int) -> ConvState:
+def state_from_compact(raw: list[Any], lt: int) -> ConvState:
     values = [*raw, *_STATE_DEFAULTS[len(raw):]]
     for i in _STATE_TIMES:
         if values[i] is not None:

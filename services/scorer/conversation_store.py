@@ -15,7 +15,7 @@ from collections import ChainMap, OrderedDict
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from services.core.conversation import Conversation
+from services.core.conversation import Conversation, state_to_compact
 from services.core.days import days_of, days_to_json
 from services.core.wire import conversation_record, decode_conversation_record, tombstone_record
 
@@ -80,10 +80,11 @@ class ConversationStore:
                 cache.popitem(last=False)
 
     def bury(self, key: bytes, partition: int, conv: Conversation) -> None:
-        """Replace a closed conversation past retention by its tombstone: where it was, when it last moved,
-        and its day contributions (an order or a rating can still come hours later)."""
+        """Replace a closed conversation past retention by its tombstone: where it was, when it last moved, its
+        state (who a rating or an order that can still come hours later credits) and its day contributions."""
         self.caches[partition].pop(key, None)
-        gone = [conv.tenant, conv.shop_id, conv.platform, conv.state.queue, conv.last_event_ts]
+        gone = [conv.tenant, conv.shop_id, conv.platform, conv.state.queue, conv.last_event_ts,
+                state_to_compact(conv.state, conv.last_event_ts)]
         self.table[key] = tombstone_record(partition, gone, days_to_json(conv.days) if conv.days else None)
 
     def write_back(self, partition: int) -> bool:

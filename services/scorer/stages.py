@@ -23,7 +23,7 @@ from services.core.alert_signals import Signals, paging_scopes, signals_for_view
 from services.core.alerts import Alert, AlertEngine
 from services.core.bucket_widths import all_widths
 from services.core.buckets import Bucket
-from services.core.conversation import Conversation, ConvEvent, ConvState
+from services.core.conversation import Conversation, ConvEvent, ConvState, state_from_compact
 from services.core.days import (
     DayMerger,
     LedgerEntry,
@@ -331,10 +331,12 @@ class ConversationStage:
         if tomb is not None:
             gone, days_raw = tomb
             # A closed conversation evicted after retention: an order or a rating can still come hours
-            # later. It comes back closed, in its last queue, with nothing to retract (all out of every window),
-            # and with its day contributions (the tombstone held them: they are the record's again).
-            tenant, shop, platform, queue, last_ts = gone
-            state = ConvState(queue=queue, opened=True, closed=True, answered=True)
+            # later. It comes back closed, as it was (its last queue and agent, whom the rating credits, and the
+            # replies an order converts), with nothing to retract (all out of every window), and with its day
+            # contributions (the tombstone held them: they are the record's again).
+            tenant, shop, platform, queue, last_ts, *kept_state = gone
+            state = (state_from_compact(kept_state[0], last_ts) if kept_state  # (older tombstones kept no state)
+                     else ConvState(queue=queue, opened=True, closed=True, answered=True))
             days = self.days[partition].unsettled(key.decode(), tenant, shop, platform, days_of(days_raw))
             conv = Conversation(tenant, shop, platform, base=state, state=state.copy(), base_ts=last_ts,
                                 last_event_ts=last_ts, days=days or None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.core.conversation import Conversation
+from services.core.conversation import Conversation, state_to_compact
 from services.core.wire import decode_conversation_record
 from services.scorer.conversation_store import ConversationStore, Table
 
@@ -46,5 +46,8 @@ def test_a_buried_conversation_leaves_its_tombstone() -> None:
     store.write_back(3)
     store.bury(b"c1", 3, conversation(5000, queue="aftersales"))
     assert b"c1" not in store.cache
-    assert decode_conversation_record(table[b"c1"]) == (3, None, ["acme", "acme-jd", "jd", "aftersales", 5000], None)
-    assert store.get(b"c1", 3) == (None, (["acme", "acme-jd", "jd", "aftersales", 5000], None))
+    conv = conversation(5000, queue="aftersales")
+    gone = ["acme", "acme-jd", "jd", "aftersales", 5000, state_to_compact(conv.state, 5000)]  # its state kept too
+    assert gone[5]  # (a closed conversation's state is not the default one, left off as [])
+    assert decode_conversation_record(table[b"c1"]) == (3, None, gone, None)
+    assert store.get(b"c1", 3) == (None, (gone, None))

@@ -386,3 +386,32 @@ def test_an_order_after_retention_does_not_reopen_the_conversation() -> None:
     ]
     got = run(events, event_partitions=1)
     assert_matches_reference(got, reference_views(events))
+
+
+def test_a_rating_and_an_order_after_retention_credit_the_conversations_agent() -> None:
+    """The conversation is evicted (a tombstone) before they come: the tombstone keeps its state, so the rating
+    still counts for the agent it was assigned to and the order in the conversion of the agent who replied, as
+    the definitions say (a tombstone that kept only the queue credited the queue alone)."""
+    def ev(n: int, cid: str, etype: str, t: int, **extra: Any) -> dict[str, Any]:
+        return {"event_id": f"e{n}", "type": etype, "ts": T0 + t, "tenant": "acme", "shop_id": "s1",
+                "platform": "jd", "conversation_id": cid, **extra}
+
+    after = 66 * 60_000
+    events = [
+        ev(1, "c", "message", 0, sender="customer", queue="presales"),
+        ev(2, "c", "conversation.assigned", 5_000, agent_id="a1"),
+        ev(3, "c", "message", 10_000, sender="agent", agent_id="a1"),
+        ev(4, "c", "conversation.closed", 20_000, reason="resolved"),
+        ev(5, "d", "message", 20_000 + after, sender="customer", queue="presales"),  # moves the watermark on
+        ev(6, "c", "csat.rated", 21_000 + after, score=5),
+        ev(7, "c", "order.placed", 22_000 + after, amount="5", currency="CNY"),
+    ]
+    scorer = InProcessScorer(event_partitions=1)
+    scorer.feed(events[:5])
+    scorer.tick(0)
+    assert scorer.metrics.evicted._value.get() == 1  # c is a tombstone when the rating comes
+    scorer.feed(events[5:])
+    got = scorer.tick(0)
+    agent = Scope("acme", "s1", "jd", "@agent:a1")
+    assert got[agent]["windows"]["1h"]["csat"]["count"] == 1
+    assert_matches_reference(got, reference_views(events))
