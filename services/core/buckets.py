@@ -139,8 +139,8 @@ class Bucket:
             self.c["rule_met"] += sign
 
     def apply(self, fact: Fact, sign: int, sl: SlCounters | None = None) -> None:
-        """Add (sign=1) or retract (sign=-1) a fact; `sl`: the queue's service-level counters (for LEFT
-        facts; default: the built-in thresholds)."""
+        """Add (sign > 0) or retract (sign < 0) a fact |sign| times; `sl`: the queue's service-level counters (for
+        LEFT facts; default: the built-in thresholds)."""
         c, kind, v = self.c, fact.kind, fact.value
         if kind == MSG_CUSTOMER:
             c["msgs_customer"] += sign
@@ -148,14 +148,16 @@ class Bucket:
             c["msgs_agent"] += sign
         elif kind == REPLY:
             reply = self._own("reply")
-            (reply.add if sign > 0 else reply.remove)(v)
+            for _ in range(abs(sign)):  # (a sign is a count: a conversation read back holds equal facts as one, n)
+                (reply.add if sign > 0 else reply.remove)(v)
             if v > _SLOW_MS:
                 c["slow_replies"] += sign
         elif kind == ARRIVAL:
             c["arrivals"] += sign
         elif kind == FRT:
             frt = self._own("frt")
-            (frt.add if sign > 0 else frt.remove)(v)
+            for _ in range(abs(sign)):
+                (frt.add if sign > 0 else frt.remove)(v)
         elif kind == LEFT:
             c["left"] += sign
             if v < 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import accumulate
@@ -163,13 +163,16 @@ class QueueMerger:
         """Drop the buckets that left every window (`WindowStore.prune`: whole minutes at a time)."""
         self.store.prune(before)
 
-    def widen(self, now: int, partition_of: Callable[[Scope], int]) -> list[Widened]:
+    def widen(self, now: int, partition_of: Callable[[Scope], int],
+              paused: Container[tuple[str, int, int]] = ()) -> list[Widened]:
         """Widen each source's buckets with age by its watermark as received on their partition (never ahead of
         `now`): stage 1 widened them by that watermark or a later one, earlier (`services.core.bucket_widths`).
-        Not by the newest watermark from any partition: another partition's partials may lag behind it."""
+        Not by the newest watermark from any partition: another partition's partials may lag behind it. Not the
+        buckets of a source (src, part) on a partition in `paused`: it is re-sending them all (QueueStage)."""
         def clock_of(key: SrcKey) -> int | None:
-            wm = self.widen_clocks.get((key[0], key[1], partition_of(key[2])))
-            return None if wm is None else min(now, wm)
+            src_on = (key[0], key[1], partition_of(key[2]))
+            wm = self.widen_clocks.get(src_on)
+            return None if wm is None or src_on in paused else min(now, wm)
 
         return self.store.widen(clock_of)
 

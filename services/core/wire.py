@@ -17,6 +17,11 @@ SLOT_LIVE: Final = -1
 SLOT_AGENTS: Final = -2
 SLOT_WATERMARK: Final = -3
 SLOT_AGENT_STATE: Final = -4  # one agent's status, capacity, chats and change history (its own view)
+# A stage that rebuilt a partition re-sends all it holds for it between these two (on every queue partition): the
+# merging stage then drops what that source sent before and did not send again (`QueueStage`: a retraction lost
+# in a crash would otherwise stay merged for good).
+SLOT_RESEND_BEGIN: Final = -5
+SLOT_RESEND_END: Final = -6
 
 SRC_CONVERSATIONS: Final = "c"
 SRC_AGENTS: Final = "a"
@@ -24,6 +29,9 @@ SRC_DAYS: Final = "d"  # the scorecard's day state (services.core.days): slot = 
 # Stage 1's ledger of settled day sums lives in the conversations table under keys starting with this (no
 # conversation key can: event keys are printable).
 DAY_LEDGER_PREFIX: Final = b"\x00day:"
+# And its watermark per partition under this and the partition's number: an event that leaves no conversation
+# state (an agent's status) moves it too, and a rebuild must not start behind where the partition was.
+WATERMARK_KEY_PREFIX: Final = b"\x00wm:"
 # The views topic carries stage 2's day records too: key [DAY_VIEW_TAG, tenant, shop, platform, who, start].
 DAY_VIEW_TAG: Final = "@day"
 # The alerts topic: an API's acknowledgement of alert <id> is the record `ack:<id>` (it leaves with the alert).
@@ -122,6 +130,10 @@ def parse_view_key(raw: bytes) -> Scope:
 
 def ledger_key(part: int, scope: Scope, start: int) -> bytes:
     return DAY_LEDGER_PREFIX + kept([part, *scope, start])
+
+
+def watermark_key(part: int) -> bytes:
+    return WATERMARK_KEY_PREFIX + str(part).encode()
 
 
 def parse_ledger_key(raw: bytes) -> tuple[int, Scope, int]:

@@ -264,7 +264,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
                 partition = event.message.partition
                 agents_next[partition] = event.message.offset + 1
                 if partition not in agents.parts:
-                    agents.rebuild(assigned(topics.agent_changes) | {partition})
+                    await send(agents.rebuild(assigned(topics.agent_changes) | {partition}))
                 agents.on_event(event.key, event.value, partition)
                 last_of[partition] = last_agent_event[partition] = event
             in_context_of(last_of, agents.flush)
@@ -317,6 +317,9 @@ def build_app(settings: ScorerSettings) -> faust.App:
     async def publish_partials() -> None:
         """The queues' changed partials every PARTIALS_TICK_S; once a tick, everything that changed."""
         started = time.perf_counter()
+        # Partitions owned and not rebuilt yet (no event came since the assignment) are rebuilt here: their
+        # partials are re-sent whole even if no event comes (a change of them lost in a crash is then repaired).
+        await send(conversations.rebuild(assigned(topics.events)) + agents.rebuild(assigned(topics.agent_changes)))
         n = int(time.time() // settings.tick_s)
         fast = n == last_tick["n"]
         last_tick["n"] = n

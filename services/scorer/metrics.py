@@ -384,6 +384,12 @@ class PipelineMetrics:
             "Partials narrower than the bucket stage 2 held for their time: after a rebuild of stage 1, which then "
             "sends all it holds (the wide one is dropped; services/core/bucket_widths.py)", registry=registry,
         )
+        self.partials_swept = Counter(
+            "floorwatch_scorer_partials_swept_total",
+            "Partials stage 2 held and dropped at the end of a source's whole re-send after a rebuild, as that "
+            "source no longer holds them (a change of them lost in a crash; services.core.wire, SLOT_RESEND_*)",
+            registry=registry,
+        )
         self.conversations_cached = Gauge(
             "floorwatch_scorer_conversations_cached", "Conversation states held in memory", registry=registry
         )

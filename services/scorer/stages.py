@@ -8,6 +8,7 @@ them after a rebalance; that is what makes a SIGKILL and a replay change no numb
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -50,10 +51,13 @@ from services.core.wire import (
     SLOT_AGENT_STATE,
     SLOT_AGENTS,
     SLOT_LIVE,
+    SLOT_RESEND_BEGIN,
+    SLOT_RESEND_END,
     SLOT_WATERMARK,
     SRC_AGENTS,
     SRC_CONVERSATIONS,
     SRC_DAYS,
+    WATERMARK_KEY_PREFIX,
     PartialKey,
     alert_partition,
     bundle_partials,
@@ -67,6 +71,7 @@ from services.core.wire import (
     partial_key,
     queue_partition,
     view_key,
+    watermark_key,
 )
 
 from .conversation_store import ConversationStore, Table
@@ -75,6 +80,15 @@ from .metrics import PipelineMetrics
 log = logging.getLogger(__name__)
 
 NO_SCOPE = Scope("", "", "", "")
+
+
+def resend_markers(srcs: tuple[str, ...], partitions: set[int], slot: int, queue_partitions: int) -> list[Out]:
+    """The start (SLOT_RESEND_BEGIN) or end (SLOT_RESEND_END) of a whole re-send of these sources' partitions,
+    on every queue partition (services.core.wire)."""
+    return [Out("partials", partial_key(src, p, NO_SCOPE, slot), b"1", qp)
+            for p in sorted(partitions) for src in srcs for qp in range(queue_partitions)]
+
+
 Handed = tuple[PartialKey, Bucket]  # a partial bucket's parsed key and the bucket (`Out.local`)
 
 
@@ -141,6 +155,8 @@ class ConversationStage:
         self.closed: dict[int, deque[tuple[int, bytes]]] = {}
         self.tombs: dict[int, deque[tuple[int, bytes]]] = {}
         self.sent_watermark: dict[int, int] = {}
+        self.written_watermark: dict[int, int] = {}  # per partition: as last written to the table
+        self.resending: set[int] = set()  # rebuilt partitions whose whole re-send ends on the next tick
         # The per-tenant name limits again, per partition (a defence behind ingest, which enforces them on
         # the whole stream: a partition sees a subset of it, so nothing ingest admitted is refused here).
         self.limits = limits or TenantLimits()
@@ -156,12 +172,15 @@ class ConversationStage:
             self.closed.pop(p, None)
             self.tombs.pop(p, None)
             self.sent_watermark.pop(p, None)
+            self.written_watermark.pop(p, None)
+            self.resending.discard(p)
             self.names.pop(p, None)
             self.days.pop(p, None)
         self.store.release(partitions)
 
     def rebuild(self, partitions: set[int]) -> list[Out]:
-        """Derive the partials of newly owned partitions from the table, and re-send them whole."""
+        """Derive the partials of newly owned partitions from the table, and re-send them whole (on the next tick,
+        between resend markers)."""
         todo = {p for p in partitions if p not in self.parts}
         if not todo:
             return []
@@ -169,7 +188,8 @@ class ConversationStage:
             self.parts[p] = PartitionPartials(self.bucket_ms)
             self.store.own(p)
             self.days[p] = PartitionDays(self.tz)
-        out: list[Out] = []
+        self.resending |= todo
+        out = resend_markers((SRC_CONVERSATIONS, SRC_DAYS), todo, SLOT_RESEND_BEGIN, self.queue_partitions)
         closed: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
         tombs: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
         # Day contributions are loaded after the ledger (which says which tombstones it already settled).
@@ -179,6 +199,10 @@ class ConversationStage:
                 lp, scope, start = parse_ledger_key(key)
                 if lp in todo:
                     self.days[lp].load_ledger((scope, start), LedgerEntry.from_json(orjson.loads(raw)))
+                continue
+            if key.startswith(WATERMARK_KEY_PREFIX):
+                if (wp := int(key[len(WATERMARK_KEY_PREFIX):])) in todo:
+                    self.written_watermark[wp] = int(raw)
                 continue
             p, record, gone, days_raw = decode_conversation_record(raw)
             if p not in todo:
@@ -200,6 +224,10 @@ class ConversationStage:
                 out.extend(self._spans(conv.tenant, agent, key, spans) for agent, spans in conv.agent_spans().items())
             if conv.state.closed:
                 closed[p].append((conv.last_event_ts, key))
+        for p in todo & self.written_watermark.keys():
+            # The watermark as written after a batch's other writes, not the newest event of the conversations
+            # read: a crash may have kept some writes of the batch after it, whose events are replayed (`flush`).
+            self.parts[p].watermark = self.written_watermark[p]
         for p, tenant, shop, platform, days_raw, conv_key in contributions:
             self.days[p].load(tenant, shop, platform, days_of(days_raw), conv_key)
         for p in todo:
@@ -294,12 +322,16 @@ class ConversationStage:
     def flush(self, partition: int) -> None:
         """Write the partition's changed conversations to the table, then evict what retention allows.
         Call it in the context of an event of that partition (Faust's changelog partition)."""
-        if not self.store.write_back(partition):
-            return
         watermark = self.parts[partition].watermark
-        self._evict(partition, watermark)
-        self._write_ledger(partition)
-        self.store.drop_idle(partition, watermark)
+        if self.store.write_back(partition):
+            self._evict(partition, watermark)
+            self._write_ledger(partition)
+            self.store.drop_idle(partition, watermark)
+        # Last: a rebuild that reads this watermark reads every write of the events it covers (the changelog
+        # keeps a partition's writes in order), so the events it replays meet the watermark they met the first time.
+        if watermark > self.written_watermark.get(partition, 0):
+            self.written_watermark[partition] = watermark
+            self.table[watermark_key(partition)] = str(watermark).encode()
 
     # Agent changes are keyed by the conversation's tenant's agent: two tenants' "a1" are two agents.
     def _assignment(self, tenant: str, agent_id: str, conversation_key: bytes, active: bool, ts: int) -> Out:
@@ -424,6 +456,9 @@ class ConversationStage:
                 wm_key = partial_key(SRC_CONVERSATIONS, p, NO_SCOPE, SLOT_WATERMARK)
                 wm_value = orjson.dumps(part.watermark)
                 out.extend(Out("partials", wm_key, wm_value, qp) for qp in range(self.queue_partitions))
+        if not fast and self.resending:  # all they hold went out above (`rebuild` marked it all changed)
+            out += resend_markers((SRC_CONVERSATIONS, SRC_DAYS), self.resending, SLOT_RESEND_END, self.queue_partitions)
+            self.resending = set()
         self.m.conversations_cached.set(sum(len(cache) for cache in self.store.caches.values()))
         return out
 
@@ -468,6 +503,7 @@ class AgentStage:
         self.last_seen: dict[int, dict[str, int]] = {}
         self.watermarks: dict[int, int] = {}
         self.next_sweep: dict[int, int] = {}
+        self.resending: set[int] = set()  # rebuilt partitions whose whole re-send ends on the next tick
 
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
@@ -478,11 +514,15 @@ class AgentStage:
             self.last_seen.pop(p, None)
             self.watermarks.pop(p, None)
             self.next_sweep.pop(p, None)
+            self.resending.discard(p)
 
-    def rebuild(self, partitions: set[int]) -> None:
+    def rebuild(self, partitions: set[int]) -> list[Out]:
+        """Load newly owned partitions from the table; all they hold is re-sent on the next tick (between the
+        resend markers this returns and those of that tick)."""
         todo = {p for p in partitions if p not in self.parts}
         if not todo:
-            return
+            return []
+        self.resending |= todo
         for p in todo:
             self.parts[p] = PartitionAgents()
             self.states[p] = {}
@@ -502,6 +542,7 @@ class AgentStage:
         for p in todo:
             self.parts[p].mark_all_dirty()
         self.m.rebuilds.labels("agents").inc()
+        return resend_markers((SRC_AGENTS,), todo, SLOT_RESEND_BEGIN, self.queue_partitions)
 
     def on_event(self, key: bytes | None, value: bytes | None, partition: int) -> list[Out]:
         if key is None or value is None:
@@ -615,6 +656,9 @@ class AgentStage:
                         orjson.dumps(agent.summary()), qp)
                 )
             self.dirty_agents[p] = {}
+        if not fast and self.resending:
+            out += resend_markers((SRC_AGENTS,), self.resending, SLOT_RESEND_END, self.queue_partitions)
+            self.resending = set()
         return out
 
 
@@ -657,6 +701,10 @@ class QueueStage:
         # Per queue partition: the table writes of the batch being merged, each key's last (None: delete), for
         # `flush`. A batch re-sends many keys (a scope's live figures every fast step): written once each.
         self.unwritten: dict[int, dict[bytes, bytes | None]] = {}
+        # Per source, its partition and the queue partition it re-sends on: the keys it sent since its resend began;
+        # per queue partition, the re-sends that ended (swept together before the next partial: one table scan).
+        self.resent: dict[tuple[str, int, int], set[bytes]] = {}
+        self.ended: dict[int, list[tuple[str, int, set[bytes]]]] = {}
 
     def new_merger(self) -> QueueMerger:
         return QueueMerger(self.bucket_ms, self.agent_refresh_ticks)
@@ -665,6 +713,8 @@ class QueueStage:
         self.owned = None
         self.to_write = {}
         self.unwritten = {}
+        self.resent = {}
+        self.ended = {}
         self.merger = self.new_merger()
         self.days = DayMerger()
         self.budgets = {}
@@ -699,9 +749,18 @@ class QueueStage:
         writes = self.unwritten.get(partition)
         if writes is None:
             writes = self.unwritten[partition] = {}
+        parsed = parse_partial_key(key) if local is None else local[0]
+        if self.resent:
+            resent = self.resent.get((parsed.src, parsed.part, partition))
+            if resent is not None:
+                resent.add(key)
+        if parsed.slot in (SLOT_RESEND_BEGIN, SLOT_RESEND_END):  # a marker, not a partial: nothing to keep
+            self._resend(parsed, partition)
+            return
+        if self.ended.get(partition):
+            self._sweep(partition, writes)
         # Exact size (services.core.wire.kept): in one process (InProcessScorer) the value is orjson's own bytes.
         writes[key] = None if value is None else bytes(memoryview(value))
-        parsed = parse_partial_key(key) if local is None else local[0]
         if parsed.width is not None:
             self._drop_narrower(parsed, writes)
         if local is not None:
@@ -709,10 +768,44 @@ class QueueStage:
             return
         self._apply(parsed, value, rebuilding=False, partition=partition)
 
+    def _resend(self, marker: PartialKey, partition: int) -> None:
+        """A source's whole re-send began or ended on this queue partition (an end without a beginning, as after a
+        restart of this stage in between, is ignored: nothing is deleted that was not proven stale)."""
+        src_key = (marker.src, marker.part, partition)
+        if marker.slot == SLOT_RESEND_BEGIN:
+            self.resent[src_key] = set()
+        elif (resent := self.resent.pop(src_key, None)) is not None:
+            self.ended.setdefault(partition, []).append((marker.src, marker.part, resent))
+
+    def _sweep(self, partition: int, writes: dict[bytes, bytes | None]) -> None:
+        """Delete what the sources whose re-send ended held on this queue partition and did not send again."""
+        # A partial key starts with its source and partition: '["c",3,'.
+        resent_of = {orjson.dumps([src, part])[:-1] + b",": resent for src, part, resent in self.ended.pop(partition)}
+        held_by = self.merger.store.src_buckets
+        stale_keys = [k for k in itertools.chain(self.table, writes)
+                      if (resent := resent_of.get(k[:k.find(b",", k.find(b",") + 1) + 1])) is not None
+                      and k not in resent]
+        for key in stale_keys:
+            if key in writes and writes[key] is None:
+                continue  # deleted already (or listed twice: in the table and in this batch)
+            stale = parse_partial_key(key)
+            if stale.slot == SLOT_WATERMARK or self._partition(stale.scope) != partition:
+                continue
+            writes[key] = None
+            self.m.partials_swept.inc()
+            if stale.slot >= 0 and stale.src != SRC_DAYS:
+                # A bucket: merged only if held as it is (a narrower one re-sent in its time has replaced it).
+                held = held_by.get((stale.src, stale.part, stale.scope), {}).get(stale.slot)
+                if held is None or held[0] != (stale.width or self.bucket_ms):
+                    continue
+            self._apply(stale, None, rebuilding=False, partition=partition)
+
     def flush(self, partition: int) -> None:
         """Write the merged partials of one queue partition to the table (the last value of each key). Call it
         in the context of an event of that partition (Faust's changelog partition), before the offsets of the
         records it covers are acknowledged, and before `tick` (`write_widened` writes the table as merged)."""
+        if self.ended.get(partition):
+            self._sweep(partition, self.unwritten.setdefault(partition, {}))
         for key, value in self.unwritten.pop(partition, {}).items():
             if value is None:
                 self.table.pop(key, None)
@@ -788,7 +881,7 @@ class QueueStage:
         views = self.merger.views(now, changed_queues_only=fast)
         # After the windows moved to `now` (what widens is behind all of them); on the tick only, as it walks every
         # source's scopes.
-        for widened in [] if fast else self.merger.widen(now, self._partition):
+        for widened in [] if fast else self.merger.widen(now, self._partition, paused=self.resent):
             self.to_write.setdefault(self._partition(widened.src_key[2]), []).append(widened)
         self.m.partials_narrowed.set(self.merger.store.narrowed_puts)
         gone = [k for k in self.published if k not in views]  # (the merger updates one dict in place)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import services.core.windows as windows_module
 from services.core.bucket_widths import GRID_MS, STAGE1_MARGIN_MS, STAGE2_MARGIN_MS, Widths, width_steps
 from services.core.scope import Scope
-from services.core.wire import parse_partial_key, partial_key
+from services.core.wire import WATERMARK_KEY_PREFIX, parse_partial_key, partial_key
 from services.scorer.inprocess import InProcessScorer
 
 T0 = 1_800_000_000_000 - 1_800_000_000_000 % GRID_MS
@@ -120,20 +120,39 @@ def test_widening_changes_no_published_view_and_keeps_an_hour_in_a_few_hundred_b
         assert oldest >= now - reach - STAGE2_MARGIN_MS - 2 * GRID_MS, size
 
 
-def test_a_rebuilt_stage_one_that_sends_narrower_buckets_changes_no_figure() -> None:
-    """A new owner of a partition rebuilds its buckets from the conversations table with an older watermark (agent
-    statuses moved the old one's further, and they are not in the table), so it sends narrower buckets than stage 2
-    holds; it sends every bucket it has, and stage 2 drops the wide ones they fall in and takes them instead."""
-    events = floor_hour(11, minutes=40)
+def agent_statuses_after(events: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     newest = max(e["ts"] for e in events)
-    status = [{"tenant": "acme", "event_id": f"st{i}", "type": "agent.status", "ts": newest + i * 60_000,
-               "shop_id": "s1", "platform": "jd", "agent_id": "a1", "status": "online", "queues": ["presales"],
-               "capacity": 3} for i in range(1, 11)]
+    return [{"tenant": "acme", "event_id": f"st{i}", "type": "agent.status", "ts": newest + i * 60_000,
+             "shop_id": "s1", "platform": "jd", "agent_id": "a1", "status": "online", "queues": ["presales"],
+             "capacity": 3} for i in range(1, n + 1)]
+
+
+def test_a_rebuilt_stage_one_starts_at_the_watermark_it_had() -> None:
+    """Agent statuses move a partition's watermark and leave no conversation state: the watermark is kept in the
+    table too, so a new owner's clock (what buckets widen by, and what is too old) is not behind the old one's."""
+    events = floor_hour(11, minutes=40)
     scorer = InProcessScorer()
-    scorer.feed(events + status)
+    scorer.feed(events + agent_statuses_after(events, 10))
+    before = {p: part.watermark for p, part in scorer.conversations.parts.items()}
+    everything = set(range(scorer.event_partitions))
+    scorer.conversations.revoke(everything)
+    scorer._route(scorer.conversations.rebuild(everything))
+    assert {p: part.watermark for p, part in scorer.conversations.parts.items()} == before
+    assert max(before.values()) == agent_statuses_after(events, 10)[-1]["ts"]  # the newest event of all
+
+
+def test_a_rebuilt_stage_one_that_sends_narrower_buckets_changes_no_figure() -> None:
+    """A new owner of a partition whose watermark's last write a crash lost rebuilds its buckets with an older
+    watermark than the partials it sent before it, so it sends narrower buckets than stage 2 holds; it sends every
+    bucket it has, and stage 2 drops the wide ones they fall in and takes them instead."""
+    events = floor_hour(11, minutes=40)
+    scorer = InProcessScorer()
+    scorer.feed(events + agent_statuses_after(events, 10))
     before = scorer.tick(0)
     everything = set(range(scorer.event_partitions))
     scorer.conversations.revoke(everything)
+    for key in [k for k in scorer.conv_table if k.startswith(WATERMARK_KEY_PREFIX)]:
+        del scorer.conv_table[key]  # the crash
     scorer._route(scorer.conversations.rebuild(everything))
     after = scorer.tick(0)
     assert scorer.queues.merger.store.narrowed_puts > 0  # the case this is about

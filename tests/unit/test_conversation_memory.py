@@ -130,7 +130,7 @@ def test_an_idle_conversation_is_not_kept_decoded() -> None:
     s.feed(events)
     # Events every 10 s: the conversations of the last minute of event time are kept, the others are bytes.
     assert 5 <= len(s.conversations.cache) <= 8
-    assert len(s.conv_table) == 200
+    assert sum(not k.startswith(b"\x00") for k in s.conv_table) == 200  # (besides the partition's watermark)
     assert all(sys.getsizeof(v) < 250 for v in s.conv_table.values())
     assert s.tick(0)[queue_total("presales")]["live"]["open"] == 200
 
