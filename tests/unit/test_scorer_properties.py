@@ -371,11 +371,13 @@ def test_reference_on_random_seeds_is_deterministic() -> None:
     assert reference_views(events) == reference_views(list(reversed(events)))
 
 
-def test_an_order_after_retention_does_not_reopen_the_conversation() -> None:
-    def ev(n: int, cid: str, etype: str, t: int, **extra: Any) -> dict[str, Any]:
-        return {"event_id": f"e{n}", "type": etype, "ts": T0 + t, "tenant": "acme", "shop_id": "s1",
-                "platform": "jd", "conversation_id": cid, **extra}
+def ev(n: int, cid: str, etype: str, t: int, **extra: Any) -> dict[str, Any]:
+    """Event n of conversation `cid` of one shop, t ms after T0."""
+    return {"event_id": f"e{n}", "type": etype, "ts": T0 + t, "tenant": "acme", "shop_id": "s1",
+            "platform": "jd", "conversation_id": cid, **extra}
 
+
+def test_an_order_after_retention_does_not_reopen_the_conversation() -> None:
     after = 66 * 60_000
     events = [
         ev(1, "c", "message", 0, sender="customer", queue="presales"),
@@ -392,10 +394,6 @@ def test_a_rating_and_an_order_after_retention_credit_the_conversations_agent() 
     """The conversation is evicted (a tombstone) before they come: the tombstone keeps its state, so the rating
     still counts for the agent it was assigned to and the order in the conversion of the agent who replied, as
     the definitions say (a tombstone that kept only the queue credited the queue alone)."""
-    def ev(n: int, cid: str, etype: str, t: int, **extra: Any) -> dict[str, Any]:
-        return {"event_id": f"e{n}", "type": etype, "ts": T0 + t, "tenant": "acme", "shop_id": "s1",
-                "platform": "jd", "conversation_id": cid, **extra}
-
     after = 66 * 60_000
     events = [
         ev(1, "c", "message", 0, sender="customer", queue="presales"),
