@@ -163,6 +163,18 @@ class QueueMerger:
         """Drop the buckets that left every window (`WindowStore.prune`: whole minutes at a time)."""
         self.store.prune(before)
 
+    def restart_clock(self, src: str, part: int, partition: int) -> None:
+        """A source begins to re-send all it holds on `partition` after a rebuild, whose clock may be behind the one
+        its buckets widened by before (a crash lost its last watermark): they widen by the watermarks it sends from
+        now on only. (Were they widened ahead of the new stage 1, a narrower change of it would replace a wide
+        bucket holding parts it does not send again.)"""
+        self.widen_clocks.pop((src, part, partition), None)
+
+    def restart_widths(self, sources: set[tuple[str, int]], partition: int,
+                       partition_of: Callable[[Scope], int]) -> None:
+        """Their re-send ended: their buckets on `partition` widen from fresh boundaries (`restart_clock`)."""
+        self.store.forget_widths(lambda key: (key[0], key[1]) in sources and partition_of(key[2]) == partition)
+
     def widen(self, now: int, partition_of: Callable[[Scope], int],
               paused: Container[tuple[str, int, int]] = ()) -> list[Widened]:
         """Widen each source's buckets with age by its watermark as received on their partition (never ahead of

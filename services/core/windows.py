@@ -177,6 +177,11 @@ class WindowStore:
                     running.totals[name].merge(bucket, 1)
                 self.changed.add(scope)
 
+    def forget_widths(self, which: Callable[[SrcKey], bool]) -> None:
+        """Start the width boundaries of these sources afresh (the next `widen` makes them by its clock)."""
+        for key in [k for k in self.source_widths if which(k)]:
+            del self.source_widths[key]
+
     def widen(self, clock_of: Callable[[SrcKey], int | None]) -> list[Widened]:
         """Merge each source's buckets of a scope that aged past their width boundaries at their clock (None: not
         yet) into wider ones, as stage 1 merged its own a margin earlier. The tables' sums stay what they were;

@@ -81,10 +81,12 @@ class ConversationStore:
 
     def bury(self, key: bytes, partition: int, conv: Conversation) -> None:
         """Replace a closed conversation past retention by its tombstone: where it was, when it last moved, its
-        state (who a rating or an order that can still come hours later credits) and its day contributions."""
+        state (who a rating or an order that can still come hours later credits), the agents' chat slots it held
+        (a rebuild re-asserts them, should their last change have been lost in a crash) and its day
+        contributions."""
         self.caches[partition].pop(key, None)
         gone = [conv.tenant, conv.shop_id, conv.platform, conv.state.queue, conv.last_event_ts,
-                state_to_compact(conv.state, conv.last_event_ts)]
+                state_to_compact(conv.state, conv.last_event_ts), conv.agent_spans()]
         self.table[key] = tombstone_record(partition, gone, days_to_json(conv.days) if conv.days else None)
 
     def write_back(self, partition: int) -> bool:

@@ -209,6 +209,8 @@ class ConversationStage:
                 continue
             if gone is not None:
                 tombs[p].append((int(gone[4]), key))
+                if len(gone) > 6:  # the slots it held, all ended: re-asserted as for a conversation (below)
+                    out.extend(self._spans(gone[0], agent, key, spans) for agent, spans in gone[6].items())
                 if days_raw:
                     contributions.append((p, gone[0], gone[1], gone[2], days_raw, key.decode()))
                 continue
@@ -366,8 +368,8 @@ class ConversationStage:
             # later. It comes back closed, as it was (its last queue and agent, whom the rating credits, and the
             # replies an order converts), with nothing to retract (all out of every window), and with its day
             # contributions (the tombstone held them: they are the record's again).
-            tenant, shop, platform, queue, last_ts, *kept_state = gone
-            state = (state_from_compact(kept_state[0], last_ts) if kept_state  # (older tombstones kept no state)
+            tenant, shop, platform, queue, last_ts, *kept = gone
+            state = (state_from_compact(kept[0], last_ts) if kept  # (older tombstones kept no state)
                      else ConvState(queue=queue, opened=True, closed=True, answered=True))
             days = self.days[partition].unsettled(key.decode(), tenant, shop, platform, days_of(days_raw))
             conv = Conversation(tenant, shop, platform, base=state, state=state.copy(), base_ts=last_ts,
@@ -774,13 +776,16 @@ class QueueStage:
         src_key = (marker.src, marker.part, partition)
         if marker.slot == SLOT_RESEND_BEGIN:
             self.resent[src_key] = set()
+            self.merger.restart_clock(*src_key)
         elif (resent := self.resent.pop(src_key, None)) is not None:
             self.ended.setdefault(partition, []).append((marker.src, marker.part, resent))
 
     def _sweep(self, partition: int, writes: dict[bytes, bytes | None]) -> None:
         """Delete what the sources whose re-send ended held on this queue partition and did not send again."""
         # A partial key starts with its source and partition: '["c",3,'.
-        resent_of = {orjson.dumps([src, part])[:-1] + b",": resent for src, part, resent in self.ended.pop(partition)}
+        ended = self.ended.pop(partition)
+        self.merger.restart_widths({(src, part) for src, part, _ in ended}, partition, self._partition)
+        resent_of = {orjson.dumps([src, part])[:-1] + b",": resent for src, part, resent in ended}
         held_by = self.merger.store.src_buckets
         stale_keys = [k for k in itertools.chain(self.table, writes)
                       if (resent := resent_of.get(k[:k.find(b",", k.find(b",") + 1) + 1])) is not None

@@ -47,7 +47,7 @@ def test_a_buried_conversation_leaves_its_tombstone() -> None:
     store.bury(b"c1", 3, conversation(5000, queue="aftersales"))
     assert b"c1" not in store.cache
     conv = conversation(5000, queue="aftersales")
-    gone = ["acme", "acme-jd", "jd", "aftersales", 5000, state_to_compact(conv.state, 5000)]  # its state kept too
+    gone = ["acme", "acme-jd", "jd", "aftersales", 5000, state_to_compact(conv.state, 5000), {}]  # state, slots
     assert gone[5]  # (a closed conversation's state is not the default one, left off as [])
     assert decode_conversation_record(table[b"c1"]) == (3, None, gone, None)
     assert store.get(b"c1", 3) == (None, (gone, None))
