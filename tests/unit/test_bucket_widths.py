@@ -151,8 +151,8 @@ def test_a_rebuilt_stage_one_that_sends_narrower_buckets_changes_no_figure() -> 
     before = scorer.tick(0)
     everything = set(range(scorer.event_partitions))
     scorer.conversations.revoke(everything)
-    for key in [k for k in scorer.conv_table if k.startswith(WATERMARK_KEY_PREFIX)]:
-        del scorer.conv_table[key]  # the crash
+    for wm_key in [k for k in scorer.conv_table if k.startswith(WATERMARK_KEY_PREFIX)]:
+        del scorer.conv_table[wm_key]  # the crash
     scorer._route(scorer.conversations.rebuild(everything))
     after = scorer.tick(0)
     assert scorer.queues.merger.store.narrowed_puts > 0  # the case this is about

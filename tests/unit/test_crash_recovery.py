@@ -112,8 +112,8 @@ class Kafka:
         for p, changes in enumerate(self.agent_changes):
             kept_at_least = max(self.agent_changes_at_commit[p], consumed["agent_changes"][p])
             del changes[rng.randint(kept_at_least, len(changes)):]
-        for qp, records in enumerate(self.partials):
-            del records[rng.randint(consumed["partials"][qp], len(records)):]
+        for qp, sent in enumerate(self.partials):
+            del sent[rng.randint(consumed["partials"][qp], len(sent)):]
 
 
 class Worker:
