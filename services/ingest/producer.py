@@ -137,7 +137,7 @@ class KafkaEventProducer:
         bootstrap: str,
         topic: str,
         *,
-        linger_ms: int = 5,
+        linger_ms: int = 0,
         max_batch_bytes: int = 1_000_000,
         client_id: str = "floorwatch-ingest",
         retry_max_s: float = 5.0,

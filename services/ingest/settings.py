@@ -69,8 +69,11 @@ class IngestSettings:
     # /healthz asks the broker at most once per this many seconds.
     health_cache_s: float = field(default_factory=lambda: env_float("INGEST_HEALTH_CACHE_S", 2.0))
     # Producer tuning. One record batch per partition per request holds up to this many bytes;
-    # keep it below the broker's message.max.bytes (1048588 by default).
-    kafka_linger_ms: int = field(default_factory=lambda: env_int("INGEST_KAFKA_LINGER_MS", 5))
+    # keep it below the broker's message.max.bytes (1048588 by default). No linger: a request's records are
+    # all queued before the producer's sender can run, and each partition's batch lingers on its own clock, so
+    # a linger only split a request's records into two round trips now and then. Under load they batch anyway:
+    # the producer keeps one request in flight to the broker, and what comes meanwhile goes in the next.
+    kafka_linger_ms: int = field(default_factory=lambda: env_int("INGEST_KAFKA_LINGER_MS", 0))
     kafka_max_batch_bytes: int = field(default_factory=lambda: env_int("INGEST_KAFKA_MAX_BATCH_BYTES", 1_000_000))
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     # Names per tenant (queues, shops, agents) a sender may create: services/core/limits.py.
