@@ -64,6 +64,16 @@ def partial_key(src: str, part: int, scope: Scope, slot: int, width: int | None 
     return kept([src, part, *scope, slot] if width is None else [src, part, *scope, slot, width])
 
 
+def source_prefix(src: str, part: int) -> bytes:
+    """What every `partial_key` of a source's partition starts with: '["c",3,'."""
+    return kept([src, part])[:-1] + b","
+
+
+def source_prefix_of(key: bytes) -> bytes:
+    """A `partial_key`'s `source_prefix` (its first two items: the source is a letter, the partition a number)."""
+    return key[:key.find(b",", key.find(b",") + 1) + 1]
+
+
 def keyed_width(width: int | None, base_ms: int) -> int | None:
     """The width a partial's key carries (and `PartialKey.width` reads back): only one wider than `base_ms`."""
     return None if width is None or width == base_ms else width
@@ -134,6 +144,11 @@ def ledger_key(part: int, scope: Scope, start: int) -> bytes:
 
 def watermark_key(part: int) -> bytes:
     return WATERMARK_KEY_PREFIX + str(part).encode()
+
+
+def parse_watermark_key(raw: bytes) -> int:
+    """The partition of a `watermark_key`."""
+    return int(raw[len(WATERMARK_KEY_PREFIX):])
 
 
 def parse_ledger_key(raw: bytes) -> tuple[int, Scope, int]:

@@ -68,8 +68,11 @@ from services.core.wire import (
     ledger_key,
     parse_ledger_key,
     parse_partial_key,
+    parse_watermark_key,
     partial_key,
     queue_partition,
+    source_prefix,
+    source_prefix_of,
     view_key,
     watermark_key,
 )
@@ -201,7 +204,7 @@ class ConversationStage:
                     self.days[lp].load_ledger((scope, start), LedgerEntry.from_json(orjson.loads(raw)))
                 continue
             if key.startswith(WATERMARK_KEY_PREFIX):
-                if (wp := int(key[len(WATERMARK_KEY_PREFIX):])) in todo:
+                if (wp := parse_watermark_key(key)) in todo:
                     self.written_watermark[wp] = int(raw)
                 continue
             p, record, gone, days_raw = decode_conversation_record(raw)
@@ -782,13 +785,12 @@ class QueueStage:
 
     def _sweep(self, partition: int, writes: dict[bytes, bytes | None]) -> None:
         """Delete what the sources whose re-send ended held on this queue partition and did not send again."""
-        # A partial key starts with its source and partition: '["c",3,'.
         ended = self.ended.pop(partition)
         self.merger.restart_widths({(src, part) for src, part, _ in ended}, partition, self._partition)
-        resent_of = {orjson.dumps([src, part])[:-1] + b",": resent for src, part, resent in ended}
+        resent_of = {source_prefix(src, part): resent for src, part, resent in ended}
         held_by = self.merger.store.src_buckets
         stale_keys = [k for k in itertools.chain(self.table, writes)
-                      if (resent := resent_of.get(k[:k.find(b",", k.find(b",") + 1) + 1])) is not None
+                      if (resent := resent_of.get(source_prefix_of(k))) is not None
                       and k not in resent]
         for key in stale_keys:
             if key in writes and writes[key] is None:

@@ -6,7 +6,7 @@ import sys
 import tracemalloc
 
 from services.core.scope import Scope
-from services.core.wire import kept, partial_key
+from services.core.wire import kept, partial_key, source_prefix, source_prefix_of
 from services.scorer.inprocess import InProcessScorer
 
 
@@ -35,3 +35,11 @@ def test_partial_keys_are_exact_size() -> None:
     finally:
         tracemalloc.stop()
     assert len(keys) == 100 and used < 100 * 200  # ~4 KiB each before
+
+
+def test_a_partial_key_starts_with_its_sources_prefix_and_only_that() -> None:
+    scope = Scope("acme", "s1", "jd", "presales")
+    for src, part in (("c", 0), ("c", 11), ("a", 3), ("d", 10)):
+        for key in (partial_key(src, part, scope, 60_000), partial_key(src, part, scope, 60_000, 15_000, 1000),
+                    partial_key(src, part, Scope("", "", "", ""), -5)):
+            assert source_prefix_of(key) == source_prefix(src, part)
