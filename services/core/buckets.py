@@ -148,16 +148,21 @@ class Bucket:
             c["msgs_agent"] += sign
         elif kind == REPLY:
             reply = self._own("reply")
-            for _ in range(abs(sign)):  # (a sign is a count: a conversation read back holds equal facts as one, n)
-                (reply.add if sign > 0 else reply.remove)(v)
+            # (A sign is a count: a conversation read back holds equal facts as one fact, n times.)
+            if sign > 0:
+                reply.add(v, sign)
+            else:
+                reply.remove(v, -sign)
             if v > _SLOW_MS:
                 c["slow_replies"] += sign
         elif kind == ARRIVAL:
             c["arrivals"] += sign
         elif kind == FRT:
             frt = self._own("frt")
-            for _ in range(abs(sign)):
-                (frt.add if sign > 0 else frt.remove)(v)
+            if sign > 0:
+                frt.add(v, sign)
+            else:
+                frt.remove(v, -sign)
         elif kind == LEFT:
             c["left"] += sign
             if v < 0:

@@ -54,19 +54,21 @@ class Dist:
         self.max_ms = 0
         self.bins: dict[int, int] = {}
 
-    def add(self, value_ms: int) -> None:
-        self.count += 1
-        self.total_ms += value_ms
+    def add(self, value_ms: int, n: int = 1) -> None:
+        """Count `value_ms` n times."""
+        self.count += n
+        self.total_ms += n * value_ms
         if value_ms > self.max_ms:
             self.max_ms = value_ms
         b = bin_of(value_ms)
-        self.bins[b] = self.bins.get(b, 0) + 1
+        self.bins[b] = self.bins.get(b, 0) + n
 
-    def remove(self, value_ms: int) -> None:
-        self.count -= 1
-        self.total_ms -= value_ms
+    def remove(self, value_ms: int, n: int = 1) -> None:
+        """Take `value_ms` out n times."""
+        self.count -= n
+        self.total_ms -= n * value_ms
         b = bin_of(value_ms)
-        left = self.bins.get(b, 0) - 1
+        left = self.bins.get(b, 0) - n
         if left:
             self.bins[b] = left
         else:

@@ -762,7 +762,7 @@ class QueueStage:
         if parsed.slot in (SLOT_RESEND_BEGIN, SLOT_RESEND_END):  # a marker, not a partial: nothing to keep
             self._resend(parsed, partition)
             return
-        if self.ended.get(partition):
+        if self.ended and partition in self.ended:  # (almost always empty: only after a re-send ended)
             self._sweep(partition, writes)
         # Exact size (services.core.wire.kept): in one process (InProcessScorer) the value is orjson's own bytes.
         writes[key] = None if value is None else bytes(memoryview(value))
