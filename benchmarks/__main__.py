@@ -17,7 +17,8 @@ own date) and benchmarks/results/throughput_freshness.png. Sections, in the orde
     whatif      the same worker with other settings (environment only): producers, Faust's knobs
     names       one sender tries 100k queue names: ingest and scorer state, /metrics size (in-process)
     worker_day  a real worker's RSS over a simulated day of floor x1 on rocksdb://, Faust's RocksDB defaults and
-                bounded (SCORER_ROCKSDB_WRITE_BUFFER_MB, SCORER_ROCKSDB_BLOCK_CACHE_MB)
+                bounded (SCORER_ROCKSDB_WRITE_BUFFER_MB, SCORER_ROCKSDB_BLOCK_CACHE_MB), caught up as fast as it
+                can; and three hours fed at 20x live, as a live floor's worker holds them
 
 Every section is bounded in time and stops by itself; a broker (TEST_PORT_OFFSET, default 700) is
 started for the sections that need one and stopped at the end. Speed never fails anything.
@@ -79,7 +80,7 @@ FULL: dict[str, dict[str, Any]] = {
     "whatif": {"scale": 10, "events": 100_000, "rounds": 2, "cap_s": 40, "settings": WHATIF},
     "names": {"names": 100_000, "step": 10_000, "open_names": 20_000},
     "worker_day": {"hours": 24, "scale": 1, "cap_s": 2400, "settings": ROCKSDB_SETTINGS,
-                   "hours_of": {"faust_rocksdb_defaults_no_trim": 8}},
+                   "hours_of": {"faust_rocksdb_defaults_no_trim": 8}, "paced_hours": 3, "pace": 20},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "throughput": {"events": 60_000, "scale": 10, "rounds": 1, "scorer_cap_s": 20, "ceiling_cap_s": 30,
@@ -92,7 +93,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "profile": {"scale": 1, "tick_every": 2000, "worker_events": 20_000, "worker_seconds": 10},
     "whatif": {"scale": 10, "events": 20_000, "rounds": 1, "cap_s": 15, "settings": WHATIF},
     "names": {"names": 20_000, "step": 10_000, "open_names": 10_000},
-    "worker_day": {"hours": 2, "scale": 1, "cap_s": 300, "settings": ROCKSDB_SETTINGS},
+    "worker_day": {"hours": 2, "scale": 1, "cap_s": 300, "settings": ROCKSDB_SETTINGS, "paced_hours": 1, "pace": 60},
 }
 
 

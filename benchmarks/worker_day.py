@@ -8,6 +8,11 @@ it has scored: an hour's figure is the first sample after the worker scored that
 
 The in-process day measures memory://, where every table is a dict in the process. On rocksdb:// the tables
 live in RocksDB: its memtables and block caches (one database per table partition) are in the RSS instead.
+
+A worker catching up on a day also holds a backlog's buffers (Faust's producer buffer reached ~25,000 changelog
+writes in such a run), which a live floor's worker does not. So `paced_hours` more hours are also fed as a live
+floor would send them, `pace` times faster than live (20: a simulated minute every 3 s, ~330 events/s at floor
+x1), into a fresh topic while one worker scores them: the small floor's figure is that run's.
 """
 
 from __future__ import annotations
@@ -25,16 +30,40 @@ from .common import START_MS, Broker, log, prefill, proc_rss_bytes, records_of, 
 PARTITIONS = 6
 
 
+def day_minutes(hours: int, scale: int) -> list[list[tuple[bytes, bytes]]]:
+    """The day's records in event order, one list per simulated minute."""
+    model = scaled_floor(scale, seed=17)
+    return [records_of(model.events_until(START_MS + (m + 1) * 60_000)) for m in range(hours * 60)]
+
+
+def by_hour_of(minutes: list[list[tuple[bytes, bytes]]]) -> list[int]:
+    """How many records there are by the end of each hour."""
+    counts = [len(recs) for recs in minutes]
+    return [sum(counts[: (h + 1) * 60]) for h in range(len(counts) // 60)]
+
+
 def day_records(hours: int, scale: int) -> tuple[list[tuple[bytes, bytes]], list[int]]:
     """The day's records in event order, and how many there are by the end of each hour."""
-    model = scaled_floor(scale, seed=17)
-    records: list[tuple[bytes, bytes]] = []
-    by_hour: list[int] = []
-    for h in range(1, hours + 1):
-        for minute in range(60):
-            records.extend(records_of(model.events_until(START_MS + ((h - 1) * 60 + minute + 1) * 60_000)))
-        by_hour.append(len(records))
-    return records, by_hour
+    minutes = day_minutes(hours, scale)
+    return [r for recs in minutes for r in recs], by_hour_of(minutes)
+
+
+async def feed_paced(bootstrap: str, topic: str, minutes: list[list[tuple[bytes, bytes]]], pace: float) -> None:
+    """Each simulated minute's records once its time has come, `pace` times faster than live (acks=all)."""
+    from aiokafka import AIOKafkaProducer
+
+    from services.core.kafka_security import client_kwargs
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_kwargs())
+    await producer.start()
+    started = time.monotonic()
+    try:
+        for m, recs in enumerate(minutes):
+            pending = [await producer.send(topic, key=k, value=v) for k, v in recs]
+            await asyncio.gather(*pending)
+            await asyncio.sleep(max(0.0, started + (m + 1) * 60 / pace - time.monotonic()))
+    finally:
+        await producer.stop()
 
 
 def dir_mb(path: Path) -> float | None:
@@ -85,9 +114,24 @@ async def one_day(b: Broker, topic: str, by_hour: list[int], cap_s: float, env: 
     }
 
 
+async def paced_day(b: Broker, hours: int, scale: int, pace: float, cap_s: float) -> dict[str, Any]:
+    """One worker (today's defaults) scores `hours` of floor x`scale` fed `pace` times faster than live."""
+    minutes = day_minutes(hours, scale)
+    topic = f"bench.paced.{uuid.uuid4().hex[:6]}"
+    b.create_topic(topic, PARTITIONS)
+    log(f"worker day: {hours} simulated hours fed {pace:g}x faster than live")
+    feeder = asyncio.create_task(feed_paced(b.bootstrap, topic, minutes, pace))
+    try:
+        out = await one_day(b, topic, by_hour_of(minutes), cap_s, {})
+    finally:
+        feeder.cancel()
+    return {**out, "hours": hours, "pace": pace}
+
+
 def run(b: Broker, *, hours: int, scale: int, cap_s: float, settings: dict[str, dict[str, str]],
-        hours_of: dict[str, int] | None = None) -> dict[str, Any]:
-    """`hours_of`: settings scored over fewer hours than the day (a comparison that need not take as long)."""
+        hours_of: dict[str, int] | None = None, paced_hours: int = 0, pace: float = 20) -> dict[str, Any]:
+    """`hours_of`: settings scored over fewer hours than the day (a comparison that need not take as long);
+    `paced_hours`: hours also fed at `pace` times live to one worker at today's defaults (0: none)."""
     records, by_hour = day_records(hours, scale)
     topic = f"bench.day.{uuid.uuid4().hex[:6]}"
     b.create_topic(topic, PARTITIONS)
@@ -100,4 +144,6 @@ def run(b: Broker, *, hours: int, scale: int, cap_s: float, settings: dict[str, 
         log(f"worker day: one worker on rocksdb:// ({name}: {env})")
         upto = by_hour[:(hours_of or {}).get(name, hours)]
         out["by_setting"][name] = {**asyncio.run(one_day(b, topic, upto, cap_s, env)), "hours": len(upto)}
+    if paced_hours:
+        out["paced"] = asyncio.run(paced_day(b, paced_hours, scale, pace, cap_s))
     return out
