@@ -102,8 +102,8 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
         out.append((f"RSS of a real worker fed a small floor as it happens (floor x{wd.get('floor_scale')}, "
                     f"rocksdb://, {paced.get('hours_scored')} of {paced.get('hours')} h at "
                     f"{fmt(paced.get('pace'))}x live)",
-                    " / ".join(fmt(h.get("rss_mb")) for h in paced["hourly"]) + " MB at hours 1–"
-                    f"{len(paced['hourly'])}",
+                    " / ".join(fmt(h.get("rss_mb")) for h in paced["hourly"])
+                    + (f" MB at hours 1–{len(paced['hourly'])}" if len(paced["hourly"]) > 1 else " MB at hour 1"),
                     f"today's defaults; sampled peak {fmt(paced.get('rss_mb_peak_sampled'), ' MB')}; "
                     "the rows above caught up on a pre-filled day"))
     if rec.get("cycles"):
