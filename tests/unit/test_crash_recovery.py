@@ -27,7 +27,7 @@ from services.core.config import horizon_ms
 from services.core.events import parse_event
 from services.core.figures import QueueView
 from services.core.scope import Scope
-from services.core.wire import SLOT_WATERMARK, partial_key, watermark_key
+from services.core.wire import SLOT_WATERMARK, decode_conversation_record, partial_key, watermark_key
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.metrics import PipelineMetrics
 from services.scorer.stages import NO_SCOPE, AgentStage, ConversationStage, Handed, Out, QueueStage
@@ -384,7 +384,7 @@ def test_stage_two_widens_a_resent_source_by_its_new_clock() -> None:
     # The crash: c2's record and the watermark after it were not acknowledged. Stage 2 restarts from its table and
     # reads again what it had not committed: the old stage 1's watermark record.
     scorer.conversations.revoke({0})
-    del scorer.conv_table[b"acme\x1fc2"]
+    del scorer.conv_table[parse_event(clock).key.encode()]
     del scorer.conv_table[watermark_key(0)]
     scorer.queues.revoke()
     scorer.queues.rebuild({0})
@@ -424,11 +424,12 @@ def test_a_tombstone_re_asserts_the_chat_slot_its_conversation_held() -> None:
     queue = Scope("acme", "s1", "jd", "presales")
     assert scorer.queues.latest[queue]["live"]["slots_active"] == 1
     close = event(3, "c1", "conversation.closed", t0 + 2_000, reason="resolved")
-    lost = scorer.conversations.on_event(b"acme\x1fc1", parse_event(close).to_json(), 0, 0)
+    c1 = parse_event(close)
+    lost = scorer.conversations.on_event(c1.key.encode(), c1.to_json(), 0, 0)
     assert [r.topic for r in lost] == ["agent_changes"]  # the slot's end, never delivered
     scorer.conversations.flush(0)
     scorer.feed([event(4, "c2", "message", t0 + 70 * 60_000, sender="customer", queue="presales")])  # evicts c1
-    assert b'"gone"' in scorer.conv_table[b"acme\x1fc1"]
+    assert decode_conversation_record(scorer.conv_table[c1.key.encode()])[2] is not None  # the tombstone
     scorer.conversations.revoke({0})
     scorer._route(scorer.conversations.rebuild({0}))
     scorer.tick(0)
