@@ -39,7 +39,11 @@ def test_partial_keys_are_exact_size() -> None:
 
 def test_a_partial_key_starts_with_its_sources_prefix_and_only_that() -> None:
     scope = Scope("acme", "s1", "jd", "presales")
-    for src, part in (("c", 0), ("c", 11), ("a", 3), ("d", 10)):
+    sources = (("c", 0), ("c", 1), ("c", 11), ("a", 3), ("d", 10))
+    assert source_prefix("c", 11) == b'["c",11,'  # the key format: a JSON array, source and partition first
+    assert len({source_prefix(src, part) for src, part in sources}) == len(sources)
+    for src, part in sources:
         for key in (partial_key(src, part, scope, 60_000), partial_key(src, part, scope, 60_000, 15_000, 1000),
                     partial_key(src, part, Scope("", "", "", ""), -5)):
+            assert key.startswith(source_prefix(src, part))
             assert source_prefix_of(key) == source_prefix(src, part)
