@@ -18,6 +18,7 @@ x1), into a fresh topic while one worker scores them: the small floor's figure i
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from pathlib import Path
@@ -38,8 +39,7 @@ def day_minutes(hours: int, scale: int) -> list[list[tuple[bytes, bytes]]]:
 
 def by_hour_of(minutes: list[list[tuple[bytes, bytes]]]) -> list[int]:
     """How many records there are by the end of each hour."""
-    counts = [len(recs) for recs in minutes]
-    return [sum(counts[: (h + 1) * 60]) for h in range(len(counts) // 60)]
+    return list(itertools.accumulate(len(recs) for recs in minutes))[59::60]
 
 
 def day_records(hours: int, scale: int) -> tuple[list[tuple[bytes, bytes]], list[int]]:
