@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.core.dist import ALPHA, Dist
+from services.core.dist import ALPHA, Dist, bin_of, bin_value
 
 values = st.lists(st.integers(min_value=1000, max_value=86_400_000), min_size=1, max_size=300)
 
@@ -72,3 +73,19 @@ def test_json_round_trip() -> None:
     d = dist_of([1, 999, 5000, 5000, 123_456])
     back = Dist.from_json(d.to_json())
     assert (back.count, back.total_ms, back.max_ms, back.bins) == (d.count, d.total_ms, d.max_ms, d.bins)
+
+
+@given(values, values, st.lists(st.sampled_from([0.0, 0.1, 0.5, 0.9, 0.95, 0.99, 1.0]), min_size=1, max_size=4))
+def test_percentiles_are_the_bins_of_the_exact_ranks(xs: list[int], ys: list[int], qs: list[float]) -> None:
+    """Each percentile is the representative of the bin holding the exact nearest-rank value, never above the
+    max, asked one at a time or together, also after samples were taken out again."""
+    d = dist_of(xs + ys)
+    for y in ys:
+        d.remove(y)
+    qs = sorted(qs)
+    ranked = sorted(xs)
+    # The rank ceil(q * n) in exact arithmetic (a float 0.9 * 10 is 9.000000000000002).
+    want = [min(bin_value(bin_of(ranked[max(1, math.ceil(Fraction(str(q)) * len(xs))) - 1])), float(d.max_ms))
+            for q in qs]
+    assert d.quantiles_ms(tuple(qs)) == want
+    assert [d.quantile_ms(q) for q in qs] == want

@@ -21,7 +21,10 @@ from services.core.waits import LiveSums
 BUCKET_MS = 5000
 T0 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000
 SCOPES = [Scope("acme", "acme-jd", "jd", "presales"), Scope("acme", "acme-tmall", "tmall", "presales"),
-          Scope("lumi", "lumi-web", "web", "aftersales")]
+          Scope("lumi", "lumi-web", "web", "aftersales"),
+          # A second shop of a tenant on a platform: its tenant+platform view sums two shops, and the tenant's
+          # and the queue's views sum such groups (merge.QueueMerger._window_groups).
+          Scope("acme", "acme-jd-outlet", "jd", "presales")]
 
 Facts = list[tuple[str, int]]
 facts = st.tuples(st.sampled_from([ARRIVAL, FRT, REPLY, LEFT]), st.integers(0, 400_000))
