@@ -80,7 +80,8 @@ FULL: dict[str, dict[str, Any]] = {
     "whatif": {"scale": 10, "events": 100_000, "rounds": 2, "cap_s": 40, "settings": WHATIF},
     "names": {"names": 100_000, "step": 10_000, "open_names": 20_000},
     "worker_day": {"hours": 24, "scale": 1, "cap_s": 2400, "settings": ROCKSDB_SETTINGS,
-                   "hours_of": {"faust_rocksdb_defaults_no_trim": 8}, "paced_hours": 3, "pace": 20},
+                   "hours_of": {"faust_rocksdb_defaults_no_trim": 8}, "paced_hours": 3, "pace": 20,
+                   "paced_partitions": [[1, 1]]},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "throughput": {"events": 60_000, "scale": 10, "rounds": 1, "scorer_cap_s": 20, "ceiling_cap_s": 30,
@@ -93,7 +94,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "profile": {"scale": 1, "tick_every": 2000, "worker_events": 20_000, "worker_seconds": 10},
     "whatif": {"scale": 10, "events": 20_000, "rounds": 1, "cap_s": 15, "settings": WHATIF},
     "names": {"names": 20_000, "step": 10_000, "open_names": 10_000},
-    "worker_day": {"hours": 2, "scale": 1, "cap_s": 300, "settings": ROCKSDB_SETTINGS, "paced_hours": 1, "pace": 60},
+    "worker_day": {"hours": 2, "scale": 1, "cap_s": 300, "settings": ROCKSDB_SETTINGS, "paced_hours": 1, "pace": 60,
+                   "paced_partitions": [[1, 1]]},
 }
 
 

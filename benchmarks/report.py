@@ -97,15 +97,20 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"{d.get('hours_scored')} of {d.get('hours', wd.get('hours'))} h scored)",
                     f"{fmt(d.get('rss_mb_after_warmup_min'))}–{fmt(d.get('rss_mb_after_warmup_max'))} MB from hour 3",
                     f"{env}; sampled peak {fmt(d.get('rss_mb_peak_sampled'), ' MB')}"))
-    paced = wd.get("paced", {})
-    if paced.get("hourly"):
+    # Today's defaults, then each partition sizing fed beside it.
+    for paced, resized in [(wd.get("paced", {}), False), *((p, True) for p in wd.get("paced_by_partitions", []))]:
+        if not paced.get("hourly"):
+            continue
+        sized = (f", EVENT_PARTITIONS={paced.get('event_partitions')} QUEUE_PARTITIONS="
+                 f"{paced.get('queue_partitions')}") if resized else ""
         out.append((f"RSS of a real worker fed a small floor as it happens (floor x{wd.get('floor_scale')}, "
-                    f"rocksdb://, {paced.get('hours_scored')} of {paced.get('hours')} h at "
+                    f"rocksdb://{sized}, {paced.get('hours_scored')} of {paced.get('hours')} h at "
                     f"{fmt(paced.get('pace'))}x live)",
                     " / ".join(fmt(h.get("rss_mb")) for h in paced["hourly"])
                     + (f" MB at hours 1–{len(paced['hourly'])}" if len(paced["hourly"]) > 1 else " MB at hour 1"),
-                    f"today's defaults; sampled peak {fmt(paced.get('rss_mb_peak_sampled'), ' MB')}; "
-                    "the rows above caught up on a pre-filled day"))
+                    ("today's defaults" if not sized else "otherwise today's defaults; fed beside the row above")
+                    + f"; sampled peak {fmt(paced.get('rss_mb_peak_sampled'), ' MB')}"
+                    + ("; the rows above caught up on a pre-filled day" if not sized else "")))
     if rec.get("cycles"):
         out.append((f"recovery after SIGKILL, {rec['open_conversations']:,} open conversations",
                     f"{fmt(rec.get('median_correct_s'), ' s', 1)} to correct figures",

@@ -12,7 +12,10 @@ live in RocksDB: its memtables and block caches (one database per table partitio
 A worker catching up on a day also holds a backlog's buffers (Faust's producer buffer reached ~25,000 changelog
 writes in such a run), which a live floor's worker does not. So `paced_hours` more hours are also fed as a live
 floor would send them, `pace` times faster than live (20: a simulated minute every 3 s, ~330 events/s at floor
-x1), into a fresh topic while one worker scores them: the small floor's figure is that run's.
+x1), into a fresh topic while one worker scores them: the small floor's figure is that run's. Each entry of
+`paced_partitions` ((EVENT_PARTITIONS, QUEUE_PARTITIONS), besides the defaults') is fed the same hours at the same
+time, into topics of its own, to another worker: what a deployment sized to its one worker holds (a worker keeps
+buckets per scope and source partition, and a RocksDB database per table partition).
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from typing import Any
 
 import httpx
 
+from services.core.config import DEFAULT_EVENT_PARTITIONS, DEFAULT_QUEUE_PARTITIONS
+
 from .common import START_MS, Broker, log, prefill, proc_rss_bytes, records_of, rnd, scaled_floor
 
-PARTITIONS = 6
+PARTITIONS = DEFAULT_EVENT_PARTITIONS
+QUEUE_PARTITIONS = DEFAULT_QUEUE_PARTITIONS
 
 
 def day_minutes(hours: int, scale: int) -> list[list[tuple[bytes, bytes]]]:
@@ -72,13 +78,16 @@ def dir_mb(path: Path) -> float | None:
     return rnd(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20)
 
 
-async def one_day(b: Broker, topic: str, by_hour: list[int], cap_s: float, env: dict[str, str]) -> dict[str, Any]:
-    """One worker scores the topic's first len(by_hour) hours (or until cap_s)."""
+async def one_day(b: Broker, topic: str, by_hour: list[int], cap_s: float, env: dict[str, str],
+                  partitions: tuple[int, int] = (PARTITIONS, QUEUE_PARTITIONS)) -> dict[str, Any]:
+    """One worker scores the topic's first len(by_hour) hours (or until cap_s); `partitions`: the events topic's
+    and the partials topic's (EVENT_PARTITIONS, QUEUE_PARTITIONS)."""
     from tests.integration.scorer_harness import ScorerRun
 
     from .throughput import scrape_events_total
 
     run = ScorerRun(kafka=b.kafka, prefix=f"bench-day-{uuid.uuid4().hex[:6]}", events_topic=topic,
+                    event_partitions=partitions[0], queue_partitions=partitions[1],
                     extra_env={"SCORER_STORE": "rocksdb://", **env})
     await run.create_topics()
     run.start_worker(0)
@@ -111,27 +120,37 @@ async def one_day(b: Broker, topic: str, by_hour: list[int], cap_s: float, env: 
         "rss_growth_from_h3_mb": rnd(hourly[-1]["rss_mb"] - hourly[2]["rss_mb"]) if len(hourly) > 3 else None,
         "events_per_s": rnd(hourly[-1]["events"] / hourly[-1]["wall_s"]) if hourly else None,
         "rocksdb_dir_mb": store_mb,
+        "event_partitions": partitions[0], "queue_partitions": partitions[1],
     }
 
 
-async def paced_day(b: Broker, hours: int, scale: int, pace: float, cap_s: float) -> dict[str, Any]:
+async def paced_day(b: Broker, hours: int, scale: int, pace: float, cap_s: float,
+                    partitions: tuple[int, int] = (PARTITIONS, QUEUE_PARTITIONS)) -> dict[str, Any]:
     """One worker (today's defaults) scores `hours` of floor x`scale` fed `pace` times faster than live."""
     minutes = day_minutes(hours, scale)
     topic = f"bench.paced.{uuid.uuid4().hex[:6]}"
-    b.create_topic(topic, PARTITIONS)
-    log(f"worker day: {hours} simulated hours fed {pace:g}x faster than live")
+    b.create_topic(topic, partitions[0])
+    log(f"worker day: {hours} simulated hours fed {pace:g}x faster than live, partitions {partitions}")
     feeder = asyncio.create_task(feed_paced(b.bootstrap, topic, minutes, pace))
     try:
-        out = await one_day(b, topic, by_hour_of(minutes), cap_s, {})
+        out = await one_day(b, topic, by_hour_of(minutes), cap_s, {}, partitions)
     finally:
         feeder.cancel()
     return {**out, "hours": hours, "pace": pace}
 
 
+async def paced_days(b: Broker, hours: int, scale: int, pace: float, cap_s: float,
+                     partitions: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """`paced_day` for each partition sizing, at the same time (each worker keeps up with a live pace)."""
+    return list(await asyncio.gather(*(paced_day(b, hours, scale, pace, cap_s, p) for p in partitions)))
+
+
 def run(b: Broker, *, hours: int, scale: int, cap_s: float, settings: dict[str, dict[str, str]],
-        hours_of: dict[str, int] | None = None, paced_hours: int = 0, pace: float = 20) -> dict[str, Any]:
+        hours_of: dict[str, int] | None = None, paced_hours: int = 0, pace: float = 20,
+        paced_partitions: list[list[int]] | None = None) -> dict[str, Any]:
     """`hours_of`: settings scored over fewer hours than the day (a comparison that need not take as long);
-    `paced_hours`: hours also fed at `pace` times live to one worker at today's defaults (0: none)."""
+    `paced_hours`: hours also fed at `pace` times live to one worker at today's defaults (0: none), and at the
+    same time to one more worker for each (EVENT_PARTITIONS, QUEUE_PARTITIONS) in `paced_partitions`."""
     records, by_hour = day_records(hours, scale)
     topic = f"bench.day.{uuid.uuid4().hex[:6]}"
     b.create_topic(topic, PARTITIONS)
@@ -145,5 +164,7 @@ def run(b: Broker, *, hours: int, scale: int, cap_s: float, settings: dict[str, 
         upto = by_hour[:(hours_of or {}).get(name, hours)]
         out["by_setting"][name] = {**asyncio.run(one_day(b, topic, upto, cap_s, env)), "hours": len(upto)}
     if paced_hours:
-        out["paced"] = asyncio.run(paced_day(b, paced_hours, scale, pace, cap_s))
+        sizings = [(PARTITIONS, QUEUE_PARTITIONS)] + [(int(e), int(q)) for e, q in paced_partitions or []]
+        out["paced"], *others = asyncio.run(paced_days(b, paced_hours, scale, pace, cap_s, sizings))
+        out["paced_by_partitions"] = others
     return out
