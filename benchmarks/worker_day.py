@@ -126,7 +126,8 @@ async def one_day(b: Broker, topic: str, by_hour: list[int], cap_s: float, env: 
 
 async def paced_day(b: Broker, hours: int, scale: int, pace: float, cap_s: float,
                     partitions: tuple[int, int] = (PARTITIONS, QUEUE_PARTITIONS)) -> dict[str, Any]:
-    """One worker (today's defaults) scores `hours` of floor x`scale` fed `pace` times faster than live."""
+    """One worker (today's defaults, on topics of `partitions`) scores `hours` of floor x`scale` fed `pace` times
+    faster than live."""
     minutes = day_minutes(hours, scale)
     topic = f"bench.paced.{uuid.uuid4().hex[:6]}"
     b.create_topic(topic, partitions[0])

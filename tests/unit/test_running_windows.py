@@ -22,8 +22,8 @@ BUCKET_MS = 5000
 T0 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000
 SCOPES = [Scope("acme", "acme-jd", "jd", "presales"), Scope("acme", "acme-tmall", "tmall", "presales"),
           Scope("lumi", "lumi-web", "web", "aftersales"),
-          # A second shop of a tenant on a platform: its tenant+platform view sums two shops, and the tenant's
-          # and the queue's views sum such groups (merge.QueueMerger._window_groups).
+          # A second shop of a tenant on a platform: the tenant+platform view, the tenant's and the queue's each
+          # sum more than one shop.
           Scope("acme", "acme-jd-outlet", "jd", "presales")]
 
 Facts = list[tuple[str, int]]
