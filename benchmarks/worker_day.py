@@ -124,11 +124,11 @@ async def one_day(b: Broker, topic: str, by_hour: list[int], cap_s: float, env: 
     }
 
 
-async def paced_day(b: Broker, hours: int, scale: int, pace: float, cap_s: float,
+async def paced_day(b: Broker, minutes: list[list[tuple[bytes, bytes]]], pace: float, cap_s: float,
                     partitions: tuple[int, int] = (PARTITIONS, QUEUE_PARTITIONS)) -> dict[str, Any]:
-    """One worker (today's defaults, on topics of `partitions`) scores `hours` of floor x`scale` fed `pace` times
+    """One worker (today's defaults, on topics of `partitions`) scores `minutes` (`day_minutes`) fed `pace` times
     faster than live."""
-    minutes = day_minutes(hours, scale)
+    hours = len(minutes) // 60
     topic = f"bench.paced.{uuid.uuid4().hex[:6]}"
     b.create_topic(topic, partitions[0])
     log(f"worker day: {hours} simulated hours fed {pace:g}x faster than live, partitions {partitions}")
@@ -142,8 +142,10 @@ async def paced_day(b: Broker, hours: int, scale: int, pace: float, cap_s: float
 
 async def paced_days(b: Broker, hours: int, scale: int, pace: float, cap_s: float,
                      partitions: list[tuple[int, int]]) -> list[dict[str, Any]]:
-    """`paced_day` for each partition sizing, at the same time (each worker keeps up with a live pace)."""
-    return list(await asyncio.gather(*(paced_day(b, hours, scale, pace, cap_s, p) for p in partitions)))
+    """`paced_day` for each partition sizing, at the same time (each worker keeps up with a live pace). The day is
+    simulated once, before any feed starts: every worker gets the same records from the same moment."""
+    minutes = day_minutes(hours, scale)
+    return list(await asyncio.gather(*(paced_day(b, minutes, pace, cap_s, p) for p in partitions)))
 
 
 def run(b: Broker, *, hours: int, scale: int, cap_s: float, settings: dict[str, dict[str, str]],
