@@ -18,7 +18,8 @@ own date) and benchmarks/results/throughput_freshness.png. Sections, in the orde
     names       one sender tries 100k queue names: ingest and scorer state, /metrics size (in-process)
     worker_day  a real worker's RSS over a simulated day of floor x1 on rocksdb://, Faust's RocksDB defaults and
                 bounded (SCORER_ROCKSDB_WRITE_BUFFER_MB, SCORER_ROCKSDB_BLOCK_CACHE_MB), caught up as fast as it
-                can; and three hours fed at 20x live, as a live floor's worker holds them
+                can; and three hours fed at 20x live, as a live floor's worker holds them, on the default
+                partitions and at the same time on one event and one queue partition (a small floor's sizing)
 
 Every section is bounded in time and stops by itself; a broker (TEST_PORT_OFFSET, default 700) is
 started for the sections that need one and stopped at the end. Speed never fails anything.

@@ -101,16 +101,19 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     for paced, resized in [(wd.get("paced", {}), False), *((p, True) for p in wd.get("paced_by_partitions", []))]:
         if not paced.get("hourly"):
             continue
-        sized = (f", EVENT_PARTITIONS={paced.get('event_partitions')} QUEUE_PARTITIONS="
-                 f"{paced.get('queue_partitions')}") if resized else ""
+        peak = f"sampled peak {fmt(paced.get('rss_mb_peak_sampled'), ' MB')}"
+        if resized:
+            sized = (f", EVENT_PARTITIONS={paced.get('event_partitions')} "
+                     f"QUEUE_PARTITIONS={paced.get('queue_partitions')}")
+            notes = f"otherwise today's defaults; fed beside the row above; {peak}"
+        else:
+            sized, notes = "", f"today's defaults; {peak}; the rows above caught up on a pre-filled day"
         out.append((f"RSS of a real worker fed a small floor as it happens (floor x{wd.get('floor_scale')}, "
                     f"rocksdb://{sized}, {paced.get('hours_scored')} of {paced.get('hours')} h at "
                     f"{fmt(paced.get('pace'))}x live)",
                     " / ".join(fmt(h.get("rss_mb")) for h in paced["hourly"])
                     + (f" MB at hours 1–{len(paced['hourly'])}" if len(paced["hourly"]) > 1 else " MB at hour 1"),
-                    ("today's defaults" if not sized else "otherwise today's defaults; fed beside the row above")
-                    + f"; sampled peak {fmt(paced.get('rss_mb_peak_sampled'), ' MB')}"
-                    + ("; the rows above caught up on a pre-filled day" if not sized else "")))
+                    notes))
     if rec.get("cycles"):
         out.append((f"recovery after SIGKILL, {rec['open_conversations']:,} open conversations",
                     f"{fmt(rec.get('median_correct_s'), ' s', 1)} to correct figures",
