@@ -429,7 +429,8 @@ def test_a_tombstone_re_asserts_the_chat_slot_its_conversation_held() -> None:
     assert [r.topic for r in lost] == ["agent_changes"]  # the slot's end, never delivered
     scorer.conversations.flush(0)
     scorer.feed([event(4, "c2", "message", t0 + 70 * 60_000, sender="customer", queue="presales")])  # evicts c1
-    assert decode_conversation_record(scorer.conv_table[c1.key.encode()])[2] is not None  # the tombstone
+    gone = decode_conversation_record(scorer.conv_table[c1.key.encode()])[2]  # the tombstone, naming c1's queue
+    assert gone is not None and gone[:4] == list(queue)
     scorer.conversations.revoke({0})
     scorer._route(scorer.conversations.rebuild({0}))
     scorer.tick(0)
