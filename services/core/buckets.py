@@ -210,6 +210,11 @@ class Bucket:
         if other.reply is not NO_SAMPLES:
             self._own("reply").merge(other.reply, sign)
 
+    def same(self, other: Bucket) -> bool:
+        """Whether the two give the very same figures: counters (a missing one reads 0) and distributions."""
+        return ({k: n for k, n in self.c.items() if n} == {k: n for k, n in other.c.items() if n}
+                and self.frt.same(other.frt) and self.reply.same(other.reply))
+
     def is_empty(self) -> bool:
         return self.frt.count == 0 and self.reply.count == 0 and not any(self.c.values())
 

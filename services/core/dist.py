@@ -88,6 +88,10 @@ class Dist:
         if sign > 0 and other.max_ms > self.max_ms:
             self.max_ms = other.max_ms
 
+    def same(self, other: Dist) -> bool:
+        return (self.count == other.count and self.total_ms == other.total_ms and self.max_ms == other.max_ms
+                and self.bins == other.bins)
+
     def quantile_ms(self, q: float) -> float | None:
         """Nearest-rank percentile: the value of rank ceil(q*n)."""
         if self.count <= 0:

@@ -30,7 +30,7 @@ from .figures import AgentFigures, LiveFigures, QueueView, WindowFigures
 from .platform_rules import rule_for
 from .scope import ALL, Scope, is_agent_scope
 from .waits import LiveSums
-from .windows import SrcKey, Widened, WindowStore
+from .windows import SrcKey, Twin, Widened, WindowStore
 
 
 def iso(ms: int) -> str:
@@ -176,17 +176,18 @@ class QueueMerger:
         self.store.forget_widths(lambda key: (key[0], key[1]) in sources and partition_of(key[2]) == partition)
 
     def widen(self, now: int, partition_of: Callable[[Scope], int],
-              paused: Container[tuple[str, int, int]] = ()) -> list[Widened]:
+              paused: Container[tuple[str, int, int]] = (), twin: Twin | None = None) -> list[Widened]:
         """Widen each source's buckets with age by its watermark as received on their partition (never ahead of
         `now`): stage 1 widened them by that watermark or a later one, earlier (`services.core.bucket_widths`).
         Not by the newest watermark from any partition: another partition's partials may lag behind it. Not the
-        buckets of a source (src, part) on a partition in `paused`: it is re-sending them all (QueueStage)."""
+        buckets of a source (src, part) on a partition in `paused`: it is re-sending them all (QueueStage). `twin`:
+        `WindowStore.widen`'s."""
         def clock_of(key: SrcKey) -> int | None:
             src_on = (key[0], key[1], partition_of(key[2]))
             wm = self.widen_clocks.get(src_on)
             return None if wm is None or src_on in paused else min(now, wm)
 
-        return self.store.widen(clock_of)
+        return self.store.widen(clock_of, twin)
 
     # --- output ----------------------------------------------------------------------------
     def scopes(self) -> set[Scope]:

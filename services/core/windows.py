@@ -27,12 +27,15 @@ from .buckets import Bucket
 from .config import WINDOWS
 from .scope import Scope
 
-__all__ = ["GRID_MS", "Widened", "WindowStore", "window_range", "window_slot_ms"]
+__all__ = ["GRID_MS", "Twin", "Widened", "WindowStore", "window_range", "window_slot_ms"]
 
 Source = tuple[str, int]  # (source stage, partition)
 SrcKey = tuple[str, int, Scope]  # (source stage, partition, scope)
 Range = tuple[int, int]  # (first, last) slot start of a window, inclusive
 Held = tuple[int, Bucket]  # a source's bucket and its width
+# (source key, start, width, the bucket widened here) -> the source's own bucket of that time and width when it gives
+# the same figures (stage 1 in this process: `ConversationStage.twin`), else None.
+Twin = Callable[[SrcKey, int, int, Bucket], "Bucket | None"]
 
 
 class Widened(NamedTuple):
@@ -182,11 +185,14 @@ class WindowStore:
         for key in [k for k in self.source_widths if which(k)]:
             del self.source_widths[key]
 
-    def widen(self, clock_of: Callable[[SrcKey], int | None]) -> list[Widened]:
+    def widen(self, clock_of: Callable[[SrcKey], int | None], twin: Twin | None = None) -> list[Widened]:
         """Merge each source's buckets of a scope that aged past their width boundaries at their clock (None: not
         yet) into wider ones, as stage 1 merged its own a margin earlier. The tables' sums stay what they were;
         only the tables of slots narrower than a new width lose its parts (no window reaches that far back).
-        Returns what was merged, for the caller's copy of the sources' buckets (stage 2's table)."""
+        Returns what was merged, for the caller's copy of the sources' buckets (stage 2's table).
+
+        `twin`: where stage 1 runs in this process, its own widened bucket is kept in place of the one merged here
+        when the two give the same figures (one object, not two: stage 1 copies it before any change)."""
         out: list[Widened] = []
         reach_of: dict[int, int] | None = None  # per width, `_reach_of_narrower` (the same for every source)
         for src_key, per_src in self.src_buckets.items():
@@ -215,6 +221,8 @@ class WindowStore:
                     for size, tables in self.tables.items():
                         if w <= size < into_width:
                             self._take_from_table(tables[scope], s - s % size, bucket)
+                if twin is not None:
+                    into = twin(src_key, target, into_width, into) or into
                 per_src[target] = (into_width, into)
                 out.append(Widened(src_key, [(s, w) for s, w, _ in members], target, into_width, into))
         return out

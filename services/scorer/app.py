@@ -145,6 +145,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         queue_partitions=k.queue_partitions, event_clock=settings.clock == "event", rules=rules_from_env(),
         agent_refresh_ticks=settings.agent_refresh_ticks, tz=settings.scorecard_tz,
     )
+    queues.twin = conversations.twin  # stage 2 widens stage 1's buckets of this worker into stage 1's very objects
     views_exported = ViewsCollector(queues.current_views)  # served as text by /metrics, not through the registry
     registry.register(AlertsCollector(queues.open_alerts))
     registry.register(SignalsCollector(lambda: list(queues.latest_signals.items())))

@@ -28,8 +28,9 @@ class InProcessScorer:
         grace_ms: int = 60_000, retention_ms: int = 3_900_000, event_clock: bool = True,
         agent_retention_ms: int = 86_400_000, hand_on: bool = True,
     ) -> None:
-        # hand_on: stage 2 takes stage 1's partial buckets as they are (as one worker does: app.py's handoff);
-        # False: it decodes every partial record (as a worker merging another worker's partials does).
+        # hand_on: stage 2 takes stage 1's partial buckets as they are, and keeps stage 1's own widened buckets (as one
+        # worker does: app.py's handoff and `QueueStage.twin`); False: it decodes every partial record and widens
+        # into buckets of its own (as a worker merging another worker's partials does).
         self.event_partitions = event_partitions
         self.queue_partitions = queue_partitions
         self.metrics = PipelineMetrics(CollectorRegistry())
@@ -47,6 +48,8 @@ class InProcessScorer:
             self.partials_table, self.metrics, bucket_ms=bucket_ms, horizon_ms=horizon,
             queue_partitions=queue_partitions, event_clock=event_clock,
         )
+        if hand_on:
+            self.queues.twin = self.conversations.twin
         self.conversations.rebuild(set(range(event_partitions)))
         self.agents.rebuild(set(range(event_partitions)))
         self.queues.rebuild(set(range(queue_partitions)))

@@ -43,7 +43,7 @@ from services.core.scope import ALL, Scope, agent_scope, is_agent_scope, queue_t
 from services.core.scorecard import ScorecardConfig, score_platform
 from services.core.scorecard_report import agent_sums, budget, rule_standing
 from services.core.waits import LiveSums
-from services.core.windows import Widened
+from services.core.windows import SrcKey, Twin, Widened
 from services.core.wire import (
     ALERT_ACK_PREFIX,
     DAY_LEDGER_PREFIX,
@@ -167,6 +167,20 @@ class ConversationStage:
         # The scorecard's day state per partition (services.core.days), local days in `tz` (SCORECARD_TZ).
         self.tz = tz or scorecard_tz()
         self.days: dict[int, PartitionDays] = {}
+
+    def twin(self, src_key: SrcKey, start: int, width: int, bucket: Bucket) -> Bucket | None:
+        """This stage's own bucket of a source key's time and width, when it gives the same figures as `bucket` (stage
+        2 in this process keeps it in place of its copy: `WindowStore.widen`); from then on this stage copies it before
+        any change, as a bucket it handed on."""
+        src, part, scope = src_key
+        partials = self.parts.get(part) if src == SRC_CONVERSATIONS else None
+        if partials is None or partials.width_of(start) != width:
+            return None
+        own = partials.buckets.get(scope, {}).get(start)
+        if own is None or not own.same(bucket):
+            return None
+        partials.handed.add((scope, start))
+        return own
 
     # --- rebalance -------------------------------------------------------------------------
     def revoke(self, partitions: set[int]) -> None:
@@ -703,6 +717,8 @@ class QueueStage:
         self.snapshot_at: dict[int, int] = {}
         self.latest_signals: dict[Scope, Signals] = {}
         self.to_write: dict[int, list[Widened]] = {}  # per queue partition: for `write_widened`
+        # Stage 1 in this process (`ConversationStage.twin`): a widened source bucket is its bucket, not a second copy.
+        self.twin: Twin | None = None
         # Per queue partition: the table writes of the batch being merged, each key's last (None: delete), for
         # `flush`. A batch re-sends many keys (a scope's live figures every fast step): written once each.
         self.unwritten: dict[int, dict[bytes, bytes | None]] = {}
@@ -888,7 +904,8 @@ class QueueStage:
         views = self.merger.views(now, changed_queues_only=fast)
         # After the windows moved to `now` (what widens is behind all of them); on the tick only, as it walks every
         # source's scopes.
-        for widened in [] if fast else self.merger.widen(now, self._partition, paused=self.resent):
+        for widened in [] if fast else self.merger.widen(now, self._partition, paused=self.resent,
+                                                           twin=self.twin):
             self.to_write.setdefault(self._partition(widened.src_key[2]), []).append(widened)
         self.m.partials_narrowed.set(self.merger.store.narrowed_puts)
         gone = [k for k in self.published if k not in views]  # (the merger updates one dict in place)

@@ -8,7 +8,9 @@ import tracemalloc
 import orjson
 from hypothesis import given
 
-from services.core.buckets import Bucket
+from services.core.buckets import ARRIVAL, FRT, Bucket, Fact
+from services.core.windows import SrcKey
+from services.core.wire import SRC_CONVERSATIONS
 from services.scorer.handoff import Handoff
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.stages import Out
@@ -60,6 +62,16 @@ class Watching(InProcessScorer):
     def __init__(self) -> None:
         super().__init__()
         self.handed: list[tuple[Bucket, bytes]] = []
+        self.twins: list[tuple[Bucket, bytes]] = []  # stage 1's widened buckets stage 2 kept, with their JSON then
+        stage1_twin = self.conversations.twin
+
+        def twin(src_key: SrcKey, start: int, width: int, bucket: Bucket) -> Bucket | None:
+            own = stage1_twin(src_key, start, width, bucket)
+            if own is not None:
+                self.twins.append((own, orjson.dumps(own.to_json())))
+            return own
+
+        self.queues.twin = twin
 
     def _route(self, records: list[Out]) -> None:
         for r in records:
@@ -86,6 +98,65 @@ def test_a_handed_bucket_never_changes_and_the_views_are_those_of_decoding() -> 
     parts = watching.conversations.parts.values()
     own = {id(b) for part in parts for per_scope in part.buckets.values() for b in per_scope.values()}
     assert len(held & own) > 100
+
+
+def test_stage_two_widens_into_stage_ones_buckets_which_then_never_change() -> None:
+    # Both stages widen a source's old buckets; in one process stage 2 keeps stage 1's result, not a second copy. The
+    # same floor as above: late deliveries change buckets stage 1 widened after stage 2 kept them.
+    events = floor_hour(5)
+    watching = Watching()
+    decoding = InProcessScorer(hand_on=False)
+    for i in range(0, len(events), 53):
+        watching.feed(events[i : i + 53])
+        decoding.feed(events[i : i + 53])
+        assert watching.tick(0) == decoding.tick(0)
+    assert len(watching.twins) > 1000
+    assert not [value for bucket, value in watching.twins if orjson.dumps(bucket.to_json()) != value]
+    store = watching.queues.merger.store
+    wide = {id(b) for per_src in store.src_buckets.values() for w, b in per_src.values() if w > store.bucket_ms}
+    parts = watching.conversations.parts.values()
+    own = {id(b) for part in parts for per_scope in part.buckets.values() for b in per_scope.values()}
+    assert len(wide & own) > 0.8 * len(wide)
+
+
+def test_stage_one_gives_its_widened_bucket_only_when_it_gives_the_same_figures() -> None:
+    # In a worker stage 2 may widen before the partials of a late change to stage 1's widened bucket reach it.
+    scorer = InProcessScorer(hand_on=False)
+    scorer.feed(floor_hour(5, minutes=20))
+    part, scope, start, width, own = next(
+        (p, scope, s, w, b) for p, partials in scorer.conversations.parts.items()
+        for scope, per_scope in partials.buckets.items() for s, b in per_scope.items()
+        if (w := partials.width_of(s)) is not None and w > scorer.queues.bucket_ms and b.frt.count)
+    key = (SRC_CONVERSATIONS, part, scope)
+    other = own.copy()
+    other.apply(Fact(FRT, start + 1, scope.queue, 4_000), 1)
+    assert scorer.conversations.twin(key, start, width, other) is None  # not the figures stage 2 summed
+    assert scorer.conversations.twin(key, start, width // 5 or 1, own.copy()) is None  # another width
+    assert scorer.conversations.twin(("d", part, scope), start, width, own.copy()) is None  # another source
+    assert scorer.conversations.twin(key, start, width, own.copy()) is own
+    kept_json = orjson.dumps(own.to_json())
+    scorer.conversations.parts[part]._bucket(scope, start + 1).apply(Fact(ARRIVAL, start + 1, scope.queue), 1)
+    assert orjson.dumps(own.to_json()) == kept_json  # stage 1 changed a copy, not the bucket stage 2 keeps
+
+
+def test_buckets_are_the_same_when_every_figure_is() -> None:
+    a, b = Bucket(), Bucket()
+    a.apply(Fact(ARRIVAL, 5, "q"), 1)
+    b.apply(Fact(ARRIVAL, 5, "q"), 1)
+    b.apply(Fact(FRT, 5, "q", 900), 1)
+    assert not a.same(b)
+    b.apply(Fact(FRT, 5, "q", 900), -1)  # retracted: the counts and bins are a's again, and b holds an empty Dist
+    assert a.same(b) and b.same(a)
+    b.c["abandoned"] += 0  # a counter that reads 0 either way
+    assert a.same(b)
+    for value in (950, 1000):
+        a.apply(Fact(FRT, 5, "q", value), 1)
+    for value in (955, 1000):
+        b.apply(Fact(FRT, 5, "q", value), 1)  # the same bins and maximum, another sum (another mean)
+    assert not a.same(b)
+    b.apply(Fact(FRT, 5, "q", 955), -1)
+    b.apply(Fact(FRT, 5, "q", 950), 1)
+    assert a.same(b)
 
 
 @CHEAP_PROPERTY
