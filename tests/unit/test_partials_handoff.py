@@ -3,6 +3,7 @@ as decoding every record, and a bucket once handed on is never changed again by 
 
 from __future__ import annotations
 
+import functools
 import tracemalloc
 
 import orjson
@@ -81,8 +82,10 @@ class Watching(InProcessScorer):
         super()._route(records)
 
 
-def test_a_handed_bucket_never_changes_and_the_views_are_those_of_decoding() -> None:
-    # 80 minutes of a small floor with late deliveries: buckets change after they were sent, widen and are pruned.
+@functools.cache
+def watched_floor() -> Watching:
+    """80 minutes of a small floor with late deliveries (buckets change after they were sent, widen and are pruned),
+    its views checked tick by tick against a worker that decodes every partial and widens into buckets of its own."""
     events = floor_hour(5)
     watching = Watching()
     decoding = InProcessScorer(hand_on=False)
@@ -90,33 +93,33 @@ def test_a_handed_bucket_never_changes_and_the_views_are_those_of_decoding() -> 
         watching.feed(events[i : i + 53])
         decoding.feed(events[i : i + 53])
         assert watching.tick(0) == decoding.tick(0)
+    return watching
+
+
+def stage_one_buckets(scorer: InProcessScorer) -> set[int]:
+    parts = scorer.conversations.parts.values()
+    return {id(b) for part in parts for per_scope in part.buckets.values() for b in per_scope.values()}
+
+
+def test_a_handed_bucket_never_changes_and_the_views_are_those_of_decoding() -> None:
+    watching = watched_floor()
     assert len(watching.handed) > 1000
     changed = [value for bucket, value in watching.handed if orjson.dumps(bucket.to_json()) != value]
     assert not changed
     # Stage 2 holds stage 1's very objects (one copy of a bucket in the worker, not two).
     held = {id(b) for per_src in watching.queues.merger.store.src_buckets.values() for _w, b in per_src.values()}
-    parts = watching.conversations.parts.values()
-    own = {id(b) for part in parts for per_scope in part.buckets.values() for b in per_scope.values()}
-    assert len(held & own) > 100
+    assert len(held & stage_one_buckets(watching)) > 100
 
 
 def test_stage_two_widens_into_stage_ones_buckets_which_then_never_change() -> None:
-    # Both stages widen a source's old buckets; in one process stage 2 keeps stage 1's result, not a second copy. The
-    # same floor as above: late deliveries change buckets stage 1 widened after stage 2 kept them.
-    events = floor_hour(5)
-    watching = Watching()
-    decoding = InProcessScorer(hand_on=False)
-    for i in range(0, len(events), 53):
-        watching.feed(events[i : i + 53])
-        decoding.feed(events[i : i + 53])
-        assert watching.tick(0) == decoding.tick(0)
+    # Both stages widen a source's old buckets; in one process stage 2 keeps stage 1's result, not a second copy. Late
+    # deliveries change buckets stage 1 widened after stage 2 kept them.
+    watching = watched_floor()
     assert len(watching.twins) > 1000
     assert not [value for bucket, value in watching.twins if orjson.dumps(bucket.to_json()) != value]
     store = watching.queues.merger.store
     wide = {id(b) for per_src in store.src_buckets.values() for w, b in per_src.values() if w > store.bucket_ms}
-    parts = watching.conversations.parts.values()
-    own = {id(b) for part in parts for per_scope in part.buckets.values() for b in per_scope.values()}
-    assert len(wide & own) > 0.8 * len(wide)
+    assert len(wide & stage_one_buckets(watching)) > 0.8 * len(wide)
 
 
 def test_stage_one_gives_its_widened_bucket_only_when_it_gives_the_same_figures() -> None:
