@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -79,6 +78,7 @@ from services.core.wire import (
 
 from .conversation_store import ConversationStore, Table
 from .metrics import PipelineMetrics
+from .timed_keys import TimedKeys
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,8 @@ class ConversationStage:
         # The conversations themselves: decoded from the table, cached while active, written back per batch.
         self.store = ConversationStore(table, cache_max=cache_max, cache_idle_ms=cache_idle_ms)
         self.parts: dict[int, PartitionPartials] = {}
-        self.closed: dict[int, deque[tuple[int, bytes]]] = {}
-        self.tombs: dict[int, deque[tuple[int, bytes]]] = {}
+        self.closed: dict[int, TimedKeys] = {}  # per partition: closed conversations by their last event
+        self.tombs: dict[int, TimedKeys] = {}  # per partition: tombstones by their conversation's last event
         self.sent_watermark: dict[int, int] = {}
         self.written_watermark: dict[int, int] = {}  # per partition: as last written to the table
         self.resending: set[int] = set()  # rebuilt partitions whose whole re-send ends on the next tick
@@ -250,8 +250,8 @@ class ConversationStage:
         for p, tenant, shop, platform, days_raw, conv_key in contributions:
             self.days[p].load(tenant, shop, platform, days_of(days_raw), conv_key)
         for p in todo:
-            self.closed[p] = deque(sorted(closed[p]))
-            self.tombs[p] = deque(sorted(tombs[p]))
+            self.closed[p] = TimedKeys(sorted(closed[p]))
+            self.tombs[p] = TimedKeys(sorted(tombs[p]))
             self.parts[p].mark_all_dirty()
             self.days[p].mark_all_dirty()
         self.m.rebuilds.labels("conversations").inc()
@@ -335,7 +335,7 @@ class ConversationStage:
         conv.prune_facts(wm - self.horizon_ms)
         self.store.put(ckey, partition, conv)
         if conv.state.closed and (ev.type == "conversation.closed" or gone_ts is not None):
-            self.closed[partition].append((conv.last_event_ts, ckey))
+            self.closed[partition].append(conv.last_event_ts, ckey)
         return out
 
     def flush(self, partition: int) -> None:
@@ -402,21 +402,21 @@ class ConversationStage:
     def _evict(self, partition: int, watermark: int) -> None:
         closed = self.closed[partition]
         limit = watermark - self.retention_ms
-        while closed and closed[0][0] < limit:
+        while closed and closed.first_ts() < limit:
             _ts, key = closed.popleft()
             conv, gone = self._load(key, partition)
             if conv is None or gone is not None:
                 continue
             if conv.last_event_ts >= limit:  # touched again since it closed: look again later
-                closed.append((conv.last_event_ts, key))
+                closed.append(conv.last_event_ts, key)
                 continue
             self.store.bury(key, partition, conv)
-            self.tombs[partition].append((conv.last_event_ts, key))
+            self.tombs[partition].append(conv.last_event_ts, key)
             self.m.evicted.inc()
         tombs = self.tombs[partition]
         expired: list[bytes] = []
         settled: list[tuple[str, str, str, str, Any]] = []
-        while tombs and tombs[0][0] < watermark - self.tombstone_ms:
+        while tombs and tombs.first_ts() < watermark - self.tombstone_ms:
             ts, key = tombs.popleft()
             raw = self.table.get(key)
             if raw is not None and (decoded := decode_conversation_record(raw))[2] is not None and decoded[2][4] == ts:
