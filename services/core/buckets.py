@@ -9,8 +9,10 @@ event time for one scope; windows are sums of buckets. Every operation has an in
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
+from itertools import chain
 from typing import Any, Final, NamedTuple
 
 from .config import SL_THRESHOLDS_S, SLOW_REPLY_S, sl_thresholds_for
@@ -107,19 +109,64 @@ def sl_counters_for(queue: str) -> SlCounters:
     return _sl_counters(sl_thresholds_for(queue))
 
 
+# Counters as (name, n, name, n, ...), none of them 0: `Bucket.freeze`. (`zip(i := iter(t), i)` pairs it up.)
+Frozen = tuple[Any, ...]
+
+
 class Bucket:
-    __slots__ = ("c", "frt", "reply")
+    __slots__ = ("_c", "frt", "reply")
 
     def __init__(self) -> None:
         # Sparse: only the counters a fact touched (a missing one reads 0). With 1 s buckets kept for the
         # horizon in both stages, a bucket holding one arrival must not carry all the counters.
-        self.c: Counter[str] = Counter()
+        self._c: Counter[str] | Frozen = Counter()
         # No FRT / reply samples yet: the shared empty Dist (most buckets hold arrivals and messages only);
         # a bucket gets its own on its first sample (`_own`). Never mutate `NO_SAMPLES`.
         self.frt = NO_SAMPLES
         self.reply = NO_SAMPLES
 
+    def _thaw(self) -> Counter[str]:
+        c = self._c
+        if isinstance(c, tuple):
+            c = self._c = Counter(dict(zip(i := iter(c), i, strict=True)))
+        return c
+
+    @property
+    def c(self) -> Counter[str]:
+        """The counters, to change or to read by name (a frozen bucket thaws: `freeze`)."""
+        c = self._c
+        return self._thaw() if isinstance(c, tuple) else c
+
+    @c.setter
+    def c(self, c: Counter[str]) -> None:
+        self._c = c
+
+    def counts(self) -> Iterable[tuple[str, int]]:
+        """(name, n) of the counters held, to read (a frozen bucket stays frozen; some n may be 0 if not)."""
+        c = self._c
+        return zip(i := iter(c), i, strict=True) if isinstance(c, tuple) else c.items()
+
+    def freeze(self) -> None:
+        """Hold the counters and the bins as flat tuples, about half the bytes of small dicts, until the next change
+        thaws them (`c`, `Dist.bins`). For the old buckets of a window, read for the tick's sums and hardly ever
+        changed again (a late event): most of a worker's buckets. The figures stay the very same."""
+        c = self._c
+        if isinstance(c, tuple):
+            return  # frozen whole: a change to a Dist thaws the counters too (`_own`)
+        self._c = tuple(chain.from_iterable(c.items() if all(c.values()) else (kv for kv in c.items() if kv[1])))
+        if self.frt is not NO_SAMPLES:
+            self.frt.freeze()
+        if self.reply is not NO_SAMPLES:
+            self.reply.freeze()
+
+    @property
+    def frozen(self) -> bool:
+        return isinstance(self._c, tuple)
+
     def _own(self, name: str) -> Dist:
+        """The `frt` / `reply` Dist, to change: the bucket's own (not NO_SAMPLES), and the bucket thawed."""
+        if isinstance(self._c, tuple):
+            self._thaw()  # (so that `freeze` knows a frozen bucket by its counters alone)
         d: Dist = getattr(self, name)
         if d is NO_SAMPLES:
             d = Dist()
@@ -202,8 +249,11 @@ class Bucket:
             raise ValueError(f"unknown fact kind {kind!r}")
 
     def merge(self, other: Bucket, sign: int = 1) -> None:
-        c = self.c
-        for k, n in other.c.items():
+        c = self._c
+        if isinstance(c, tuple):
+            c = self._thaw()
+        oc = other._c  # (`counts`, inline: merging is the tick's most frequent step)
+        for k, n in zip(i := iter(oc), i, strict=True) if isinstance(oc, tuple) else oc.items():
             c[k] += sign * n
         if other.frt is not NO_SAMPLES:
             self._own("frt").merge(other.frt, sign)
@@ -212,21 +262,22 @@ class Bucket:
 
     def same(self, other: Bucket) -> bool:
         """Whether the two give the very same figures: counters (a missing one reads 0) and distributions."""
-        return ({k: n for k, n in self.c.items() if n} == {k: n for k, n in other.c.items() if n}
+        return ({k: n for k, n in self.counts() if n} == {k: n for k, n in other.counts() if n}
                 and self.frt.same(other.frt) and self.reply.same(other.reply))
 
     def is_empty(self) -> bool:
-        return self.frt.count == 0 and self.reply.count == 0 and not any(self.c.values())
+        return self.frt.count == 0 and self.reply.count == 0 and not any(n for _k, n in self.counts())
 
     def copy(self) -> Bucket:
+        """A thawed copy (to change)."""
         out = Bucket()
-        out.c = Counter(self.c)
+        out.c = Counter(dict(self.counts()))
         out.frt = NO_SAMPLES if self.frt is NO_SAMPLES else self.frt.copy()
         out.reply = NO_SAMPLES if self.reply is NO_SAMPLES else self.reply.copy()
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"c": {k: n for k, n in self.c.items() if n}, "frt": self.frt.to_json(), "reply": self.reply.to_json()}
+        return {"c": {k: n for k, n in self.counts() if n}, "frt": self.frt.to_json(), "reply": self.reply.to_json()}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Bucket:

@@ -12,6 +12,8 @@ for values >= 1 s. (With bins of ALPHA itself, gamma - 1 would be 4.08%: over th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any, Final
 
 from .figures import DistSummary
@@ -45,14 +47,41 @@ def bin_upper(index: int) -> float:
     return 0.0 if index <= 0 else GAMMA**index
 
 
+Frozen = tuple[int, ...]  # bins as (bin, count, bin, count, ...), ascending: `Dist.freeze`
+
+
 class Dist:
-    __slots__ = ("bins", "count", "max_ms", "total_ms")
+    __slots__ = ("_bins", "count", "max_ms", "total_ms")
 
     def __init__(self) -> None:
         self.count = 0
         self.total_ms = 0
         self.max_ms = 0
-        self.bins: dict[int, int] = {}
+        self._bins: dict[int, int] | Frozen = {}
+
+    @property
+    def bins(self) -> dict[int, int]:
+        """The bins, to change (a frozen Dist thaws: `freeze`)."""
+        bins = self._bins
+        if isinstance(bins, tuple):
+            bins = self._bins = dict(zip(i := iter(bins), i, strict=True))
+        return bins
+
+    @bins.setter
+    def bins(self, bins: dict[int, int]) -> None:
+        self._bins = bins
+
+    def bin_counts(self) -> Iterable[tuple[int, int]]:
+        """(bin, count) of every bin, to read (a frozen Dist stays frozen)."""
+        bins = self._bins
+        return zip(i := iter(bins), i, strict=True) if isinstance(bins, tuple) else bins.items()
+
+    def freeze(self) -> None:
+        """Keep the bins as one flat tuple (a third of a small dict's bytes) until the next change: for the old
+        buckets that are only read (`Bucket.freeze`). The figures stay the very same."""
+        bins = self._bins
+        if not isinstance(bins, tuple):
+            self._bins = tuple(chain.from_iterable(sorted(bins.items())))
 
     def add(self, value_ms: int, n: int = 1) -> None:
         """Count `value_ms` n times."""
@@ -61,36 +90,42 @@ class Dist:
         if value_ms > self.max_ms:
             self.max_ms = value_ms
         b = bin_of(value_ms)
-        self.bins[b] = self.bins.get(b, 0) + n
+        bins = self.bins
+        bins[b] = bins.get(b, 0) + n
 
     def remove(self, value_ms: int, n: int = 1) -> None:
         """Take `value_ms` out n times."""
         self.count -= n
         self.total_ms -= n * value_ms
         b = bin_of(value_ms)
-        left = self.bins.get(b, 0) - n
+        bins = self.bins
+        left = bins.get(b, 0) - n
         if left:
-            self.bins[b] = left
+            bins[b] = left
         else:
-            self.bins.pop(b, None)
+            bins.pop(b, None)
         # The exact runner-up is not kept; the top bin's upper edge bounds it (within 2*ALPHA).
-        self.max_ms = min(self.max_ms, math.ceil(bin_upper(max(self.bins)))) if self.bins else 0
+        self.max_ms = min(self.max_ms, math.ceil(bin_upper(max(bins)))) if bins else 0
 
     def merge(self, other: Dist, sign: int = 1) -> None:
         self.count += sign * other.count
         self.total_ms += sign * other.total_ms
-        for b, n in other.bins.items():
-            left = self.bins.get(b, 0) + sign * n
+        bins = self._bins
+        if isinstance(bins, tuple):
+            bins = self.bins
+        ob = other._bins  # (`bin_counts`, inline: merging is the tick's most frequent step)
+        for b, n in zip(i := iter(ob), i, strict=True) if isinstance(ob, tuple) else ob.items():
+            left = bins.get(b, 0) + sign * n
             if left:
-                self.bins[b] = left
+                bins[b] = left
             else:
-                self.bins.pop(b, None)
+                bins.pop(b, None)
         if sign > 0 and other.max_ms > self.max_ms:
             self.max_ms = other.max_ms
 
     def same(self, other: Dist) -> bool:
         return (self.count == other.count and self.total_ms == other.total_ms and self.max_ms == other.max_ms
-                and self.bins == other.bins)
+                and dict(self.bin_counts()) == dict(other.bin_counts()))
 
     def quantile_ms(self, q: float) -> float | None:
         """Nearest-rank percentile: the value of rank ceil(q*n)."""
@@ -103,8 +138,11 @@ class Dist:
         ranks = [nearest_rank(self.count, q) for q in qs]
         out: list[float] = []
         seen = 0
-        for b in sorted(self.bins):
-            seen += self.bins[b]
+        bins = self._bins
+        if isinstance(bins, tuple):  # (views read running totals, never frozen: this is the rare case)
+            bins = dict(zip(i := iter(bins), i, strict=True))
+        for b in sorted(bins):
+            seen += bins[b]
             while len(out) < len(ranks) and seen >= ranks[len(out)]:
                 out.append(min(bin_value(b), float(self.max_ms)))
             if len(out) == len(ranks):
@@ -127,11 +165,11 @@ class Dist:
 
     def copy(self) -> Dist:
         out = Dist()
-        out.count, out.total_ms, out.max_ms, out.bins = self.count, self.total_ms, self.max_ms, dict(self.bins)
+        out.count, out.total_ms, out.max_ms, out.bins = self.count, self.total_ms, self.max_ms, dict(self.bin_counts())
         return out
 
     def to_json(self) -> list[Any]:
-        return [self.count, self.total_ms, self.max_ms, list(self.bins.items())]  # orjson: tuples as arrays
+        return [self.count, self.total_ms, self.max_ms, list(self.bin_counts())]  # orjson: tuples as arrays
 
     @classmethod
     def from_json(cls, raw: list[Any]) -> Dist:

@@ -149,14 +149,20 @@ class PartitionPartials:
         ahead of the wall clock) into wider ones. Stage 2 widens its copies itself, a margin later, so nothing
         is sent for it; a bucket still to be sent is sent at its new width (stage 2 replaces the narrower ones
         it covers). Boundaries move a minute at a time, so this walks the buckets once a minute."""
+        was_before = self.widths.widened_before
         if not self.widths.advance(clock):
             return
         widened_before, start_of, dirty, handed = self.widths.widened_before, self.widths.start_of, self.dirty, \
             self.handed
+        # Aged buckets are read on and hardly ever changed again: held frozen (`Bucket.freeze`), those merged into
+        # and those that aged just now (one changed later is frozen again when drained).
         for scope, per_scope in self.buckets.items():
+            merged_into: set[int] = set()
             for start in [s for s in per_scope if s < widened_before]:
                 target, _width = start_of(start)
                 if target == start:
+                    if start >= was_before:
+                        per_scope[start].freeze()
                     continue
                 bucket = per_scope.pop(start)
                 handed.discard((scope, start))
@@ -167,9 +173,12 @@ class PartitionPartials:
                     handed.discard((scope, target))
                     into = per_scope[target] = into.copy()
                 into.merge(bucket)
+                merged_into.add(target)
                 if (scope, start) in dirty:
                     dirty.discard((scope, start))
                     dirty.add((scope, target))
+            for target in merged_into:
+                per_scope[target].freeze()
 
     def width_of(self, slot: int) -> int | None:
         """The width of the bucket at `slot` as sent now (None: the live slot and the others that are no bucket)."""
@@ -204,6 +213,7 @@ class PartitionPartials:
         built on the tick only."""
         out: list[Drained] = []
         held: set[tuple[Scope, int]] = set()
+        aged = self.widths.widened_before
         for key in self.dirty:
             scope, start = key
             if queues_only and is_agent_scope(scope.queue):
@@ -216,7 +226,10 @@ class PartitionPartials:
             bucket = self.buckets.get(scope, {}).get(start)
             if bucket is None or bucket.is_empty():
                 out.append(Drained(scope, start, None))
-            elif hand_on:
+                continue
+            if start < aged:
+                bucket.freeze()  # an aged bucket a late fact changed (`widen`)
+            if hand_on:
                 self.handed.add(key)
                 out.append(Drained(scope, start, bucket.to_json(), bucket))
             else:

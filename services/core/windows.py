@@ -104,6 +104,7 @@ class WindowStore:
         self.running: dict[Scope, _Running] = {}
         self.changed: set[Scope] = set()
         self.pruned_to = -1
+        self.frozen_to = NEVER  # the tables' slots that ended before it are frozen (`_freeze_settled`)
 
     # --- the four verbs ----------------------------------------------------------------------
     def put(self, src: str, part: int, scope: Scope, start: int, new: Bucket | None,
@@ -221,8 +222,11 @@ class WindowStore:
                     for size, tables in self.tables.items():
                         if w <= size < into_width:
                             self._take_from_table(tables[scope], s - s % size, bucket)
-                if twin is not None:
-                    into = twin(src_key, target, into_width, into) or into
+                kept = None if twin is None else twin(src_key, target, into_width, into)
+                if kept is None:
+                    into.freeze()  # read on, hardly ever changed again (a change thaws it)
+                else:
+                    into = kept  # (stage 1 froze its own)
                 per_src[target] = (into_width, into)
                 out.append(Widened(src_key, [(s, w) for s, w, _ in members], target, into_width, into))
         return out
@@ -313,6 +317,24 @@ class WindowStore:
         for per_src in self.src_buckets.values():
             for slot in [s for s, (w, _bucket) in per_src.items() if s + w <= before]:
                 del per_src[slot]
+        self._freeze_settled()
+
+    def _freeze_settled(self) -> None:
+        """Hold frozen (`Bucket.freeze`) the slots of the two widest tables (the 15m and 1h windows' by default) that
+        went out of the shortest window (a minute) since the last call: read on for 14 and 60 minutes, they change
+        only for a late or retracted fact (which thaws one). The narrower tables' slots go within minutes, taken
+        out as their sources widen (which would thaw them first)."""
+        if self.ranges is None:
+            return
+        settled = max(lo for lo, _hi in self.ranges.values())
+        settled -= settled % GRID_MS  # (every slot size divides a minute)
+        since, self.frozen_to = self.frozen_to, settled
+        walk = settled - since > 10 * GRID_MS  # the first time, or after a jump of the clock: every slot
+        for size in sorted(self.tables)[-2:]:
+            for per_scope in self.tables[size].values():
+                for slot in [s for s in per_scope if s < settled] if walk else range(since, settled, size):
+                    if (merged := per_scope.get(slot)) is not None:
+                        merged.freeze()
 
     # --- what the merger reads besides ---------------------------------------------------------
     @property
