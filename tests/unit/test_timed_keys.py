@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 from collections import deque
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,12 +42,10 @@ def test_it_is_the_deque_it_replaces(steps: list[tuple[bool, int]], initial: lis
 def test_empty_raises_as_a_deque_does() -> None:
     keys = TimedKeys([(1, b"a")])
     keys.popleft()
-    for read in (keys.popleft, keys.first_ts):
-        try:
-            read()
-        except IndexError:
-            continue
-        raise AssertionError(f"{read.__name__} of no keys returned")
+    with pytest.raises(IndexError):
+        keys.popleft()
+    with pytest.raises(IndexError):
+        keys.first_ts()
 
 
 def test_a_popped_key_is_released_and_a_key_costs_far_less_than_a_tuple() -> None:
