@@ -109,7 +109,8 @@ def stream_arrivals(frame: dict[str, Any]) -> float | None:
 
 TICK_SUM = "floorwatch_scorer_tick_seconds_sum"  # per step: the seconds its runs took, summed
 COUNTERS = ("floorwatch_scorer_records_consumed_total", "floorwatch_scorer_records_published_total",
-            "floorwatch_scorer_bytes_published_total")
+            "floorwatch_scorer_bytes_published_total", "floorwatch_scorer_state_writes_total",
+            "floorwatch_scorer_state_write_bytes_total")
 
 
 async def scorer_counters(client: httpx.AsyncClient, metrics: list[str]) -> dict[str, dict[str, float]]:
@@ -123,7 +124,7 @@ async def scorer_counters(client: httpx.AsyncClient, metrics: list[str]) -> dict
             continue
         name, rest = line.split("{", 1)
         labels, value = rest.rsplit("} ", 1)
-        topic = labels.split('"')[1] if "topic=" in labels or "stage=" in labels else "all"
+        topic = labels.split('"')[1] if any(f"{k}=" in labels for k in ("topic", "stage", "table")) else "all"
         family = {"floorwatch_scorer_events_total": "events_total", TICK_SUM: "tick_s"}.get(name, name)
         out.setdefault(family, {})
         out[family][topic] = out[family].get(topic, 0.0) + float(value)
@@ -136,7 +137,9 @@ def per_event(before: dict[str, dict[str, float]], after: dict[str, dict[str, fl
     if events <= 0:
         return {"events": 0}
     out: dict[str, Any] = {"events": int(events)}
-    for family, short in zip(COUNTERS, ("consumed", "published", "published_bytes"), strict=True):
+    # state_writes: table records written to their changelogs (by table), records an event costs as published ones do
+    for family, short in zip(COUNTERS, ("consumed", "published", "published_bytes", "state_writes",
+                                        "state_write_bytes"), strict=True):
         by_topic = {t: (v - before.get(family, {}).get(t, 0.0)) / events for t, v in after.get(family, {}).items()}
         out[f"{short}_per_event"] = {t: rnd(v, 3) for t, v in sorted(by_topic.items())}
         out[f"{short}_per_event_total"] = rnd(sum(by_topic.values()), 3)

@@ -72,8 +72,13 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
             out.append((f"records per event at {float(rate):,.0f} events/s offered{workers}",
                         f"{fmt(per.get('consumed_per_event_total'), digits=2)} consumed, "
                         f"{fmt(per.get('published_per_event_total'), digits=2)} published, "
-                        f"{fmt(per.get('published_bytes_per_event_total'))} bytes published",
-                        "bytes by topic: " + ", ".join(f"{t} {fmt(v)}" for t, v in pub.items())))
+                        f"{fmt(per.get('published_bytes_per_event_total'))} bytes published"
+                        + (f", {fmt(per['state_writes_per_event_total'], digits=2)} table writes"
+                           if "state_writes_per_event_total" in per else ""),
+                        "bytes by topic: " + ", ".join(f"{t} {fmt(v)}" for t, v in pub.items())
+                        + ("; table writes by table: " + ", ".join(
+                            f"{t} {fmt(v, digits=2)}" for t, v in per.get("state_writes_per_event", {}).items())
+                           if "state_writes_per_event" in per else "")))
     mem = s.get("memory", {})
     for p in mem.get("inprocess_open", []):
         out.append((f"RSS, {p['open_conversations']:,} open conversations (in-process)",

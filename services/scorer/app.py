@@ -16,11 +16,12 @@ import os
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
 from faust.streams import _current_event  # a table write's changelog partition is its current event's
 from faust.types import TP
+from faust.types.tuples import PendingMessage
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from services.core.alert_config import rules_from_env
@@ -31,7 +32,7 @@ from . import collector, malloc
 from .alert_log import AlertPublisher, read_engine_states
 from .handoff import Handoff
 from .metrics import AlertsCollector, PipelineMetrics, ScorecardCollector, SignalsCollector, ViewsCollector
-from .producers import OutputProducer, ScorerApp
+from .producers import OutputProducer, ScorerApp, StateProducer
 from .purge import PartialsPurger
 from .settings import ScorerSettings, worker_data_dir
 from .stages import AgentStage, ConversationStage, Handed, Out, QueueStage, in_bundles
@@ -56,6 +57,21 @@ def faust_credentials(sec: KafkaSecurity) -> faust.types.auth.CredentialsT | Non
     if sec.uses_tls:
         return faust.SSLCredentials(sec.ssl_context())
     return None
+
+
+def count_writes(metrics: PipelineMetrics, app_id: str) -> Callable[[PendingMessage], None]:
+    """Counts each table write (a changelog record) by table, for the records and bytes an event costs."""
+    children: dict[str, tuple[Any, Any]] = {}  # changelog topic -> its counters' children
+
+    def counted(message: PendingMessage) -> None:
+        topic = message.channel.get_topic_name()
+        if (counters := children.get(topic)) is None:
+            table = topic.removeprefix(f"{app_id}-").removesuffix("-changelog")
+            counters = children[topic] = (metrics.state_writes.labels(table), metrics.state_write_bytes.labels(table))
+        counters[0].inc()
+        counters[1].inc(len(message.key or b"") + len(message.value or b""))
+
+    return counted
 
 
 def build_app(settings: ScorerSettings) -> faust.App:
@@ -96,6 +112,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         logging_config=None,
         broker_credentials=faust_credentials(k.security),
     )
+    app.state_buffer_max = settings.state_buffer_max
     # exactly_once: outputs belong to the transactions, so they stay on Faust's producer.
     if settings.output_producer == "separate" and settings.processing_guarantee == "at_least_once":
         app.outputs = OutputProducer(
@@ -132,6 +149,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
 
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)
+    cast(StateProducer, app.producer).on_write = count_writes(metrics, settings.app_id)
     collector.configure(settings.gc_thresholds, lambda gen, s: metrics.gc_seconds.labels(str(gen)).inc(s))
     conversations = ConversationStage(
         conv_table, metrics, bucket_ms=settings.bucket_ms, grace_ms=settings.grace_ms,

@@ -358,6 +358,15 @@ class PipelineMetrics:
             "floorwatch_scorer_bytes_published_total", "Key and value bytes published to internal topics",
             ["topic"], registry=registry,
         )
+        # Table writes (Faust's changelog records): at floor x61 more records per event than all of the above.
+        self.state_writes = Counter(
+            "floorwatch_scorer_state_writes_total", "Table records written to their changelog topics", ["table"],
+            registry=registry,
+        )
+        self.state_write_bytes = Counter(
+            "floorwatch_scorer_state_write_bytes_total", "Key and value bytes of the table records written",
+            ["table"], registry=registry,
+        )
         self.consumed = Counter(
             "floorwatch_scorer_records_consumed_total", "Records consumed, by topic", ["topic"], registry=registry,
         )

@@ -20,6 +20,13 @@ that state: the restarted worker restores the table without them and resumes aft
 were given before it was called. A write that fails raises out of flush, so nothing is committed and the
 worker crashes: its events are scored again.
 
+Faust's conductor also stops delivering records to every stream while more than `ProducerBuffer.max_messages`
+(100) table writes wait in that queue (`wait_until_ebb`). A batch's write-back alone can be more than that (at
+floor x61 a worker writes ~2.5 table records per event: conversations, agents, stage 2's partials), so with 100 the
+conductor stood still ~20 % of the time on one worker at 1,000 events/s (benchmarks/PROFILE.md, "Fetches held
+1.5 s, and Faust's producer buffer"). `StateProducer` takes the bound as a setting (SCORER_STATE_BUFFER_MAX); the
+commit's flush still waits for every write, so a larger bound can delay a commit, never lose a write.
+
 Outputs that are derived from state and re-sent whole after a rebuild (partials, views) go through a second
 producer, `OutputProducer`, with linger and large batches: aiokafka keeps one request in flight per broker
 and producer, so megabytes of views per tick on the state producer would make the changelog writes (and
@@ -30,14 +37,15 @@ Faust's producer: they are not re-derived, so the commit's flush must cover them
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaFaustProducer
+from faust.transport.producer import ProducerBuffer
 from faust.types import ProducerT
-from faust.types.tuples import FutureMessage
+from faust.types.tuples import FutureMessage, PendingMessage
 from mode import Service
 
 from services.core.kafka_security import client_kwargs
@@ -47,13 +55,18 @@ class StateProducer(AIOKafkaFaustProducer):  # type: ignore[misc]  # faust's dri
     """Faust's aiokafka producer whose flush returns only when every buffered write given to it before
     the flush is acknowledged by Kafka (with acks=all: by every in-sync replica)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    on_write: Callable[[PendingMessage], None] | None = None  # told of each table write (the worker counts them)
+
+    def __init__(self, *args: Any, buffer_max: int = ProducerBuffer.max_messages, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.unacked: set[FutureMessage] = set()
+        self.buffer.max_messages = buffer_max  # read by the conductor's wait_until_ebb (module docstring)
 
     def send_soon(self, fut: FutureMessage) -> None:
         self.unacked.add(fut)
         fut.add_done_callback(self.unacked.discard)  # resolved by Topic._on_published on the broker's ack
+        if self.on_write is not None:
+            self.on_write(fut.message)
         super().send_soon(fut)
 
     async def flush(self) -> None:
@@ -108,9 +121,10 @@ class ScorerApp(faust.App):  # type: ignore[misc]
     agents and stopped after them."""
 
     outputs: OutputProducer | None = None
+    state_buffer_max: int = ProducerBuffer.max_messages  # set before the producer is first asked for
 
     def _new_producer(self) -> ProducerT:
-        return StateProducer(self.transport, loop=self.loop, beacon=self.beacon)
+        return StateProducer(self.transport, loop=self.loop, beacon=self.beacon, buffer_max=self.state_buffer_max)
 
     def on_init_dependencies(self) -> Iterable[Any]:
         first = [self.outputs] if self.outputs is not None else []

@@ -132,6 +132,10 @@ class ScorerSettings:
     # The most records one poll of the consumer returns (Faust's broker_max_poll_records; 0: no limit, Faust's
     # default).
     max_poll_records: int = field(default_factory=lambda: env_int("SCORER_MAX_POLL_RECORDS", 500))
+    # Table writes waiting for the state producer beyond which Faust's conductor stops delivering records (its
+    # ProducerBuffer.max_messages, 100 in Faust; services/scorer/producers.py). At 100 a worker at floor x61 stood
+    # still a fifth of the time; commits wait for every write whatever the bound.
+    state_buffer_max: int = field(default_factory=lambda: env_int("SCORER_STATE_BUFFER_MAX", 10_000))
     web_bind: str = field(default_factory=lambda: env_str("SCORER_WEB_BIND", "127.0.0.1"))  # 0.0.0.0 in a pod
     metrics_port: int = field(default_factory=lambda: env_int("SCORER_METRICS_PORT", DEFAULT_SCORER_METRICS_PORT))
     data_dir: Path = field(
@@ -167,6 +171,8 @@ class ScorerSettings:
             raise SystemExit("SCORER_OUTPUT_COMPRESSION must be none, gzip, snappy, lz4 or zstd")
         if self.output_producer not in ("separate", "shared"):
             raise SystemExit("SCORER_OUTPUT_PRODUCER must be separate or shared")
+        if self.state_buffer_max < 1:
+            raise SystemExit(f"SCORER_STATE_BUFFER_MAX must be 1 or more, got {self.state_buffer_max}")
         if self.max_poll_records < 0:
             raise SystemExit(f"SCORER_MAX_POLL_RECORDS must be 0 or more, got {self.max_poll_records}")
         if self.handoff_max < 0:
