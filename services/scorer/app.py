@@ -112,7 +112,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         logging_config=None,
         broker_credentials=faust_credentials(k.security),
     )
-    app.state_buffer_max = settings.state_buffer_max
+    app.state_buffer_max, app.fetch_max_wait_ms = settings.state_buffer_max, settings.fetch_max_wait_ms
     # exactly_once: outputs belong to the transactions, so they stay on Faust's producer.
     if settings.output_producer == "separate" and settings.processing_guarantee == "at_least_once":
         app.outputs = OutputProducer(

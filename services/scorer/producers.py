@@ -44,11 +44,13 @@ import faust
 from aiokafka import AIOKafkaProducer
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaFaustProducer
 from faust.transport.producer import ProducerBuffer
-from faust.types import ProducerT
+from faust.types import ConsumerT, ProducerT
 from faust.types.tuples import FutureMessage, PendingMessage
 from mode import Service
 
 from services.core.kafka_security import client_kwargs
+
+from .consumer import FAUST_FETCH_MAX_WAIT_MS, ScorerConsumer
 
 
 class StateProducer(AIOKafkaFaustProducer):  # type: ignore[misc]  # faust's driver classes are untyped
@@ -117,11 +119,21 @@ class OutputProducer(Service):  # type: ignore[misc]  # mode is untyped
 
 
 class ScorerApp(faust.App):  # type: ignore[misc]
-    """faust.App whose producer is a StateProducer, with an optional OutputProducer started before the
-    agents and stopped after them."""
+    """faust.App whose producer is a StateProducer and consumer a ScorerConsumer, with an optional OutputProducer
+    started before the agents and stopped after them."""
 
     outputs: OutputProducer | None = None
     state_buffer_max: int = ProducerBuffer.max_messages  # set before the producer is first asked for
+    fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS  # set before the consumer is first asked for (consumer.py)
+
+    def _new_consumer(self) -> ConsumerT:
+        consumer = ScorerConsumer(
+            self.transport, callback=self.topics.on_message, loop=self.transport.loop,
+            on_partitions_revoked=self._on_partitions_revoked, on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+        )  # as faust.App._new_consumer, with our class
+        consumer.fetch_max_wait_ms = self.fetch_max_wait_ms
+        return consumer
 
     def _new_producer(self) -> ProducerT:
         return StateProducer(self.transport, loop=self.loop, beacon=self.beacon, buffer_max=self.state_buffer_max)

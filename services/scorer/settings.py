@@ -136,6 +136,10 @@ class ScorerSettings:
     # ProducerBuffer.max_messages, 100 in Faust; services/scorer/producers.py). At 100 a worker at floor x61 stood
     # still a fifth of the time; commits wait for every write whatever the bound.
     state_buffer_max: int = field(default_factory=lambda: env_int("SCORER_STATE_BUFFER_MAX", 10_000))
+    # The longest the broker holds a fetch that finds no new record (aiokafka's fetch_max_wait_ms; Faust's driver
+    # fixes 1500). The records that come in meanwhile on partitions left out of it wait as long: at 1,500 a worker a
+    # little behind fell further behind with every fetch (services/scorer/consumer.py).
+    fetch_max_wait_ms: int = field(default_factory=lambda: env_int("SCORER_FETCH_MAX_WAIT_MS", 100))
     web_bind: str = field(default_factory=lambda: env_str("SCORER_WEB_BIND", "127.0.0.1"))  # 0.0.0.0 in a pod
     metrics_port: int = field(default_factory=lambda: env_int("SCORER_METRICS_PORT", DEFAULT_SCORER_METRICS_PORT))
     data_dir: Path = field(
@@ -171,6 +175,8 @@ class ScorerSettings:
             raise SystemExit("SCORER_OUTPUT_COMPRESSION must be none, gzip, snappy, lz4 or zstd")
         if self.output_producer not in ("separate", "shared"):
             raise SystemExit("SCORER_OUTPUT_PRODUCER must be separate or shared")
+        if not 1 <= self.fetch_max_wait_ms <= 30_000:
+            raise SystemExit(f"SCORER_FETCH_MAX_WAIT_MS must be 1 to 30000, got {self.fetch_max_wait_ms}")
         if self.state_buffer_max < 1:
             raise SystemExit(f"SCORER_STATE_BUFFER_MAX must be 1 or more, got {self.state_buffer_max}")
         if self.max_poll_records < 0:

@@ -189,3 +189,18 @@ async def test_table_writes_are_counted_by_table(tmp_path: Path) -> None:
     assert 'floorwatch_scorer_state_writes_total{table="queue-partials"} 1.0' in text, text
     assert 'floorwatch_scorer_state_write_bytes_total{table="queue-partials"} 3.0' in text, text
 
+
+async def test_the_broker_holds_an_empty_fetch_100_ms_by_default(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faust's driver fixes 1,500 ms, which stalled a worker a little behind (services/scorer/consumer.py).
+    monkeypatch.delenv("SCORER_FETCH_MAX_WAIT_MS", raising=False)
+    for env, want in ((None, 100), ("40", 40)):
+        if env is not None:
+            monkeypatch.setenv("SCORER_FETCH_MAX_WAIT_MS", env)
+        app = build_app(ScorerSettings(store="memory://", data_dir=tmp_path / str(want)))
+        thread = app.consumer._thread  # type: ignore[attr-defined]  # Faust's consumer thread
+        kafka_consumer = thread._create_worker_consumer(app.transport)  # what the thread starts (no I/O before)
+        assert kafka_consumer._fetch_max_wait_ms == want
+    monkeypatch.setenv("SCORER_FETCH_MAX_WAIT_MS", "0")
+    with pytest.raises(SystemExit, match="SCORER_FETCH_MAX_WAIT_MS"):
+        ScorerSettings()
