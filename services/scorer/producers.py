@@ -23,9 +23,10 @@ worker crashes: its events are scored again.
 Faust's conductor also stops delivering records to every stream while more than `ProducerBuffer.max_messages`
 (100) table writes wait in that queue (`wait_until_ebb`). A batch's write-back alone can be more than that (at
 floor x61 a worker writes ~2.5 table records per event: conversations, agents, stage 2's partials), so with 100 the
-conductor stood still ~20 % of the time on one worker at 1,000 events/s (benchmarks/PROFILE.md, "Fetches held
-1.5 s, and Faust's producer buffer"). `StateProducer` takes the bound as a setting (SCORER_STATE_BUFFER_MAX); the
-commit's flush still waits for every write, so a larger bound can delay a commit, never lose a write.
+conductor stood still ~20 % of the time on one worker at 1,000 events/s, and two workers' figures came later
+(benchmarks/PROFILE.md, "Fetches held 1.5 s, and Faust's producer buffer"). `StateProducer` takes the bound as a
+setting (SCORER_STATE_BUFFER_MAX, 10,000); the commit's flush still waits for every write, so a larger bound can
+delay a commit, never lose a write.
 
 Outputs that are derived from state and re-sent whole after a rebuild (partials, views) go through a second
 producer, `OutputProducer`, with linger and large batches: aiokafka keeps one request in flight per broker

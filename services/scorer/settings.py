@@ -133,10 +133,11 @@ class ScorerSettings:
     # default).
     max_poll_records: int = field(default_factory=lambda: env_int("SCORER_MAX_POLL_RECORDS", 500))
     # Table writes waiting for the state producer beyond which Faust's conductor stops delivering records (its
-    # ProducerBuffer.max_messages; services/scorer/producers.py). Faust's 100 stands: at floor x61 the conductor
-    # waits a fifth of the time, but 10,000 gave no fresher figures once fetches were bounded and cost a worker
-    # catching up 7 % of its events/s (benchmarks/PROFILE.md). Commits wait for every write whatever the bound.
-    state_buffer_max: int = field(default_factory=lambda: env_int("SCORER_STATE_BUFFER_MAX", 100))
+    # ProducerBuffer.max_messages, 100 in Faust; services/scorer/producers.py). At 100 the conductor waits a fifth of
+    # the time at floor x61: two workers at 1,000 events/s were fresher at 10,000 (p99 0.91 s against 1.19 s, medians),
+    # and a worker catching up on a backlog scored 7 % fewer events/s (benchmarks/PROFILE.md): 100 favours catching
+    # up. Commits wait for every write whatever the bound.
+    state_buffer_max: int = field(default_factory=lambda: env_int("SCORER_STATE_BUFFER_MAX", 10_000))
     # The longest the broker holds a fetch that finds no new record (aiokafka's fetch_max_wait_ms; Faust's driver
     # fixes 1500). The records that come in meanwhile on partitions left out of it wait as long: at 1,500 a worker a
     # little behind fell further behind with every fetch (services/scorer/consumer.py).
