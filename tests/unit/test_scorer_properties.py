@@ -272,10 +272,11 @@ def diff_view(key: Scope, got: Mapping[str, Any], want: Mapping[str, Any], exact
 
 
 def assert_matches_reference(got: Mapping[Scope, Mapping[str, Any]], want: dict[Scope, dict[str, Any]],
-                             exact_max: bool = False) -> None:
-    # A view only one side has is compared with an empty one at the same now (its windows' spans).
+                             exact_max: bool = False, now: int | None = None) -> None:
+    # A view only one side has is compared with an empty one at the same now (its windows' spans): production's
+    # as_of, or `now` (the reference's) when production published no view at all.
     as_of = max((v["as_of"] for v in got.values()), default=None)
-    empty = empty_view(None if as_of is None else round(datetime.fromisoformat(as_of).timestamp() * 1000))
+    empty = empty_view(now if as_of is None else round(datetime.fromisoformat(as_of).timestamp() * 1000))
     problems: list[str] = []
     for key in sorted(got.keys() | want.keys()):
         problems += diff_view(key, got.get(key, empty), want.get(key, empty), exact_max)
