@@ -36,6 +36,7 @@ from .producers import OutputProducer, ScorerApp, StateProducer
 from .purge import PartialsPurger
 from .settings import ScorerSettings, worker_data_dir
 from .stages import AgentStage, ConversationStage, Handed, Out, QueueStage, in_bundles
+from .topics import TABLES, changelog_topic
 
 T = TypeVar("T")
 
@@ -61,15 +62,13 @@ def faust_credentials(sec: KafkaSecurity) -> faust.types.auth.CredentialsT | Non
 
 def count_writes(metrics: PipelineMetrics, app_id: str) -> Callable[[PendingMessage], None]:
     """Counts each table write (a changelog record) by table, for the records and bytes an event costs."""
-    children: dict[str, tuple[Any, Any]] = {}  # changelog topic -> its counters' children
+    children = {changelog_topic(app_id, table): (metrics.state_writes.labels(table),
+                                                 metrics.state_write_bytes.labels(table)) for table in TABLES}
 
     def counted(message: PendingMessage) -> None:
-        topic = message.channel.get_topic_name()
-        if (counters := children.get(topic)) is None:
-            table = topic.removeprefix(f"{app_id}-").removesuffix("-changelog")
-            counters = children[topic] = (metrics.state_writes.labels(table), metrics.state_write_bytes.labels(table))
-        counters[0].inc()
-        counters[1].inc(len(message.key or b"") + len(message.value or b""))
+        writes, size = children[message.channel.get_topic_name()]  # every table is in TABLES (topics.py)
+        writes.inc()
+        size.inc(len(message.key or b"") + len(message.value or b""))
 
     return counted
 

@@ -26,8 +26,13 @@ log = logging.getLogger(__name__)
 TABLES = {"conversations": "event_partitions", "agents": "event_partitions", "queue-partials": "queue_partitions"}
 
 
+def changelog_topic(app_id: str, table: str) -> str:
+    """Faust's name for a table's changelog topic."""
+    return f"{app_id}-{table}-changelog"
+
+
 def changelog_topics(s: ScorerSettings) -> list[tuple[str, int]]:
-    return [(f"{s.app_id}-{name}-changelog", getattr(s.kafka, attr)) for name, attr in TABLES.items()]
+    return [(changelog_topic(s.app_id, name), getattr(s.kafka, attr)) for name, attr in TABLES.items()]
 
 
 async def ensure_changelog_topics(s: ScorerSettings, timeout_s: float = 120) -> None:

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from services.scorer import collector, malloc
 from services.scorer.app import build_app
 from services.scorer.settings import ScorerSettings
+from services.scorer.topics import TABLES
 
 
 def routes(tmp_path: Path) -> tuple[set[str], Any]:
@@ -176,6 +177,7 @@ def test_the_conductor_waits_on_queued_table_writes_as_set(tmp_path: Path, monke
 async def test_table_writes_are_counted_by_table(tmp_path: Path) -> None:
     # make bench divides these by the events scored: table writes are records each event costs, as published ones.
     app = build_app(ScorerSettings(store="memory://", data_dir=tmp_path, app_id="fw-test"))
+    assert set(app.tables) == set(TABLES)  # each table's changelog counted under its name
     for table, key, value in (("conversations", b"c1", b"12345"), ("conversations", b"c2", None),
                               ("queue-partials", b"p", b"67")):
         app.tables[table].send_changelog(0, key, value)  # type: ignore[attr-defined]  # Faust's table write path
