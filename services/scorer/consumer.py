@@ -14,7 +14,7 @@ SCORER_FETCH_MAX_WAIT_MS instead; a fetch with data is answered at once whatever
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import aiokafka
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -23,19 +23,21 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
 FAUST_FETCH_MAX_WAIT_MS = 1500  # what Faust's driver passes to aiokafka
 
 
+class FetchWait(Protocol):
+    fetch_max_wait_ms: int  # the app's (ScorerApp), from SCORER_FETCH_MAX_WAIT_MS
+
+
 class ScorerConsumerThread(AIOKafkaConsumerThread):  # type: ignore[misc]  # faust's driver classes are untyped
-    """Faust's consumer thread, whose aiokafka consumer holds an empty fetch at most its ScorerConsumer's
+    """Faust's consumer thread, whose aiokafka consumer holds an empty fetch at most the app's
     `fetch_max_wait_ms`."""
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka's own option (AIOKafkaConsumer's fetch_max_wait_ms): its fetcher is made from it at start().
-        consumer._fetch_max_wait_ms = cast(ScorerConsumer, self.consumer).fetch_max_wait_ms
+        consumer._fetch_max_wait_ms = cast(FetchWait, self.app).fetch_max_wait_ms
         return consumer
 
 
 class ScorerConsumer(AIOKafkaFaustConsumer):  # type: ignore[misc]
-    fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS  # read when the thread starts its aiokafka consumer
-
     def _new_consumer_thread(self) -> ScorerConsumerThread:
         return ScorerConsumerThread(self, loop=self.loop, beacon=self.beacon)

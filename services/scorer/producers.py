@@ -132,8 +132,7 @@ class ScorerApp(faust.App):  # type: ignore[misc]
             self.transport, callback=self.topics.on_message, loop=self.transport.loop,
             on_partitions_revoked=self._on_partitions_revoked, on_partitions_assigned=self._on_partitions_assigned,
             beacon=self.beacon,
-        )  # as faust.App._new_consumer, with our class
-        consumer.fetch_max_wait_ms = self.fetch_max_wait_ms
+        )  # as faust.App._new_consumer, with our class (its thread reads fetch_max_wait_ms from this app)
         return consumer
 
     def _new_producer(self) -> ProducerT:
