@@ -128,12 +128,12 @@ class ScorerApp(faust.App):  # type: ignore[misc]
     fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS  # set before the consumer is first asked for (consumer.py)
 
     def _new_consumer(self) -> ConsumerT:
-        consumer = ScorerConsumer(
+        # As faust.App._new_consumer, with our class (its thread reads fetch_max_wait_ms from this app).
+        return ScorerConsumer(
             self.transport, callback=self.topics.on_message, loop=self.transport.loop,
             on_partitions_revoked=self._on_partitions_revoked, on_partitions_assigned=self._on_partitions_assigned,
             beacon=self.beacon,
-        )  # as faust.App._new_consumer, with our class (its thread reads fetch_max_wait_ms from this app)
-        return consumer
+        )
 
     def _new_producer(self) -> ProducerT:
         return StateProducer(self.transport, loop=self.loop, beacon=self.beacon, buffer_max=self.state_buffer_max)
