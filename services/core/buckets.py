@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from itertools import chain
-from typing import Any, Final, NamedTuple
+from typing import Any, ClassVar, Final, NamedTuple, Self
 
 from .config import SL_THRESHOLDS_S, SLOW_REPLY_S, sl_thresholds_for
-from .dist import Dist
+from .dist import Dist, Samples
 from .figures import ReplySummary, WindowFigures
 
 
@@ -115,6 +115,7 @@ Frozen = tuple[Any, ...]
 
 class Bucket:
     __slots__ = ("_c", "frt", "reply")
+    DIST: ClassVar[type[Dist]] = Dist  # what a sample's distribution is made of (`SourceBucket`: Samples)
 
     def __init__(self) -> None:
         # Sparse: only the counters a fact touched (a missing one reads 0). With 1 s buckets kept for the
@@ -169,7 +170,7 @@ class Bucket:
             self._thaw()  # (so that `freeze` knows a frozen bucket by its counters alone)
         d: Dist = getattr(self, name)
         if d is NO_SAMPLES:
-            d = Dist()
+            d = self.DIST()
             setattr(self, name, d)
         return d
 
@@ -268,9 +269,9 @@ class Bucket:
     def is_empty(self) -> bool:
         return self.frt.count == 0 and self.reply.count == 0 and not any(n for _k, n in self.counts())
 
-    def copy(self) -> Bucket:
+    def copy(self) -> Self:
         """A thawed copy (to change)."""
-        out = Bucket()
+        out = type(self)()
         out.c = Counter(dict(self.counts()))
         out.frt = NO_SAMPLES if self.frt is NO_SAMPLES else self.frt.copy()
         out.reply = NO_SAMPLES if self.reply is NO_SAMPLES else self.reply.copy()
@@ -288,6 +289,14 @@ class Bucket:
         out.frt = _dist_or_none(raw["frt"])
         out.reply = _dist_or_none(raw["reply"])
         return out
+
+
+class SourceBucket(Bucket):
+    """Stage 1's bucket, the one facts are added to and retracted from (`apply`): its distributions keep their
+    values (`Samples`), so a retracted maximum leaves the exact runner-up. Stage 2 sums what it hands on."""
+
+    __slots__ = ()
+    DIST = Samples
 
 
 def _dist_or_none(raw: list[Any]) -> Dist:

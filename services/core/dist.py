@@ -4,17 +4,20 @@ Counts and sums are exact integers, so merging partitions and retracting samples
 Percentiles come from log-spaced bins (DDSketch's mapping): every value in bin i lies in
 (gamma^(i-1), gamma^i], and the bin's representative 2*gamma^i/(gamma+1) is within BIN_ALPHA
 (1.9%) of any of them. So a reported percentile is within ALPHA (2%) of the exact nearest-rank
-percentile; values under 1 ms report as 0. After a retraction the max is bounded by the top
-bin's upper edge (rounded up): at most gamma - 1 = 3.87% high, plus 1 ms, so within 2*ALPHA (4%)
-for values >= 1 s. (With bins of ALPHA itself, gamma - 1 would be 4.08%: over the 4% promised.)
+percentile; values under 1 ms report as 0. The max is exact where samples are only added (and
+merged); where they are also taken out (stage 1, `Samples`) the values are kept, so it stays exact.
+A plain Dist that has a sample taken out can only bound its max by the top bin's upper edge (rounded
+up): at most gamma - 1 = 3.87% high, plus 1 ms, so within 2*ALPHA (4%) for values >= 1 s.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from itertools import chain
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from .figures import DistSummary
 
@@ -93,8 +96,8 @@ class Dist:
         bins = self.bins
         bins[b] = bins.get(b, 0) + n
 
-    def remove(self, value_ms: int, n: int = 1) -> None:
-        """Take `value_ms` out n times."""
+    def remove(self, value_ms: int, n: int = 1) -> bool:
+        """Take `value_ms` out n times (True: whether it was held is not known here)."""
         self.count -= n
         self.total_ms -= n * value_ms
         b = bin_of(value_ms)
@@ -106,6 +109,7 @@ class Dist:
             bins.pop(b, None)
         # The exact runner-up is not kept; the top bin's upper edge bounds it (within 2*ALPHA).
         self.max_ms = min(self.max_ms, math.ceil(bin_upper(max(bins)))) if bins else 0
+        return True
 
     def merge(self, other: Dist, sign: int = 1) -> None:
         self.count += sign * other.count
@@ -163,8 +167,8 @@ class Dist:
             "max_s": self.max_ms / 1000,
         }
 
-    def copy(self) -> Dist:
-        out = Dist()
+    def copy(self) -> Self:
+        out = type(self)()
         out.count, out.total_ms, out.max_ms, out.bins = self.count, self.total_ms, self.max_ms, dict(self.bin_counts())
         return out
 
@@ -176,4 +180,63 @@ class Dist:
         out = cls()
         out.count, out.total_ms, out.max_ms = int(raw[0]), int(raw[1]), int(raw[2])
         out.bins = {int(b): int(n) for b, n in raw[3]}
+        return out
+
+
+class Samples(Dist):
+    """A Dist that also keeps its values, so that taking one out leaves `max_ms` exact: METRICS.md makes every
+    figure a function of the set of events, so a late event that retracts a bucket's maximum must leave the
+    runner-up, not a bin's edge. Stage 1's buckets are made of these (facts are retracted there only); what they
+    hand on (`to_json`) is a plain Dist's, and a plain Dist merging one reads only its bins and sums.
+
+    Up to two values follow from count, total and max alone; from three on they are kept sorted in an array of
+    64-bit integers (8 bytes a value: most buckets hold one or two)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._values: array[int] | None = None
+
+    def values(self) -> list[int]:
+        """Every value held, ascending."""
+        if self._values is not None:
+            return self._values.tolist()
+        if self.count <= 0:
+            return []
+        return [self.max_ms] if self.count == 1 else [self.total_ms - self.max_ms, self.max_ms]
+
+    def add(self, value_ms: int, n: int = 1) -> None:
+        values = self._values
+        if values is None and self.count + n > 2:
+            values = self._values = array("q", self.values())
+        super().add(value_ms, n)
+        if values is not None:
+            at = bisect_right(values, value_ms)
+            values[at:at] = array("q", (value_ms,)) * n
+
+    def remove(self, value_ms: int, n: int = 1) -> bool:
+        """Take `value_ms` out n times; False if it was not held n times (then only the counts and bins change, as
+        a plain Dist's: a fact retracted from a bucket pruned before, out of every window, and never a crash)."""
+        values: list[int] | array[int] = self.values() if self._values is None else self._values
+        at = bisect_left(values, value_ms)
+        held = at + n <= len(values) and values[at + n - 1] == value_ms
+        if held:
+            del values[at : at + n]
+        super().remove(value_ms, n)
+        self.max_ms = values[-1] if values else 0
+        if self.count <= 2:
+            self._values = None
+        return held
+
+    def merge(self, other: Dist, sign: int = 1) -> None:
+        if sign < 0 or not isinstance(other, Samples):
+            raise TypeError("Samples merge other Samples only, and only add them (a retraction is `remove`)")
+        both = sorted(self.values() + other.values())
+        super().merge(other, sign)
+        self._values = array("q", both) if self.count > 2 else None
+
+    def copy(self) -> Samples:
+        out = super().copy()
+        out._values = None if self._values is None else array("q", self._values)
         return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .bucket_widths import STAGE1_MARGIN_MS, Widths
-from .buckets import LEFT, Bucket, Fact, sl_counters_for
+from .buckets import LEFT, Bucket, Fact, SourceBucket, sl_counters_for
 from .conversation import ConvState
 from .platform_rules import rule_for
 from .scope import Scope, is_agent_scope
@@ -92,7 +92,7 @@ class PartitionPartials:
         self.bucket_ms = bucket_ms
         # Buckets widen with age (`bucket_widths`): a start's width is the one `widths` gives it now.
         self.widths = Widths(bucket_ms, STAGE1_MARGIN_MS)
-        self.buckets: dict[Scope, dict[int, Bucket]] = {}
+        self.buckets: dict[Scope, dict[int, SourceBucket]] = {}
         self.live: dict[Scope, Live] = {}
         self.dirty: set[tuple[Scope, int]] = set()
         # Buckets handed on whole by `drain(hand_on=True)`: stage 2 in this process may hold the very object, so
@@ -111,7 +111,7 @@ class PartitionPartials:
                 at, met = outcome
                 self._bucket(scope, at).count_rule(met, sign)
 
-    def _bucket(self, scope: Scope, ts: int) -> Bucket:
+    def _bucket(self, scope: Scope, ts: int) -> SourceBucket:
         """The bucket of `ts` in `scope` (created), marked dirty for the next drain."""
         # A bucket keyed `start` holds (start, start + width]: windows are (now - W, now], so a window of
         # buckets from a grid point `first` holds exactly (first, now] (an event at `first` is outside).
@@ -124,7 +124,7 @@ class PartitionPartials:
         key = (scope, start)
         bucket = per_scope.get(start)
         if bucket is None:
-            bucket = per_scope[start] = Bucket()
+            bucket = per_scope[start] = SourceBucket()
         elif key in self.handed:
             self.handed.discard(key)
             bucket = per_scope[start] = bucket.copy()
@@ -168,7 +168,7 @@ class PartitionPartials:
                 handed.discard((scope, start))
                 into = per_scope.get(target)
                 if into is None:
-                    into = per_scope[target] = Bucket()
+                    into = per_scope[target] = SourceBucket()
                 elif (scope, target) in handed:
                     handed.discard((scope, target))
                     into = per_scope[target] = into.copy()

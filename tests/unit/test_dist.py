@@ -8,7 +8,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.core.dist import ALPHA, Dist, bin_of, bin_value
+from services.core.dist import ALPHA, Dist, Samples, bin_of, bin_value
 
 values = st.lists(st.integers(min_value=1000, max_value=86_400_000), min_size=1, max_size=300)
 
@@ -51,8 +51,8 @@ def test_remove_and_negative_merge_are_inverses(xs: list[int], ys: list[int]) ->
         d.remove(y)
     only = dist_of(xs)
     assert (d.count, d.total_ms, d.bins) == (only.count, only.total_ms, only.bins)
-    assert d.max_ms >= only.max_ms  # the max may stay conservative after a retraction...
-    assert d.max_ms <= only.max_ms * (1 + 2 * ALPHA) + 1  # ...but within the top bin
+    assert d.max_ms >= only.max_ms  # a plain Dist's max may stay conservative after a retraction...
+    assert d.max_ms <= only.max_ms * (1 + 2 * ALPHA) + 1  # ...but within the top bin (`Samples` keep it exact)
     e = dist_of(xs + ys)
     e.merge(dist_of(ys), -1)
     assert (e.count, e.total_ms, e.bins) == (only.count, only.total_ms, only.bins)
@@ -89,3 +89,45 @@ def test_percentiles_are_the_bins_of_the_exact_ranks(xs: list[int], ys: list[int
             for q in qs]
     assert d.quantiles_ms(tuple(qs)) == want
     assert [d.quantile_ms(q) for q in qs] == want
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 400_000), st.integers(1, 3)), max_size=200))
+@settings(max_examples=300)
+def test_samples_keep_the_exact_max_whatever_is_taken_out(steps: list[tuple[bool, int, int]]) -> None:
+    """Stage 1's distribution against a plain list of its values: any adds and removals (of values held), copies
+    and merges leave the exact max, and the same counts, sums and bins as a plain Dist of those values."""
+    held: list[int] = []
+    d = Samples()
+    for add, value, n in steps:
+        if add or not held:
+            d.add(value, n)
+            held += [value] * n
+        else:
+            value = held[value % len(held)]
+            n = min(n, held.count(value))
+            d.remove(value, n)
+            for _ in range(n):
+                held.remove(value)
+        assert d.max_ms == max(held, default=0)
+        assert d.values() == sorted(held)
+    plain = dist_of(held)
+    assert (d.count, d.total_ms, dict(d.bin_counts())) == (plain.count, plain.total_ms, dict(plain.bin_counts()))
+    twice = d.copy()
+    twice.merge(d)
+    twice.freeze()
+    assert twice.values() == sorted(held * 2) and twice.max_ms == max(held, default=0)
+    if held:
+        twice.remove(max(held), 2)
+        assert twice.max_ms == max(sorted(held)[:-1], default=0)
+
+
+def test_samples_say_when_they_did_not_hold_what_was_taken_out() -> None:
+    for v, n in ((6, 1), (7, 2), (10, 1)):
+        d = Samples()
+        for x in (5, 7, 9):
+            d.add(x)
+        assert d.remove(v, n) is False
+        assert d.count == 3 - n  # the counts change as a plain Dist's would
+    d = Samples()
+    d.add(7, 2)
+    assert d.remove(7, 2) is True and d.values() == [] and d.max_ms == 0

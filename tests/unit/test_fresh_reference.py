@@ -14,7 +14,6 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -51,12 +50,6 @@ PROPERTY = settings(
 class Delivery:
     events: list[dict[str, Any]]  # what happened (unique event ids)
     batches: list[list[dict[str, Any]]]  # what the scorer is fed, batch by batch (a tick after each)
-
-    @property
-    def in_order(self) -> bool:
-        """Fed in event-time order (retried copies aside): no event can retract a bucket's maximum."""
-        ts = [e["ts"] for batch in self.batches for e in batch]
-        return all(a <= b for a, b in pairwise(ts))
 
 
 gaps = st.one_of(
@@ -212,21 +205,16 @@ def run_scorer(batches: Iterable[Sequence[Mapping[str, Any]]], **kwargs: Any) ->
     return {k: v for k, v in views.items() if k in scorer.queues.latest}
 
 
-def leaf_matches(leaf: str, got: Any, want: Any, bounded_max: bool = False) -> bool:
+def leaf_matches(leaf: str, got: Any, want: Any) -> bool:
     if got is None or want is None or isinstance(got, str | bool) or isinstance(want, str | bool):
         return bool(got == want)
     if leaf in PERCENTILES:
         return bool(abs(got - want) <= 0.02 * max(abs(want), 1.0) + 1e-9)
-    if leaf == "max_s" and bounded_max:
-        # Events fed out of order only. docs/metrics-notes.md: right after a late event retracted a bucket's maximum,
-        # max is the top remaining bin's upper edge (never below the exact max, within 4 %) until that bucket leaves.
-        # METRICS.md asks for the exact max whatever the order: an open defect (issue 11's notes), not a definition.
-        return bool(want - 1e-9 <= got <= want + 0.04 * max(want, 1.0) + 1e-9)
     return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
 
 
-def diff_tree(path: str, got: Any, want: Any, out: list[str], sides: tuple[str, str] = ("production", "reference"),
-              bounded_max: bool = False) -> None:
+def diff_tree(path: str, got: Any, want: Any, out: list[str],
+              sides: tuple[str, str] = ("production", "reference")) -> None:
     """Every difference between two views, walking the union of their keys (`as_of` aside)."""
     if isinstance(got, dict) or isinstance(want, dict):
         if not (isinstance(got, dict) and isinstance(want, dict)):
@@ -240,14 +228,14 @@ def diff_tree(path: str, got: Any, want: Any, out: list[str], sides: tuple[str, 
             elif name not in want:
                 out.append(f"{path}.{name}: only in the {sides[0]} ({got[name]!r})")
             else:
-                diff_tree(f"{path}.{name}", got[name], want[name], out, sides, bounded_max)
+                diff_tree(f"{path}.{name}", got[name], want[name], out, sides)
     elif isinstance(got, list) or isinstance(want, list):
         if not (isinstance(got, list) and isinstance(want, list)) or len(got) != len(want):
             out.append(f"{path}: {sides[0]} {got!r}, {sides[1]} {want!r}")
             return
         for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            diff_tree(f"{path}[{i}]", g, w, out, sides, bounded_max)
-    elif not leaf_matches(path.rsplit(".", 1)[-1].split("[")[0], got, want, bounded_max):
+            diff_tree(f"{path}[{i}]", g, w, out, sides)
+    elif not leaf_matches(path.rsplit(".", 1)[-1].split("[")[0], got, want):
         out.append(f"{path}: {sides[0]} {got!r}, {sides[1]} {want!r}")
 
 
@@ -270,10 +258,8 @@ def stated_spans(views: Mapping[Scope, Mapping[str, Any]], problems: list[str]) 
     return spans or None
 
 
-def compare(events: Sequence[Mapping[str, Any]], got: Mapping[Scope, Mapping[str, Any]],
-            bounded_max: bool = False) -> list[str]:
-    """Every difference between production's views and the reference's, on the union of keys; with `bounded_max`
-    (events fed out of order), a max within the bound docs/metrics-notes.md states."""
+def compare(events: Sequence[Mapping[str, Any]], got: Mapping[Scope, Mapping[str, Any]]) -> list[str]:
+    """Every difference between production's views and the reference's, on the union of keys."""
     problems: list[str] = []
     # `judged` is the alert rules' reading published with a view (alert_judging.judged), not a METRICS.md figure:
     # tests/unit/test_judged_views.py checks it against the alerts the engine raises.
@@ -285,7 +271,7 @@ def compare(events: Sequence[Mapping[str, Any]], got: Mapping[Scope, Mapping[str
         if key not in queue_views:
             problems.append(f"{key}: view only in the reference")
             continue
-        diff_tree(str(key), queue_views[key], want[key], problems, bounded_max=bounded_max)
+        diff_tree(str(key), queue_views[key], want[key], problems)
     # Agent views: the figures METRICS.md names for agents (time per status, max concurrent chats, messages
     # sent, FRT and reply counts), for agents with a status.
     floor = build_floor(events)
@@ -317,9 +303,8 @@ def classes(problems: Iterable[str]) -> str:
     return "\n".join(f"{n:5d}  {path}" for path, n in tally.most_common())
 
 
-def assert_same(events: Sequence[Mapping[str, Any]], got: Mapping[Scope, Mapping[str, Any]],
-                bounded_max: bool = False) -> None:
-    problems = compare(events, got, bounded_max)
+def assert_same(events: Sequence[Mapping[str, Any]], got: Mapping[Scope, Mapping[str, Any]]) -> None:
+    problems = compare(events, got)
     assert not problems, "by field:\n" + classes(problems) + "\nfirst differences:\n" + "\n".join(problems[:30])
 
 
@@ -328,7 +313,7 @@ def assert_same(events: Sequence[Mapping[str, Any]], got: Mapping[Scope, Mapping
 @PROPERTY
 @given(deliveries())
 def test_every_published_figure_equals_the_fresh_reference(delivery: Delivery) -> None:
-    assert_same(delivery.events, run_scorer(delivery.batches), bounded_max=not delivery.in_order)
+    assert_same(delivery.events, run_scorer(delivery.batches))
 
 
 @settings(PROPERTY, max_examples=15)

@@ -115,7 +115,8 @@ def test_a_worker_freezing_its_old_buckets_publishes_what_one_that_never_freezes
     events = floor_hour(seed=7, minutes=25)  # past every width (1 s, 5 s, 15 s, 60 s); some deliveries minutes late
     freezing, with_freezing = run(events)
     store = freezing.queues.merger.store
-    held = [b for p in freezing.conversations.parts.values() for per in p.buckets.values() for b in per.values()]
+    held: list[Bucket] = [b for p in freezing.conversations.parts.values() for per in p.buckets.values()
+                          for b in per.values()]
     held += [b for t in store.tables.values() for per in t.values() for b in per.values()]
     monkeypatch.setattr(Bucket, "freeze", lambda self: None)
     _, never = run(events)

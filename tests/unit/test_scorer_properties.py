@@ -236,10 +236,9 @@ def final_now(stream: list[dict[str, Any]]) -> int:
 
 MISSING = object()
 PERCENTILES = {"p50_s", "p90_s"}
-MAXIMA = {"max_s"}
 
 
-def close_enough(path: str, got: Any, want: Any, exact_max: bool) -> bool:
+def close_enough(path: str, got: Any, want: Any) -> bool:
     if want is None or got is None:
         return got is None and want is None
     if isinstance(want, int) and not isinstance(want, bool) and isinstance(got, int):
@@ -247,12 +246,10 @@ def close_enough(path: str, got: Any, want: Any, exact_max: bool) -> bool:
     leaf = path.rsplit(".", 1)[-1]
     if leaf in PERCENTILES and not path.startswith("live"):
         return bool(abs(got - want) <= 0.02 * max(want, 1.0) + 1e-9)  # 2% for values >= 1 s
-    if leaf in MAXIMA and not exact_max:
-        return bool(abs(got - want) <= 0.04 * max(want, 1.0) + 1e-9)  # 4% after a retraction
     return bool(math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12))
 
 
-def diff_view(key: Scope, got: Mapping[str, Any], want: Mapping[str, Any], exact_max: bool) -> list[str]:
+def diff_view(key: Scope, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
     out = []
 
     def walk(path: str, g: Any, w: Any) -> None:
@@ -262,7 +259,7 @@ def diff_view(key: Scope, got: Mapping[str, Any], want: Mapping[str, Any], exact
                 return
             for name, wv in w.items():
                 walk(f"{path}.{name}", g.get(name, MISSING), wv)
-        elif g is MISSING or not close_enough(path, g, w, exact_max):
+        elif g is MISSING or not close_enough(path, g, w):
             out.append(f"{key} {path}: scorer {g!r}, reference {w!r}")
 
     walk("live", got["live"], want["live"])
@@ -272,14 +269,14 @@ def diff_view(key: Scope, got: Mapping[str, Any], want: Mapping[str, Any], exact
 
 
 def assert_matches_reference(got: Mapping[Scope, Mapping[str, Any]], want: dict[Scope, dict[str, Any]],
-                             exact_max: bool = False, now: int | None = None) -> None:
+                             now: int | None = None) -> None:
     # A view only one side has is compared with an empty one at the same now (its windows' spans): production's
     # as_of, or `now` (the reference's) when production published no view at all.
     as_of = max((v["as_of"] for v in got.values()), default=None)
     empty = empty_view(now if as_of is None else round(datetime.fromisoformat(as_of).timestamp() * 1000))
     problems: list[str] = []
     for key in sorted(got.keys() | want.keys()):
-        problems += diff_view(key, got.get(key, empty), want.get(key, empty), exact_max)
+        problems += diff_view(key, got.get(key, empty), want.get(key, empty))
     assert not problems, "\n".join(problems[:40])
 
 
@@ -290,7 +287,7 @@ def assert_matches_reference(got: Mapping[Scope, Mapping[str, Any]], want: dict[
 def test_every_view_equals_the_reference(floor: Floor) -> None:
     want = reference_views(floor.events, final_now(floor.events))
     got = run(floor.stream, floor.cuts, wall_ms=final_now(floor.events) + 3 * 3_600_000)
-    assert_matches_reference(got, want, exact_max=floor.in_order)
+    assert_matches_reference(got, want)
 
 
 @CHEAP_PROPERTY
@@ -301,10 +298,9 @@ def test_partition_counts_change_no_figure(floor: Floor) -> None:
     six = run(floor.stream, event_partitions=6, queue_partitions=3)
     mixed = run(floor.stream, floor.cuts, event_partitions=6, queue_partitions=1)
     for got in (one, six, mixed):
-        assert_matches_reference(got, want, exact_max=floor.in_order)
-    # Beyond matching the reference: counts, sums and bins are exact sums, so everything but a max (and a
-    # percentile clamped to it) bounded after a retraction is identical.
-    assert strip_bounded(one) == strip_bounded(six) == strip_bounded(mixed)
+        assert_matches_reference(got, want)
+    # Beyond matching the reference: counts, sums, bins and maxima are exact, so every figure is identical.
+    assert figures_of(one) == figures_of(six) == figures_of(mixed)
 
 
 @CHEAP_PROPERTY
@@ -316,16 +312,12 @@ def test_a_full_replay_changes_nothing(floor: Floor) -> None:
     scorer.feed(floor.stream)
     again = scorer.tick(0)
     assert again == first
-    assert_matches_reference(again, reference_views(floor.events), exact_max=floor.in_order)
+    assert_matches_reference(again, reference_views(floor.events))
 
 
-def strip_bounded(views: Mapping[Scope, Mapping[str, Any]]) -> dict[Scope, Any]:
-    def strip(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if k not in PERCENTILES | MAXIMA}
-        return x
-
-    return {k: {"live": v["live"], "windows": strip(v["windows"])} for k, v in views.items()}
+def figures_of(views: Mapping[Scope, Mapping[str, Any]]) -> dict[Scope, Any]:
+    """Each view's figures (its live state and windows), without when and how it was published."""
+    return {k: {"live": v["live"], "windows": v["windows"]} for k, v in views.items()}
 
 
 def test_generator_reaches_out_of_order_and_duplicates() -> None:
