@@ -20,9 +20,10 @@ import dataclasses
 import os
 import tempfile
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
@@ -43,44 +44,73 @@ TICK_S = 0.05
 WARM_S = 180
 
 
-def prometheus_global_s(cfg: Any, name: str) -> float:
-    """A duration in seconds from the `global:` section of the Prometheus config the stack renders
-    (deploy/local/monitoring.py), e.g. `scrape_interval`: the benchmark scrapes the workers as it does while the
-    load runs, so a figure's delay includes what a real floor's scrapes cost."""
+class ScrapeJob(NamedTuple):
+    query: str  # what the job asks of each worker's /metrics ("" or "?agents=only", ...)
+    every_s: float
+    timeout_s: float
+
+
+def _seconds(value: object, what: str) -> float:
+    text = str(value)
+    if not (text.endswith("s") and text[:-1].isdigit()):
+        raise ValueError(f"Prometheus's {what} is {text!r}: the benchmark reads whole seconds only (e.g. 5s)")
+    return float(text[:-1])
+
+
+def scorer_scrape_jobs(cfg: Any) -> list[ScrapeJob]:
+    """The scorer's scrape jobs in the Prometheus config the stack renders (deploy/local/monitoring.py): each one's
+    query, interval and timeout. The benchmark scrapes the workers as they do while the load runs, so a figure's
+    delay includes what a real floor's scrapes cost."""
     from deploy.local.monitoring import render_configs
 
     with tempfile.TemporaryDirectory() as folder:
         prometheus, _alertmanager = render_configs(cfg, Path(folder))
-        value = str(yaml.safe_load(prometheus.read_text(encoding="utf-8"))["global"][name])
-    if not (value.endswith("s") and value[:-1].isdigit()):
-        raise ValueError(f"Prometheus's global {name} is {value!r}: the benchmark reads whole seconds only (e.g. 5s)")
-    return float(value[:-1])
+        config = yaml.safe_load(prometheus.read_text(encoding="utf-8"))
+    default = config["global"]
+    jobs = []
+    for job in config["scrape_configs"]:
+        if not job["job_name"].startswith("scorer"):
+            continue
+        params = urllib.parse.urlencode(job.get("params") or {}, doseq=True)
+        jobs.append(ScrapeJob(
+            f"?{params}" if params else "",
+            _seconds(job.get("scrape_interval", default["scrape_interval"]), f"{job['job_name']} scrape_interval"),
+            _seconds(job.get("scrape_timeout", default["scrape_timeout"]), f"{job['job_name']} scrape_timeout")))
+    if not jobs:
+        raise ValueError("the rendered Prometheus config has no scorer job")
+    return jobs
 
 
-async def scrape_like_prometheus(metrics: list[str], every_s: float, timeout_s: float, seconds: float
-                                 ) -> tuple[list[float], int]:
-    """Every worker's whole /metrics once per `every_s` for `seconds` (each worker on its own, as Prometheus
-    scrapes its targets, giving up after `timeout_s`): the seconds each scrape took, and how many failed."""
-    took: list[float] = []
-    failed = 0
-
-    async def one(client: httpx.AsyncClient, url: str) -> None:
-        nonlocal failed
-        t = time.monotonic()
-        try:
-            (await client.get(url, timeout=timeout_s)).raise_for_status()
-        except httpx.HTTPError:
-            failed += 1
-            return
-        took.append(time.monotonic() - t)
-
+async def scrape_like_prometheus(metrics: list[str], jobs: list[ScrapeJob], seconds: float
+                                 ) -> dict[str, tuple[list[float], int]]:
+    """Every worker's /metrics as each job asks for it, once per its interval, for `seconds` (each worker on its
+    own, as Prometheus scrapes its targets, giving up after the job's timeout): per job's query, the seconds each
+    scrape took, and how many failed."""
     end = time.monotonic() + seconds
-    async with httpx.AsyncClient() as client:
+
+    async def job_loop(client: httpx.AsyncClient, job: ScrapeJob) -> tuple[list[float], int]:
+        took: list[float] = []
+        failed = 0
+
+        async def one(url: str) -> None:
+            nonlocal failed
+            t = time.monotonic()
+            try:
+                (await client.get(url + job.query, timeout=job.timeout_s)).raise_for_status()
+            except httpx.HTTPError:
+                failed += 1
+                return
+            took.append(time.monotonic() - t)
+
         while time.monotonic() < end:
             started = time.monotonic()
-            await asyncio.gather(*(one(client, url) for url in metrics))
-            await asyncio.sleep(max(0.0, every_s - (time.monotonic() - started)))
-    return took, failed
+            await asyncio.gather(*(one(url) for url in metrics))
+            await asyncio.sleep(max(0.0, job.every_s - (time.monotonic() - started)))
+        return took, failed
+
+    async with httpx.AsyncClient() as client:
+        results = await asyncio.gather(*(job_loop(client, job) for job in jobs))
+    return {job.query: result for job, result in zip(jobs, results, strict=True)}
 
 
 def metrics_arrivals(text: str) -> float:
@@ -388,9 +418,8 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         load = asyncio.create_task(offered_load(load_client, f"{ingest}/v1/events", token, rate, seconds, stats))
         parts = ["ingest", *(f"scorer-{i}" for i in range(cfg.scorer_workers)), "api", "kafka"]
         cores = asyncio.create_task(cores_during(cfg, parts, seconds))
-        scrape_every = prometheus_global_s(cfg, "scrape_interval")
-        scrapes = asyncio.create_task(
-            scrape_like_prometheus(metrics, scrape_every, prometheus_global_s(cfg, "scrape_timeout"), seconds))
+        jobs = scorer_scrape_jobs(cfg)
+        scrapes = asyncio.create_task(scrape_like_prometheus(metrics, jobs, seconds))
         recorder = None
         raw = RESULTS / f"pyspy_live_{int(rate)}.txt"
         pid = running_pid(cfg, "scorer-0")
@@ -404,7 +433,7 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         recs = await probes(probe_client, ingest, api, metrics, token, seconds - 10, warmup_s=5)
         await load
         cores_used = await cores
-        prometheus_took, prometheus_failed = await scrapes
+        scraped = await scrapes
         counters1 = await scorer_counters(probe_client, metrics)
         n1 = sum(counters1.get("events_total", {}).values())
         layout = await stage2_layout(probe_client, metrics)
@@ -422,10 +451,10 @@ async def one_rate(cfg: Any, env: dict[str, str], rate: float, seconds: float, p
         "worker_profile": profile,
         "cores_used": cores_used,
         "metrics_scrape_p50_s": rnd(pct(scrape, 0.5), 4), "metrics_scrape_bytes": size,
-        # Whole scrapes of every worker while the load ran, as the stack's Prometheus does.
-        "prometheus_scrape_every_s": scrape_every, "prometheus_scrapes": len(prometheus_took),
-        "prometheus_scrapes_failed": prometheus_failed,
-        "prometheus_scrape_p50_s": rnd(pct(prometheus_took, 0.5), 4),
+        # Scrapes of every worker while the load ran, as each of the stack's Prometheus jobs does.
+        "prometheus_scrape_jobs": [
+            {"query": job.query, "every_s": job.every_s, "scrapes": len(scraped[job.query][0]),
+             "failed": scraped[job.query][1], "p50_s": rnd(pct(scraped[job.query][0], 0.5), 4)} for job in jobs],
         "offered_per_s": rate, "floor_scale": stats.get("scale"), "scorer_workers": cfg.scorer_workers,
         "ingest_accepted_per_s": rnd(stats["accepted"] / stats["seconds"]) if stats.get("seconds") else None,
         "ingest_rejected": stats["rejected"], "ingest_codes": stats.get("codes"), "ingest_error": stats.get("error"),

@@ -22,7 +22,7 @@ import faust
 from faust.streams import _current_event  # a table write's changelog partition is its current event's
 from faust.types import TP
 from faust.types.tuples import PendingMessage
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from services.core.alert_config import rules_from_env
 from services.core.kafka_security import KafkaSecurity
@@ -31,7 +31,14 @@ from services.core.wire import BUNDLE_KEY_PREFIX, is_bundle_key, unbundle_partia
 from . import collector, malloc
 from .alert_log import AlertPublisher, read_engine_states
 from .handoff import Handoff
-from .metrics import AlertsCollector, PipelineMetrics, ScorecardCollector, SignalsCollector, ViewsCollector
+from .metrics import (
+    AlertsCollector,
+    PipelineMetrics,
+    ScorecardCollector,
+    SignalsCollector,
+    ViewsCollector,
+    exposition,
+)
 from .producers import OutputProducer, ScorerApp, StateProducer
 from .purge import PartialsPurger
 from .settings import ScorerSettings, worker_data_dir
@@ -166,7 +173,8 @@ def build_app(settings: ScorerSettings) -> faust.App:
     views_exported = ViewsCollector(queues.current_views)  # served as text by /metrics, not through the registry
     registry.register(AlertsCollector(queues.open_alerts))
     registry.register(SignalsCollector(lambda: list(queues.latest_signals.items())))
-    registry.register(ScorecardCollector(lambda: list(queues.today_scores(settings.scorecard))))
+    agents_registry = CollectorRegistry()  # the agents' own series beside their views' (`exposition`)
+    agents_registry.register(ScorecardCollector(lambda: list(queues.today_scores(settings.scorecard))))
     alerts = AlertPublisher(k.bootstrap, topics.alerts, f"{settings.app_id}-alerts-{settings.worker_index}")
     state = {"ready": False}
 
@@ -437,11 +445,14 @@ def build_app(settings: ScorerSettings) -> faust.App:
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         # The views' series (most of a large floor's scrape) are rendered in a thread so the scrape does not
-        # stall scoring for its whole length: views are replaced whole each tick, never changed in place.
-        # `?name[]=family` (as prometheus_client serves it) keeps only those families: a cheap look at one figure.
+        # stall scoring for its whole length. `?name[]=family` (as prometheus_client serves it) keeps only those
+        # families: a cheap look at one figure; `?agents=only|without`: the agents' series apart (`exposition`).
         names = frozenset(request.query.getall("name[]", [])) or None
-        own = registry if names is None else registry.restricted_registry(names)
-        body = generate_latest(own) + await asyncio.to_thread(views_exported.render, names)
+        try:
+            head, views_part = exposition(registry, agents_registry, views_exported, names, request.query.get("agents"))
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        body = head + await asyncio.to_thread(views_part)
         return web.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/healthz")

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -425,6 +425,32 @@ class PipelineMetrics:
 
 
 SCORE_LABELS: Final = ["agent", "tenant", "shop", "platform"]
+
+
+# `/metrics?agents=`: a scrape of the agents' own series only ("only": their views' families and the scorecard's),
+# or of everything else ("without"). A large floor's scrape is ~94 % agents' series, whose views are rebuilt every
+# AGENT_VIEW_REFRESH_S: Prometheus scrapes them as a job of their own, less often (deploy/prometheus).
+AGENT_SERIES_CHOICES: Final = ("only", "without")
+_VIEW_NAMES: Final = frozenset(_LABEL_NAMES)
+
+
+def exposition(floor: CollectorRegistry, agents: CollectorRegistry, views: ViewsCollector,
+               names: frozenset[str] | None = None, agent_series: str | None = None
+               ) -> tuple[bytes, Callable[[], bytes]]:
+    """One scrape: the registries' part (`floor`: the pipeline's and the floor's series; `agents`: the agents'
+    scorecard), rendered now, in the caller's thread (the event loop: the stages' state is read as it stands), and
+    the views' part as a call to make in a thread (views are replaced whole, never changed in place). `names`
+    (`?name[]=`) keeps those families only; `agent_series` is `?agents=` (AGENT_SERIES_CHOICES) or None (all)."""
+    if agent_series is not None and agent_series not in AGENT_SERIES_CHOICES:
+        raise ValueError(f"agents={agent_series!r}: one of {', '.join(AGENT_SERIES_CHOICES)}, or none for all")
+    parts = [r for r, is_agents in ((floor, False), (agents, True))
+             if agent_series is None or (agent_series == "only") == is_agents]
+    head = b"".join(generate_latest(r if names is None else r.restricted_registry(names)) for r in parts)
+    view_names = names
+    if agent_series is not None:
+        chosen = AGENT_FAMILIES if agent_series == "only" else _VIEW_NAMES - AGENT_FAMILIES
+        view_names = chosen if names is None else chosen & names
+    return head, lambda: views.render(view_names)
 
 
 class ScorecardCollector(Collector):

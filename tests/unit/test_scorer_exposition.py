@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.core.figures import QueueView
-from services.core.scope import queue_total
+from services.core.scope import Scope, queue_total
 from services.scorer.inprocess import InProcessScorer
-from services.scorer.metrics import ViewsCollector, _number
+from services.scorer.metrics import PipelineMetrics, ScorecardCollector, ViewsCollector, _number, exposition
 from tests.unit.test_agent_view import T, events
 
 
@@ -59,6 +61,34 @@ def test_a_scrape_of_some_families_has_exactly_their_series() -> None:
     for names in ({"floorwatch_queue_arrivals"}, {"floorwatch_agent_status", "floorwatch_queue_awaiting_reply"}):
         got = samples(collector.render(frozenset(names)).decode())
         assert got and got == {k: v for k, v in whole.items() if k[0] in names}
+
+
+def test_the_agents_series_and_the_rest_split_a_scrape_in_two() -> None:
+    """`/metrics?agents=only` and `?agents=without` (Prometheus's two scorer jobs): together exactly the whole scrape,
+    every agent's series in the first and none in the second; `name[]` narrows either."""
+    views = floor_views()
+    collector = ViewsCollector(lambda: views)
+    floor, agents = CollectorRegistry(), CollectorRegistry()
+    PipelineMetrics(floor).events.labels("scored").inc(3)
+    agents.register(ScorecardCollector(lambda: [(Scope("acme", "acme-jd", "jd", "@agent:a1"), 87.5, 4)]))
+
+    def scrape(names: frozenset[str] | None = None, which: str | None = None) -> dict[Any, float]:
+        head, views_part = exposition(floor, agents, collector, names, which)
+        return samples((head + views_part()).decode())
+
+    whole, only, without = scrape(), scrape(which="only"), scrape(which="without")
+    assert only and without and not only.keys() & without.keys()
+    assert {**only, **without} == whole
+    assert all(name.startswith("floorwatch_agent_") for name, _ in only)
+    assert ("floorwatch_agent_score", (("agent", "a1"), ("platform", "jd"), ("shop", "acme-jd"),
+                                       ("tenant", "acme"))) in only
+    assert not any(name.startswith("floorwatch_agent_") for name, _ in without)
+    assert any(name == "floorwatch_scorer_events_total" for name, _ in without)
+    names = frozenset({"floorwatch_agent_status", "floorwatch_queue_awaiting_reply"})
+    assert scrape(names, "only") == {k: v for k, v in only.items() if k[0] == "floorwatch_agent_status"}
+    assert scrape(names, "without") == {k: v for k, v in without.items() if k[0] == "floorwatch_queue_awaiting_reply"}
+    with pytest.raises(ValueError, match="agents='some'"):
+        exposition(floor, agents, collector, None, "some")
 
 
 def test_open_alerts_export_the_value_at_firing_and_the_current_one() -> None:
