@@ -97,7 +97,8 @@ class Dist:
         bins[b] = bins.get(b, 0) + n
 
     def remove(self, value_ms: int, n: int = 1) -> bool:
-        """Take `value_ms` out n times (True: whether it was held is not known here)."""
+        """Take `value_ms` out n times. True always: a plain Dist cannot tell whether it held the value (`Samples`
+        can)."""
         self.count -= n
         self.total_ms -= n * value_ms
         b = bin_of(value_ms)
