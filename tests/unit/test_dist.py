@@ -105,7 +105,7 @@ def test_samples_keep_the_exact_max_whatever_is_taken_out(steps: list[tuple[bool
         else:
             value = held[value % len(held)]
             n = min(n, held.count(value))
-            d.remove(value, n)
+            assert d.remove(value, n) is True
             for _ in range(n):
                 held.remove(value)
         assert d.max_ms == max(held, default=0)
