@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from services.scorer import collector
 from services.scorer.inprocess import InProcessScorer
-from services.scorer.metrics import AGENT_FAMILIES, VIEW_FAMILIES, ScorecardCollector, ViewsCollector
+from services.scorer.metrics import AGENT_FAMILIES, FLOOR_FAMILIES, ScorecardCollector, ViewsCollector
 from services.scorer.settings import ScorerSettings
 
 from .__main__ import git_commit
@@ -97,11 +97,9 @@ def scrape_cost(scorer: InProcessScorer, settings: ScorerSettings) -> dict[str, 
         return rnd(min(timeit.repeat(step, setup=gc.enable, number=1, repeat=5)) * 1000)
 
     body = views.render()
-    agents_only = AGENT_FAMILIES
-    rest = frozenset(name for name, _doc, _labels in VIEW_FAMILIES) - AGENT_FAMILIES
     return {"scrape_views_ms": best_ms(views.render), "scrape_bytes": len(body),
-            "scrape_views_without_agents_ms": best_ms(lambda: views.render(rest)),
-            "scrape_views_agents_only_ms": best_ms(lambda: views.render(agents_only)),
+            "scrape_views_without_agents_ms": best_ms(lambda: views.render(FLOOR_FAMILIES)),
+            "scrape_views_agents_only_ms": best_ms(lambda: views.render(AGENT_FAMILIES)),
             "scrape_series": body.count(b"\n") - 2 * body.count(b"# TYPE"),
             "scrape_scorecard_ms": best_ms(lambda: list(scores.collect()))}
 

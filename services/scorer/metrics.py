@@ -431,7 +431,7 @@ SCORE_LABELS: Final = ["agent", "tenant", "shop", "platform"]
 # or of everything else ("without"). A large floor's scrape is ~94 % agents' series, whose views are rebuilt every
 # AGENT_VIEW_REFRESH_S: Prometheus scrapes them as a job of their own, less often (deploy/prometheus).
 AGENT_SERIES_CHOICES: Final = ("only", "without")
-_VIEW_NAMES: Final = frozenset(_LABEL_NAMES)
+FLOOR_FAMILIES: Final = frozenset(_LABEL_NAMES) - AGENT_FAMILIES  # the views' families that are not agents'
 
 
 def exposition(floor: CollectorRegistry, agents: CollectorRegistry, views: ViewsCollector,
@@ -448,7 +448,7 @@ def exposition(floor: CollectorRegistry, agents: CollectorRegistry, views: Views
     head = b"".join(generate_latest(r if names is None else r.restricted_registry(names)) for r in parts)
     view_names = names
     if agent_series is not None:
-        chosen = AGENT_FAMILIES if agent_series == "only" else _VIEW_NAMES - AGENT_FAMILIES
+        chosen = AGENT_FAMILIES if agent_series == "only" else FLOOR_FAMILIES
         view_names = chosen if names is None else chosen & names
     return head, lambda: views.render(view_names)
 
