@@ -92,6 +92,7 @@ COUNTERS: Final = (
     "rule_met",  # ...and that were answered within its limit
 )
 _KNOWN: Final = frozenset(COUNTERS)
+_ZEROS: Final = dict.fromkeys(COUNTERS, 0)  # every counter at 0: window_figures starts from a copy
 NO_SAMPLES: Final = Dist()  # shared, read only: see Bucket.__init__
 _SLOW_MS: Final = int(SLOW_REPLY_S * 1000)
 # Answered within X counters, "sl_<X>", one per service-level threshold X of the scope's queue: they are
@@ -326,7 +327,8 @@ def window_figures(total: Bucket, span_ms: int, sl_thresholds_s: tuple[int, ...]
     """The API's per-window figures from the sum of a window's buckets (null where no data);
     `span_ms` is the event time the window covers (the span its rates divide by); `sl_thresholds_s`:
     the view's queue's service-level thresholds X (config.sl_thresholds_for)."""
-    c = total.c
+    c = _ZEROS.copy()  # a missing counter reads 0 here without a Python call (most are missing)
+    c.update(total.counts())
     reply: ReplySummary = {**total.reply.summary(), "slow": c["slow_replies"] if total.reply.count else None}
     return {
         "arrivals": c["arrivals"],
