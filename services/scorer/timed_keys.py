@@ -4,7 +4,7 @@ retention and the tombstones past theirs, oldest first.
 A deque of (ts, key) holds a tuple and an int object per key besides the key itself (~90 bytes); a small floor's
 day leaves ~100,000 tombstones per worker, each kept 24 hours. Here the times are one array, the keys' bytes one
 bytearray and their lengths another array: ~12 bytes per key besides its bytes, where a bytes object of its own
-would add ~40 more.
+would add ~36 more (84 -> 48 bytes for a 35-byte key, traced).
 """
 
 from __future__ import annotations
