@@ -274,6 +274,7 @@ VIEW_FAMILIES: Final[list[tuple[str, str, list[str]]]] = [
 ]
 _LABEL_NAMES: Final = {name: labels for name, _doc, labels in VIEW_FAMILIES}
 AGENT_FAMILIES: Final = frozenset(name for name, _doc, labels in VIEW_FAMILIES if labels[:1] == AGENT_LABELS[:1])
+FLOOR_FAMILIES: Final = frozenset(_LABEL_NAMES) - AGENT_FAMILIES  # the views' families that are not agents'
 
 Sample = tuple[str, tuple[str, ...], tuple[str, ...], float]  # (family name, view labels, more labels, value)
 
@@ -431,7 +432,6 @@ SCORE_LABELS: Final = ["agent", "tenant", "shop", "platform"]
 # or of everything else ("without"). A large floor's scrape is ~94 % agents' series, whose views are rebuilt every
 # AGENT_VIEW_REFRESH_S: Prometheus scrapes them as a job of their own, less often (deploy/prometheus).
 AGENT_SERIES_CHOICES: Final = ("only", "without")
-FLOOR_FAMILIES: Final = frozenset(_LABEL_NAMES) - AGENT_FAMILIES  # the views' families that are not agents'
 
 
 def exposition(floor: CollectorRegistry, agents: CollectorRegistry, views: ViewsCollector,
