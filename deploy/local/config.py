@@ -25,10 +25,36 @@ SECRET_NAMES: Final = (
     "AGENT_ID_SALT",  # keys the agent-<hash> names of e-mail agent ids (services/core/privacy.py)
 )
 KAFKA_SECURITY_MODES: Final = ("plaintext", "sasl_ssl")
+EPHEMERAL_RANGE_FILE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
 class StackError(RuntimeError):
     """A part failed to start or to answer its health check (message carries its log tail)."""
+
+
+def ephemeral_ports(path: Path | None = None) -> range | None:
+    """The ports the kernel hands to outgoing connections (None where it does not say)."""
+    try:
+        low, high = map(int, (path or EPHEMERAL_RANGE_FILE).read_text().split())
+    except (OSError, ValueError):
+        return None
+    return range(low, high + 1)
+
+
+def ephemeral_clash(ports: list[int], path: Path | None = None) -> str | None:
+    """Why `ports` are unsafe to listen on, or None. A port in the ephemeral range can be taken by any
+    outgoing connection; while a part is down, a client retrying it can even connect to itself from that
+    very port (a TCP self-connect) and keep it, so the part cannot bind it again on restart."""
+    eph = ephemeral_ports(path)
+    inside = sorted(p for p in ports if eph is not None and p in eph)
+    if eph is None or not inside:
+        return None
+    return (
+        f"port(s) {inside} lie in this machine's ephemeral port range {eph.start}-{eph.stop - 1} "
+        f"(net.ipv4.ip_local_port_range): an outgoing connection can hold such a port, even a client "
+        f"retrying it while its part restarts, and the part then cannot listen on it again. "
+        f"Choose ports below {eph.start}"
+    )
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -143,7 +169,15 @@ class StackConfig:
             raise StackError("SCORER_WORKERS must be at least 1")
         if self.event_partitions < 1 or self.queue_partitions < 1:
             raise StackError("EVENT_PARTITIONS and QUEUE_PARTITIONS must be at least 1")
-        ports = [
+        ports = self.listen_ports
+        if len(set(ports)) != len(ports):
+            raise StackError(f"two parts share a port: {sorted(ports)}")
+
+    # ---- derived addresses
+    @property
+    def listen_ports(self) -> list[int]:
+        """Every port a part of the stack listens on."""
+        return [
             self.kafka_port,
             self.kafka_controller_port,
             self.ingest_port,
@@ -152,10 +186,7 @@ class StackConfig:
             self.alertmanager_port,
             *self.scorer_ports,
         ]
-        if len(set(ports)) != len(ports):
-            raise StackError(f"two parts share a port: {sorted(ports)}")
 
-    # ---- derived addresses
     @property
     def kafka_bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"

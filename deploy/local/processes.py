@@ -19,7 +19,7 @@ from typing import Final
 
 import httpx
 
-from deploy.local.config import StackConfig, StackError
+from deploy.local.config import StackConfig, StackError, ephemeral_clash
 
 LOGPUMP: Final = Path(__file__).resolve().parent / "logpump.py"
 STOP_TIMEOUT_S: Final = 20.0
@@ -188,9 +188,10 @@ def port_open(port: int, timeout: float = 0.5) -> bool:
 def spawn(cfg: StackConfig, part: Part) -> int:
     busy = [p for p in part.ports if not _port_free(p)]
     if busy:
+        clash = ephemeral_clash(busy)
         raise StackError(
             f"{part.name}: port(s) {busy} already in use by a process this stack did not start; "
-            "stop it or choose other ports (see .env.example)"
+            "stop it or choose other ports (see .env.example)" + (f". Note: {clash}" if clash else "")
         )
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
     cfg.pids_dir.mkdir(parents=True, exist_ok=True)

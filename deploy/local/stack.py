@@ -36,7 +36,7 @@ import httpx
 if __package__ in (None, ""):  # run as a script: this folder's kafka.py, config.py must not shadow others'
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
-from deploy.local.config import StackConfig, StackError, ensure_dotenv, service_env
+from deploy.local.config import StackConfig, StackError, ensure_dotenv, ephemeral_clash, service_env
 from deploy.local.kafka import ensure_jars, kafka_part, start_kafka
 from deploy.local.monitoring import alertmanager_part, prometheus_part, render_configs, start_monitoring
 from deploy.local.processes import Part, ensure_running, log_path, recorded_names, running_pid, stop_names
@@ -55,6 +55,9 @@ def up(cfg: StackConfig, quiet: bool = False) -> None:
     Raises StackError, whose message holds the failing part's log tail. What started stays
     running: call down(cfg) to stop it."""
     cfg.validate()
+    clash = ephemeral_clash(cfg.listen_ports)
+    if clash is not None and not quiet:  # a warning: it works until a part restarts at the wrong moment
+        print(f"warning: {clash} (see .env.example)", flush=True)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     if ensure_dotenv(cfg) and not quiet:
         print(f"wrote new secrets to {cfg.env_file} (git-ignored; edit it to change them)")

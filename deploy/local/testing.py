@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from deploy.local.config import REPO, StackConfig, service_env
+from deploy.local.config import REPO, StackConfig, StackError, ephemeral_clash, service_env
 from deploy.local.kafka import create_topics, start_kafka, topic_names
 from deploy.local.processes import log_path, snapshot
 from deploy.local.stack import down, start_part, stop_part, up
@@ -25,9 +25,11 @@ def config_for_tests(**overrides: object) -> StackConfig:
     """The test session's stack: its own ports and RUN_DIR, fresh secrets, in-memory scorer tables.
 
     TEST_PORT_OFFSET (default 0) shifts every port and the RUN_DIR, so two test sessions on one
-    machine (two developers' trees, say) never share a broker.
+    machine (two developers' trees, say) never share a broker. An offset that puts a port in the
+    ephemeral range is refused: the broker-restart tests would find its port taken (ephemeral_clash).
     """
     off = int(os.environ.get("TEST_PORT_OFFSET", "0") or 0)
+    webhook_port = 29099 + off
     run_dir = REPO / ".run" / ("test" if off == 0 else f"test-{off}")
     cfg = StackConfig(
         run_dir=run_dir,
@@ -38,7 +40,7 @@ def config_for_tests(**overrides: object) -> StackConfig:
         scorer_metrics_port=26066 + off,
         prometheus_port=29090 + off,
         alertmanager_port=29095 + off,
-        alert_webhook_url=f"http://127.0.0.1:{29099 + off}/alerts",
+        alert_webhook_url=f"http://127.0.0.1:{webhook_port}/alerts",
         env_file=run_dir / ".env",  # RUN_DIR is wiped first, so every session gets new tokens
         # The platforms' rules counted all day: end-to-end figures must not depend on the hour CI runs at (the
         # counted hours themselves are tested in process: tests/unit/test_platform_rules.py).
@@ -46,6 +48,9 @@ def config_for_tests(**overrides: object) -> StackConfig:
     )
     cfg = replace(cfg, **overrides)  # type: ignore[arg-type]
     cfg.validate()
+    clash = ephemeral_clash([*cfg.listen_ports, webhook_port])
+    if clash is not None:
+        raise StackError(f"TEST_PORT_OFFSET={off}: {clash} (a smaller offset)")
     return cfg
 
 
