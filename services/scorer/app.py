@@ -403,9 +403,10 @@ def build_app(settings: ScorerSettings) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]
     async def hand_back_memory() -> None:
+        wait_s = settings.malloc_trim_s
         while settings.malloc_trim_s > 0:
-            await asyncio.sleep(settings.malloc_trim_s)
-            malloc.trim()
+            await asyncio.sleep(wait_s)
+            wait_s = malloc.next_trim_in(await asyncio.to_thread(malloc.timed_trim), settings.malloc_trim_s)
 
     @app.task  # type: ignore[untyped-decorator]
     async def fast_views() -> None:

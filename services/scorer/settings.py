@@ -55,8 +55,9 @@ class ScorerSettings:
     # files' blocks besides.
     rocksdb_write_buffer_mb: float = field(default_factory=lambda: env_float("SCORER_ROCKSDB_WRITE_BUFFER_MB", 0.5))
     rocksdb_block_cache_mb: float = field(default_factory=lambda: env_float("SCORER_ROCKSDB_BLOCK_CACHE_MB", 0.5))
-    # Freed memory handed back to the OS this often (glibc's malloc_trim; 0: never). A trim takes 2-5 ms and gave
-    # back ~25 MB of a small floor's worker (services/scorer/malloc.py).
+    # Freed memory handed back to the OS this often at most (glibc's malloc_trim; 0: never), less often when a trim
+    # costs more than malloc.TRIM_CPU_SHARE of a core. A trim takes 2-5 ms on a small floor's worker and gave back
+    # ~25 MB (services/scorer/malloc.py).
     malloc_trim_s: float = field(default_factory=lambda: env_float("SCORER_MALLOC_TRIM_S", 10))
     # CPython's cyclic collector: "gen0,gen1,gen2" thresholds, or "python" for Python's own 700,10,10, whose full
     # collections of a large floor's state stopped the worker for up to 1.7 s (services/scorer/collector.py).

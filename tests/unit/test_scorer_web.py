@@ -206,3 +206,14 @@ async def test_the_broker_holds_an_empty_fetch_100_ms_by_default(tmp_path: Path,
     monkeypatch.setenv("SCORER_FETCH_MAX_WAIT_MS", "0")
     with pytest.raises(SystemExit, match="SCORER_FETCH_MAX_WAIT_MS"):
         ScorerSettings()
+
+
+def test_trims_wait_longer_when_they_cost_more_than_their_share() -> None:
+    """A cheap trim comes every SCORER_MALLOC_TRIM_S; a costly one (a large heap) spaces the next out so that
+    trimming never takes more than TRIM_CPU_SHARE of a core."""
+    assert malloc.next_trim_in(0.003, 2.0) == 2.0
+    assert malloc.next_trim_in(0.030, 2.0) == pytest.approx(0.030 / malloc.TRIM_CPU_SHARE)
+    assert malloc.next_trim_in(0.030, 2.0) > 2.0
+    assert malloc.next_trim_in(0.0, 10.0) == 10.0
+    took = malloc.timed_trim()
+    assert 0.0 <= took < 5.0
