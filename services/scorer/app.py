@@ -214,14 +214,21 @@ def build_app(settings: ScorerSettings) -> faust.App:
                     merged_here = assigned(topics.partials)
                 if r.partition in merged_here:
                     handoff.offer(r.key, r.value, r.local)
-        for r in in_bundles(records, next_bundle_key):
-            name = rebuilt.get(r.topic)
-            if name is not None and outputs is not None:
-                await outputs.send(name, r.key, r.value, r.partition)
-            else:
-                await out_topics[r.topic].send(key=r.key, value=r.value, partition=r.partition, force=True)
-            metrics.published.labels(r.topic).inc()
-            metrics.published_bytes.labels(r.topic).inc(len(r.key or b"") + len(r.value or b""))
+        counted: dict[str, list[int]] = {}  # topic: [records, bytes], counted once per call (not per record)
+        try:
+            for r in in_bundles(records, next_bundle_key):
+                name = rebuilt.get(r.topic)
+                if name is not None and outputs is not None:
+                    await outputs.send(name, r.key, r.value, r.partition)
+                else:
+                    await out_topics[r.topic].send(key=r.key, value=r.value, partition=r.partition, force=True)
+                tally = counted.setdefault(r.topic, [0, 0])
+                tally[0] += 1
+                tally[1] += len(r.key or b"") + len(r.value or b"")
+        finally:
+            for topic, (n, size) in counted.items():
+                metrics.published.labels(topic).inc(n)
+                metrics.published_bytes.labels(topic).inc(size)
 
     # Per consumed topic and partition: the next offset to score.
     next_offset: dict[str, dict[int, int]] = {topics.events: {}, topics.agent_changes: {}, topics.partials: {}}

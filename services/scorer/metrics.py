@@ -385,9 +385,9 @@ class PipelineMetrics:
             "floorwatch_scorer_state_rebuilds_total", "In-memory aggregates rebuilt from tables after a rebalance",
             ["stage"], registry=registry,
         )
-        # Every outcome exists from the start, so increase() sees the first one.
-        for result in ("applied", "duplicate", "forwarded", "too_old", "dead_letter"):
-            self.events.labels(result)
+        # Every outcome exists from the start, so increase() sees the first one; its child is kept (one per event).
+        self.outcome = {r: self.events.labels(r)
+                        for r in ("applied", "duplicate", "forwarded", "too_old", "dead_letter")}
         self.dead_letters.labels("invalid_event")
         self.partials_narrowed = Gauge(
             "floorwatch_scorer_partials_narrowed",

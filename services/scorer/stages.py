@@ -264,14 +264,14 @@ class ConversationStage:
                 raise EventError("record has no value")
             ev = event_from_record(value)
         except EventError as exc:
-            self.m.events.labels("dead_letter").inc()
+            self.m.outcome["dead_letter"].inc()
             self.m.dead_letters.labels("invalid_event").inc()
             return [_dead_letter(key, value, partition, str(exc))]
         budget = self.names.get(partition)
         if budget is None:
             budget = self.names[partition] = NameBudget(self.limits)
         if (over := budget.admit(ev, ev.ts_ms)) is not None:
-            self.m.events.labels("dead_letter").inc()
+            self.m.outcome["dead_letter"].inc()
             self.m.dead_letters.labels(over.code).inc()
             return [_dead_letter(key, value, partition, over.reason)]
         part = self.parts[partition]
@@ -281,7 +281,7 @@ class ConversationStage:
             part.widen(clock)
         self.m.event_age.observe(max(0.0, (now_ms - ev.ts_ms) / 1000))
         if ev.type == "agent.status":
-            self.m.events.labels("forwarded").inc()
+            self.m.outcome["forwarded"].inc()
             return [Out("agent_changes", ev.key.encode(), orjson.dumps({"k": "status", "e": ev.to_record()}))]
         ckey = ev.key.encode()
         conv, gone_ts = self._load(ckey, partition)
@@ -290,31 +290,31 @@ class ConversationStage:
             # Evicted, and the event is no newer than its last one (a duplicate or a straggler) or older than
             # every window: too old (METRICS.md), counted and not applied. A later rating or order still
             # counts, in the conversation's last queue.
-            self.m.events.labels("too_old").inc()
+            self.m.outcome["too_old"].inc()
             self.m.late_events.inc()
             return []
         if conv is None:
             if ev.ts_ms < wm - self.horizon_ms:
                 # Unknown and older than every window: a straggler of an evicted conversation.
-                self.m.events.labels("too_old").inc()
+                self.m.outcome["too_old"].inc()
                 self.m.late_events.inc()
                 return []
             conv = Conversation(ev.tenant, ev.shop_id, ev.platform)
         old_live, old_agent = live_key(conv.state), conv.state.active_agent
         if conv.has_seen(ev.event_id):
-            self.m.events.labels("duplicate").inc()
+            self.m.outcome["duplicate"].inc()
             return []
         cev = ConvEvent.of(ev)
         if conv.too_old(cev):
             # Older than what the conversation folded (beyond the horizon): it cannot land where it belongs.
-            self.m.events.labels("too_old").inc()
+            self.m.outcome["too_old"].inc()
             self.m.late_events.inc()
             return []
         # Out of order, the events after it are replayed: the agents' slots may change anywhere in between.
         # (A conversation never assigned has held no slot: nothing to derive.)
         spans_before = None if conv.in_order(cev) else conv.agent_spans() if conv.state.assignee else {}
         delta, late = conv.apply_new(cev, wm, self.grace_ms, self.horizon_ms)
-        self.m.events.labels("applied").inc()
+        self.m.outcome["applied"].inc()
         if late:
             self.m.late_events.inc()
         part.apply_facts(conv.tenant, conv.shop_id, conv.platform, delta)
