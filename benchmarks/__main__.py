@@ -65,6 +65,8 @@ WHATIF = {
     "asyncio_unbounded_poll": {"SCORER_EVENT_LOOP": "asyncio", "SCORER_MAX_POLL_RECORDS": "0"},
     # Faust's wheel ships its Cython stream iterator and conductor, on unless NO_CYTHON: what they are worth.
     "faust_no_cython": {"NO_CYTHON": "1"},
+    # Faust's own Monitor sensor: counts and times every record, send and table access (services/scorer/monitor.py).
+    "faust_monitor": {"SCORER_FAUST_MONITOR": "faust"},
 }
 
 FULL: dict[str, dict[str, Any]] = {

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import faust
+from faust.sensors import Monitor
 from faust.streams import _current_event  # a table write's changelog partition is its current event's
 from faust.types import TP
 from faust.types.tuples import PendingMessage
@@ -39,6 +40,7 @@ from .metrics import (
     ViewsCollector,
     exposition,
 )
+from .monitor import LeanMonitor
 from .producers import OutputProducer, ScorerApp, StateProducer
 from .purge import PartialsPurger
 from .settings import ScorerSettings, worker_data_dir
@@ -117,6 +119,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         table_standby_replicas=settings.standby_replicas,
         logging_config=None,
         broker_credentials=faust_credentials(k.security),
+        Monitor=LeanMonitor if settings.faust_monitor == "lean" else Monitor,
     )
     app.state_buffer_max, app.fetch_max_wait_ms = settings.state_buffer_max, settings.fetch_max_wait_ms
     # exactly_once: outputs belong to the transactions, so they stay on Faust's producer.

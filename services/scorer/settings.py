@@ -90,6 +90,9 @@ class ScorerSettings:
     output_compression: str = field(default_factory=lambda: env_str("SCORER_OUTPUT_COMPRESSION", "none"))
     # "separate" (the default), or "shared": everything on Faust's producer, as before (kept to measure both).
     output_producer: str = field(default_factory=lambda: env_str("SCORER_OUTPUT_PRODUCER", "separate"))
+    # "lean" (the default): Faust's Monitor sensor kept to what Faust reads back (services/scorer/monitor.py), or
+    # "faust": Faust's own, which counts and times every record, send and table access (kept to measure both).
+    faust_monitor: str = field(default_factory=lambda: env_str("SCORER_FAUST_MONITOR", "lean"))
     # At most this many partial buckets stage 1 handed to stage 2 in the same worker not yet taken (0: off, every
     # partial decoded; services/scorer/handoff.py). Beyond it (stage 2 behind on a backlog) stage 1 stops handing on.
     handoff_max: int = field(default_factory=lambda: env_int("SCORER_HANDOFF_MAX", 2048))
@@ -178,6 +181,8 @@ class ScorerSettings:
             raise SystemExit("SCORER_OUTPUT_COMPRESSION must be none, gzip, snappy, lz4 or zstd")
         if self.output_producer not in ("separate", "shared"):
             raise SystemExit("SCORER_OUTPUT_PRODUCER must be separate or shared")
+        if self.faust_monitor not in ("lean", "faust"):
+            raise SystemExit("SCORER_FAUST_MONITOR must be lean or faust")
         if not 1 <= self.fetch_max_wait_ms <= 30_000:
             raise SystemExit(f"SCORER_FETCH_MAX_WAIT_MS must be 1 to 30000, got {self.fetch_max_wait_ms}")
         if self.state_buffer_max < 1:

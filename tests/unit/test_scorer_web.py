@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from faust.sensors import Monitor
+from faust.types import TP
 
 from services.scorer import collector, malloc
 from services.scorer.app import build_app
+from services.scorer.monitor import LeanMonitor
 from services.scorer.settings import ScorerSettings
 from services.scorer.topics import TABLES
 
@@ -217,3 +220,22 @@ def test_trims_wait_longer_when_they_cost_more_than_their_share() -> None:
     assert malloc.next_trim_in(0.0, 10.0) == 10.0
     took = malloc.timed_trim()
     assert 0.0 <= took < 5.0
+
+
+def test_faust_s_monitor_is_kept_to_what_faust_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default the Monitor sensor keeps only when each partition's stream last took an event (Faust's consumer
+    reads it to tell a stuck stream); SCORER_FAUST_MONITOR=faust gives Faust's own, which counts everything."""
+    monkeypatch.delenv("SCORER_FAUST_MONITOR", raising=False)
+    tp = TP("events", 3)
+    lean = build_app(ScorerSettings(store="memory://", data_dir=tmp_path)).monitor
+    assert isinstance(lean, LeanMonitor)
+    lean.on_stream_event_in(tp, 7, object(), object())
+    assert set(lean.stream_inbound_time) == {tp} and lean.events_total == 0
+    lean.on_table_set(object(), b"k", b"v")
+    assert lean.tables == {}
+    monkeypatch.setenv("SCORER_FAUST_MONITOR", "faust")
+    own = build_app(ScorerSettings(store="memory://", data_dir=tmp_path / "b")).monitor
+    assert type(own) is Monitor
+    monkeypatch.setenv("SCORER_FAUST_MONITOR", "none")
+    with pytest.raises(SystemExit, match="SCORER_FAUST_MONITOR"):
+        ScorerSettings()
