@@ -9,13 +9,14 @@ Each tick, only what changed is handed on, as full values (idempotent to re-send
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .bucket_widths import STAGE1_MARGIN_MS, Widths
 from .buckets import LEFT, Bucket, Fact, SourceBucket, sl_counters_for
 from .conversation import ConvState
-from .platform_rules import rule_for
+from .platform_rules import PlatformRule, platform_rules
 from .scope import Scope, is_agent_scope
 from .wire import SLOT_LIVE
 
@@ -88,8 +89,9 @@ PRUNE_MS = 60_000  # buckets are dropped a whole minute at a time (see `prune`)
 class PartitionPartials:
     """The partial aggregates of one input partition."""
 
-    def __init__(self, bucket_ms: int) -> None:
+    def __init__(self, bucket_ms: int, rules: Mapping[str, PlatformRule] | None = None) -> None:
         self.bucket_ms = bucket_ms
+        self.rules = platform_rules() if rules is None else rules  # read once, not per event
         # Buckets widen with age (`bucket_widths`): a start's width is the one `widths` gives it now.
         self.widths = Widths(bucket_ms, STAGE1_MARGIN_MS)
         self.buckets: dict[Scope, dict[int, SourceBucket]] = {}
@@ -102,7 +104,7 @@ class PartitionPartials:
         self.pruned_to = -1
 
     def apply_facts(self, tenant: str, shop_id: str, platform: str, delta: list[tuple[Fact, int]]) -> None:
-        rule = rule_for(platform)
+        rule = self.rules.get(platform)
         for fact, sign in delta:
             scope = Scope(tenant, shop_id, platform, fact.queue)
             self._bucket(scope, fact.ts).apply(fact, sign, sl_counters_for(fact.queue) if fact.kind == LEFT else None)

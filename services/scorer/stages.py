@@ -37,7 +37,7 @@ from services.core.figures import QueueView
 from services.core.limits import NameBudget, TenantLimits
 from services.core.merge import QueueMerger, iso
 from services.core.partials import PartitionPartials, live_key
-from services.core.platform_rules import rule_for
+from services.core.platform_rules import platform_rules, rule_for
 from services.core.scope import ALL, Scope, agent_scope, is_agent_scope, queue_total
 from services.core.scorecard import ScorecardConfig, score_platform
 from services.core.scorecard_report import agent_sums, budget, rule_standing
@@ -167,6 +167,8 @@ class ConversationStage:
         # The scorecard's day state per partition (services.core.days), local days in `tz` (SCORECARD_TZ).
         self.tz = tz or scorecard_tz()
         self.days: dict[int, PartitionDays] = {}
+        # The platforms' rules (PLATFORM_RULES), read once: every event needs its platform's (not os.environ each).
+        self.rules = platform_rules()
 
     def twin(self, src_key: SrcKey, start: int, width: int, bucket: Bucket) -> Bucket | None:
         """This stage's own bucket of a source key's time and width, when it gives the same figures as `bucket` (stage
@@ -202,7 +204,7 @@ class ConversationStage:
         if not todo:
             return []
         for p in todo:
-            self.parts[p] = PartitionPartials(self.bucket_ms)
+            self.parts[p] = PartitionPartials(self.bucket_ms, self.rules)
             self.store.own(p)
             self.days[p] = PartitionDays(self.tz)
         self.resending |= todo
@@ -320,7 +322,8 @@ class ConversationStage:
         part.apply_facts(conv.tenant, conv.shop_id, conv.platform, delta)
         if delta:
             days = {} if conv.days is None else conv.days
-            self.days[partition].apply(days, conv.tenant, conv.shop_id, conv.platform, rule_for(conv.platform), delta)
+            rule = self.rules.get(conv.platform)
+            self.days[partition].apply(days, conv.tenant, conv.shop_id, conv.platform, rule, delta)
             conv.days = days or None
         part.apply_live(conv.tenant, conv.shop_id, conv.platform, old_live, live_key(conv.state))
         out: list[Out] = []
