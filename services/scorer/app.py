@@ -71,13 +71,13 @@ def faust_credentials(sec: KafkaSecurity) -> faust.types.auth.CredentialsT | Non
 
 def count_writes(metrics: PipelineMetrics, app_id: str) -> Callable[[PendingMessage], None]:
     """Counts each table write (a changelog record) by table, for the records and bytes an event costs."""
-    children = {changelog_topic(app_id, table): (metrics.state_writes.labels(table),
-                                                 metrics.state_write_bytes.labels(table)) for table in TABLES}
+    by_table = metrics.table_writes.by_table
+    tallies = {changelog_topic(app_id, table): by_table.setdefault(table, [0, 0]) for table in TABLES}
 
     def counted(message: PendingMessage) -> None:
-        writes, size = children[message.channel.get_topic_name()]  # every table is in TABLES (topics.py)
-        writes.inc()
-        size.inc(len(message.key or b"") + len(message.value or b""))
+        tally = tallies[message.channel.get_topic_name()]  # every table is in TABLES (topics.py)
+        tally[0] += 1
+        tally[1] += len(message.key or b"") + len(message.value or b"")
 
     return counted
 
