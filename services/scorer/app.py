@@ -71,8 +71,7 @@ def faust_credentials(sec: KafkaSecurity) -> faust.types.auth.CredentialsT | Non
 
 def count_writes(metrics: PipelineMetrics, app_id: str) -> Callable[[PendingMessage], None]:
     """Counts each table write (a changelog record) by table, for the records and bytes an event costs."""
-    by_table = metrics.table_writes.by_table
-    tallies = {changelog_topic(app_id, table): by_table.setdefault(table, [0, 0]) for table in TABLES}
+    tallies = {changelog_topic(app_id, table): metrics.table_writes.of(table) for table in TABLES}
 
     def counted(message: PendingMessage) -> None:
         tally = tallies[message.channel.get_topic_name()]  # every table is in TABLES (topics.py)
@@ -217,21 +216,15 @@ def build_app(settings: ScorerSettings) -> faust.App:
                     merged_here = assigned(topics.partials)
                 if r.partition in merged_here:
                     handoff.offer(r.key, r.value, r.local)
-        counted: dict[str, list[int]] = {}  # topic: [records, bytes], counted once per call (not per record)
-        try:
-            for r in in_bundles(records, next_bundle_key):
-                name = rebuilt.get(r.topic)
-                if name is not None and outputs is not None:
-                    await outputs.send(name, r.key, r.value, r.partition)
-                else:
-                    await out_topics[r.topic].send(key=r.key, value=r.value, partition=r.partition, force=True)
-                tally = counted.setdefault(r.topic, [0, 0])
-                tally[0] += 1
-                tally[1] += len(r.key or b"") + len(r.value or b"")
-        finally:
-            for topic, (n, size) in counted.items():
-                metrics.published.labels(topic).inc(n)
-                metrics.published_bytes.labels(topic).inc(size)
+        for r in in_bundles(records, next_bundle_key):
+            name = rebuilt.get(r.topic)
+            if name is not None and outputs is not None:
+                await outputs.send(name, r.key, r.value, r.partition)
+            else:
+                await out_topics[r.topic].send(key=r.key, value=r.value, partition=r.partition, force=True)
+            tally = metrics.published.of(r.topic)
+            tally[0] += 1
+            tally[1] += len(r.key or b"") + len(r.value or b"")
 
     # Per consumed topic and partition: the next offset to score.
     next_offset: dict[str, dict[int, int]] = {topics.events: {}, topics.agent_changes: {}, topics.partials: {}}
@@ -376,9 +369,9 @@ def build_app(settings: ScorerSettings) -> faust.App:
                 in_context_of(last_partial_event, queues.write_widened)  # before any await: nothing came in since
                 await send(views)
                 await alerts.publish(alert_records)
-                metrics.published.labels("alerts").inc(len(alert_records))
-                metrics.published_bytes.labels("alerts").inc(
-                    sum(len(r.key) + len(r.value or b"") for r in alert_records))
+                tally = metrics.published.of("alerts")
+                tally[0] += len(alert_records)
+                tally[1] += sum(len(r.key) + len(r.value or b"") for r in alert_records)
                 if not fast:
                     metrics.views_published_at.set(time.time())
         metrics.tick_seconds.labels("views_fast" if fast else "views").observe(time.perf_counter() - started)

@@ -324,30 +324,37 @@ def _agent_samples(v: QueueView, base: tuple[str, ...]) -> Iterator[Sample]:
                 yield name, base, (window,), float(value)
 
 
-class TableWrites(Collector):
-    """floorwatch_scorer_state_writes_total and _state_write_bytes_total by table: counted as plain ints, as the
-    commonest thing a worker does is a table write (~3 per event), and a Counter's inc takes a lock each time.
-    Read at scrape, which runs in the event loop that writes them."""
+class RecordTally(Collector):
+    """Records and their key and value bytes by one label (`_total` counters), kept as plain ints and rendered at
+    scrape: table writes (~3 per event) and published records are counted on the event path, where a Counter's
+    inc takes a lock each time. Read at scrape, which runs in the event loop that counts."""
 
-    def __init__(self) -> None:
-        self.by_table: dict[str, list[int]] = {}  # table: [records, key and value bytes]
+    def __init__(self, registry: CollectorRegistry, label: str, records: tuple[str, str], size: tuple[str, str]
+                 ) -> None:
+        self.label, self._records, self._size = label, records, size  # (family name without _total, help)
+        self.by: dict[str, list[int]] = {}  # label value: [records, bytes]
+        registry.register(self)
 
-    @staticmethod
-    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily]:
-        return (CounterMetricFamily("floorwatch_scorer_state_writes", "Table records written to their changelog topics",
-                                    labels=["table"]),
-                CounterMetricFamily("floorwatch_scorer_state_write_bytes",
-                                    "Key and value bytes of the table records written", labels=["table"]))
+    def of(self, value: str) -> list[int]:
+        """The [records, bytes] tally of `value`, to add to (created at 0)."""
+        tally = self.by.get(value)
+        if tally is None:
+            tally = self.by[value] = [0, 0]
+        return tally
+
+    def _families(self) -> tuple[CounterMetricFamily, CounterMetricFamily]:
+        return (CounterMetricFamily(*self._records, labels=[self.label]),
+                CounterMetricFamily(*self._size, labels=[self.label]))
 
     def describe(self) -> Iterator[CounterMetricFamily]:  # the names, so that a scrape's `name[]` finds them
         yield from self._families()
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        writes, size = self._families()
-        for table, (n, nbytes) in sorted(self.by_table.items()):
-            writes.add_metric([table], n)
-            size.add_metric([table], nbytes)
-        yield writes
+        records, size = self._families()
+        for value, (n, nbytes) in sorted(self.by.items()):
+            records.add_metric([value], n)
+            size.add_metric([value], nbytes)
+        yield records
         yield size
 
 
@@ -377,18 +384,14 @@ class PipelineMetrics:
             "floorwatch_scorer_gc_seconds_total", "Time the event loop stood still in Python's cyclic collector",
             ["generation"], registry=registry,
         )
-        self.published = Counter(
-            "floorwatch_scorer_records_published_total", "Records published to internal topics", ["topic"],
-            registry=registry,
-        )
         # With events_total and records_consumed_total: the records and bytes each event costs (make bench).
-        self.published_bytes = Counter(
-            "floorwatch_scorer_bytes_published_total", "Key and value bytes published to internal topics",
-            ["topic"], registry=registry,
-        )
+        self.published = RecordTally(
+            registry, "topic", ("floorwatch_scorer_records_published", "Records published to internal topics"),
+            ("floorwatch_scorer_bytes_published", "Key and value bytes published to internal topics"))
         # Table writes (Faust's changelog records): at floor x61 more records per event than all of the above.
-        self.table_writes = TableWrites()
-        registry.register(self.table_writes)
+        self.table_writes = RecordTally(
+            registry, "table", ("floorwatch_scorer_state_writes", "Table records written to their changelog topics"),
+            ("floorwatch_scorer_state_write_bytes", "Key and value bytes of the table records written"))
         self.consumed = Counter(
             "floorwatch_scorer_records_consumed_total", "Records consumed, by topic", ["topic"], registry=registry,
         )

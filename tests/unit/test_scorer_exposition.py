@@ -105,3 +105,20 @@ def test_open_alerts_export_the_value_at_firing_and_the_current_one() -> None:
     got = {name: value for (name, _), value in samples(generate_latest(registry).decode()).items()}
     assert got["floorwatch_alert_value"] == 120.0
     assert got["floorwatch_alert_current_value"] == 170.0
+
+
+def test_published_records_and_table_writes_are_counters_by_label() -> None:
+    """The tallies kept as plain ints render as the `_total` counters they were: records and key + value bytes."""
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    views = metrics.published.of("views")
+    views[0] += 2
+    views[1] += 40 + 60  # two views: 40 and 60 bytes of key and value
+    metrics.published.of("alerts")  # asked for, nothing published yet: a 0, as an untouched Counter child
+    metrics.table_writes.of("conversations")[0] += 1
+    got = samples(generate_latest(registry.restricted_registry(
+        ["floorwatch_scorer_records_published_total", "floorwatch_scorer_bytes_published_total"])).decode())
+    assert got == {("floorwatch_scorer_records_published_total", (("topic", "alerts"),)): 0.0,
+                   ("floorwatch_scorer_records_published_total", (("topic", "views"),)): 2.0,
+                   ("floorwatch_scorer_bytes_published_total", (("topic", "alerts"),)): 0.0,
+                   ("floorwatch_scorer_bytes_published_total", (("topic", "views"),)): 100.0}
