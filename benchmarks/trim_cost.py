@@ -17,12 +17,11 @@ from typing import Any
 
 from services.scorer import malloc
 
-from .common import RESULTS, dump_json, rnd
+from .common import RESULTS, dump_json, rnd, self_rss_bytes
 
 
 def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
+    return self_rss_bytes() / 2**20
 
 
 def measure(n: int = 400_000, trims: int = 10, seed: int = 1) -> dict[str, Any]:

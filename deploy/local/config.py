@@ -46,8 +46,10 @@ def ephemeral_clash(ports: list[int], path: Path | None = None) -> str | None:
     outgoing connection; while a part is down, a client retrying it can even connect to itself from that
     very port (a TCP self-connect) and keep it, so the part cannot bind it again on restart."""
     eph = ephemeral_ports(path)
-    inside = sorted(p for p in ports if eph is not None and p in eph)
-    if eph is None or not inside:
+    if eph is None:
+        return None
+    inside = sorted(p for p in ports if p in eph)
+    if not inside:
         return None
     return (
         f"port(s) {inside} lie in this machine's ephemeral port range {eph.start}-{eph.stop - 1} "

@@ -5,7 +5,7 @@ keeps what was freed for the next burst: a small floor's worker held tens of MB 
 (benchmarks/PROFILE.md, "A real worker's day"). `malloc_trim` gives the free pages back; it changes nothing the
 worker computes. (Fewer arenas, MALLOC_ARENA_MAX=2, were measured too and did not lower the day.)
 
-A trim's cost grows with the heap: 2-5 ms on a small floor's worker, ~25-35 ms on a fragmented 1.6 GB heap
+A trim's cost grows with the heap: 2-5 ms on a small floor's worker, 25-38 ms on a fragmented 1.6 GB heap
 (PROFILE.md, "Trimming as often as it is cheap"). So the worker trims in a thread (ctypes lets go of the GIL:
 the event loop goes on), as often as every SCORER_MALLOC_TRIM_S, and never more than TRIM_CPU_SHARE of a core.
 """

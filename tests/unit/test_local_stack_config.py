@@ -21,7 +21,6 @@ def test_env_example_documents_the_defaults(tmp_path: Path) -> None:
     assert documented["API_URL"] == f"http://127.0.0.1:{core.DEFAULT_API_PORT}"
 
 
-
 def test_ports_in_the_ephemeral_range_are_named(tmp_path: Path) -> None:
     # A port there can be held by an outgoing connection (a client's self-connect while its part is down).
     range_file = tmp_path / "ip_local_port_range"

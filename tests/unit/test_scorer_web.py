@@ -214,9 +214,9 @@ async def test_the_broker_holds_an_empty_fetch_100_ms_by_default(tmp_path: Path,
 def test_trims_wait_longer_when_they_cost_more_than_their_share() -> None:
     """A cheap trim comes every SCORER_MALLOC_TRIM_S; a costly one (a large heap) spaces the next out so that
     trimming never takes more than TRIM_CPU_SHARE of a core."""
-    assert malloc.next_trim_in(0.003, 2.0) == 2.0
-    assert malloc.next_trim_in(0.030, 2.0) == pytest.approx(0.030 / malloc.TRIM_CPU_SHARE)
-    assert malloc.next_trim_in(0.030, 2.0) > 2.0
+    assert malloc.next_trim_in(0.003, 2.0) == 2.0  # 3 ms every 2 s: 0.15 % of a core
+    assert malloc.next_trim_in(0.030, 2.0) == pytest.approx(6.0)  # 30 ms at most 0.5 % of a core: every 6 s
+    assert malloc.next_trim_in(0.030, 10.0) == 10.0  # ... which the default 10 s already is under
     assert malloc.next_trim_in(0.0, 10.0) == 10.0
     took = malloc.timed_trim()
     assert 0.0 <= took < 5.0
