@@ -5,7 +5,7 @@ An agent's history follows event time, not arrival order: its status events are 
 as [start, end) spans per conversation, so a late status or a late assignment lands where it
 belongs and the time per status and the most concurrent chats are those of what happened.
 Duplicates change nothing (a status event is known by its id, a conversation's spans are replaced
-whole or opened/closed idempotently). Both are kept for the horizon only (`prune`).
+whole, and a slot taken or left is known by its conversation and time). Both are kept for the horizon only (`prune`).
 """
 
 from __future__ import annotations
@@ -72,10 +72,18 @@ class AgentState:
         return True
 
     def set_active(self, conversation_id: str, active: bool, ts: int | None = None) -> bool:
-        """A conversation took (active) or left the agent's chat slot at ts, in event order for it."""
+        """A conversation took (active) or left the agent's chat slot at ts, in event order for it.
+
+        A change already applied is recognised by its time (a span starting or ending at ts) and changes nothing:
+        after a crash the stage reads again the changes after its committed offset, onto a state that may hold
+        them already (its table's writes are acknowledged before the offsets that cover them are committed, so the
+        table can be ahead of those offsets). Taking a slot again that was taken and left at ts would otherwise
+        open a second span (a closed chat held again until its replayed end), and leaving it again at an old time
+        would end the chat the conversation took since."""
         spans = self.chats.setdefault(conversation_id, [])
         held = bool(spans) and spans[-1][1] is None
-        if active == held:
+        seen = ts is not None and any((start if active else end) == ts for start, end in spans)
+        if active == held or seen:
             if not spans:
                 del self.chats[conversation_id]
             return False
