@@ -10,6 +10,7 @@ conversation state, so a crash neither loses nor double-counts an event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -261,22 +262,34 @@ def build_app(settings: ScorerSettings) -> faust.App:
     events_next, agents_next, partials_next = (next_offset[t] for t in (topics.events, topics.agent_changes,
                                                                          topics.partials))
 
+    # A stage's records go out in the order of the state they were built from. `send` awaits per record, and the
+    # tick rebuilds the partitions no event came for: while it sent a rebuild (thousands of re-asserted chat slots)
+    # the stream scored on and sent its changes in between, so a chat closed by an event was re-asserted open
+    # after its close, and the agent held it for good. Each stage's batch holds its lock; the tick takes it only to
+    # rebuild or to end a re-send (`settling`): rarely, so it does not wait for batches otherwise.
+    conversations_order, agents_order = asyncio.Lock(), asyncio.Lock()
+
+    def settling(stage: ConversationStage | AgentStage, owned: set[int]) -> bool:
+        """Whether the stage has owned partitions to rebuild, or a re-send whose end marker is still to go."""
+        return bool(stage.resending) or not owned <= stage.parts.keys()
+
     @app.agent(events_topic, concurrency=1)
     async def score_conversations(stream: Any) -> None:
         # Batches: each changed conversation is written once per batch, before the batch's offsets are
         # acknowledged (take_events acks after this body), in the context of an event of its partition.
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            last_of: dict[int, Any] = {}
-            now = wall_ms()
-            metrics.consumed.labels("events").inc(len(batch))
-            for event in batch:
-                partition = event.message.partition
-                events_next[partition] = event.message.offset + 1
-                last_of[partition] = event
-                if partition not in conversations.parts:
-                    await send(conversations.rebuild(assigned(topics.events) | {partition}))
-                await send(conversations.on_event(event.key, event.value, partition, now))
-            in_context_of(last_of, conversations.flush)
+            async with conversations_order:
+                last_of: dict[int, Any] = {}
+                now = wall_ms()
+                metrics.consumed.labels("events").inc(len(batch))
+                for event in batch:
+                    partition = event.message.partition
+                    events_next[partition] = event.message.offset + 1
+                    last_of[partition] = event
+                    if partition not in conversations.parts:
+                        await send(conversations.rebuild(assigned(topics.events) | {partition}))
+                    await send(conversations.on_event(event.key, event.value, partition, now))
+                in_context_of(last_of, conversations.flush)
 
     # The last agent change scored per partition: idle agents are deleted on the tick in its context (a table
     # write's changelog partition is its current event's), so a partition with no new change still sheds them.
@@ -287,16 +300,17 @@ def build_app(settings: ScorerSettings) -> faust.App:
         # Batches, as for conversations: each changed agent is written once per batch (not once per change),
         # before the batch's offsets are acknowledged, in the context of an event of its partition.
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            metrics.consumed.labels("agent_changes").inc(len(batch))
-            last_of: dict[int, Any] = {}
-            for event in batch:
-                partition = event.message.partition
-                agents_next[partition] = event.message.offset + 1
-                if partition not in agents.parts:
-                    await send(agents.rebuild(assigned(topics.agent_changes) | {partition}))
-                agents.on_event(event.key, event.value, partition)
-                last_of[partition] = last_agent_event[partition] = event
-            in_context_of(last_of, agents.flush)
+            async with agents_order:
+                metrics.consumed.labels("agent_changes").inc(len(batch))
+                last_of: dict[int, Any] = {}
+                for event in batch:
+                    partition = event.message.partition
+                    agents_next[partition] = event.message.offset + 1
+                    if partition not in agents.parts:
+                        await send(agents.rebuild(assigned(topics.agent_changes) | {partition}))
+                    agents.on_event(event.key, event.value, partition)
+                    last_of[partition] = last_agent_event[partition] = event
+                in_context_of(last_of, agents.flush)
 
     def evict_agents() -> list[Out]:
         return [out for outs in in_context_of(last_agent_event, lambda p: agents.evict(p, wall_ms())) for out in outs]
@@ -346,17 +360,26 @@ def build_app(settings: ScorerSettings) -> faust.App:
     async def publish_partials() -> None:
         """The queues' changed partials every PARTIALS_TICK_S; once a tick, everything that changed."""
         started = time.perf_counter()
-        # Partitions owned and not rebuilt yet (no event came since the assignment) are rebuilt here: their
-        # partials are re-sent whole even if no event comes (a change of them lost in a crash is then repaired).
-        await send(conversations.rebuild(assigned(topics.events)) + agents.rebuild(assigned(topics.agent_changes)))
         n = int(time.time() // settings.tick_s)
         fast = n == last_tick["n"]
         last_tick["n"] = n
         conversations.hand_on = not handoff.full  # stage 2 far behind (a backlog): it decodes, as it would anyway
-        if fast:
-            await send(conversations.tick(wall_ms(), fast=True) + agents.tick(fast=True))
-        else:
-            await send(evict_agents() + conversations.tick(wall_ms()) + agents.tick())
+        # Partitions owned and not rebuilt yet (no event came since the assignment) are rebuilt here: their
+        # partials are re-sent whole even if no event comes (a change of them lost in a crash is then repaired).
+        # A rebuild's records are sent, and the re-send's end marker built, with the stage's batches held back.
+        events_owned, changes_owned = assigned(topics.events), assigned(topics.agent_changes)
+        async with contextlib.AsyncExitStack() as held:
+            if settling(conversations, events_owned):
+                await held.enter_async_context(conversations_order)
+                await send(conversations.rebuild(events_owned))
+            stage1 = conversations.tick(wall_ms(), fast=fast)
+        async with contextlib.AsyncExitStack() as held:
+            if settling(agents, changes_owned):
+                await held.enter_async_context(agents_order)
+                await send(agents.rebuild(changes_owned))
+            agent_stage = agents.tick(fast=fast) if fast else evict_agents() + agents.tick()
+        await send(stage1 + agent_stage)
+        if not fast:
             export_lag()
         metrics.tick_seconds.labels("partials_fast" if fast else "partials").observe(time.perf_counter() - started)
 
