@@ -10,7 +10,6 @@ conversation state, so a crash neither loses nor double-counts an event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -42,6 +41,7 @@ from .metrics import (
     exposition,
 )
 from .monitor import LeanMonitor
+from .ordering import StageOrder
 from .producers import OutputProducer, ScorerApp, StateProducer
 from .purge import PartialsPurger
 from .settings import ScorerSettings, worker_data_dir
@@ -262,23 +262,16 @@ def build_app(settings: ScorerSettings) -> faust.App:
     events_next, agents_next, partials_next = (next_offset[t] for t in (topics.events, topics.agent_changes,
                                                                          topics.partials))
 
-    # A stage's records go out in the order of the state they were built from. `send` awaits per record, and the
-    # tick rebuilds the partitions no event came for: while it sent a rebuild (thousands of re-asserted chat slots)
-    # the stream scored on and sent its changes in between, so a chat closed by an event was re-asserted open
-    # after its close, and the agent held it for good. Each stage's batch holds its lock; the tick takes it only to
-    # rebuild or to end a re-send (`settling`): rarely, so it does not wait for batches otherwise.
-    conversations_order, agents_order = asyncio.Lock(), asyncio.Lock()
-
-    def settling(stage: ConversationStage | AgentStage, owned: set[int]) -> bool:
-        """Whether the stage has owned partitions to rebuild, or a re-send whose end marker is still to go."""
-        return bool(stage.resending) or not owned <= stage.parts.keys()
+    # Each stage's records go out in the order of the state they were built from (ordering.py): its batches hold
+    # its lock, and the tick takes it to send a rebuild.
+    conversations_order, agents_order = StageOrder(conversations), StageOrder(agents)
 
     @app.agent(events_topic, concurrency=1)
     async def score_conversations(stream: Any) -> None:
         # Batches: each changed conversation is written once per batch, before the batch's offsets are
         # acknowledged (take_events acks after this body), in the context of an event of its partition.
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            async with conversations_order:
+            async with conversations_order.lock:
                 last_of: dict[int, Any] = {}
                 now = wall_ms()
                 metrics.consumed.labels("events").inc(len(batch))
@@ -300,7 +293,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
         # Batches, as for conversations: each changed agent is written once per batch (not once per change),
         # before the batch's offsets are acknowledged, in the context of an event of its partition.
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            async with agents_order:
+            async with agents_order.lock:
                 metrics.consumed.labels("agent_changes").inc(len(batch))
                 last_of: dict[int, Any] = {}
                 for event in batch:
@@ -366,17 +359,9 @@ def build_app(settings: ScorerSettings) -> faust.App:
         conversations.hand_on = not handoff.full  # stage 2 far behind (a backlog): it decodes, as it would anyway
         # Partitions owned and not rebuilt yet (no event came since the assignment) are rebuilt here: their
         # partials are re-sent whole even if no event comes (a change of them lost in a crash is then repaired).
-        # A rebuild's records are sent, and the re-send's end marker built, with the stage's batches held back.
-        events_owned, changes_owned = assigned(topics.events), assigned(topics.agent_changes)
-        async with contextlib.AsyncExitStack() as held:
-            if settling(conversations, events_owned):
-                await held.enter_async_context(conversations_order)
-                await send(conversations.rebuild(events_owned))
+        async with conversations_order.tick(assigned(topics.events), send):
             stage1 = conversations.tick(wall_ms(), fast=fast)
-        async with contextlib.AsyncExitStack() as held:
-            if settling(agents, changes_owned):
-                await held.enter_async_context(agents_order)
-                await send(agents.rebuild(changes_owned))
+        async with agents_order.tick(assigned(topics.agent_changes), send):
             agent_stage = agents.tick(fast=fast) if fast else evict_agents() + agents.tick()
         await send(stage1 + agent_stage)
         if not fast:

@@ -1,0 +1,54 @@
+"""A stage's records go out in the order of the state they were built from.
+
+`send` awaits per record (a full batch waits for Kafka), so two tasks sending one stage's records interleave them.
+The tick rebuilds the partitions no event came for, and a rebuild re-asserts the chat slot of every conversation it
+holds: had the events' stream scored on while the tick was still sending that, a chat an event closed meanwhile
+was re-asserted open after its close (the rebuild read it open), and its agent held it for good (CI's
+`test_sigkill_mid_run_on_rocksdb_equals_reference`, 2026-12-05: 29 chats held by conversations that had closed).
+A re-send's end marker must likewise follow its begin marker, which a batch's own rebuild may be sending.
+
+So a stage's batches run holding its `StageOrder.lock`, and the tick takes it only while a rebuild or a re-send's
+end is due (after an assignment); otherwise it does not wait for batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from .stages import Out
+
+
+class Rebuildable(Protocol):
+    """A stage that rebuilds the partitions it newly owns (`ConversationStage`, `AgentStage`)."""
+
+    resending: set[int]  # rebuilt partitions whose re-send ends on the next full tick
+
+    @property
+    def parts(self) -> Mapping[int, Any]: ...  # the partitions built (read only here)
+
+    def rebuild(self, partitions: set[int]) -> list[Out]: ...
+
+
+class StageOrder:
+    def __init__(self, stage: Rebuildable) -> None:
+        self.stage = stage
+        self.lock = asyncio.Lock()  # held by each of the stage's batches
+
+    def settling(self, owned: set[int]) -> bool:
+        """Whether the stage has owned partitions to rebuild, or a re-send whose end marker is still to go."""
+        return bool(self.stage.resending) or not owned <= self.stage.parts.keys()
+
+    @contextlib.asynccontextmanager
+    async def tick(self, owned: set[int], send: Callable[[list[Out]], Awaitable[None]]) -> AsyncIterator[None]:
+        """For the tick: rebuild the owned partitions not built yet and send what that gives, then run the body (where
+        the tick builds its records, a re-send's end marker among them), with the stage's batches held back if a
+        rebuild or a re-send's end is due."""
+        if not self.settling(owned):
+            yield
+            return
+        async with self.lock:
+            await send(self.stage.rebuild(owned))
+            yield
