@@ -213,6 +213,17 @@ def leaf_matches(leaf: str, got: Any, want: Any) -> bool:
     return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
 
 
+def diff_views(got: Mapping[Scope, Any], want: Mapping[Scope, Any], sides: tuple[str, str]) -> list[str]:
+    """Every difference between two runs' views: a view only one published, and every field (`as_of` aside)."""
+    problems: list[str] = []
+    for key in sorted(got.keys() | want.keys(), key=str):
+        if key not in got or key not in want:
+            problems.append(f"{key}: view published only {sides[1] if key in want else sides[0]}")
+            continue
+        diff_tree(str(key), got[key], want[key], problems, sides)
+    return problems
+
+
 def diff_tree(path: str, got: Any, want: Any, out: list[str],
               sides: tuple[str, str] = ("production", "reference")) -> None:
     """Every difference between two views, walking the union of their keys (`as_of` aside)."""
@@ -324,12 +335,7 @@ def test_the_same_events_in_order_give_the_same_views(delivery: Delivery) -> Non
     in_order = sorted(delivery.events, key=lambda e: (e["ts"], e["event_id"]))
     shuffled = run_scorer(delivery.batches, event_partitions=1, queue_partitions=1)
     ordered = run_scorer([in_order], event_partitions=1, queue_partitions=1)
-    problems: list[str] = []
-    for key in sorted(shuffled.keys() | ordered.keys(), key=str):
-        if key not in shuffled or key not in ordered:
-            problems.append(f"{key}: view published only {'in order' if key in ordered else 'shuffled'}")
-            continue
-        diff_tree(str(key), shuffled[key], ordered[key], problems, ("shuffled", "in order"))
+    problems = diff_views(shuffled, ordered, ("shuffled", "in order"))
     assert not problems, "\n".join(problems[:30])
 
 
