@@ -5,7 +5,8 @@ An agent's history follows event time, not arrival order: its status events are 
 as [start, end) spans per conversation, so a late status or a late assignment lands where it
 belongs and the time per status and the most concurrent chats are those of what happened.
 Duplicates change nothing (a status event is known by its id, a conversation's spans are replaced
-whole, and a slot taken or left is known by its conversation and time). Both are kept for the horizon only (`prune`).
+whole, and a slot taken or left is known by its conversation and time). Both are kept for the
+horizon only (`prune`).
 """
 
 from __future__ import annotations

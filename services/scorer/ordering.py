@@ -33,6 +33,8 @@ class Rebuildable(Protocol):
 
 
 class StageOrder:
+    """One stage's order: the lock its batches hold, and the tick's way in (`tick`)."""
+
     def __init__(self, stage: Rebuildable) -> None:
         self.stage = stage
         self.lock = asyncio.Lock()  # held by each of the stage's batches
