@@ -115,10 +115,15 @@ def test_published_records_and_table_writes_are_counters_by_label() -> None:
     views[0] += 2
     views[1] += 40 + 60  # two views: 40 and 60 bytes of key and value
     metrics.published.of("alerts")  # asked for, nothing published yet: a 0, as an untouched Counter child
-    metrics.table_writes.of("conversations")[0] += 1
+    writes = metrics.table_writes.of("conversations")
+    writes[0] += 1
+    writes[1] += 250  # one conversation record of 250 bytes
     got = samples(generate_latest(registry.restricted_registry(
-        ["floorwatch_scorer_records_published_total", "floorwatch_scorer_bytes_published_total"])).decode())
+        ["floorwatch_scorer_records_published_total", "floorwatch_scorer_bytes_published_total",
+         "floorwatch_scorer_state_writes_total", "floorwatch_scorer_state_write_bytes_total"])).decode())
     assert got == {("floorwatch_scorer_records_published_total", (("topic", "alerts"),)): 0.0,
                    ("floorwatch_scorer_records_published_total", (("topic", "views"),)): 2.0,
                    ("floorwatch_scorer_bytes_published_total", (("topic", "alerts"),)): 0.0,
-                   ("floorwatch_scorer_bytes_published_total", (("topic", "views"),)): 100.0}
+                   ("floorwatch_scorer_bytes_published_total", (("topic", "views"),)): 100.0,
+                   ("floorwatch_scorer_state_writes_total", (("table", "conversations"),)): 1.0,
+                   ("floorwatch_scorer_state_write_bytes_total", (("table", "conversations"),)): 250.0}
