@@ -128,6 +128,17 @@ async def test_the_tick_waits_for_no_batch_once_built() -> None:
         pass
     stage.tick(0)  # the full tick that ends its re-send
     assert not order.settling({0})
-    async with order.lock, order.tick({0}, send):  # a batch in progress, and the tick gets in all the same
-        assert order.lock.locked()
+    entered = asyncio.Event()
+
+    async def tick() -> None:
+        async with order.tick({0}, send):
+            entered.set()
+
+    async with order.lock:  # a batch in progress
+        ticking = asyncio.create_task(tick())
+        await asyncio.sleep(0)  # one step of the loop: a tick that waited for the lock would be parked on it now
+        try:
+            assert entered.is_set()
+        finally:
+            ticking.cancel()
     assert order.settling({0, 1})  # a partition newly owned
