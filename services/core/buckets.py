@@ -12,12 +12,14 @@ from collections import Counter
 from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
-from itertools import chain
 from typing import Any, ClassVar, Final, NamedTuple, Self
 
+import orjson
+
 from .config import SL_THRESHOLDS_S, SLOW_REPLY_S, sl_thresholds_for
-from .dist import Dist, Samples
+from .dist import Dist, Samples, unpack
 from .figures import ReplySummary, WindowFigures
+from .wire import kept
 
 
 class Fact(NamedTuple):
@@ -110,65 +112,132 @@ def sl_counters_for(queue: str) -> SlCounters:
     return _sl_counters(sl_thresholds_for(queue))
 
 
-# Counters as (name, n, name, n, ...), none of them 0: `Bucket.freeze`. (`zip(i := iter(t), i)` pairs it up.)
-Frozen = tuple[Any, ...]
+# A frozen bucket's counters name their counter by its number here (`Bucket.freeze`): the built-in ones, then each
+# sl_<X> as first frozen (one per configured threshold: a few).
+_NAMES: Final[list[str]] = list(COUNTERS)
+_NUMBERS: Final[dict[str, int]] = {name: i for i, name in enumerate(_NAMES)}
+
+
+def _number(name: str) -> int:
+    n = _NUMBERS.get(name)
+    if n is None:
+        n = _NUMBERS[name] = len(_NAMES)
+        _NAMES.append(name)
+    return n
+
+
+def _pack_dist(d: Dist, out: list[int]) -> None:
+    if d is NO_SAMPLES:
+        out.append(0)
+    else:
+        d.pack(out)
+
+
+def _unpack_dist(ints: list[int], at: int) -> tuple[Dist, int]:
+    return (NO_SAMPLES, at + 1) if ints[at] == 0 else unpack(ints, at)
+
+
+Parts = tuple[Iterable[tuple[str, int]], Dist, Dist]  # (name, n) of the counters, frt, reply: `Bucket._parts`
 
 
 class Bucket:
-    __slots__ = ("_c", "frt", "reply")
+    __slots__ = ("_c", "_frt", "_reply")
     DIST: ClassVar[type[Dist]] = Dist  # what a sample's distribution is made of (`SourceBucket`: Samples)
 
     def __init__(self) -> None:
         # Sparse: only the counters a fact touched (a missing one reads 0). With 1 s buckets kept for the
         # horizon in both stages, a bucket holding one arrival must not carry all the counters.
-        self._c: Counter[str] | Frozen = Counter()
+        # Frozen (`freeze`): bytes, the counters and both distributions in one.
+        self._c: Counter[str] | bytes = Counter()
         # No FRT / reply samples yet: the shared empty Dist (most buckets hold arrivals and messages only);
-        # a bucket gets its own on its first sample (`_own`). Never mutate `NO_SAMPLES`.
-        self.frt = NO_SAMPLES
-        self.reply = NO_SAMPLES
+        # a bucket gets its own on its first sample (`_own`). Never mutate `NO_SAMPLES`. Frozen: NO_SAMPLES.
+        self._frt = NO_SAMPLES
+        self._reply = NO_SAMPLES
+
+    def _unpacked(self, raw: bytes) -> Parts:
+        ints: list[int] = orjson.loads(raw)
+        end = 1 + 2 * ints[0]
+        names = _NAMES
+        counts = [(names[ints[j]], ints[j + 1]) for j in range(1, end, 2)]
+        frt, at = _unpack_dist(ints, end)
+        return counts, frt, _unpack_dist(ints, at)[0]
+
+    def _parts(self) -> Parts:
+        """The counters, frt and reply, to read: a frozen bucket's unpacked (and it stays frozen)."""
+        c = self._c
+        return self._unpacked(c) if isinstance(c, bytes) else (c.items(), self._frt, self._reply)
 
     def _thaw(self) -> Counter[str]:
         c = self._c
-        if isinstance(c, tuple):
-            c = self._c = Counter(dict(zip(i := iter(c), i, strict=True)))
+        if isinstance(c, bytes):
+            counts, self._frt, self._reply = self._unpacked(c)
+            c = self._c = Counter(dict(counts))
         return c
 
     @property
     def c(self) -> Counter[str]:
         """The counters, to change or to read by name (a frozen bucket thaws: `freeze`)."""
         c = self._c
-        return self._thaw() if isinstance(c, tuple) else c
+        return self._thaw() if isinstance(c, bytes) else c
 
     @c.setter
     def c(self, c: Counter[str]) -> None:
+        self._thaw()
         self._c = c
+
+    @property
+    def frt(self) -> Dist:
+        """The first response times, to read (a frozen bucket's: unpacked, and it stays frozen)."""
+        return self._parts()[1] if isinstance(self._c, bytes) else self._frt
+
+    @frt.setter
+    def frt(self, d: Dist) -> None:
+        self._thaw()
+        self._frt = d
+
+    @property
+    def reply(self) -> Dist:
+        """The reply times, to read (as `frt`)."""
+        return self._parts()[2] if isinstance(self._c, bytes) else self._reply
+
+    @reply.setter
+    def reply(self, d: Dist) -> None:
+        self._thaw()
+        self._reply = d
 
     def counts(self) -> Iterable[tuple[str, int]]:
         """(name, n) of the counters held, to read (a frozen bucket stays frozen; some n may be 0 if not)."""
-        c = self._c
-        return zip(i := iter(c), i, strict=True) if isinstance(c, tuple) else c.items()
+        return self._parts()[0]
 
     def freeze(self) -> None:
-        """Hold the counters and the bins as flat tuples, about half the bytes of small dicts, until the next change
-        thaws them (`c`, `Dist.bins`). For the old buckets of a window, read for the tick's sums and hardly ever
-        changed again (a late event): most of a worker's buckets. The figures stay the very same."""
+        """Hold the counters and both distributions as one compact array of integers (JSON bytes, a third to a half
+        of the objects' bytes), until the next change thaws them (`c`, `_own`). For the old buckets of a window,
+        read for the tick's sums and hardly ever changed again (a late event): most of a worker's buckets. The
+        figures stay the very same.
+
+        The array: the number of counters, each counter's (number in `_NAMES`, n) but those at 0, then `frt` and
+        `reply` as `Dist.pack` writes them (0 for none)."""
         c = self._c
-        if isinstance(c, tuple):
-            return  # frozen whole: a change to a Dist thaws the counters too (`_own`)
-        self._c = tuple(chain.from_iterable(c.items() if all(c.values()) else (kv for kv in c.items() if kv[1])))
-        if self.frt is not NO_SAMPLES:
-            self.frt.freeze()
-        if self.reply is not NO_SAMPLES:
-            self.reply.freeze()
+        if isinstance(c, bytes):
+            return
+        ints = [0]
+        for name, n in c.items():
+            if n:
+                ints += (_number(name), n)
+        ints[0] = len(ints) // 2
+        _pack_dist(self._frt, ints)
+        _pack_dist(self._reply, ints)
+        self._c = kept(ints)  # (exact size: orjson's own bytes hold its whole buffer)
+        self._frt = self._reply = NO_SAMPLES
 
     @property
     def frozen(self) -> bool:
-        return isinstance(self._c, tuple)
+        return isinstance(self._c, bytes)
 
     def _own(self, name: str) -> Dist:
-        """The `frt` / `reply` Dist, to change: the bucket's own (not NO_SAMPLES), and the bucket thawed."""
-        if isinstance(self._c, tuple):
-            self._thaw()  # (so that `freeze` knows a frozen bucket by its counters alone)
+        """The `_frt` / `_reply` Dist, to change: the bucket's own (not NO_SAMPLES), and the bucket thawed."""
+        if isinstance(self._c, bytes):
+            self._thaw()
         d: Dist = getattr(self, name)
         if d is NO_SAMPLES:
             d = self.DIST()
@@ -177,8 +246,10 @@ class Bucket:
 
     def set_max(self, name: str, value_ms: int) -> None:
         """Set the `frt` / `reply` maximum (recomputed after a retraction lowered it)."""
-        if value_ms or getattr(self, name) is not NO_SAMPLES:
-            self._own(name).max_ms = value_ms
+        if isinstance(self._c, bytes):
+            self._thaw()
+        if value_ms or getattr(self, "_" + name) is not NO_SAMPLES:
+            self._own("_" + name).max_ms = value_ms
 
     def count_rule(self, met: bool, sign: int) -> None:
         """Add or retract one outcome of the platform's reply-time rule (placed by its own time, which
@@ -196,7 +267,7 @@ class Bucket:
         elif kind == MSG_AGENT:
             c["msgs_agent"] += sign
         elif kind == REPLY:
-            reply = self._own("reply")
+            reply = self._own("_reply")
             # (A sign is a count: a conversation read back holds equal facts as one fact, n times.)
             if sign > 0:
                 reply.add(v, sign)
@@ -207,7 +278,7 @@ class Bucket:
         elif kind == ARRIVAL:
             c["arrivals"] += sign
         elif kind == FRT:
-            frt = self._own("frt")
+            frt = self._own("_frt")
             if sign > 0:
                 frt.add(v, sign)
             else:
@@ -252,34 +323,39 @@ class Bucket:
 
     def merge(self, other: Bucket, sign: int = 1) -> None:
         c = self._c
-        if isinstance(c, tuple):
+        if isinstance(c, bytes):
             c = self._thaw()
-        oc = other._c  # (`counts`, inline: merging is the tick's most frequent step)
-        for k, n in zip(i := iter(oc), i, strict=True) if isinstance(oc, tuple) else oc.items():
+        counts, frt, reply = other._parts()
+        for k, n in counts:
             c[k] += sign * n
-        if other.frt is not NO_SAMPLES:
-            self._own("frt").merge(other.frt, sign)
-        if other.reply is not NO_SAMPLES:
-            self._own("reply").merge(other.reply, sign)
+        if frt is not NO_SAMPLES:
+            self._own("_frt").merge(frt, sign)
+        if reply is not NO_SAMPLES:
+            self._own("_reply").merge(reply, sign)
 
     def same(self, other: Bucket) -> bool:
         """Whether the two give the very same figures: counters (a missing one reads 0) and distributions."""
-        return ({k: n for k, n in self.counts() if n} == {k: n for k, n in other.counts() if n}
-                and self.frt.same(other.frt) and self.reply.same(other.reply))
+        counts, frt, reply = self._parts()
+        o_counts, o_frt, o_reply = other._parts()
+        return ({k: n for k, n in counts if n} == {k: n for k, n in o_counts if n}
+                and frt.same(o_frt) and reply.same(o_reply))
 
     def is_empty(self) -> bool:
-        return self.frt.count == 0 and self.reply.count == 0 and not any(n for _k, n in self.counts())
+        counts, frt, reply = self._parts()
+        return frt.count == 0 and reply.count == 0 and not any(n for _k, n in counts)
 
     def copy(self) -> Self:
         """A thawed copy (to change)."""
+        counts, frt, reply = self._parts()
         out = type(self)()
-        out.c = Counter(dict(self.counts()))
-        out.frt = NO_SAMPLES if self.frt is NO_SAMPLES else self.frt.copy()
-        out.reply = NO_SAMPLES if self.reply is NO_SAMPLES else self.reply.copy()
+        out._c = Counter(dict(counts))
+        out._frt = NO_SAMPLES if frt is NO_SAMPLES else frt.copy()
+        out._reply = NO_SAMPLES if reply is NO_SAMPLES else reply.copy()
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"c": {k: n for k, n in self.counts() if n}, "frt": self.frt.to_json(), "reply": self.reply.to_json()}
+        counts, frt, reply = self._parts()
+        return {"c": {k: n for k, n in counts if n}, "frt": frt.to_json(), "reply": reply.to_json()}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Bucket:
@@ -287,8 +363,8 @@ class Bucket:
         for k, n in raw["c"].items():
             if k in _KNOWN or k.startswith("sl_"):  # sl_<X>: one per configured threshold
                 out.c[k] = int(n)
-        out.frt = _dist_or_none(raw["frt"])
-        out.reply = _dist_or_none(raw["reply"])
+        out._frt = _dist_or_none(raw["frt"])
+        out._reply = _dist_or_none(raw["reply"])
         return out
 
 

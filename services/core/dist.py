@@ -17,7 +17,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from itertools import accumulate, chain
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
 
 from .figures import DistSummary
 
@@ -50,41 +50,33 @@ def bin_upper(index: int) -> float:
     return 0.0 if index <= 0 else GAMMA**index
 
 
-Frozen = tuple[int, ...]  # bins as (bin, count, bin, count, ...), in the dict's order: `Dist.freeze`
-
-
 class Dist:
-    __slots__ = ("_bins", "count", "max_ms", "total_ms")
+    __slots__ = ("bins", "count", "max_ms", "total_ms")
+    KIND: ClassVar[int] = 1  # what `pack` writes first, for `unpack` (0 is left to the caller: no Dist)
 
     def __init__(self) -> None:
         self.count = 0
         self.total_ms = 0
         self.max_ms = 0
-        self._bins: dict[int, int] | Frozen = {}
-
-    @property
-    def bins(self) -> dict[int, int]:
-        """The bins, to change (a frozen Dist thaws: `freeze`)."""
-        bins = self._bins
-        if isinstance(bins, tuple):
-            bins = self._bins = dict(zip(i := iter(bins), i, strict=True))
-        return bins
-
-    @bins.setter
-    def bins(self, bins: dict[int, int]) -> None:
-        self._bins = bins
+        self.bins: dict[int, int] = {}
 
     def bin_counts(self) -> Iterable[tuple[int, int]]:
-        """(bin, count) of every bin, to read (a frozen Dist stays frozen)."""
-        bins = self._bins
-        return zip(i := iter(bins), i, strict=True) if isinstance(bins, tuple) else bins.items()
+        """(bin, count) of every bin, in the order they came."""
+        return self.bins.items()
 
-    def freeze(self) -> None:
-        """Keep the bins as one flat tuple (a third of a small dict's bytes) until the next change: for the old
-        buckets that are only read (`Bucket.freeze`). The figures stay the very same."""
-        bins = self._bins
-        if not isinstance(bins, tuple):
-            self._bins = tuple(chain.from_iterable(bins.items()))  # (in order: to_json's bytes stay the same)
+    def pack(self, out: list[int]) -> None:
+        """Append this Dist to `out` as integers (a frozen bucket: `buckets.Bucket.freeze`; `unpack` reads it
+        back): its kind (`KIND`), count, total, max, number of bins, then each (bin, count) in order."""
+        bins = self.bins
+        out += (self.KIND, self.count, self.total_ms, self.max_ms, len(bins))
+        out += chain.from_iterable(bins.items())
+
+    def _unpack(self, ints: list[int], at: int) -> int:
+        """Read what `pack` wrote from `ints[at]` (past the kind) into this Dist; the index after it."""
+        self.count, self.total_ms, self.max_ms, n = ints[at : at + 4]
+        end = at + 4 + 2 * n
+        self.bins = dict(zip(i := iter(ints[at + 4 : end]), i, strict=True))
+        return end
 
     def add(self, value_ms: int, n: int = 1) -> None:
         """Count `value_ms` n times."""
@@ -115,11 +107,8 @@ class Dist:
     def merge(self, other: Dist, sign: int = 1) -> None:
         self.count += sign * other.count
         self.total_ms += sign * other.total_ms
-        bins = self._bins
-        if isinstance(bins, tuple):
-            bins = self.bins
-        ob = other._bins  # (`bin_counts`, inline: merging is the tick's most frequent step)
-        for b, n in zip(i := iter(ob), i, strict=True) if isinstance(ob, tuple) else ob.items():
+        bins = self.bins
+        for b, n in other.bins.items():
             left = bins.get(b, 0) + sign * n
             if left:
                 bins[b] = left
@@ -130,7 +119,7 @@ class Dist:
 
     def same(self, other: Dist) -> bool:
         return (self.count == other.count and self.total_ms == other.total_ms and self.max_ms == other.max_ms
-                and dict(self.bin_counts()) == dict(other.bin_counts()))
+                and self.bins == other.bins)
 
     def quantile_ms(self, q: float) -> float | None:
         """Nearest-rank percentile: the value of rank ceil(q*n)."""
@@ -140,9 +129,7 @@ class Dist:
 
     def quantiles_ms(self, qs: tuple[float, ...]) -> list[float]:
         """`quantile_ms` of each of `qs` (ascending), from the sorted bins' running counts; count > 0."""
-        bins = self._bins
-        if isinstance(bins, tuple):  # (views read running totals, never frozen: this is the rare case)
-            bins = dict(zip(i := iter(bins), i, strict=True))
+        bins = self.bins
         # The views' hottest step: sorted, accumulated and bisected in C, not walked bin by bin in Python.
         order = sorted(bins)
         running = list(accumulate(map(bins.__getitem__, order)))
@@ -169,11 +156,11 @@ class Dist:
 
     def copy(self) -> Self:
         out = type(self)()
-        out.count, out.total_ms, out.max_ms, out.bins = self.count, self.total_ms, self.max_ms, dict(self.bin_counts())
+        out.count, out.total_ms, out.max_ms, out.bins = self.count, self.total_ms, self.max_ms, self.bins.copy()
         return out
 
     def to_json(self) -> list[Any]:
-        return [self.count, self.total_ms, self.max_ms, list(self.bin_counts())]  # orjson: tuples as arrays
+        return [self.count, self.total_ms, self.max_ms, list(self.bins.items())]  # orjson: tuples as arrays
 
     @classmethod
     def from_json(cls, raw: list[Any]) -> Dist:
@@ -193,10 +180,25 @@ class Samples(Dist):
     64-bit integers (8 bytes a value: most buckets hold one or two)."""
 
     __slots__ = ("_values",)
+    KIND: ClassVar[int] = 2
 
     def __init__(self) -> None:
         super().__init__()
         self._values: array[int] | None = None
+
+    def pack(self, out: list[int]) -> None:
+        """A Dist's `pack`, then the number of values kept and the values (none kept up to two)."""
+        super().pack(out)
+        values = self._values
+        out.append(0 if values is None else len(values))
+        if values is not None:
+            out += values
+
+    def _unpack(self, ints: list[int], at: int) -> int:
+        at = super()._unpack(ints, at)
+        n = ints[at]
+        self._values = array("q", ints[at + 1 : at + 1 + n]) if n else None
+        return at + 1 + n
 
     def values(self) -> list[int]:
         """Every value held, ascending."""
@@ -240,3 +242,9 @@ class Samples(Dist):
         out = super().copy()
         out._values = None if self._values is None else array("q", self._values)
         return out
+
+
+def unpack(ints: list[int], at: int) -> tuple[Dist, int]:
+    """The Dist (or Samples) `pack` wrote from `ints[at]`, and the index after it."""
+    d = (Dist, Samples)[ints[at] - 1]()
+    return d, d._unpack(ints, at + 1)

@@ -8,7 +8,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.core.dist import ALPHA, Dist, Samples, bin_of, bin_value
+from services.core.dist import ALPHA, Dist, Samples, bin_of, bin_value, unpack
 
 values = st.lists(st.integers(min_value=1000, max_value=86_400_000), min_size=1, max_size=300)
 
@@ -114,7 +114,11 @@ def test_samples_keep_the_exact_max_whatever_is_taken_out(steps: list[tuple[bool
     assert (d.count, d.total_ms, dict(d.bin_counts())) == (plain.count, plain.total_ms, dict(plain.bin_counts()))
     twice = d.copy()
     twice.merge(d)
-    twice.freeze()
+    packed: list[int] = []
+    twice.pack(packed)  # (as a frozen bucket holds it)
+    unpacked, end = unpack(packed, 0)
+    assert end == len(packed) and isinstance(unpacked, Samples) and unpacked.same(twice)
+    twice = unpacked
     assert twice.values() == sorted(held * 2) and twice.max_ms == max(held, default=0)
     if held:
         twice.remove(max(held), 2)
