@@ -180,38 +180,23 @@ class Bucket:
         c = self._c
         return self._thaw() if isinstance(c, bytes) else c
 
-    @c.setter
-    def c(self, c: Counter[str]) -> None:
-        self._thaw()
-        self._c = c
-
     @property
     def frt(self) -> Dist:
         """The first response times, to read (a frozen bucket's: unpacked, and it stays frozen)."""
         return self._parts()[1] if isinstance(self._c, bytes) else self._frt
-
-    @frt.setter
-    def frt(self, d: Dist) -> None:
-        self._thaw()
-        self._frt = d
 
     @property
     def reply(self) -> Dist:
         """The reply times, to read (as `frt`)."""
         return self._parts()[2] if isinstance(self._c, bytes) else self._reply
 
-    @reply.setter
-    def reply(self, d: Dist) -> None:
-        self._thaw()
-        self._reply = d
-
     def counts(self) -> Iterable[tuple[str, int]]:
         """(name, n) of the counters held, to read (a frozen bucket stays frozen; some n may be 0 if not)."""
         return self._parts()[0]
 
     def freeze(self) -> None:
-        """Hold the counters and both distributions as one compact array of integers (JSON bytes, a third to a half
-        of the objects' bytes), until the next change thaws them (`c`, `_own`). For the old buckets of a window,
+        """Hold the counters and both distributions as one compact array of integers (JSON bytes, about a third of
+        the objects' bytes), until the next change thaws them (`c`, `_own`). For the old buckets of a window,
         read for the tick's sums and hardly ever changed again (a late event): most of a worker's buckets. The
         figures stay the very same.
 
