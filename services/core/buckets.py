@@ -140,6 +140,16 @@ def _unpack_dist(ints: list[int], at: int) -> tuple[Dist, int]:
 Parts = tuple[Iterable[tuple[str, int]], Dist, Dist]  # (name, n) of the counters, frt, reply: `Bucket._parts`
 
 
+def _unpacked(raw: bytes) -> Parts:
+    """What `Bucket.freeze` packed into `raw` (its layout there)."""
+    ints: list[int] = orjson.loads(raw)
+    end = 1 + 2 * ints[0]
+    names = _NAMES
+    counts = [(names[ints[j]], ints[j + 1]) for j in range(1, end, 2)]
+    frt, at = _unpack_dist(ints, end)
+    return counts, frt, _unpack_dist(ints, at)[0]
+
+
 class Bucket:
     __slots__ = ("_c", "_frt", "_reply")
     DIST: ClassVar[type[Dist]] = Dist  # what a sample's distribution is made of (`SourceBucket`: Samples)
@@ -154,23 +164,15 @@ class Bucket:
         self._frt = NO_SAMPLES
         self._reply = NO_SAMPLES
 
-    def _unpacked(self, raw: bytes) -> Parts:
-        ints: list[int] = orjson.loads(raw)
-        end = 1 + 2 * ints[0]
-        names = _NAMES
-        counts = [(names[ints[j]], ints[j + 1]) for j in range(1, end, 2)]
-        frt, at = _unpack_dist(ints, end)
-        return counts, frt, _unpack_dist(ints, at)[0]
-
     def _parts(self) -> Parts:
         """The counters, frt and reply, to read: a frozen bucket's unpacked (and it stays frozen)."""
         c = self._c
-        return self._unpacked(c) if isinstance(c, bytes) else (c.items(), self._frt, self._reply)
+        return _unpacked(c) if isinstance(c, bytes) else (c.items(), self._frt, self._reply)
 
     def _thaw(self) -> Counter[str]:
         c = self._c
         if isinstance(c, bytes):
-            counts, self._frt, self._reply = self._unpacked(c)
+            counts, self._frt, self._reply = _unpacked(c)
             c = self._c = Counter(dict(counts))
         return c
 
