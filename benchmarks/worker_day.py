@@ -171,3 +171,29 @@ def run(b: Broker, *, hours: int, scale: int, cap_s: float, settings: dict[str, 
         out["paced"], *others = asyncio.run(paced_days(b, paced_hours, scale, pace, cap_s, sizings))
         out["paced_by_partitions"] = others
     return out
+
+
+def main() -> None:
+    """`python -m benchmarks.worker_day [--hours 24] [--pace 20]`: the paced day alone, as README's small-floor rows
+    are measured: one worker on the default partitions and one on 1 and 1, fed the same live day at the same time
+    (72 minutes for 24 hours at 20x). Writes benchmarks/results/worker_day_paced.json."""
+    import argparse
+
+    from .__main__ import git_commit
+    from .common import RESULTS, broker, dump_json
+
+    p = argparse.ArgumentParser(description="A small floor's live day on the default partitions and on 1 and 1.")
+    p.add_argument("--hours", type=int, default=24, help="simulated hours (default 24)")
+    p.add_argument("--pace", type=float, default=20.0, help="times faster than live (default 20)")
+    a = p.parse_args()
+    cap_s = a.hours * 3600 / a.pace * 1.2 + 60  # the day's wall time and a margin
+    with broker() as b:
+        days = asyncio.run(paced_days(b, a.hours, 1, a.pace, cap_s, [(PARTITIONS, QUEUE_PARTITIONS), (1, 1)]))
+    dump_json(RESULTS / "worker_day_paced.json", {"git_commit": git_commit(), "days": days})
+    for day in days:
+        log(f"partitions {day['event_partitions']} and {day['queue_partitions']}: "
+            f"{' / '.join(str(h['rss_mb']) for h in day['hourly'])} MB, sampled peak {day['rss_mb_peak_sampled']} MB")
+
+
+if __name__ == "__main__":
+    main()
