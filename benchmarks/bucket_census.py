@@ -75,7 +75,6 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=int, default=90)
     out = {**census(p.parse_args().minutes), "git_commit": git_commit()}
-    RESULTS.mkdir(parents=True, exist_ok=True)
     dump_json(RESULTS / "bucket_census.json", out)
     print(f"{out['mb']} MB in {out['buckets']:,} buckets ({out['frozen']:,} frozen)")
     for kind, row in out["by_kind"].items():
