@@ -185,16 +185,27 @@ class Bucket:
     @property
     def frt(self) -> Dist:
         """The first response times, to read (a frozen bucket's: unpacked, and it stays frozen)."""
-        return self._parts()[1] if isinstance(self._c, bytes) else self._frt
+        c = self._c
+        return _unpacked(c)[1] if isinstance(c, bytes) else self._frt
 
     @property
     def reply(self) -> Dist:
         """The reply times, to read (as `frt`)."""
-        return self._parts()[2] if isinstance(self._c, bytes) else self._reply
+        c = self._c
+        return _unpacked(c)[2] if isinstance(c, bytes) else self._reply
+
+    def maxima(self) -> tuple[int, int]:
+        """The `frt` and `reply` maxima (a frozen bucket unpacked once for both)."""
+        c = self._c
+        if isinstance(c, bytes):
+            _counts, frt, reply = _unpacked(c)
+            return frt.max_ms, reply.max_ms
+        return self._frt.max_ms, self._reply.max_ms
 
     def counts(self) -> Iterable[tuple[str, int]]:
         """(name, n) of the counters held, to read (a frozen bucket stays frozen; some n may be 0 if not)."""
-        return self._parts()[0]
+        c = self._c
+        return _unpacked(c)[0] if isinstance(c, bytes) else c.items()
 
     def freeze(self) -> None:
         """Hold the counters and both distributions as one compact array of integers (JSON bytes, about a third of
@@ -232,10 +243,10 @@ class Bucket:
         return d
 
     def set_max(self, name: str, value_ms: int) -> None:
-        """Set the `frt` / `reply` maximum (recomputed after a retraction lowered it)."""
-        if isinstance(self._c, bytes):
-            self._thaw()
-        if value_ms or getattr(self, "_" + name) is not NO_SAMPLES:
+        """Set the `frt` / `reply` maximum (recomputed after a retraction lowered it). A frozen bucket whose maximum
+        is that already stays frozen."""
+        d: Dist = getattr(self, name)  # (the property: a frozen bucket's unpacked)
+        if d.max_ms != value_ms and (value_ms or d is not NO_SAMPLES):
             self._own("_" + name).max_ms = value_ms
 
     def count_rule(self, met: bool, sign: int) -> None:
@@ -312,7 +323,11 @@ class Bucket:
         c = self._c
         if isinstance(c, bytes):
             c = self._thaw()
-        counts, frt, reply = other._parts()
+        oc = other._c  # (`_parts`, inline: merging is the tick's most frequent step, and this builds no tuple)
+        if isinstance(oc, bytes):
+            counts, frt, reply = _unpacked(oc)
+        else:
+            counts, frt, reply = oc.items(), other._frt, other._reply
         for k, n in counts:
             c[k] += sign * n
         if frt is not NO_SAMPLES:

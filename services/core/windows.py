@@ -70,7 +70,8 @@ class _Running:
 
     def take_out(self, name: str, bucket: Bucket) -> None:
         total = self.totals[name]
-        if bucket.frt.max_ms >= total.frt.max_ms or bucket.reply.max_ms >= total.reply.max_ms:
+        frt_max, reply_max = bucket.maxima()
+        if frt_max >= total.frt.max_ms or reply_max >= total.reply.max_ms:
             self.stale.add(name)
         total.merge(bucket, -1)
 
@@ -291,8 +292,8 @@ class WindowStore:
             for slot in range(lo, hi + size, size):
                 bucket = table.get(slot)
                 if bucket is not None:
-                    frt_max = max(frt_max, bucket.frt.max_ms)
-                    reply_max = max(reply_max, bucket.reply.max_ms)
+                    frt_at, reply_at = bucket.maxima()
+                    frt_max, reply_max = max(frt_max, frt_at), max(reply_max, reply_at)
             total.set_max("frt", frt_max)
             total.set_max("reply", reply_max)
         running.stale.clear()

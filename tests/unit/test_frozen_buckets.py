@@ -49,7 +49,7 @@ def figures(b: Bucket) -> Any:
     raw = b.to_json()  # (a Dist's bins in the order they came, which merging may change; a bin at 0 is no bin)
     for d in ("frt", "reply"):
         raw[d][3] = sorted((k, n) for k, n in raw[d][3] if n)
-    return (raw, window_figures(b, 60_000), b.is_empty(),
+    return (raw, window_figures(b, 60_000), b.is_empty(), b.maxima(),
             b.frt.quantiles_ms((0.5, 0.9)) if b.frt.count > 0 else None)
 
 
@@ -131,6 +131,16 @@ def test_stage_1s_bucket_frozen_at_any_steps_keeps_its_values(steps: list[tuple[
     for name in ("frt", "reply"):
         d, p = getattr(frozen, name), getattr(plain, name)
         assert type(d) is type(p) and (d.count <= 0 or d.values() == p.values())
+
+
+def test_setting_a_frozen_buckets_maximum_thaws_it_only_when_it_changes() -> None:
+    b = bucket_of([Fact(FRT, 0, "q", 12_000), Fact(FRT, 0, "q", 30_000), Fact(REPLY, 0, "q", 9_000)])
+    b.freeze()
+    b.set_max("frt", 30_000)
+    b.set_max("reply", 9_000)
+    assert b.frozen and b.maxima() == (30_000, 9_000)
+    b.set_max("frt", 12_000)  # (a retraction lowered it)
+    assert not b.frozen and b.maxima() == (12_000, 9_000) and b.frt.count == 2
 
 
 def test_a_worker_freezing_its_old_buckets_publishes_what_one_that_never_freezes_does(
