@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
 from itertools import accumulate, chain
 from typing import Any, ClassVar, Final, Self
 
@@ -59,10 +58,6 @@ class Dist:
         self.total_ms = 0
         self.max_ms = 0
         self.bins: dict[int, int] = {}
-
-    def bin_counts(self) -> Iterable[tuple[int, int]]:
-        """(bin, count) of every bin, in the order they came."""
-        return self.bins.items()
 
     def pack(self, out: list[int]) -> None:
         """Append this Dist to `out` as integers (a frozen bucket: `buckets.Bucket.freeze`; `unpack` reads it
