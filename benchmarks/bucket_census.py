@@ -17,19 +17,14 @@ from typing import Any
 
 from services.core.buckets import Bucket
 from services.core.dist import Dist
-from services.scorer.inprocess import InProcessScorer
 
 from .__main__ import git_commit
-from .common import RESULTS, START_MS, dump_json, records_of, rnd, scaled_floor
+from .common import RESULTS, dump_json, rnd
+from .memory_breakdown import fed_floor
 
 
 def census(minutes: int) -> dict[str, Any]:
-    model = scaled_floor(1, seed=17)
-    scorer = InProcessScorer()
-    for minute in range(minutes):
-        t_ms = START_MS + (minute + 1) * 60_000
-        scorer.feed_records(records_of(model.events_until(t_ms)))
-        scorer.tick(t_ms)
+    model, scorer = fed_floor(1, minutes, tick_every_min=1)  # (held to the end: its buckets are among the live objects)
     gc.collect()
     seen: set[int] = set()
     size: Counter[str] = Counter()
@@ -64,7 +59,8 @@ def census(minutes: int) -> dict[str, Any]:
             if values is not None:
                 add(values, "kept_values")
     return {
-        "floor_scale": 1, "simulated_minutes": minutes, "tick_every_s": 60,
+        "floor_scale": 1, "simulated_minutes": minutes, "tick_every_s": 60, "open": model.stats().open,
+        "conversations": len(scorer.conv_table),
         "buckets": len(buckets), "frozen": sum(b.frozen for b in buckets),
         "mb": rnd(sum(size.values()) / 2**20, 2),
         "by_kind": {k: {"objects": count[k], "mb": rnd(n / 2**20, 2)} for k, n in size.most_common()},

@@ -16,10 +16,11 @@ from typing import Any
 from .common import RESULTS, START_MS, dump_json, records_of, rnd, scaled_floor
 
 
-def breakdown(scale: int, minutes: int, tick_every_min: int = 30) -> dict[str, Any]:
+def fed_floor(scale: int, minutes: int, tick_every_min: int) -> tuple[Any, Any]:
+    """(the floor's model, an InProcessScorer) fed `minutes` of floor x`scale` (seed 17) a minute at a time, ticking
+    every `tick_every_min` minutes (the `bucket_census` too)."""
     from services.scorer.inprocess import InProcessScorer
 
-    tracemalloc.start(1)
     model = scaled_floor(scale, seed=17)
     s = InProcessScorer()
     for minute in range(minutes):
@@ -27,6 +28,12 @@ def breakdown(scale: int, minutes: int, tick_every_min: int = 30) -> dict[str, A
         s.feed_records(records_of(model.events_until(t_ms)))
         if minute % tick_every_min == tick_every_min - 1:
             s.tick(t_ms)
+    return model, s
+
+
+def breakdown(scale: int, minutes: int, tick_every_min: int = 30) -> dict[str, Any]:
+    tracemalloc.start(1)
+    model, s = fed_floor(scale, minutes, tick_every_min)
     gc.collect()
     snap = tracemalloc.take_snapshot()
     tracemalloc.stop()

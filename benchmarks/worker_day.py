@@ -20,6 +20,7 @@ buckets per scope and source partition, and a RocksDB database per table partiti
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import time
@@ -177,8 +178,6 @@ def main() -> None:
     """`python -m benchmarks.worker_day [--hours 24] [--pace 20]`: the paced day alone, as README's small-floor rows
     are measured: one worker on the default partitions and one on 1 and 1, fed the same live day at the same time
     (72 minutes for 24 hours at 20x). Writes benchmarks/results/worker_day_paced.json."""
-    import argparse
-
     from .__main__ import git_commit
     from .common import RESULTS, broker, dump_json
 
