@@ -73,21 +73,22 @@ class Widths:
         self.bounds = [NEVER] * len(self.steps)
         self.next_move = NEVER  # the earliest clock at which a boundary moves (advance is called per event)
 
-    def advance(self, clock: int) -> bool:
-        """Move the boundaries to `clock` (never back); True if any moved."""
+    def advance(self, clock: int) -> tuple[int, int] | None:
+        """Move the boundaries to `clock` (never back). If any moved, (lo, hi): only a bucket starting in
+        [lo, hi) may have a new width (a widening walks those, not every bucket); else None."""
         if clock < self.next_move:
-            return False
-        moved = False
+            return None
+        lo, hi = -NEVER, NEVER
         for i, (_width, reach) in enumerate(self.steps):
             bound = clock - reach - self.margin_ms
             bound -= bound % GRID_MS
             if bound > self.bounds[i]:
+                lo, hi = min(lo, self.bounds[i]), max(hi, bound)
                 self.bounds[i] = bound
-                moved = True
         self.next_move = min((b + GRID_MS + reach + self.margin_ms for b, (_w, reach) in zip(self.bounds, self.steps,
                                                                                              strict=True)),
                              default=-NEVER)
-        return moved
+        return (lo, hi) if hi > lo else None
 
     def width_at(self, start: int) -> int:
         """The width of the bucket starting at `start` (an event at ts is in the bucket of ts - 1)."""

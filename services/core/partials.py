@@ -150,17 +150,18 @@ class PartitionPartials:
         """Merge the buckets that aged past a width boundary at `clock` (the partition's watermark, never
         ahead of the wall clock) into wider ones. Stage 2 widens its copies itself, a margin later, so nothing
         is sent for it; a bucket still to be sent is sent at its new width (stage 2 replaces the narrower ones
-        it covers). Boundaries move a minute at a time, so this walks the buckets once a minute."""
+        it covers). Boundaries move a minute at a time, and only the buckets of the time they moved over are walked
+        (every other bucket already has its width)."""
         was_before = self.widths.widened_before
-        if not self.widths.advance(clock):
+        if (moved := self.widths.advance(clock)) is None:
             return
-        widened_before, start_of, dirty, handed = self.widths.widened_before, self.widths.start_of, self.dirty, \
-            self.handed
+        lo, hi = moved
+        start_of, dirty, handed = self.widths.start_of, self.dirty, self.handed
         # Aged buckets are read on and hardly ever changed again: held frozen (`Bucket.freeze`), those merged into
         # and those that aged just now (one changed later is frozen again when drained).
         for scope, per_scope in self.buckets.items():
             merged_into: set[int] = set()
-            for start in [s for s in per_scope if s < widened_before]:
+            for start in [s for s in per_scope if lo <= s < hi]:
                 target, _width = start_of(start)
                 if target == start:
                     if start >= was_before:
@@ -196,7 +197,7 @@ class PartitionPartials:
         self.pruned_to = boundary
         width_at = self.widths.width_at
         for scope, per_scope in self.buckets.items():
-            for start in [s for s in per_scope if s + width_at(s) <= boundary]:
+            for start in [s for s in per_scope if s < boundary and s + width_at(s) <= boundary]:
                 del per_scope[start]
                 self.handed.discard((scope, start))
                 self.dirty.add((scope, start))

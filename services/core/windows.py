@@ -92,6 +92,7 @@ class WindowStore:
         self.src_buckets: dict[SrcKey, dict[int, Held]] = {}
         self.sources_of: dict[Scope, set[Source]] = defaultdict(set)
         self.source_widths: dict[SrcKey, Widths] = {}  # each source's width boundaries per scope (`widen`)
+        self.widen_later: dict[SrcKey, int] = {}  # per source, the oldest start a `widen` left for a later one
         # One table of merged slots per slot size, finest first; the source bucket size is always one. A table
         # holds the buckets no wider than its slots: a wider one is older than every window summed from them.
         # The widest table holds every bucket (it says which scopes have any data).
@@ -186,6 +187,7 @@ class WindowStore:
         """Start the width boundaries of these sources afresh (the next `widen` makes them by its clock)."""
         for key in [k for k in self.source_widths if which(k)]:
             del self.source_widths[key]
+            self.widen_later.pop(key, None)  # fresh boundaries walk every bucket
 
     def widen(self, clock_of: Callable[[SrcKey], int | None], twin: Twin | None = None) -> list[Widened]:
         """Merge each source's buckets of a scope that aged past their width boundaries at their clock (None: not
@@ -202,20 +204,27 @@ class WindowStore:
             widths = self.source_widths.get(src_key)
             if widths is None:
                 widths = self.source_widths[src_key] = Widths(self.bucket_ms, STAGE2_MARGIN_MS)
-            if clock is None or not widths.advance(clock):
+            if clock is None or (moved := widths.advance(clock)) is None:
                 continue
             scope = src_key[2]
             if reach_of is None:
                 reach_of = {width: self._reach_of_narrower(width) for width in self.tables}
-            before, width_at = widths.widened_before, widths.width_at
+            # Only the time the boundaries moved over, and what an earlier call left for later, may widen now.
+            lo, hi = moved
+            lo = min(lo, self.widen_later.pop(src_key, lo))
+            width_at = widths.width_at
             groups: dict[int, list[tuple[int, int, Bucket]]] = {}
             for s, (w, bucket) in per_src.items():
-                if s < before and w < (target := width_at(s)):
+                if lo <= s < hi and w < (target := width_at(s)):
                     groups.setdefault(s - s % target, []).append((s, w, bucket))
             for target, members in groups.items():
                 into_width = width_at(target)
                 if target + into_width > reach_of[into_width]:
-                    continue  # still inside a window of narrower slots at the last advance: widened later
+                    # Still inside a window of narrower slots at the last advance: widened later. (From its minute:
+                    # no bucket of any width straddles a minute, so a walk from there takes whole groups.)
+                    later = target - target % GRID_MS
+                    self.widen_later[src_key] = min(later, self.widen_later.get(src_key, later))
+                    continue
                 into = Bucket()
                 for s, w, bucket in members:
                     del per_src[s]

@@ -9,18 +9,22 @@ saves, and that widening is invisible in every view.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
+from unittest.mock import patch
 
 import orjson
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import services.core.windows as windows_module
-from services.core.bucket_widths import GRID_MS, STAGE1_MARGIN_MS, STAGE2_MARGIN_MS, Widths, width_steps
+from services.core.bucket_widths import GRID_MS, NEVER, STAGE1_MARGIN_MS, STAGE2_MARGIN_MS, Widths, width_steps
+from services.core.buckets import FRT, REPLY
 from services.core.scope import Scope
 from services.core.wire import WATERMARK_KEY_PREFIX, parse_partial_key, partial_key
 from services.scorer.inprocess import InProcessScorer
+from tests.unit.test_running_windows import bucket_of
 
 T0 = 1_800_000_000_000 - 1_800_000_000_000 % GRID_MS
 
@@ -222,3 +226,85 @@ def test_a_partition_read_behind_the_others_widens_by_its_own_watermark() -> Non
     assert lagging.queues.merger.store.narrowed_puts == 0
     plain, _ = run(events, batch=40)
     assert lagging.tick(0) == plain.tick(0)
+
+
+@given(st.lists(st.integers(0, 5 * 3_600_000), min_size=1, max_size=30), st.sampled_from([0, 60_000, 120_000]))
+def test_a_width_changes_only_inside_the_range_advance_returns(offsets: list[int], margin: int) -> None:
+    """A widening walks only [lo, hi) of what `advance` returns: every other start keeps its width."""
+    widths = Widths(1000, margin)
+    for offset in offsets:
+        starts = range(T0 - 2 * 3_600_000, T0 + offset, 1000)
+        before = [widths.width_at(s) for s in starts]
+        moved = widths.advance(T0 + offset)
+        changed = [s for s, w in zip(starts, before, strict=True) if widths.width_at(s) != w]
+        if moved is None:
+            assert not changed
+        else:
+            lo, hi = moved
+            assert lo % GRID_MS == 0 or lo < T0 - 10 * 3_600_000  # a minute (or before any time: the first move)
+            assert all(lo <= s < hi for s in changed)
+
+
+class FullWalk:
+    """Widths.advance as it was: every bucket walked on every move (the reference for the range walk)."""
+
+    def __enter__(self) -> None:
+        real = Widths.advance
+
+        def advance(widths: Widths, clock: int) -> tuple[int, int] | None:
+            return None if real(widths, clock) is None else (NEVER, -NEVER)
+
+        self.patch = patch.object(Widths, "advance", advance)
+        self.patch.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.patch.stop()
+
+
+def held(scorer: InProcessScorer) -> dict[str, Any]:
+    """Every bucket both stages hold (stage 1's per partition, stage 2's per source and its merged tables)."""
+    store = scorer.queues.merger.store
+    return {
+        "stage1": {(p, scope, start): b.to_json() for p, part in scorer.conversations.parts.items()
+                   for scope, per in part.buckets.items() for start, b in per.items()},
+        "stage2": {(key, start): (w, b.to_json()) for key, per in store.src_buckets.items()
+                   for start, (w, b) in per.items()},
+        "tables": {(size, scope, slot): b.to_json() for size, table in store.tables.items()
+                   for scope, per in table.items() for slot, b in per.items()},
+    }
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.integers(0, 10**6), st.integers(30, 600))
+def test_walking_only_the_moved_time_holds_what_walking_every_bucket_holds(seed: int, batch: int) -> None:
+    events = floor_hour(seed % 50, minutes=40)
+    ranged, ranged_views = run(events, batch=batch)
+    with FullWalk():
+        full, full_views = run(events, batch=batch)
+    assert ranged_views == full_views
+    assert held(ranged) == held(full)
+
+
+def test_a_group_left_for_later_is_widened_when_the_boundaries_next_move() -> None:
+    """Stage 2 leaves a group that a window of narrower slots still reached at its last advance; the next
+    move widens it, though the moved time no longer covers it."""
+    scope = Scope("acme", "s1", "jd", "presales")
+    stores = []
+    for walk in (contextlib.nullcontext, FullWalk):
+        with walk():
+            store = windows_module.WindowStore(1000)
+            for i in range(600):  # ten minutes of 1 s buckets
+                store.put("c", 0, scope, T0 + i * 1000, bucket_of([(FRT, 1000 + i), (REPLY, 7 * i)], T0 + i * 1000))
+            store.advance(T0 + 300_000)  # the 1m window reaches back to T0 + 239 s here
+            store.widen(lambda _k: T0 + 600_000)  # bound: clock - 61 s - 120 s = T0 + 419 s: groups past 239 s wait
+            assert store.widen_later or walk is FullWalk
+            # Two seconds on only the 5 s boundary moves (to T0 + 420 s): the moved time is [360 s, 420 s).
+            store.advance(T0 + 602_000)
+            store.widen(lambda _k: T0 + 602_000)
+            stores.append(store)
+    ranged, full = stores
+    widths_of = [{s: w for s, (w, _b) in store.src_buckets[("c", 0, scope)].items()} for store in stores]
+    assert widths_of[0] == widths_of[1]
+    assert {5000, 15_000} <= set(widths_of[0].values())
+    assert {n: b.to_json() for n, b in ranged.totals(scope).items()} == \
+        {n: b.to_json() for n, b in full.totals(scope).items()}
