@@ -78,17 +78,17 @@ class Widths:
         [lo, hi) may have a new width (a widening walks those, not every bucket); else None."""
         if clock < self.next_move:
             return None
-        lo, hi = -NEVER, NEVER
+        moved: list[tuple[int, int]] = []  # (from, to) of each boundary that moved
         for i, (_width, reach) in enumerate(self.steps):
             bound = clock - reach - self.margin_ms
             bound -= bound % GRID_MS
             if bound > self.bounds[i]:
-                lo, hi = min(lo, self.bounds[i]), max(hi, bound)
+                moved.append((self.bounds[i], bound))
                 self.bounds[i] = bound
         self.next_move = min((b + GRID_MS + reach + self.margin_ms for b, (_w, reach) in zip(self.bounds, self.steps,
                                                                                              strict=True)),
                              default=-NEVER)
-        return (lo, hi) if hi > lo else None
+        return (min(f for f, _t in moved), max(t for _f, t in moved)) if moved else None
 
     def width_at(self, start: int) -> int:
         """The width of the bucket starting at `start` (an event at ts is in the bucket of ts - 1)."""

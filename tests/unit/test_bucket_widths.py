@@ -245,14 +245,24 @@ def test_a_width_changes_only_inside_the_range_advance_returns(offsets: list[int
             assert all(lo <= s < hi for s in changed)
 
 
+def test_a_clock_going_a_second_at_a_time_moves_a_minute_at_a_time() -> None:
+    """The range is what moved, not everything: a second's step moves at most one boundary, by a minute."""
+    widths = Widths(1000, STAGE2_MARGIN_MS)
+    widths.advance(T0)
+    ranges = [moved for t in range(T0 + 1000, T0 + 600_000, 1000) if (moved := widths.advance(t)) is not None]
+    assert len(ranges) == 3 * 10  # three boundaries, each once a minute
+    assert all(hi - lo == GRID_MS for lo, hi in ranges)
+
+
 class FullWalk:
-    """Widths.advance as it was: every bucket walked on every move (the reference for the range walk)."""
+    """The walk as it was (the reference for the range walk): on every move, every bucket that starts before
+    `widened_before` (every one wider than the source buckets)."""
 
     def __enter__(self) -> None:
         real = Widths.advance
 
         def advance(widths: Widths, clock: int) -> tuple[int, int] | None:
-            return None if real(widths, clock) is None else (NEVER, -NEVER)
+            return None if real(widths, clock) is None else (NEVER, widths.widened_before)
 
         self.patch = patch.object(Widths, "advance", advance)
         self.patch.start()
