@@ -150,8 +150,8 @@ def _unpacked(raw: bytes) -> Parts:
 
 
 class Counts(dict[str, int]):
-    """A bucket's counters by name; a missing one reads 0. (Not `collections.Counter`: its Python `__init__`
-    cost ~2 µs per bucket, and a tick makes hundreds of thousands of buckets.)"""
+    """A bucket's counters by name; a missing one reads 0. (Not `collections.Counter`, whose `__init__` is Python:
+    `Bucket()` took 496 ns with it, 184 with this, and a tick makes hundreds of thousands of buckets.)"""
 
     __slots__ = ()
 
