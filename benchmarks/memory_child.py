@@ -48,19 +48,28 @@ def open_records(n: int, span_ms: int = 1_800_000) -> Any:
                                  "sender": "customer", "chars": 24})
 
 
-def measure_open(n: int) -> dict[str, Any]:
+def measure_open(n: int, batch_max: int | None = None) -> dict[str, Any]:
+    """RSS with n open conversations, fed in batches of a worker's (SCORER_BATCH_MAX: what one stage takes at
+    once), a tick every 100,000 events. Batches of 100,000 (until 2026-12-06) left the allocator holding what a
+    batch's work had allocated: at b35401e 1,018-1,055 bytes per conversation, against 888 fed as a worker is
+    (benchmarks/PROFILE.md, "Open conversations fed as a worker takes them")."""
     from services.scorer.inprocess import InProcessScorer
+    from services.scorer.settings import ScorerSettings
 
+    size = batch_max or ScorerSettings().batch_max
     s = InProcessScorer()
     gc.collect()
     base = self_rss_bytes()  # interpreter, modules and an empty scorer
     t0 = time.monotonic()
     batch: list[tuple[bytes, bytes]] = []
+    fed = 0
     for rec in open_records(n):
         batch.append(rec)
-        if len(batch) == 100_000:
+        if len(batch) == size:
             s.feed_records(batch)
-            s.tick(orjson.loads(batch[-1][1])["ts"])
+            fed += size
+            if fed % 100_000 < size:
+                s.tick(orjson.loads(rec[1])["ts"])
             batch = []
     if batch:
         s.feed_records(batch)
@@ -76,7 +85,7 @@ def measure_open(n: int) -> dict[str, Any]:
         "baseline_rss_mb": rnd(base / 2**20),
         "bytes_per_conversation": int((rss - base) / n), "table_entries": len(s.conv_table),
         "table_payload_mb": rnd(table_bytes / 2**20), "cached_conversations": len(s.conversations.cache),
-        "feed_s": rnd(feed_s), "peak_rss_mb": rnd(self_peak_rss_bytes() / 2**20),
+        "feed_s": rnd(feed_s), "peak_rss_mb": rnd(self_peak_rss_bytes() / 2**20), "batch_max": size,
     }
 
 
@@ -137,12 +146,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["open", "day"])
     p.add_argument("--n", type=int, default=10_000)
+    p.add_argument("--batch", type=int, default=None, help="open: events per feed (default SCORER_BATCH_MAX)")
     p.add_argument("--scale", type=int, default=1)
     p.add_argument("--hours", type=int, default=24)
     p.add_argument("--tick-every-min", type=int, default=30, help="day: simulated minutes between ticks")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    res = measure_open(a.n) if a.mode == "open" else measure_day(a.scale, a.out, a.hours, a.tick_every_min)
+    res = measure_open(a.n, a.batch) if a.mode == "open" else measure_day(a.scale, a.out, a.hours, a.tick_every_min)
     dump_json(a.out, res)
 
 
