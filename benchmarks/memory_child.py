@@ -52,7 +52,8 @@ def measure_open(n: int, batch_max: int | None = None) -> dict[str, Any]:
     """RSS with n open conversations, fed in batches of a worker's (SCORER_BATCH_MAX: what one stage takes at
     once), a tick every 100,000 events. Batches of 100,000 (until 2026-12-06) left the allocator holding what a
     batch's work had allocated: at b35401e 1,018-1,055 bytes per conversation, against 888 fed as a worker is
-    (benchmarks/PROFILE.md, "Open conversations fed as a worker takes them")."""
+    (benchmarks/PROFILE.md, "One run of every section at b35401e, and open conversations fed as a worker
+    takes them")."""
     from services.scorer.inprocess import InProcessScorer
     from services.scorer.settings import ScorerSettings
 
