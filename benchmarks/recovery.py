@@ -130,8 +130,10 @@ TAKEOVER_SETTINGS: dict[str, tuple[str, dict[str, str]]] = {
     "memory": ("memory://, no standby, 10 s session timeout: the test harness's", {}),
     "rocksdb_10s": ("rocksdb://, no standby, 10 s session timeout: the defaults until 2026-12-03",
                     {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "0"}),
+    # "" is the setting's default: these undo what the test harness sets (its purge every 2 s among them).
     "defaults": ("today's defaults: rocksdb://, one standby, 6 s session timeout",
-                 {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "", "SCORER_SESSION_TIMEOUT_S": ""}),
+                 {"SCORER_STORE": "rocksdb://", "SCORER_STANDBY_REPLICAS": "", "SCORER_SESSION_TIMEOUT_S": "",
+                  "SCORER_PARTIALS_PURGE_S": ""}),
 }
 
 
