@@ -196,6 +196,20 @@ def tombstone_record(partition: int, gone: list[Any], days: Any = None) -> bytes
     return kept(tomb)
 
 
+def record_partition(raw: bytes) -> int:
+    """The partition of a conversations-table record (as `decode_conversation_record` gives it), read from its first
+    bytes: a rebuild skips the records of the partitions it does not rebuild without decoding them."""
+    head = raw[:24]
+    try:
+        if head.startswith(b"["):
+            return int(head[1:head.index(b",")])
+        if head.startswith(b'{"pt":'):
+            return int(head[6:head.index(b",")])
+    except ValueError:
+        pass
+    return decode_conversation_record(raw)[0]  # (a layout this reading does not know: decoded whole)
+
+
 def decode_conversation_record(raw: bytes) -> tuple[int, Any, list[Any] | None, Any]:
     """(partition, conversation record or None, tombstone or None, its day contributions or None)."""
     record = orjson.loads(raw)

@@ -41,7 +41,7 @@ from .metrics import (
     exposition,
 )
 from .monitor import LeanMonitor
-from .ordering import StageOrder
+from .ordering import StageOrder, in_turns
 from .producers import OutputProducer, ScorerApp, StateProducer
 from .purge import PartialsPurger
 from .settings import ScorerSettings, worker_data_dir
@@ -280,7 +280,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
                     events_next[partition] = event.message.offset + 1
                     last_of[partition] = event
                     if partition not in conversations.parts:
-                        await send(conversations.rebuild(assigned(topics.events) | {partition}))
+                        await send(await in_turns(conversations.rebuilding(assigned(topics.events) | {partition})))
                     await send(conversations.on_event(event.key, event.value, partition, now))
                 in_context_of(last_of, conversations.flush)
 
@@ -300,7 +300,7 @@ def build_app(settings: ScorerSettings) -> faust.App:
                     partition = event.message.partition
                     agents_next[partition] = event.message.offset + 1
                     if partition not in agents.parts:
-                        await send(agents.rebuild(assigned(topics.agent_changes) | {partition}))
+                        await send(await in_turns(agents.rebuilding(assigned(topics.agent_changes) | {partition})))
                     agents.on_event(event.key, event.value, partition)
                     last_of[partition] = last_agent_event[partition] = event
                 in_context_of(last_of, agents.flush)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -70,6 +70,7 @@ from services.core.wire import (
     parse_watermark_key,
     partial_key,
     queue_partition,
+    record_partition,
     source_prefix,
     source_prefix_of,
     view_key,
@@ -103,6 +104,20 @@ class Out(NamedTuple):
     # A partial bucket as stage 1 holds it, with its parsed key: stage 2 in the same process takes it as it is
     # instead of decoding `value` (app.py's handoff; stage 1 never changes a bucket it handed on).
     local: Handed | None = None
+
+
+Rebuilding = Generator[None, None, list[Out]]  # a rebuild done a turn at a time: its value, the records to send
+REBUILD_PER_TURN = 1_000  # conversations decoded between two turns of the worker's loop (~50 ms)
+
+
+def all_at_once(steps: Rebuilding) -> list[Out]:
+    """A rebuild run to its end without a turn of the loop (its value)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            records: list[Out] = done.value
+            return records
 
 
 BUNDLE_MAX_BYTES = 256 * 1024  # a bundle's keys and values at most (or one partial alone): inside a producer request
@@ -160,6 +175,7 @@ class ConversationStage:
         self.sent_watermark: dict[int, int] = {}
         self.written_watermark: dict[int, int] = {}  # per partition: as last written to the table
         self.resending: set[int] = set()  # rebuilt partitions whose whole re-send ends on the next tick
+        self.revocations = 0  # `revoke` calls so far
         # The per-tenant name limits again, per partition (a defence behind ingest, which enforces them on
         # the whole stream: a partition sees a subset of it, so nothing ingest admitted is refused here).
         self.limits = limits or TenantLimits()
@@ -186,6 +202,7 @@ class ConversationStage:
 
     # --- rebalance -------------------------------------------------------------------------
     def revoke(self, partitions: set[int]) -> None:
+        self.revocations += 1  # a rebuild under way puts nothing in place (`rebuilding`)
         for p in partitions:
             self.parts.pop(p, None)
             self.closed.pop(p, None)
@@ -198,65 +215,93 @@ class ConversationStage:
         self.store.release(partitions)
 
     def rebuild(self, partitions: set[int]) -> list[Out]:
+        """`rebuilding` all at once (tests, the in-process scorer)."""
+        return all_at_once(self.rebuilding(partitions))
+
+    def rebuilding(self, partitions: set[int], per_turn: int = REBUILD_PER_TURN) -> Rebuilding:
         """Derive the partials of newly owned partitions from the table, and re-send them whole (on the next tick,
-        between resend markers)."""
+        between resend markers): a generator that yields after each `per_turn` records, where the worker lets its
+        loop run other work (a taken-over partition of a large floor is seconds of decoding, and stage 2's views,
+        /metrics and the API's probes should not stop for them; ordering.py's `in_turns`). Its value: the records to
+        send.
+
+        The table is read at the start, only what it holds of these partitions kept; what is derived from it is built
+        aside and put in place at the end, unless the stage was revoked meanwhile (then nothing is, and the next
+        tick or batch rebuilds what it owns then). Nothing else changes these partitions' records meanwhile: their
+        events wait for the stage's lock, which the caller holds, and a restore comes with a rebalance."""
         todo = {p for p in partitions if p not in self.parts}
         if not todo:
             return []
-        for p in todo:
-            self.parts[p] = PartitionPartials(self.bucket_ms, self.rules)
-            self.store.own(p)
-            self.days[p] = PartitionDays(self.tz)
-        self.resending |= todo
+        revocations, started = self.revocations, time.monotonic()
+        parts = {p: PartitionPartials(self.bucket_ms, self.rules) for p in todo}
+        days = {p: PartitionDays(self.tz) for p in todo}
+        written_watermark: dict[int, int] = {}
+        records: list[tuple[bytes, bytes]] = []
+        for key, raw in self.table.items():
+            if key.startswith(DAY_LEDGER_PREFIX):
+                lp, scope, start = parse_ledger_key(key)
+                if lp in todo:
+                    days[lp].load_ledger((scope, start), LedgerEntry.from_json(orjson.loads(raw)))
+            elif key.startswith(WATERMARK_KEY_PREFIX):
+                if (wp := parse_watermark_key(key)) in todo:
+                    written_watermark[wp] = int(raw)
+            elif record_partition(raw) in todo:
+                records.append((key, raw))
         out = resend_markers((SRC_CONVERSATIONS, SRC_DAYS), todo, SLOT_RESEND_BEGIN, self.queue_partitions)
         closed: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
         tombs: dict[int, list[tuple[int, bytes]]] = {p: [] for p in todo}
         # Day contributions are loaded after the ledger (which says which tombstones it already settled).
         contributions: list[tuple[int, str, str, str, Any, str]] = []
-        for key, raw in self.table.items():
-            if key.startswith(DAY_LEDGER_PREFIX):
-                lp, scope, start = parse_ledger_key(key)
-                if lp in todo:
-                    self.days[lp].load_ledger((scope, start), LedgerEntry.from_json(orjson.loads(raw)))
-                continue
-            if key.startswith(WATERMARK_KEY_PREFIX):
-                if (wp := parse_watermark_key(key)) in todo:
-                    self.written_watermark[wp] = int(raw)
-                continue
+        for i, (key, raw) in enumerate(records, 1):
             p, record, gone, days_raw = decode_conversation_record(raw)
-            if p not in todo:
-                continue
             if gone is not None:
                 tombs[p].append((int(gone[4]), key))
                 if len(gone) > 6:  # the slots it held, all ended: re-asserted as for a conversation (below)
                     out.extend(self._spans(gone[0], agent, key, spans) for agent, spans in gone[6].items())
                 if days_raw:
                     contributions.append((p, gone[0], gone[1], gone[2], days_raw, key.decode()))
-                continue
-            conv = Conversation.from_json(record)
-            if days_raw:
-                contributions.append((p, conv.tenant, conv.shop_id, conv.platform, days_raw, key.decode()))
-            part = self.parts[p]
-            part.watermark = max(part.watermark, conv.last_event_ts)
-            part.apply_facts(conv.tenant, conv.shop_id, conv.platform, [(f, n) for f, n in conv.facts.items()])
-            part.apply_live(conv.tenant, conv.shop_id, conv.platform, None, live_key(conv.state))
-            # Re-assert the slots each conversation held: idempotent, and repairs a change lost in a crash.
-            if conv.state.assignee:
-                out.extend(self._spans(conv.tenant, agent, key, spans) for agent, spans in conv.agent_spans().items())
-            if conv.state.closed:
-                closed[p].append((conv.last_event_ts, key))
-        for p in todo & self.written_watermark.keys():
+            else:
+                conv = Conversation.from_json(record)
+                if days_raw:
+                    contributions.append((p, conv.tenant, conv.shop_id, conv.platform, days_raw, key.decode()))
+                part = parts[p]
+                part.watermark = max(part.watermark, conv.last_event_ts)
+                part.apply_facts(conv.tenant, conv.shop_id, conv.platform, [(f, n) for f, n in conv.facts.items()])
+                part.apply_live(conv.tenant, conv.shop_id, conv.platform, None, live_key(conv.state))
+                # Re-assert the slots each conversation held: idempotent, and repairs a change lost in a crash.
+                if conv.state.assignee:
+                    out.extend(self._spans(conv.tenant, agent, key, spans)
+                               for agent, spans in conv.agent_spans().items())
+                if conv.state.closed:
+                    closed[p].append((conv.last_event_ts, key))
+            if i % per_turn == 0:
+                yield
+                if self.revocations != revocations:
+                    return []
+        for p, wm in written_watermark.items():
             # The watermark as written after a batch's other writes, not the newest event of the conversations
             # read: a crash may have kept some writes of the batch after it, whose events are replayed (`flush`).
-            self.parts[p].watermark = self.written_watermark[p]
-        for p, tenant, shop, platform, days_raw, conv_key in contributions:
-            self.days[p].load(tenant, shop, platform, days_of(days_raw), conv_key)
+            parts[p].watermark = wm
+        for i, (p, tenant, shop, platform, days_raw, conv_key) in enumerate(contributions, 1):
+            days[p].load(tenant, shop, platform, days_of(days_raw), conv_key)
+            if i % per_turn == 0:
+                yield
+                if self.revocations != revocations:
+                    return []
         for p in todo:
+            self.parts[p] = parts[p]
+            self.days[p] = days[p]
+            self.store.own(p)
             self.closed[p] = TimedKeys(sorted(closed[p]))
             self.tombs[p] = TimedKeys(sorted(tombs[p]))
-            self.parts[p].mark_all_dirty()
-            self.days[p].mark_all_dirty()
+            if p in written_watermark:
+                self.written_watermark[p] = written_watermark[p]
+            parts[p].mark_all_dirty()
+            days[p].mark_all_dirty()
+        self.resending |= todo
         self.m.rebuilds.labels("conversations").inc()
+        log.info("rebuilt stage 1", extra={"partitions": sorted(todo), "records": len(records),
+                                           "seconds": round(time.monotonic() - started, 3)})
         return out
 
     # --- events ----------------------------------------------------------------------------
@@ -537,6 +582,11 @@ class AgentStage:
             self.watermarks.pop(p, None)
             self.next_sweep.pop(p, None)
             self.resending.discard(p)
+
+    def rebuilding(self, partitions: set[int]) -> Rebuilding:
+        """`rebuild` in one turn (a floor's few thousand agents decode in tens of milliseconds)."""
+        yield from ()  # (a generator with no turn)
+        return self.rebuild(partitions)
 
     def rebuild(self, partitions: set[int]) -> list[Out]:
         """Load newly owned partitions from the table; all they hold is re-sent on the next tick (between the
