@@ -225,10 +225,12 @@ class ConversationStage:
         /metrics and the API's probes should not stop for them; ordering.py's `in_turns`). Its value: the records to
         send.
 
-        The table is read at the start, only what it holds of these partitions kept; what is derived from it is built
-        aside and put in place at the end, unless the stage was revoked meanwhile (then nothing is, and the next
-        tick or batch rebuilds what it owns then). Nothing else changes these partitions' records meanwhile: their
-        events wait for the stage's lock, which the caller holds, and a restore comes with a rebalance."""
+        The table is read at the start, only what it holds of these partitions kept (for the rebuild's length: on
+        rocksdb:// a copy of their records, ~250 bytes a conversation; on memory:// the table's own); what is derived
+        from it is built aside and put in place at the end, unless the stage was revoked meanwhile (then nothing is,
+        and the next tick or batch rebuilds what it owns then). Nothing else changes these partitions' records
+        meanwhile: their events wait for the stage's lock, which the caller holds, and a restore comes with a
+        rebalance."""
         todo = {p for p in partitions if p not in self.parts}
         if not todo:
             return []
