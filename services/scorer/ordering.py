@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from .stages import Out, Rebuilding
+from .stages import Out, Rebuilding, turn
 
 
 class Rebuildable(Protocol):
@@ -38,13 +38,9 @@ async def in_turns(steps: Rebuilding) -> list[Out]:
     """A stage's rebuild run to its end, a turn of the loop between its steps (its value: the records to send).
     Taking over a large floor's partitions is seconds of decoding; meanwhile stage 2 builds views and the worker
     answers /metrics and /healthz (before 2026-12-06 a takeover of 50,000 conversations held the loop 2.6 s)."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            records: list[Out] = done.value
-            return records
+    while (records := turn(steps)) is None:
         await asyncio.sleep(0)
+    return records
 
 
 class StageOrder:

@@ -110,14 +110,21 @@ Rebuilding = Generator[None, None, list[Out]]  # a rebuild done a turn at a time
 REBUILD_PER_TURN = 1_000  # conversations decoded between two turns of the worker's loop (~50 ms)
 
 
+def turn(steps: Rebuilding) -> list[Out] | None:
+    """One turn of a rebuild: None while it goes on, then its value."""
+    try:
+        next(steps)
+    except StopIteration as done:
+        records: list[Out] = done.value
+        return records
+    return None
+
+
 def all_at_once(steps: Rebuilding) -> list[Out]:
     """A rebuild run to its end without a turn of the loop (its value)."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            records: list[Out] = done.value
-            return records
+    while (records := turn(steps)) is None:
+        pass
+    return records
 
 
 BUNDLE_MAX_BYTES = 256 * 1024  # a bundle's keys and values at most (or one partial alone): inside a producer request
