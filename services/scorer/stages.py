@@ -303,10 +303,9 @@ class ConversationStage:
             self.store.own(p)
             self.closed[p] = TimedKeys(sorted(closed[p]))
             self.tombs[p] = TimedKeys(sorted(tombs[p]))
-            if p in written_watermark:
-                self.written_watermark[p] = written_watermark[p]
             parts[p].mark_all_dirty()
             days[p].mark_all_dirty()
+        self.written_watermark.update(written_watermark)
         self.resending |= todo
         self.m.rebuilds.labels("conversations").inc()
         log.info("rebuilt stage 1", extra={"partitions": sorted(todo), "records": len(records),
