@@ -23,7 +23,7 @@ from services.core.wire import (
 )
 from services.scorer.inprocess import InProcessScorer
 from services.scorer.ordering import in_turns
-from services.scorer.stages import Out, all_at_once
+from services.scorer.stages import Out, all_at_once, turn
 from tests.unit.test_scorer_properties import CHEAP_PROPERTY, Floor, final_now, floors
 
 PARTITIONS = set(range(6))
@@ -58,16 +58,14 @@ def test_in_turns_gives_what_all_at_once_gives(floor: Floor, per_turn: int) -> N
     stage.revoke(PARTITIONS)
     steps = stage.rebuilding(PARTITIONS, per_turn=per_turn)
     turns = 0
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            records: list[Out] = done.value
-            break
+    while (records := turn(steps)) is None:
         turns += 1
     assert rebuilt(scorer, records, now) == at_once
-    conversations = sum(1 for k in scorer.conv_table if not k.startswith((DAY_LEDGER_PREFIX, WATERMARK_KEY_PREFIX)))
-    assert turns >= conversations // per_turn  # a turn after each `per_turn` (and after as many day contributions)
+    # A turn after every `per_turn` conversations (and tombstones), then after every `per_turn` day contributions.
+    conversations = [raw for k, raw in scorer.conv_table.items()
+                     if not k.startswith((DAY_LEDGER_PREFIX, WATERMARK_KEY_PREFIX))]
+    with_days = sum(1 for raw in conversations if decode_conversation_record(raw)[3])
+    assert turns == len(conversations) // per_turn + with_days // per_turn
 
 
 @CHEAP_PROPERTY
@@ -79,9 +77,7 @@ def test_a_revoke_between_turns_puts_nothing_in_place(floor: Floor) -> None:
     at_once = rebuilt(scorer, stage.rebuild(PARTITIONS), now)
     stage.revoke(PARTITIONS)
     steps = stage.rebuilding(PARTITIONS, per_turn=1)
-    try:
-        next(steps)  # the first turn: the table read, one conversation derived
-    except StopIteration:
+    if turn(steps) is not None:  # the first turn: the table read, one conversation derived
         return  # nothing to rebuild in turns (no conversation): nothing to check
     stage.revoke(set())  # a rebalance: every revoke counts, whatever it takes away
     assert all_at_once(steps) == []
